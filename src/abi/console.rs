@@ -1,0 +1,1 @@
+//! Xen ABI: console (to be filled in).

@@ -1,0 +1,1 @@
+//! Xen ABI: event channel (to be filled in).

@@ -1,0 +1,1 @@
+//! Xen ABI: hypercall numbers (to be filled in).

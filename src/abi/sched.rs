@@ -1,0 +1,1 @@
+//! Xen ABI: sched (to be filled in).

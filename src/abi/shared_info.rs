@@ -1,0 +1,1 @@
+//! Xen ABI: shared info (to be filled in).

@@ -1,0 +1,1 @@
+//! Xen ABI: start info (to be filled in).

@@ -1,0 +1,1 @@
+//! Xen ABI: vchan (to be filled in).

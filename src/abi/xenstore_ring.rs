@@ -1,0 +1,1 @@
+//! Xen ABI: xenstore ring (to be filled in).

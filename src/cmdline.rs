@@ -1,0 +1,1 @@
+//! Kernel command line parsing: `loglevel=`, `selftest`, scenario selection (to be filled in).

@@ -1,0 +1,1 @@
+//! Index arithmetic of the PV console ring (to be filled in).

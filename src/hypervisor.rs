@@ -1,0 +1,98 @@
+//! The hypervisor interface the target-independent core is written against: real Xen in the kernel, a simulation on the host.
+//!
+//! Each method is one hypercall with Xen's semantics. Batches go in as slices so that an
+//! implementation issues one hypercall per call (splitting only where Xen needs it).
+
+use crate::abi::grant_table::{GnttabMapGrantRef, GnttabUnmapGrantRef};
+use crate::abi::mmu::{MmuUpdate, MmuextOp};
+use crate::addr::{Mfn, Pfn};
+use crate::ids::DomId;
+use core::fmt;
+
+/// A negative errno a hypercall returned (Xen's `-XEN_E*`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct XenError(pub i64);
+
+impl XenError {
+    pub const EPERM: XenError = XenError(-1);
+    pub const ENOENT: XenError = XenError(-2);
+    pub const ESRCH: XenError = XenError(-3);
+    pub const EAGAIN: XenError = XenError(-11);
+    pub const ENOMEM: XenError = XenError(-12);
+    pub const EFAULT: XenError = XenError(-14);
+    pub const EBUSY: XenError = XenError(-16);
+    pub const EINVAL: XenError = XenError(-22);
+    pub const ENOSPC: XenError = XenError(-28);
+    pub const ENOSYS: XenError = XenError(-38);
+
+    /// `Ok(ret)` for a non-negative hypercall return value, the error otherwise.
+    pub const fn check(ret: i64) -> Result<u64, XenError> {
+        if ret < 0 {
+            Err(XenError(ret))
+        } else {
+            Ok(ret as u64)
+        }
+    }
+}
+
+impl fmt::Display for XenError {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let name = match *self {
+            XenError::EPERM => "EPERM",
+            XenError::ENOENT => "ENOENT",
+            XenError::ESRCH => "ESRCH",
+            XenError::EAGAIN => "EAGAIN",
+            XenError::ENOMEM => "ENOMEM",
+            XenError::EFAULT => "EFAULT",
+            XenError::EBUSY => "EBUSY",
+            XenError::EINVAL => "EINVAL",
+            XenError::ENOSPC => "ENOSPC",
+            XenError::ENOSYS => "ENOSYS",
+            _ => return write!(formatter, "Xen error {}", self.0),
+        };
+        write!(formatter, "{name} ({})", self.0)
+    }
+}
+
+/// The MMU and grant-table hypercalls the pmap needs, plus the frame-number translations a PV guest keeps.
+pub trait Hypervisor {
+    /// `HYPERVISOR_mmu_update`: applies `updates` in order with `foreign` as the owner of the data
+    /// frames they reference. On error, returns how many were done before the failing one.
+    fn mmu_update(&mut self, updates: &[MmuUpdate], foreign: DomId) -> Result<(), MmuUpdateError>;
+
+    /// `HYPERVISOR_mmuext_op`: pins, unpins, TLB flushes.
+    fn mmuext_op(&mut self, ops: &[MmuextOp]) -> Result<(), XenError>;
+
+    /// `GNTTABOP_map_grant_ref` on a batch: the return is the hypercall's; each op's `status`,
+    /// `handle` and `dev_bus_addr` are filled in by the hypervisor.
+    fn grant_map(&mut self, ops: &mut [GnttabMapGrantRef]) -> Result<(), XenError>;
+
+    /// `GNTTABOP_unmap_grant_ref` on a batch: each op's `status` is filled in.
+    fn grant_unmap(&mut self, ops: &mut [GnttabUnmapGrantRef]) -> Result<(), XenError>;
+
+    /// Reads entry `index` of the page-table page in pseudo-physical frame `table` (page tables
+    /// are readable by the guest, only writes go through Xen).
+    fn read_pte(&self, table: Pfn, index: usize) -> u64;
+
+    /// Fills a frame of ours with zeroes through its writable direct-map mapping.
+    fn zero_frame(&mut self, frame: Pfn);
+
+    /// The p2m: the machine frame backing pseudo-physical frame `frame`.
+    fn pfn_to_mfn(&self, frame: Pfn) -> Option<Mfn>;
+
+    /// The M2P: the pseudo-physical frame of one of our machine frames, `None` for frames not ours.
+    fn mfn_to_pfn(&self, frame: Mfn) -> Option<Pfn>;
+}
+
+/// A failed `mmu_update`: Xen's error and how many requests it completed before it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MmuUpdateError {
+    pub error: XenError,
+    pub done: usize,
+}
+
+impl fmt::Display for MmuUpdateError {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(formatter, "mmu_update failed with {} after {} request(s)", self.error, self.done)
+    }
+}

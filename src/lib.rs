@@ -1,0 +1,23 @@
+//! grantsvc's target-independent core: Xen ABI types, the pmap, grant mapping and peer protocols, tested on the host.
+//!
+//! Nothing here touches hardware or issues a hypercall: the kernel binary (`src/main.rs`, with
+//! its target-specific modules under `src/kernel/`) supplies the hypervisor through the
+//! [`hypervisor::Hypervisor`] trait, and host tests supply a simulated one (`sim`).
+#![cfg_attr(not(test), no_std)]
+#![deny(unsafe_code)]
+
+extern crate alloc;
+
+pub mod abi;
+pub mod addr;
+pub mod boot_info;
+pub mod cmdline;
+pub mod console_ring;
+pub mod frame_alloc;
+pub mod hypervisor;
+pub mod ids;
+pub mod pmap;
+#[cfg(any(test, feature = "sim"))]
+pub mod sim;
+pub mod vchan;
+pub mod xenbus;

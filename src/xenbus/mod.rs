@@ -1,0 +1,1 @@
+//! The xenbus state machine and peer sessions (to be filled in).
