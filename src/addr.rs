@@ -60,7 +60,8 @@ impl VirtAddr {
 
     /// A virtual address, if `raw` is canonical (bits 63..47 all equal).
     pub const fn try_new(raw: u64) -> Option<VirtAddr> {
-        let sign_extended = (((raw << (64 - Self::ADDRESS_BITS)) as i64) >> (64 - Self::ADDRESS_BITS)) as u64;
+        let sign_extended =
+            (((raw << (64 - Self::ADDRESS_BITS)) as i64) >> (64 - Self::ADDRESS_BITS)) as u64;
         if sign_extended == raw {
             Some(VirtAddr(raw))
         } else {

@@ -93,6 +93,10 @@ pub struct MmuUpdateError {
 
 impl fmt::Display for MmuUpdateError {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(formatter, "mmu_update failed with {} after {} request(s)", self.error, self.done)
+        write!(
+            formatter,
+            "mmu_update failed with {} after {} request(s)",
+            self.error, self.done
+        )
     }
 }

@@ -24,7 +24,10 @@ pub struct MmuUpdate {
 impl MmuUpdate {
     /// A checked write of `value` to the PTE at `pte`, with the given `MMU_*` command.
     pub const fn new(pte: MachineAddr, value: u64, command: u64) -> MmuUpdate {
-        MmuUpdate { ptr: pte.0 | command, val: value }
+        MmuUpdate {
+            ptr: pte.0 | command,
+            val: value,
+        }
     }
 
     /// The machine address of the PTE this request writes.
@@ -67,22 +70,38 @@ pub struct MmuextOp {
 impl MmuextOp {
     /// Flush this vcpu's whole TLB.
     pub const fn tlb_flush_local() -> MmuextOp {
-        MmuextOp { cmd: mmuext::TLB_FLUSH_LOCAL, arg1: 0, arg2: 0 }
+        MmuextOp {
+            cmd: mmuext::TLB_FLUSH_LOCAL,
+            arg1: 0,
+            arg2: 0,
+        }
     }
 
     /// Invalidate one page's translation on this vcpu.
     pub const fn invlpg_local(linear_address: u64) -> MmuextOp {
-        MmuextOp { cmd: mmuext::INVLPG_LOCAL, arg1: linear_address, arg2: 0 }
+        MmuextOp {
+            cmd: mmuext::INVLPG_LOCAL,
+            arg1: linear_address,
+            arg2: 0,
+        }
     }
 
     /// Pin a frame as a page table of the given level (1..=4).
     pub const fn pin_table(level: u32, frame: Mfn) -> MmuextOp {
-        MmuextOp { cmd: mmuext::PIN_L1_TABLE + (level - 1), arg1: frame.0, arg2: 0 }
+        MmuextOp {
+            cmd: mmuext::PIN_L1_TABLE + (level - 1),
+            arg1: frame.0,
+            arg2: 0,
+        }
     }
 
     /// Unpin a page-table frame.
     pub const fn unpin_table(frame: Mfn) -> MmuextOp {
-        MmuextOp { cmd: mmuext::UNPIN_TABLE, arg1: frame.0, arg2: 0 }
+        MmuextOp {
+            cmd: mmuext::UNPIN_TABLE,
+            arg1: frame.0,
+            arg2: 0,
+        }
     }
 }
 
