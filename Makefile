@@ -1,0 +1,50 @@
+# grantsvc: thin targets, each one step that CI or a person runs as it is.
+#   make          build the PV kernel
+#   make test     host tests, clippy (both targets), rustfmt check, then the Xen lab
+#   make lab      the Xen lab scenarios (SCENARIOS="boot panic" for some of them)
+#   make demo     the main job inside the Xen lab, console shown live
+#   make run      xl create domain.cfg on a real Xen host
+
+TARGET      := x86_64-unknown-none
+KERNEL      := target/$(TARGET)/release/grantsvc
+PEER        := target/release/grantsvc-peer
+SCENARIOS   ?=
+CARGO       ?= cargo
+
+.PHONY: all kernel peer target-installed host-test clippy fmt-check test lab demo run clean
+
+all: kernel
+
+target-installed:
+	rustup target add $(TARGET) >/dev/null 2>&1 || rustup target add $(TARGET)
+	rustup component add clippy rustfmt >/dev/null 2>&1 || true
+
+kernel: target-installed
+	$(CARGO) build --release --target $(TARGET) --bin grantsvc
+
+peer:
+	$(CARGO) build --release -p grantsvc-peer
+
+host-test:
+	$(CARGO) test --workspace
+
+clippy: target-installed
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(CARGO) clippy --target $(TARGET) -p grantsvc -p xenstore --lib --bins -- -D warnings
+
+fmt-check:
+	$(CARGO) fmt --all -- --check
+
+lab: kernel peer
+	tests/lab/run $(SCENARIOS)
+
+test: host-test clippy fmt-check lab
+
+demo: kernel peer
+	tests/lab/run --demo
+
+run: kernel
+	xl create domain.cfg
+
+clean:
+	$(CARGO) clean
