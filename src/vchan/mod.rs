@@ -1,1 +1,22 @@
-//! vchan (libxenvchan) client: ring arithmetic and the byte-stream service (to be filled in).
+//! vchan (libxenvchan) client: validated shared-page layout, ring I/O and the byte-stream services.
+//!
+//! grantsvc is the *client* of a libxenvchan server (for example Debian's `vchan-socket-proxy -m
+//! server`). The facts of the protocol, with their sources, are in [`crate::abi::vchan`].
+//!
+//! # The service offered on a vchan
+//! Which service a vchan gets is chosen by the name of its xenstore node (the last component of the
+//! path the server publishes under), never by the bytes on the stream, so the echo stays
+//! transparent for arbitrary binary data (see [`service::ServiceKind`]):
+//! - `cmd`: the command service, one-line commands answered on the stream (see [`command`]);
+//! - any other name: the echo service, every byte written back unchanged, in order.
+
+pub mod channel;
+pub mod command;
+pub mod echo;
+pub mod fault;
+pub mod layout;
+pub mod pump;
+pub mod ring;
+pub mod service;
+#[cfg(test)]
+pub mod testing;
