@@ -1,0 +1,127 @@
+//! Decoding of numbers a peer writes into xenstore (grant refs, ports, states): strict decimal, typed errors.
+//!
+//! Xen's tools write these with `"%d"` / `"%u"` (`tools/libs/vchan/init.c` `init_xs_srv`), so only
+//! plain ASCII digits are accepted: no sign, no spaces, no hex, no trailing newline. A value is
+//! untrusted bytes, not necessarily UTF-8.
+
+use core::fmt;
+
+/// At most this many bytes of a bad value are kept for the log line.
+pub const EXCERPT_LENGTH: usize = 16;
+
+/// The start of a bad value, for logging (printed with non-printable bytes escaped).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Excerpt(heapless::Vec<u8, EXCERPT_LENGTH>);
+
+impl Excerpt {
+    /// The first [`EXCERPT_LENGTH`] bytes of `value`.
+    pub fn of(value: &[u8]) -> Excerpt {
+        let kept = value.get(..EXCERPT_LENGTH).unwrap_or(value);
+        Excerpt(heapless::Vec::from_slice(kept).unwrap_or_default())
+    }
+}
+
+impl fmt::Display for Excerpt {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(formatter, "\"{}\"", self.0.escape_ascii())
+    }
+}
+
+/// Why a peer-written number was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ValueFault {
+    /// The node was empty.
+    Empty,
+    /// Something other than ASCII digits.
+    NotDecimal(Excerpt),
+    /// Digits, but more than the field holds.
+    TooLarge(Excerpt),
+}
+
+impl fmt::Display for ValueFault {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ValueFault::Empty => formatter.write_str("empty value"),
+            ValueFault::NotDecimal(excerpt) => write!(formatter, "non-numeric value {excerpt}"),
+            ValueFault::TooLarge(excerpt) => write!(formatter, "value {excerpt} out of range"),
+        }
+    }
+}
+
+/// Parses a strict decimal `u32`.
+pub fn parse_u32(value: &[u8]) -> Result<u32, ValueFault> {
+    if value.is_empty() {
+        return Err(ValueFault::Empty);
+    }
+    let mut number: u32 = 0;
+    for &byte in value {
+        if !byte.is_ascii_digit() {
+            return Err(ValueFault::NotDecimal(Excerpt::of(value)));
+        }
+        number = number
+            .checked_mul(10)
+            .and_then(|tens| tens.checked_add(u32::from(byte - b'0')))
+            .ok_or_else(|| ValueFault::TooLarge(Excerpt::of(value)))?;
+    }
+    Ok(number)
+}
+
+/// An event-channel port in the *peer's* port space (as published in xenstore), before binding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RemotePort(pub u32);
+
+impl RemotePort {
+    /// Ports below this exist in some event-channel ABI (`EVTCHN_FIFO_NR_CHANNELS`, 2^17, in
+    /// `public/event_channel.h`); port 0 is never allocated.
+    pub const LIMIT: u32 = 1 << 17;
+}
+
+impl fmt::Display for RemotePort {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(formatter, "{}", self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::string::ToString;
+
+    #[test]
+    fn only_plain_digits_parse() {
+        assert_eq!(parse_u32(b"0"), Ok(0));
+        assert_eq!(parse_u32(b"4294967295"), Ok(u32::MAX));
+        assert_eq!(parse_u32(b""), Err(ValueFault::Empty));
+        for bad in [
+            &b"-1"[..],
+            b"+1",
+            b" 1",
+            b"1\n",
+            b"0x10",
+            b"12a",
+            b"\xff\xfe",
+        ] {
+            assert!(
+                matches!(parse_u32(bad), Err(ValueFault::NotDecimal(_))),
+                "{bad:?}"
+            );
+        }
+        assert!(matches!(
+            parse_u32(b"4294967296"),
+            Err(ValueFault::TooLarge(_))
+        ));
+        assert!(matches!(
+            parse_u32(b"99999999999999999999999999999999"),
+            Err(ValueFault::TooLarge(_))
+        ));
+    }
+
+    #[test]
+    fn bad_values_are_quoted_escaped_and_cut() {
+        let fault = parse_u32(b"ring\n\x00ref-that-goes-on-and-on").unwrap_err();
+        assert_eq!(
+            fault.to_string(),
+            "non-numeric value \"ring\\n\\x00ref-that-g\""
+        );
+    }
+}
