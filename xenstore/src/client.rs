@@ -349,3 +349,29 @@ impl<Owner: Clone> Client<Owner> {
         Some(Event::Watch { owner, event })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outstanding_ids_are_skipped_when_the_counter_comes_round() {
+        let mut client: Client<()> = Client::new();
+        let read = |client: &mut Client<()>| {
+            client
+                .send(&Operation::Read { path: "/a" })
+                .map(|outgoing| outgoing.request_id)
+        };
+        assert_eq!(read(&mut client), Ok(RequestId(1)));
+        assert_eq!(read(&mut client), Ok(RequestId(2)));
+        // As if four billion requests had come and gone while 1 and 2 stayed unanswered.
+        client.next_request_id = u32::MAX;
+        assert_eq!(read(&mut client), Ok(RequestId(u32::MAX)));
+        assert_eq!(
+            read(&mut client),
+            Ok(RequestId(3)),
+            "0 reserved, 1 and 2 in use"
+        );
+        assert_eq!(client.outstanding(), 4);
+    }
+}
