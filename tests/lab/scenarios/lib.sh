@@ -1,0 +1,124 @@
+# Helpers for lab scenario scripts, which run in dom0 with the repo's domain.cfg in the working directory.
+#
+# A scenario script starts with `. "$LAB_LIB"`, drives xl, and ends with `pass` or `fail REASON`
+# (the verdict the host reports). The session (tests/lab/dom0/session) sets LAB_SCENARIO, LAB_OUT
+# (a folder for extra results), LAB_VERDICT, LAB_SHARE and LAB_BIN (the peer tool's folder, also
+# on PATH), bounds the script with its timeout and clears leftover domains afterwards.
+# A script may declare its timeout in seconds with a line "# lab-timeout: N" (default 60).
+set -u
+
+# The guest's name as domain.cfg sets it; its console log is guest-NAME.log.
+LAB_GUEST=$(sed -n 's/^[[:space:]]*name[[:space:]]*=[[:space:]]*"\([^"]*\)".*/\1/p' domain.cfg | head -n 1)
+LAB_CONSOLE_DIR=/var/log/xen/console
+
+step() { echo "[$(cut -d' ' -f1 /proc/uptime)] $*"; }
+
+pass() {
+    step "PASS"
+    echo "PASS" >"$LAB_VERDICT"
+    exit 0
+}
+
+# fail REASON: the scenario fails with REASON (one line), which the host prints.
+fail() {
+    step "FAIL: $*"
+    echo "FAIL: $*" >"$LAB_VERDICT"
+    exit 1
+}
+
+# console_log [NAME]: the path of a guest's console log (xenconsoled writes it).
+console_log() { echo "$LAB_CONSOLE_DIR/guest-${1:-$LAB_GUEST}.log"; }
+
+# create_guest [XL-OVERRIDE...]: xl create of the project's domain.cfg, with overrides such as
+# 'extra="loglevel=info selftest"' or 'on_poweroff="preserve"'.
+create_guest() {
+    step "xl create domain.cfg $*"
+    xl create domain.cfg "$@" || fail "xl create domain.cfg $* failed"
+}
+
+# wait_for_log [-i] PATTERN SECONDS [NAME]: true once the guest console log matches the extended
+# regular expression PATTERN (-i: ignoring case), false when SECONDS pass first.
+wait_for_log() {
+    local flags=-E
+    if [ "$1" = -i ]; then
+        flags=-Ei
+        shift
+    fi
+    local pattern=$1 seconds=$2 log tries
+    log=$(console_log "${3:-}")
+    for ((tries = seconds * 5; tries > 0; tries--)); do
+        grep -q $flags -- "$pattern" "$log" 2>/dev/null && return 0
+        sleep 0.2
+    done
+    return 1
+}
+
+# expect_log [-i] PATTERN SECONDS WHAT [NAME]: like wait_for_log, but the scenario fails with
+# "no WHAT in the console log" when the pattern does not show up in time.
+expect_log() {
+    local case_flag=()
+    if [ "$1" = -i ]; then
+        case_flag=(-i)
+        shift
+    fi
+    step "waiting up to $2 s for $3 (/$1/)"
+    wait_for_log "${case_flag[@]}" "$1" "$2" "${4:-}" ||
+        fail "no $3 in the guest console log within $2 s (pattern /$1/)"
+}
+
+# log_has [-i] PATTERN [NAME]: true when the guest console log already matches PATTERN.
+log_has() {
+    local flags=-E
+    if [ "$1" = -i ]; then
+        flags=-Ei
+        shift
+    fi
+    grep -q $flags -- "$1" "$(console_log "${2:-}")" 2>/dev/null
+}
+
+# domain_field COLUMN [NAME]: a column of `xl list -v` (State, Reason-Code, ID, ...) for the
+# domain, or nothing when it does not exist.
+domain_field() {
+    local column=$1 name=${2:-$LAB_GUEST}
+    xl list -v 2>/dev/null | awk -v column="$column" -v name="$name" '
+        NR == 1 { for (i = 1; i <= NF; i++) if ($i == column) index_of = i; next }
+        $1 == name && index_of { print $index_of }'
+}
+
+domain_exists() { xl domid "${1:-$LAB_GUEST}" >/dev/null 2>&1; }
+
+# wait_gone SECONDS [NAME]: true once the domain no longer exists.
+wait_gone() {
+    local seconds=$1 name=${2:-$LAB_GUEST} tries
+    for ((tries = seconds * 5; tries > 0; tries--)); do
+        domain_exists "$name" || return 0
+        sleep 0.2
+    done
+    return 1
+}
+
+# wait_shut_down SECONDS [NAME]: prints the shutdown reason code (0 poweroff, 1 reboot, 2 suspend,
+# 3 crash, 4 watchdog, 5 soft reset) once the domain has shut down, which only a domain created
+# with on_poweroff/on_crash="preserve" stays around to tell. False when SECONDS pass first or the
+# domain disappears.
+wait_shut_down() {
+    local seconds=$1 name=${2:-$LAB_GUEST} tries reason
+    for ((tries = seconds * 5; tries > 0; tries--)); do
+        domain_exists "$name" || return 1
+        reason=$(domain_field Reason-Code "$name")
+        if [ -n "$reason" ] && [ "$reason" != "-" ]; then
+            echo "$reason"
+            return 0
+        fi
+        sleep 0.2
+    done
+    return 1
+}
+
+# destroy_guest [NAME]: xl destroy, then wait until the domain is gone.
+destroy_guest() {
+    local name=${1:-$LAB_GUEST}
+    step "xl destroy $name"
+    xl destroy "$name" || fail "xl destroy $name failed"
+    wait_gone 20 "$name" || fail "domain $name still exists 20 s after xl destroy"
+}

@@ -1,0 +1,12 @@
+#!/bin/bash
+# panic: a deliberate panic prints its message and location, and the domain ends as crashed.
+# lab-timeout: 60
+. "$LAB_LIB"
+
+create_guest 'extra="loglevel=info panic"' 'on_poweroff="preserve"' 'on_crash="preserve"'
+expect_log 'grantsvc' 20 "banner naming grantsvc"
+expect_log -i 'panic' 20 "panic message"
+reason=$(wait_shut_down 30) || fail "the domain did not shut down within 30 s of the panic (state $(domain_field State))"
+[ "$reason" = 3 ] || fail "the domain shut down with reason code $reason, not 3 (crash)"
+destroy_guest
+pass
