@@ -5,7 +5,7 @@
 
 use crate::abi::grant_table::{GnttabMapGrantRef, GnttabUnmapGrantRef};
 use crate::abi::mmu::{MmuUpdate, MmuextOp};
-use crate::addr::{Mfn, Pfn};
+use crate::addr::{Mfn, Pfn, VirtAddr};
 use crate::ids::DomId;
 use core::fmt;
 
@@ -99,4 +99,56 @@ impl fmt::Display for MmuUpdateError {
             self.error, self.done
         )
     }
+}
+
+/// A load or store through a virtual address that is not mapped with the access it needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MemoryFault {
+    /// The first address of the refused access.
+    pub address: VirtAddr,
+    /// True for a write, false for a read.
+    pub write: bool,
+}
+
+impl fmt::Display for MemoryFault {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let kind = if self.write { "write" } else { "read" };
+        write!(formatter, "{kind} fault at {}", self.address)
+    }
+}
+
+/// Loads and stores through this domain's own virtual mappings: raw pointers in the kernel, a
+/// walk of the simulated page tables on the host.
+///
+/// Contract: callers touch only addresses the pmap has mapped and keep the pmap locked while
+/// they do (the pmap's grant mapping guard is the one caller), so the kernel may dereference
+/// the address directly. Each call is a single access of the shared bytes (no double fetch).
+pub trait VirtualMemory {
+    /// Copies `into.len()` bytes starting at `address`.
+    fn read_virtual(&self, address: VirtAddr, into: &mut [u8]) -> Result<(), MemoryFault>;
+    /// Copies `from` to memory starting at `address`.
+    fn write_virtual(&mut self, address: VirtAddr, from: &[u8]) -> Result<(), MemoryFault>;
+    /// One atomic 32-bit load with acquire ordering (`address` 4-byte aligned).
+    fn load_u32_virtual(&self, address: VirtAddr) -> Result<u32, MemoryFault>;
+    /// One atomic 32-bit store with release ordering (`address` 4-byte aligned).
+    fn store_u32_virtual(&mut self, address: VirtAddr, value: u32) -> Result<(), MemoryFault>;
+    /// Atomically applies `operation` to the byte at `address`, returning its previous value.
+    fn update_u8_virtual(
+        &mut self,
+        address: VirtAddr,
+        operation: ByteUpdate,
+    ) -> Result<u8, MemoryFault>;
+}
+
+/// An atomic read-modify-write of one byte (acquire-release ordering).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ByteUpdate {
+    /// Load only.
+    Load,
+    /// Store the value.
+    Store(u8),
+    /// OR the bits in.
+    Or(u8),
+    /// AND the bits in.
+    And(u8),
 }

@@ -1,1 +1,39 @@
-//! The pmap: grantsvc's one x86-64 address space over the PV MMU, with grant regions (to be filled in).
+//! The pmap: grantsvc's one x86-64 address space over the PV MMU, with grant regions mapped at chosen addresses.
+//!
+//! NetBSD's x86 pmap with `pmap_enter_gnt` is the model, done better: regions are found in
+//! O(log n), grant maps and unmaps are batched with every status checked, and `remove` walks
+//! a range once, unmapping grant pages only through the grant-table hypercall.
+
+mod bench;
+mod core;
+mod enter;
+mod error;
+mod grant_list;
+mod grant_map;
+mod layout;
+mod mapping;
+mod prot;
+mod remove;
+mod stats;
+mod tables;
+mod va_allocator;
+
+#[cfg(test)]
+mod tests;
+
+pub use self::bench::{grant_map_benchmark, BenchError, BenchRow, BENCH_BATCHES};
+pub use self::core::{Backoff, Pmap};
+pub use self::enter::{ForeignFlags, Mapping};
+pub use self::error::{
+    GrantMapError, PmapError, ProtectError, RemoveError, RemoveSummary, UnmapCause, UnmapFailure,
+};
+pub use self::grant_list::{GrantList, GrantPage, GrantRegion, RegionId};
+pub use self::grant_map::{MAX_EAGAIN_RETRIES, MAX_GRANT_BATCH, MAX_REGION_PAGES};
+pub use self::layout::{
+    direct_map_address, in_xen_slots, PageRange, CHOSEN_REGION_END, CHOSEN_REGION_START,
+    DIRECT_MAP_BASE, XEN_L4_SLOTS,
+};
+pub use self::mapping::{GrantMapping, PmapLock};
+pub use self::prot::Prot;
+pub use self::stats::PmapStats;
+pub use self::va_allocator::{NotAllocated, VaAllocator};

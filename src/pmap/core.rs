@@ -1,0 +1,285 @@
+//! The pmap's state and its read side: adopting Xen's initial tree, walking it, counters.
+
+use super::grant_list::GrantList;
+use super::layout::{bytes_per_entry, PageRange, ENTRIES_PER_TABLE, XEN_L4_SLOTS};
+use super::va_allocator::VaAllocator;
+use super::PmapError;
+use crate::abi::mmu::pte;
+use crate::addr::{MachineAddr, Mfn, Pfn, VirtAddr, PAGE_SIZE};
+use crate::frame_alloc::FrameAllocator;
+use crate::hypervisor::Hypervisor;
+use crate::ids::DomId;
+use alloc::boxed::Box;
+use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
+
+/// What the pmap knows about one page-table page.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct TableInfo {
+    /// 4 for the root, 1 for tables of leaf entries.
+    pub level: u32,
+    /// Live (present) entries: the table is unhooked and freed when this reaches zero.
+    pub wire: u32,
+    /// The entry that points at this table (`None` for the root).
+    pub parent: Option<(Pfn, usize)>,
+    /// Tables Xen built are kept for good: the frame allocator never handed them out.
+    pub adopted: bool,
+}
+
+/// A mapping of another domain's (or a non-RAM) machine frame made with `enter_foreign`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct ForeignMapping {
+    pub domain: DomId,
+    pub no_translate: bool,
+}
+
+/// One present leaf entry found by a range walk.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Leaf {
+    pub address: VirtAddr,
+    pub table: Pfn,
+    pub index: usize,
+    pub entry: u64,
+}
+
+/// Where a single-address walk ended.
+pub(super) enum Walk {
+    /// All levels present: the L1 entry (present or not).
+    Leaf {
+        table: Pfn,
+        index: usize,
+        entry: u64,
+    },
+    /// The entry of a table at `level` (2..=4) is not present.
+    Missing,
+}
+
+/// Running totals the kernel publishes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(super) struct Counters {
+    pub maps: u64,
+    pub unmaps: u64,
+    pub unmap_failures: u64,
+    pub eagain_retries: u64,
+}
+
+/// A caller-supplied wait between `GNTST_eagain` retries; gets the attempt number (1, 2, ...).
+pub type Backoff = Box<dyn FnMut(u32) + Send>;
+
+/// grantsvc's one address space over the PV MMU. Generic over the hypervisor (real Xen or the
+/// simulation) and the source of page-table frames.
+pub struct Pmap<H: Hypervisor, A: FrameAllocator> {
+    pub(super) hypervisor: H,
+    pub(super) frames: A,
+    pub(super) root: Pfn,
+    pub(super) tables: BTreeMap<Pfn, TableInfo>,
+    pub(super) grants: GrantList,
+    pub(super) foreign: BTreeMap<u64, ForeignMapping>,
+    pub(super) va_allocator: VaAllocator,
+    pub(super) counters: Counters,
+    pub(super) backoff: Option<Backoff>,
+}
+
+impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
+    /// Adopts the tree Xen built, rooted at machine frame `root`: records every page-table page
+    /// and counts its live entries. Xen's own L4 slots are neither counted nor descended.
+    pub fn adopt(hypervisor: H, frames: A, root: Mfn) -> Result<Self, PmapError> {
+        let root_pfn = hypervisor.mfn_to_pfn(root).ok_or(PmapError::UnknownRoot)?;
+        let mut pmap = Pmap {
+            hypervisor,
+            frames,
+            root: root_pfn,
+            tables: BTreeMap::new(),
+            grants: GrantList::default(),
+            foreign: BTreeMap::new(),
+            va_allocator: VaAllocator::new(),
+            counters: Counters::default(),
+            backoff: None,
+        };
+        pmap.adopt_table(root_pfn, 4, None)?;
+        Ok(pmap)
+    }
+
+    fn adopt_table(
+        &mut self,
+        table: Pfn,
+        level: u32,
+        parent: Option<(Pfn, usize)>,
+    ) -> Result<(), PmapError> {
+        let mut wire = 0;
+        let mut children = Vec::new();
+        for index in 0..ENTRIES_PER_TABLE {
+            if level == 4 && XEN_L4_SLOTS.contains(&index) {
+                continue;
+            }
+            let entry = self.hypervisor.read_pte(table, index);
+            if entry & pte::PRESENT == 0 {
+                continue;
+            }
+            wire += 1;
+            if level > 1 && entry & pte::HUGE == 0 {
+                let child = self
+                    .hypervisor
+                    .mfn_to_pfn(entry_frame(entry))
+                    .ok_or(PmapError::UnknownRoot)?;
+                children.push((child, index));
+            }
+        }
+        self.tables.insert(
+            table,
+            TableInfo {
+                level,
+                wire,
+                parent,
+                adopted: true,
+            },
+        );
+        for (child, index) in children {
+            self.adopt_table(child, level - 1, Some((table, index)))?;
+        }
+        Ok(())
+    }
+
+    /// Sets the wait used between `GNTST_eagain` retries (the kernel sleeps; tests count).
+    pub fn set_eagain_backoff(&mut self, backoff: Backoff) {
+        self.backoff = Some(backoff);
+    }
+
+    /// The hypervisor (tests inspect the simulation through it).
+    pub fn hypervisor(&self) -> &H {
+        &self.hypervisor
+    }
+
+    /// Mutable access to the hypervisor (for tests driving the simulation).
+    pub fn hypervisor_mut(&mut self) -> &mut H {
+        &mut self.hypervisor
+    }
+
+    /// The frame allocator.
+    pub fn frames(&self) -> &A {
+        &self.frames
+    }
+
+    /// The root (L4) table's pseudo-physical frame.
+    pub fn root(&self) -> Pfn {
+        self.root
+    }
+
+    /// Every page-table page with its level and wire count (live entries).
+    pub fn wire_counts(&self) -> impl Iterator<Item = (Pfn, u32, u32)> + '_ {
+        self.tables
+            .iter()
+            .map(|(frame, info)| (*frame, info.level, info.wire))
+    }
+
+    /// True when `frame` is one of our page-table pages.
+    pub fn is_page_table(&self, frame: Pfn) -> bool {
+        self.tables.contains_key(&frame)
+    }
+
+    /// The grant list.
+    pub fn grant_list(&self) -> &GrantList {
+        &self.grants
+    }
+
+    /// A free range of `pages` pages in the chosen-VA region.
+    pub fn allocate_va(&mut self, pages: u64) -> Option<PageRange> {
+        self.va_allocator.allocate(pages)
+    }
+
+    /// Gives a range from [`Pmap::allocate_va`] back (unmap it first).
+    pub fn free_va(&mut self, range: PageRange) -> Result<(), super::NotAllocated> {
+        self.va_allocator.free(range)
+    }
+
+    /// The table the present, non-huge `entry` points at, if it is one of ours.
+    pub(super) fn table_of(&self, entry: u64) -> Option<Pfn> {
+        let frame = self.hypervisor.mfn_to_pfn(entry_frame(entry))?;
+        self.tables.contains_key(&frame).then_some(frame)
+    }
+
+    /// The machine address of entry `index` of `table`.
+    pub(super) fn entry_address(&self, table: Pfn, index: usize) -> Result<MachineAddr, PmapError> {
+        let frame = self
+            .hypervisor
+            .pfn_to_mfn(table)
+            .ok_or(PmapError::NoMachineFrame(table))?;
+        Ok(MachineAddr(frame.base().0 + (index as u64) * 8))
+    }
+
+    /// Walks the tree for one address.
+    pub(super) fn walk(&self, address: VirtAddr) -> Result<Walk, PmapError> {
+        let mut table = self.root;
+        let mut level = 4;
+        loop {
+            let index = address.table_index(level);
+            let entry = self.hypervisor.read_pte(table, index);
+            if level == 1 {
+                return Ok(Walk::Leaf {
+                    table,
+                    index,
+                    entry,
+                });
+            }
+            if entry & pte::PRESENT == 0 {
+                return Ok(Walk::Missing);
+            }
+            if entry & pte::HUGE != 0 {
+                return Err(PmapError::HugePageInTheWay(address));
+            }
+            table = self
+                .table_of(entry)
+                .ok_or(PmapError::UnknownTable(address))?;
+            level -= 1;
+        }
+    }
+
+    /// Every present leaf entry of `range`, in address order, reading each table entry once
+    /// and skipping absent subtrees whole.
+    pub(super) fn present_leaves(&self, range: &PageRange) -> Result<Vec<Leaf>, PmapError> {
+        let mut leaves = Vec::new();
+        let mut cursor = range.start().as_u64();
+        let end = range.end_raw();
+        while cursor < end {
+            let address = VirtAddr::try_new(cursor).ok_or(PmapError::BadRange)?;
+            let mut table = self.root;
+            let mut level = 4;
+            let step = loop {
+                let index = address.table_index(level);
+                let entry = self.hypervisor.read_pte(table, index);
+                if level == 1 {
+                    if entry & pte::PRESENT != 0 {
+                        leaves.push(Leaf {
+                            address,
+                            table,
+                            index,
+                            entry,
+                        });
+                    }
+                    break PAGE_SIZE as u64;
+                }
+                let span = bytes_per_entry(level);
+                if entry & pte::PRESENT == 0 {
+                    break span - (cursor % span);
+                }
+                if entry & pte::HUGE != 0 {
+                    return Err(PmapError::HugePageInTheWay(address));
+                }
+                table = self
+                    .table_of(entry)
+                    .ok_or(PmapError::UnknownTable(address))?;
+                level -= 1;
+            };
+            match cursor.checked_add(step) {
+                Some(next) => cursor = next,
+                None => break,
+            }
+        }
+        Ok(leaves)
+    }
+}
+
+/// The machine frame an entry points at.
+pub(super) const fn entry_frame(entry: u64) -> Mfn {
+    Mfn((entry & pte::FRAME_MASK) >> 12)
+}

@@ -1,0 +1,194 @@
+//! The grant list: every mapped grant region, keyed by start address for O(log n) lookup.
+
+use super::layout::PageRange;
+use crate::addr::{VirtAddr, PAGE_SIZE};
+use crate::ids::{DomId, GrantHandle, GrantRef};
+use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
+
+/// Names the `enter_gnt` call a region came from; the pieces of a partly removed region keep it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RegionId(pub u64);
+
+/// One mapped grant page: the peer's ref and the handle Xen gave for our mapping of it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct GrantPage {
+    pub grant_ref: GrantRef,
+    pub handle: GrantHandle,
+}
+
+/// A run of consecutive grant pages of one peer, all mapped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GrantRegion {
+    pub id: RegionId,
+    pub start: VirtAddr,
+    pub peer: DomId,
+    pub readonly: bool,
+    /// Page `i` is mapped at `start + i * 4096`.
+    pub pages: Vec<GrantPage>,
+}
+
+impl GrantRegion {
+    /// Raw address one past the last page.
+    pub fn end_raw(&self) -> u64 {
+        self.start.as_u64() + self.pages.len() as u64 * PAGE_SIZE as u64
+    }
+
+    /// The page at `address`, with its index, if the region holds it.
+    pub fn page_at(&self, address: VirtAddr) -> Option<(usize, &GrantPage)> {
+        let offset = address.as_u64().checked_sub(self.start.as_u64())?;
+        let index = usize::try_from(offset / PAGE_SIZE as u64).ok()?;
+        self.pages.get(index).map(|page| (index, page))
+    }
+
+    /// Splits the region into the maximal runs of pages for which `keep` is true.
+    pub fn keep_runs(self, keep: &[bool]) -> Vec<GrantRegion> {
+        let mut runs = Vec::new();
+        let mut current: Option<GrantRegion> = None;
+        for (index, page) in self.pages.iter().enumerate() {
+            if keep.get(index).copied().unwrap_or(true) {
+                let run = current.get_or_insert_with(|| GrantRegion {
+                    id: self.id,
+                    start: self
+                        .start
+                        .checked_add_pages(index as u64)
+                        .unwrap_or(self.start),
+                    peer: self.peer,
+                    readonly: self.readonly,
+                    pages: Vec::new(),
+                });
+                run.pages.push(*page);
+            } else if let Some(run) = current.take() {
+                runs.push(run);
+            }
+        }
+        runs.extend(current);
+        runs
+    }
+}
+
+/// All live grant regions; no two overlap.
+#[derive(Debug, Default)]
+pub struct GrantList {
+    regions: BTreeMap<u64, GrantRegion>,
+    next_id: u64,
+}
+
+impl GrantList {
+    /// A fresh id for a new region.
+    pub fn next_id(&mut self) -> RegionId {
+        self.next_id += 1;
+        RegionId(self.next_id)
+    }
+
+    /// The region holding `address`, in O(log n).
+    pub fn find(&self, address: VirtAddr) -> Option<&GrantRegion> {
+        let (_, region) = self.regions.range(..=address.as_u64()).next_back()?;
+        (address.as_u64() < region.end_raw()).then_some(region)
+    }
+
+    /// The start of a live region overlapping `range`, if any, in O(log n): only the last
+    /// region starting before the range's end can overlap it, because regions are disjoint.
+    pub fn overlapping(&self, range: &PageRange) -> Option<VirtAddr> {
+        let (_, region) = self.regions.range(..range.end_raw()).next_back()?;
+        (region.end_raw() > range.start().as_u64()).then_some(region.start)
+    }
+
+    /// Records a region; the caller has checked it overlaps nothing.
+    pub fn insert(&mut self, region: GrantRegion) {
+        if !region.pages.is_empty() {
+            self.regions.insert(region.start.as_u64(), region);
+        }
+    }
+
+    /// Takes the region starting at `start` out of the list.
+    pub fn take(&mut self, start: VirtAddr) -> Option<GrantRegion> {
+        self.regions.remove(&start.as_u64())
+    }
+
+    /// Live regions.
+    pub fn regions(&self) -> impl Iterator<Item = &GrantRegion> {
+        self.regions.values()
+    }
+
+    /// Number of live regions.
+    pub fn region_count(&self) -> usize {
+        self.regions.len()
+    }
+
+    /// Number of mapped grant pages.
+    pub fn page_count(&self) -> usize {
+        self.regions.values().map(|region| region.pages.len()).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn region(id: u64, start: u64, pages: u32) -> GrantRegion {
+        GrantRegion {
+            id: RegionId(id),
+            start: VirtAddr::try_new(start).unwrap(),
+            peer: DomId(3),
+            readonly: false,
+            pages: (0..pages)
+                .map(|index| GrantPage {
+                    grant_ref: GrantRef(index),
+                    handle: GrantHandle(100 + index),
+                })
+                .collect(),
+        }
+    }
+
+    const BASE: u64 = 0xffff_c000_0000_0000;
+
+    #[test]
+    fn lookup_finds_the_holding_region_only() {
+        let mut list = GrantList::default();
+        list.insert(region(1, BASE, 4));
+        list.insert(region(2, BASE + 8 * 4096, 2));
+        let inside = VirtAddr::try_new(BASE + 3 * 4096).unwrap();
+        assert_eq!(list.find(inside).unwrap().id, RegionId(1));
+        assert!(list
+            .find(VirtAddr::try_new(BASE + 4 * 4096).unwrap())
+            .is_none());
+        assert_eq!(
+            list.find(VirtAddr::try_new(BASE + 9 * 4096).unwrap())
+                .unwrap()
+                .id,
+            RegionId(2)
+        );
+        assert!(list
+            .find(VirtAddr::try_new(BASE + 10 * 4096).unwrap())
+            .is_none());
+    }
+
+    #[test]
+    fn overlap_is_detected_on_every_side() {
+        let mut list = GrantList::default();
+        list.insert(region(1, BASE + 4 * 4096, 4));
+        let at = |page: u64, pages: u64| {
+            PageRange::new(VirtAddr::try_new(BASE + page * 4096).unwrap(), pages).unwrap()
+        };
+        assert!(list.overlapping(&at(0, 4)).is_none());
+        assert!(list.overlapping(&at(0, 5)).is_some());
+        assert!(list.overlapping(&at(7, 3)).is_some());
+        assert!(list.overlapping(&at(5, 1)).is_some());
+        assert!(list.overlapping(&at(8, 2)).is_none());
+        assert!(list.overlapping(&at(0, 20)).is_some());
+    }
+
+    #[test]
+    fn keeping_runs_splits_around_removed_pages() {
+        let pieces = region(7, BASE, 6).keep_runs(&[true, false, true, true, false, true]);
+        let shapes: Vec<(u64, usize)> = pieces
+            .iter()
+            .map(|piece| ((piece.start.as_u64() - BASE) / 4096, piece.pages.len()))
+            .collect();
+        assert_eq!(shapes, [(0, 1), (2, 2), (5, 1)]);
+        assert!(pieces.iter().all(|piece| piece.id == RegionId(7)));
+        assert_eq!(pieces[1].pages[0].grant_ref, GrantRef(2));
+        assert!(region(1, BASE, 2).keep_runs(&[false, false]).is_empty());
+    }
+}

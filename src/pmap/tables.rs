@@ -1,0 +1,361 @@
+//! Page-table pages: allocating, zeroing, write-protecting and hooking them in; unhooking and freeing them when empty.
+
+use super::core::{Leaf, TableInfo, Walk};
+use super::layout::direct_map_address;
+use super::prot::TABLE_FLAGS;
+use super::{Pmap, PmapError};
+use crate::abi::mmu::{mmuext, pte, MmuUpdate, MmuextOp, MMU_NORMAL_PT_UPDATE};
+use crate::addr::{Pfn, VirtAddr};
+use crate::frame_alloc::FrameAllocator;
+use crate::hypervisor::Hypervisor;
+use crate::ids::DomId;
+use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::vec::Vec;
+
+/// What one planned `mmu_update` of a table change means for the pmap's books.
+#[derive(Clone, Copy)]
+enum TableStep {
+    /// The new table's direct-map entry loses `WRITABLE` (Xen refuses a writable table).
+    WriteProtect { table: Pfn },
+    /// The new table is linked into `parent[index]`.
+    Hook {
+        table: Pfn,
+        level: u32,
+        parent: Pfn,
+        index: usize,
+    },
+    /// An empty table is unlinked from its parent.
+    Unhook { table: Pfn },
+    /// An unlinked table's direct-map entry becomes writable again: it may be freed.
+    MakeWritable { table: Pfn },
+}
+
+impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
+    /// Makes sure every address in `addresses` has an L1 table, creating the missing tables
+    /// top-down in ONE `mmu_update` (each table write-protected just before it is hooked, so
+    /// that Xen's validation of the parent entry sees no writable mapping of it).
+    pub(super) fn ensure_tables(&mut self, addresses: &[VirtAddr]) -> Result<(), PmapError> {
+        let mut planned: BTreeMap<(Pfn, usize), Pfn> = BTreeMap::new();
+        let mut updates = Vec::new();
+        let mut steps = Vec::new();
+        let mut new_frames = Vec::new();
+        let mut failing_address = Vec::new();
+        for &address in addresses {
+            let mut table = self.root;
+            let mut level = 4;
+            while level > 1 {
+                let index = address.table_index(level);
+                if let Some(&child) = planned.get(&(table, index)) {
+                    table = child;
+                    level -= 1;
+                    continue;
+                }
+                let entry = self.hypervisor.read_pte(table, index);
+                if entry & pte::PRESENT != 0 {
+                    let child = if entry & pte::HUGE != 0 {
+                        Err(PmapError::HugePageInTheWay(address))
+                    } else {
+                        self.table_of(entry).ok_or(PmapError::UnknownTable(address))
+                    };
+                    match child {
+                        Ok(child) => table = child,
+                        Err(error) => return Err(self.drop_unused_frames(&new_frames, error)),
+                    }
+                    level -= 1;
+                    continue;
+                }
+                let (frame, write_protect, hook) = match self.prepare_table_frame(table, index) {
+                    Ok(prepared) => prepared,
+                    Err(error) => return Err(self.drop_unused_frames(&new_frames, error)),
+                };
+                new_frames.push(frame);
+                updates.push(write_protect);
+                steps.push(TableStep::WriteProtect { table: frame });
+                updates.push(hook);
+                steps.push(TableStep::Hook {
+                    table: frame,
+                    level: level - 1,
+                    parent: table,
+                    index,
+                });
+                failing_address.extend([address, address]);
+                planned.insert((table, index), frame);
+                table = frame;
+                level -= 1;
+            }
+        }
+        if updates.is_empty() {
+            return Ok(());
+        }
+        match self.hypervisor.mmu_update(&updates, DomId::SELF) {
+            Ok(()) => {
+                self.apply_table_steps(&steps);
+                Ok(())
+            }
+            Err(failure) => {
+                let done = failure.done.min(steps.len());
+                let (applied, not_applied) = steps.split_at(done);
+                let hooked = self.apply_table_steps(applied);
+                // Frames write-protected but never hooked get their writable mapping back.
+                let mut restore = Vec::new();
+                let mut free_now = Vec::new();
+                for step in applied {
+                    if let TableStep::WriteProtect { table } = *step {
+                        if !hooked.contains(&table) {
+                            restore.push(table);
+                        }
+                    }
+                }
+                for step in not_applied {
+                    if let TableStep::WriteProtect { table } = *step {
+                        free_now.push(table);
+                    }
+                }
+                for table in restore {
+                    match self.direct_map_update(table, true) {
+                        Ok(update)
+                            if self.hypervisor.mmu_update(&[update], DomId::SELF).is_ok() =>
+                        {
+                            free_now.push(table)
+                        }
+                        _ => log::error!(
+                            "pmap: pfn {table} stays read-only after a failed hook; not freed"
+                        ),
+                    }
+                }
+                for frame in free_now {
+                    self.frames.free(frame);
+                }
+                let to_free = self.release_empty_tables(hooked);
+                let _ = self.flush_and_free(false, to_free);
+                let address = failing_address
+                    .get(done)
+                    .copied()
+                    .unwrap_or(VirtAddr::new_const(0));
+                Err(PmapError::MmuUpdate {
+                    address,
+                    error: failure.error,
+                })
+            }
+        }
+    }
+
+    /// Allocates and zeroes a frame for a table to hang at `parent[index]`, and builds its
+    /// write-protect and hook updates.
+    fn prepare_table_frame(
+        &mut self,
+        parent: Pfn,
+        index: usize,
+    ) -> Result<(Pfn, MmuUpdate, MmuUpdate), PmapError> {
+        let frame = self.frames.allocate().ok_or(PmapError::OutOfFrames)?;
+        let prepared = (|| {
+            let machine = self
+                .hypervisor
+                .pfn_to_mfn(frame)
+                .ok_or(PmapError::NoMachineFrame(frame))?;
+            let write_protect = self.direct_map_update(frame, false)?;
+            let hook = MmuUpdate::new(
+                self.entry_address(parent, index)?,
+                machine.base().0 | TABLE_FLAGS,
+                MMU_NORMAL_PT_UPDATE,
+            );
+            Ok((write_protect, hook))
+        })();
+        match prepared {
+            Ok((write_protect, hook)) => {
+                self.hypervisor.zero_frame(frame);
+                Ok((frame, write_protect, hook))
+            }
+            Err(error) => {
+                self.frames.free(frame);
+                Err(error)
+            }
+        }
+    }
+
+    fn drop_unused_frames(&mut self, frames: &[Pfn], error: PmapError) -> PmapError {
+        for &frame in frames {
+            self.frames.free(frame);
+        }
+        error
+    }
+
+    /// The update that sets (or clears) `WRITABLE` on `frame`'s direct-map entry.
+    fn direct_map_update(&self, frame: Pfn, writable: bool) -> Result<MmuUpdate, PmapError> {
+        let address = direct_map_address(frame).ok_or(PmapError::FrameNotDirectMapped(frame))?;
+        match self.walk(address) {
+            Ok(Walk::Leaf {
+                table,
+                index,
+                entry,
+            }) if entry & pte::PRESENT != 0 => {
+                let value = if writable {
+                    entry | pte::WRITABLE
+                } else {
+                    entry & !(pte::WRITABLE | pte::DIRTY)
+                };
+                Ok(MmuUpdate::new(
+                    self.entry_address(table, index)?,
+                    value,
+                    MMU_NORMAL_PT_UPDATE,
+                ))
+            }
+            _ => Err(PmapError::FrameNotDirectMapped(frame)),
+        }
+    }
+
+    /// Books applied steps; returns the tables that got hooked.
+    fn apply_table_steps(&mut self, steps: &[TableStep]) -> Vec<Pfn> {
+        let mut hooked = Vec::new();
+        for step in steps {
+            match *step {
+                TableStep::Hook {
+                    table,
+                    level,
+                    parent,
+                    index,
+                } => {
+                    self.tables.insert(
+                        table,
+                        TableInfo {
+                            level,
+                            wire: 0,
+                            parent: Some((parent, index)),
+                            adopted: false,
+                        },
+                    );
+                    if let Some(info) = self.tables.get_mut(&parent) {
+                        info.wire += 1;
+                    }
+                    hooked.push(table);
+                }
+                TableStep::Unhook { table } => {
+                    if let Some(info) = self.tables.remove(&table) {
+                        if let Some((parent, _)) = info.parent {
+                            if let Some(parent_info) = self.tables.get_mut(&parent) {
+                                parent_info.wire = parent_info.wire.saturating_sub(1);
+                            }
+                        }
+                    }
+                }
+                TableStep::WriteProtect { .. } | TableStep::MakeWritable { .. } => {}
+            }
+        }
+        hooked
+    }
+
+    /// Unhooks every table among `candidates` (and, in cascade, their parents) whose wire count
+    /// is zero, in ONE `mmu_update`. Returns the frames to free once the TLB is flushed.
+    pub(super) fn release_empty_tables(
+        &mut self,
+        candidates: impl IntoIterator<Item = Pfn>,
+    ) -> Vec<Pfn> {
+        let mut queue: BTreeSet<(u32, Pfn)> = BTreeSet::new();
+        for table in candidates {
+            if let Some(info) = self.tables.get(&table) {
+                queue.insert((info.level, table));
+            }
+        }
+        // Wire counts as they will be once the planned unhooks are applied.
+        let mut planned_wire: BTreeMap<Pfn, u32> = BTreeMap::new();
+        let mut updates = Vec::new();
+        let mut steps = Vec::new();
+        while let Some((_, table)) = queue.pop_first() {
+            let Some(info) = self.tables.get(&table).copied() else {
+                continue;
+            };
+            let wire = planned_wire.get(&table).copied().unwrap_or(info.wire);
+            let Some((parent, index)) = info.parent else {
+                continue;
+            };
+            if wire != 0 || info.adopted || info.level >= 4 {
+                continue;
+            }
+            let (Ok(unhook), Ok(writable)) = (
+                self.entry_address(parent, index),
+                self.direct_map_update(table, true),
+            ) else {
+                log::error!("pmap: cannot unhook empty table {table}; it stays");
+                continue;
+            };
+            updates.push(MmuUpdate::new(unhook, 0, MMU_NORMAL_PT_UPDATE));
+            steps.push(TableStep::Unhook { table });
+            updates.push(writable);
+            steps.push(TableStep::MakeWritable { table });
+            let parent_wire = planned_wire.entry(parent).or_insert_with(|| {
+                self.tables
+                    .get(&parent)
+                    .map_or(0, |parent_info| parent_info.wire)
+            });
+            *parent_wire = parent_wire.saturating_sub(1);
+            if let Some(parent_info) = self.tables.get(&parent) {
+                queue.insert((parent_info.level, parent));
+            }
+        }
+        if updates.is_empty() {
+            return Vec::new();
+        }
+        let done = match self.hypervisor.mmu_update(&updates, DomId::SELF) {
+            Ok(()) => steps.len(),
+            Err(failure) => {
+                log::error!("pmap: unhooking empty page tables: {failure}");
+                failure.done.min(steps.len())
+            }
+        };
+        let (applied, not_applied) = steps.split_at(done);
+        self.apply_table_steps(applied);
+        let mut free = Vec::new();
+        for step in applied {
+            if let TableStep::MakeWritable { table } = *step {
+                free.push(table);
+            }
+        }
+        if let Some(TableStep::MakeWritable { table }) = not_applied.first() {
+            log::error!("pmap: table {table} unhooked but still read-only; not freed");
+        }
+        free
+    }
+
+    /// One TLB flush (when `flush` or when frames are to be freed: no stale translation may
+    /// go through a freed table), then the frames go back to the allocator.
+    pub(super) fn flush_and_free(
+        &mut self,
+        flush: bool,
+        frames: Vec<Pfn>,
+    ) -> Result<(), PmapError> {
+        if !flush && frames.is_empty() {
+            return Ok(());
+        }
+        let op = MmuextOp {
+            cmd: mmuext::TLB_FLUSH_ALL,
+            arg1: 0,
+            arg2: 0,
+        };
+        if let Err(error) = self.hypervisor.mmuext_op(&[op]) {
+            log::error!(
+                "pmap: TLB flush failed ({error}); {} table frame(s) not freed",
+                frames.len()
+            );
+            return Err(PmapError::Mmuext(error));
+        }
+        for frame in frames {
+            self.frames.free(frame);
+        }
+        Ok(())
+    }
+
+    /// Invalidates one page's translation on every vcpu (after changing a present entry).
+    pub(super) fn flush_page(&mut self, address: VirtAddr) -> Result<(), PmapError> {
+        let op = MmuextOp {
+            cmd: mmuext::INVLPG_ALL,
+            arg1: address.as_u64(),
+            arg2: 0,
+        };
+        self.hypervisor.mmuext_op(&[op]).map_err(PmapError::Mmuext)
+    }
+
+    /// The L1 tables holding `leaves` (for release after their entries went away).
+    pub(super) fn tables_of(leaves: &[Leaf]) -> BTreeSet<Pfn> {
+        leaves.iter().map(|leaf| leaf.table).collect()
+    }
+}

@@ -1,0 +1,79 @@
+//! GrantMapping: bounds-checked access through the guard, unmap on drop, refusal after the pages went away.
+
+use super::fixture::{check, grant_peer_pages, pmap, PEER};
+use crate::pmap::{grant_map_benchmark, GrantMapping, PageRange};
+use crate::shared_memory::SharedMemory;
+use alloc::sync::Arc;
+
+#[test]
+fn the_guard_reads_writes_and_unmaps_on_drop() {
+    let mut pmap = pmap();
+    let refs = grant_peer_pages(&mut pmap, 0, 3, false);
+    let baseline = pmap.stats().page_table_pages;
+    let shared = Arc::new(spin::Mutex::new(pmap));
+    {
+        let mapping = GrantMapping::map(shared.clone(), PEER, &refs, false).unwrap();
+        assert_eq!(mapping.size(), 3 * 4096);
+        let mut bytes = [0; 8];
+        mapping.read_bytes(4096, &mut bytes).unwrap();
+        assert_eq!(u64::from_le_bytes(bytes), 1);
+        mapping.store_u32(8192 + 16, 0xdead_beef).unwrap();
+        assert_eq!(mapping.load_u32(8192 + 16).unwrap(), 0xdead_beef);
+        assert_eq!(mapping.fetch_or_u8(20, 0x0f).unwrap(), 0);
+        assert_eq!(mapping.load_u8(20).unwrap(), 0x0f);
+        // Across a page boundary, and out of bounds.
+        mapping.write_bytes(4096 - 2, &[1, 2, 3, 4]).unwrap();
+        assert!(mapping.read_bytes(3 * 4096 - 1, &mut bytes).is_err());
+        assert!(mapping.load_u32(2).is_err());
+        let peer_frame = shared.lock().hypervisor().domain(PEER).unwrap().frames[2];
+        let frame = *shared.lock().hypervisor().frame_bytes(peer_frame).unwrap();
+        assert_eq!(&frame[16..20], &0xdead_beef_u32.to_le_bytes());
+        check(&shared.lock());
+    }
+    let pmap = shared.lock();
+    assert_eq!(pmap.stats().live_grant_pages, 0);
+    assert_eq!(pmap.stats().page_table_pages, baseline);
+    check(&pmap);
+}
+
+#[test]
+fn a_guard_whose_pages_were_removed_refuses_access_and_drops_quietly() {
+    let mut pmap = pmap();
+    let refs = grant_peer_pages(&mut pmap, 0, 2, true);
+    let lock = spin::Mutex::new(pmap);
+    let mapping = GrantMapping::map(&lock, PEER, &refs, true).unwrap();
+    assert!(mapping.store_u8(0, 1).is_err(), "read-only mapping");
+    let second_page = PageRange::new(mapping.range().page(1).unwrap(), 1).unwrap();
+    lock.lock().remove(second_page).unwrap();
+    let mut byte = [0; 1];
+    assert!(mapping.read_bytes(0, &mut byte).is_ok());
+    assert!(mapping.read_bytes(4096, &mut byte).is_err());
+    mapping.unmap().unwrap();
+    let pmap = lock.lock();
+    assert_eq!(pmap.hypervisor().maptrack_in_use(), 0);
+    check(&pmap);
+}
+
+#[test]
+fn the_benchmark_runs_batched_and_per_page_and_leaves_nothing_mapped() {
+    let mut pmap = pmap();
+    let refs = grant_peer_pages(&mut pmap, 0, 64, false);
+    let before = pmap.hypervisor().calls();
+    let mut ticks = 0;
+    let rows = grant_map_benchmark(&mut pmap, PEER, &refs, 2, &mut || {
+        ticks += 1000;
+        ticks
+    })
+    .unwrap();
+    assert_eq!(
+        rows.iter()
+            .map(|row| row.pages)
+            .collect::<alloc::vec::Vec<_>>(),
+        [1, 8, 64]
+    );
+    let after = pmap.hypervisor().calls();
+    // Batched: one map per round per size; per page: one per page per round.
+    assert_eq!(after.grant_map - before.grant_map, 2 * 3 + 2 * (1 + 8 + 64));
+    assert_eq!(pmap.stats().live_grant_pages, 0);
+    check(&pmap);
+}

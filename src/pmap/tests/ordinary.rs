@@ -1,0 +1,227 @@
+//! Ordinary mappings on the simulated Xen: adoption, enter/extract/protect/remove, foreign frames, the direct map.
+
+use super::fixture::{check, pmap, range, va, HVM_PEER, PEER};
+use crate::abi::mmu::pte;
+use crate::addr::{Pfn, VirtAddr};
+use crate::hypervisor::XenError;
+use crate::pmap::{direct_map_address, ForeignFlags, Mapping, PmapError, Prot, ProtectError};
+
+#[test]
+fn adoption_counts_xen_tables_and_extension_maps_every_frame() {
+    let pmap = pmap();
+    let sim = pmap.hypervisor();
+    // Xen's 5 tables plus the L1 tables for frames 1024..2048 (two of them).
+    assert_eq!(pmap.stats().page_table_pages, sim.initial_page_tables() + 2);
+    for frame in [0, 700, 1024, 2047] {
+        let address = direct_map_address(Pfn(frame)).unwrap();
+        assert_eq!(
+            pmap.extract(address),
+            Some(Mapping::Ordinary {
+                frame: Pfn(frame),
+                prot: Prot::READ_WRITE
+            })
+        );
+    }
+    // Page-table frames are mapped read-only in the direct map.
+    let table = pmap.root();
+    let entry = pmap.extract(direct_map_address(table).unwrap());
+    assert_eq!(
+        entry,
+        Some(Mapping::Ordinary {
+            frame: table,
+            prot: Prot::READ_ONLY
+        })
+    );
+}
+
+#[test]
+fn enter_then_remove_frees_every_table_it_made() {
+    let mut pmap = pmap();
+    let baseline = pmap.stats().page_table_pages;
+    let allocated = pmap.frames().allocated();
+    pmap.enter(va(5), Pfn(3), Prot::READ_WRITE).unwrap();
+    check(&pmap);
+    // A fresh L4 slot: L3, L2 and L1 created, in one mmu_update with the leaf separate.
+    assert_eq!(pmap.stats().page_table_pages, baseline + 3);
+    assert_eq!(
+        pmap.extract(va(5).checked_add(17).unwrap()),
+        Some(Mapping::Ordinary {
+            frame: Pfn(3),
+            prot: Prot::READ_WRITE
+        })
+    );
+    let expected_mfn = pmap.hypervisor().machine_frame(Pfn(3)).unwrap();
+    assert_eq!(
+        pmap.hypervisor().translate(va(5), true).unwrap().0,
+        expected_mfn
+    );
+    let summary = pmap.remove(range(0, 16)).unwrap();
+    assert_eq!((summary.ordinary_pages, summary.page_tables_freed), (1, 3));
+    assert_eq!(pmap.extract(va(5)), None);
+    assert_eq!(pmap.stats().page_table_pages, baseline);
+    assert_eq!(pmap.frames().allocated(), allocated);
+    check(&pmap);
+}
+
+#[test]
+fn refusals_change_nothing() {
+    let mut pmap = pmap();
+    let xen = VirtAddr::try_new(0xffff_8000_0000_0000).unwrap();
+    assert_eq!(
+        pmap.enter(xen, Pfn(1), Prot::READ_ONLY),
+        Err(PmapError::XenSlots(xen))
+    );
+    let unaligned = va(1).checked_add(8).unwrap();
+    assert_eq!(
+        pmap.enter(unaligned, Pfn(1), Prot::READ_ONLY),
+        Err(PmapError::BadRange)
+    );
+    let table = pmap.root();
+    assert_eq!(
+        pmap.enter(va(1), table, Prot::READ_WRITE),
+        Err(PmapError::FrameIsPageTable(table))
+    );
+    // Read-only mappings of a table are fine.
+    pmap.enter(va(1), table, Prot::READ_ONLY).unwrap();
+    check(&pmap);
+}
+
+#[test]
+fn replacing_a_mapping_keeps_the_wire_count_and_flushes_the_page() {
+    let mut pmap = pmap();
+    pmap.enter(va(0), Pfn(1), Prot::READ_WRITE).unwrap();
+    let flushes = pmap.hypervisor().calls().page_flushes;
+    pmap.enter(va(0), Pfn(2), Prot::READ_ONLY).unwrap();
+    assert_eq!(pmap.hypervisor().calls().page_flushes, flushes + 1);
+    assert_eq!(
+        pmap.extract(va(0)),
+        Some(Mapping::Ordinary {
+            frame: Pfn(2),
+            prot: Prot::READ_ONLY
+        })
+    );
+    check(&pmap);
+}
+
+#[test]
+fn protect_rewrites_entries_in_one_batch_with_one_flush() {
+    let mut pmap = pmap();
+    for page in 0..4 {
+        pmap.enter(va(page), Pfn(page + 1), Prot::READ_WRITE)
+            .unwrap();
+    }
+    let before = pmap.hypervisor().calls();
+    pmap.protect(range(0, 8), Prot::READ_ONLY).unwrap();
+    let after = pmap.hypervisor().calls();
+    assert_eq!(after.mmu_update - before.mmu_update, 1);
+    assert_eq!(after.tlb_flushes - before.tlb_flushes, 1);
+    for page in 0..4 {
+        assert!(pmap.hypervisor().translate(va(page), true).is_none());
+        assert!(pmap.hypervisor().translate(va(page), false).is_some());
+    }
+    check(&pmap);
+    let xen =
+        crate::pmap::PageRange::new(VirtAddr::try_new(0xffff_8000_0000_0000).unwrap(), 1).unwrap();
+    assert!(matches!(
+        pmap.protect(xen, Prot::READ_ONLY),
+        Err(ProtectError::PageTables(PmapError::XenSlots(_)))
+    ));
+}
+
+#[test]
+fn foreign_frames_map_with_their_owner_and_the_no_translate_flag() {
+    let mut pmap = pmap();
+    let peer_frame = pmap.hypervisor().domain(PEER).unwrap().frames[3];
+    pmap.enter_foreign(
+        va(0),
+        peer_frame,
+        PEER,
+        Prot::READ_ONLY,
+        ForeignFlags::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        pmap.extract(va(0)),
+        Some(Mapping::Foreign {
+            frame: peer_frame,
+            domain: PEER,
+            prot: Prot::READ_ONLY
+        })
+    );
+    // The owner must be right: claiming the peer's frame as ours is refused by Xen.
+    let refused = pmap.enter_foreign(
+        va(1),
+        peer_frame,
+        crate::ids::DomId::SELF,
+        Prot::READ_ONLY,
+        ForeignFlags::default(),
+    );
+    assert!(matches!(
+        refused,
+        Err(PmapError::MmuUpdate {
+            error: XenError::EINVAL,
+            ..
+        })
+    ));
+    // A translated peer: a plain update takes the value as a guest frame and fails for an
+    // mfn; with no-translate the machine frame is used as given.
+    let hvm_frame = pmap.hypervisor().domain(HVM_PEER).unwrap().frames[2];
+    let plain = pmap.enter_foreign(
+        va(2),
+        hvm_frame,
+        HVM_PEER,
+        Prot::READ_ONLY,
+        ForeignFlags::default(),
+    );
+    assert!(plain.is_err());
+    let flags = ForeignFlags { no_translate: true };
+    pmap.enter_foreign(va(2), hvm_frame, HVM_PEER, Prot::WRITE, flags)
+        .unwrap();
+    assert_eq!(
+        pmap.hypervisor().translate(va(2), true).unwrap().0,
+        hvm_frame
+    );
+    // Protect keeps the foreign owner and command.
+    pmap.protect(range(0, 3), Prot::READ_ONLY).unwrap();
+    assert!(pmap.hypervisor().translate(va(2), true).is_none());
+    // Own machine frames through the foreign path (the lab's pmap-foreign scenario).
+    let own = pmap.hypervisor().machine_frame(Pfn(4)).unwrap();
+    pmap.enter_foreign(va(3), own, crate::ids::DomId::SELF, Prot::READ_WRITE, flags)
+        .unwrap();
+    check(&pmap);
+    let summary = pmap.remove(range(0, 4)).unwrap();
+    assert_eq!(summary.ordinary_pages, 3);
+    check(&pmap);
+}
+
+#[test]
+fn a_failed_update_leaves_no_empty_table_behind() {
+    let mut pmap = pmap();
+    let baseline = pmap.stats().page_table_pages;
+    // The table batch has 6 requests (3 tables); fail the 4th: L3 and L2... partly built.
+    pmap.hypervisor_mut()
+        .fail_next_mmu_update(3, XenError::ENOMEM);
+    let error = pmap.enter(va(0), Pfn(1), Prot::READ_WRITE).unwrap_err();
+    assert!(matches!(
+        error,
+        PmapError::MmuUpdate {
+            error: XenError::ENOMEM,
+            ..
+        }
+    ));
+    assert_eq!(pmap.stats().page_table_pages, baseline);
+    check(&pmap);
+    // Failing the leaf itself also releases the fresh tables.
+    let leaf = pmap.enter_foreign(
+        va(0),
+        crate::addr::Mfn(0),
+        crate::ids::DomId::SELF,
+        Prot::READ_ONLY,
+        ForeignFlags::default(),
+    );
+    assert!(leaf.is_err());
+    assert_eq!(pmap.stats().page_table_pages, baseline);
+    check(&pmap);
+    let present = pmap.hypervisor().mapped_in(range(0, 1));
+    assert!(present.values().all(|entry| entry & pte::PRESENT == 0));
+}
