@@ -1,5 +1,13 @@
 //! The grantsvc kernel binary: a Xen PV x86-64 guest. On any other target it only explains itself.
 #![cfg_attr(target_os = "none", no_std, no_main)]
+// Only the kernel's boot and hypervisor-interface modules may use `unsafe`; they allow it locally.
+#![deny(unsafe_code)]
+
+#[cfg(target_os = "none")]
+extern crate alloc;
+
+#[cfg(target_os = "none")]
+mod kernel;
 
 #[cfg(not(target_os = "none"))]
 fn main() {

@@ -62,6 +62,19 @@ pub struct GnttabSetupTable {
     pub frame_list: u64,
 }
 
+/// `struct gnttab_query_size`: how many grant-table frames a domain has and may have.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct GnttabQuerySize {
+    pub dom: u16,
+    /// Out: frames in use.
+    pub nr_frames: u32,
+    /// Out: the most frames the domain may set up.
+    pub max_nr_frames: u32,
+    /// Out: `GNTST_*`.
+    pub status: i16,
+}
+
 /// `struct grant_entry_v1`: one entry of a granting domain's table.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]

@@ -1,0 +1,87 @@
+//! The entry point Xen jumps to: switch to our own stack, then hand start_info to safe Rust.
+//!
+//! Xen starts a PV guest on a one-page boot stack with `rsi` pointing at start_info. That stack
+//! is too small for Rust (a debug build overflows it), so `_start` first moves to a 64 KiB
+//! stack in .bss. The page below that stack is a guard: `start` unmaps it once the hypercall
+//! wrappers work, so an overflow faults instead of silently corrupting .bss.
+//!
+//! Also here: the two page-sized holes Xen fills for us, the hypercall page (written by Xen's
+//! loader, found through the `XEN_ELFNOTE_HYPERCALL_PAGE` note) and the page whose mapping is
+//! replaced by the shared-info frame.
+
+use grantsvc::abi::start_info::StartInfo;
+
+/// Bytes of the kernel stack.
+pub const STACK_SIZE: usize = 64 * 1024;
+
+core::arch::global_asm!(
+    r#"
+    .pushsection .text.boot, "ax", @progbits
+    .globl _start
+    .type _start, @function
+_start:
+    cld
+    movq $boot_stack_top, %rsp
+    xorl %ebp, %ebp
+    movq %rsi, %rdi             /* start_info, first argument of kernel_entry */
+    call kernel_entry
+1:  ud2                         /* kernel_entry never returns */
+    jmp 1b
+    .size _start, . - _start
+    .popsection
+
+    .pushsection .text.hypercall_page, "ax", @progbits
+    .balign 4096
+    .globl hypercall_page
+hypercall_page:
+    .fill 4096, 1, 0xcc         /* int3 until Xen writes the stubs */
+    .popsection
+
+    .pushsection .bss.page_aligned, "aw", @nobits
+    .balign 4096
+    .globl shared_info_page
+shared_info_page:
+    .skip 4096
+    .globl boot_stack_guard
+boot_stack_guard:
+    .skip 4096
+boot_stack_bottom:
+    .skip {stack_size}
+    .globl boot_stack_top
+boot_stack_top:
+    .popsection
+    "#,
+    stack_size = const STACK_SIZE,
+    options(att_syntax)
+);
+
+/// Called by `_start` on the new stack with Xen's start_info pointer.
+///
+/// # Safety
+/// Only `_start` calls this, once, with the `rsi` Xen gave it.
+#[no_mangle]
+unsafe extern "C" fn kernel_entry(start_info: *const StartInfo) -> ! {
+    // SAFETY: Xen's start-of-day contract (public/xen.h) puts a start_info page at `rsi`,
+    // mapped read-write in the initial mapping; nothing else writes it while we copy it.
+    let copy = unsafe { core::ptr::read_volatile(start_info) };
+    super::heap::initialise();
+    crate::kernel::start::start(&copy, start_info as u64)
+}
+
+extern "C" {
+    /// The page below the kernel stack (see the asm above).
+    static boot_stack_guard: [u8; 4096];
+}
+
+/// Unmaps the page below the kernel stack so that an overflow faults. The frame stays part of
+/// the image (the frame allocator never hands out image frames).
+pub fn unmap_stack_guard() -> Result<(), grantsvc::hypervisor::XenError> {
+    let address = core::ptr::addr_of!(boot_stack_guard) as u64;
+    let address =
+        grantsvc::addr::VirtAddr::try_new(address).ok_or(grantsvc::hypervisor::XenError::EINVAL)?;
+    crate::kernel::xen::memory::update_va_mapping(
+        address,
+        0,
+        grantsvc::abi::hypercall_numbers::UVMF_INVLPG,
+    )
+}

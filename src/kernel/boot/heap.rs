@@ -1,0 +1,62 @@
+//! The kernel heap: a static 8 MiB arena in .bss behind `linked_list_allocator`, locked with `spin`.
+//!
+//! It exists before any page-table work, so everything after boot can use `alloc`.
+
+use core::alloc::{GlobalAlloc, Layout};
+use core::cell::UnsafeCell;
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicBool, Ordering};
+use linked_list_allocator::Heap;
+
+/// Bytes of the heap arena.
+pub const HEAP_SIZE: usize = 8 * 1024 * 1024;
+
+#[repr(C, align(4096))]
+struct Arena(UnsafeCell<[u8; HEAP_SIZE]>);
+
+// SAFETY: the arena's bytes are only reached through the heap, which hands each byte to one
+// owner at a time under its lock.
+unsafe impl Sync for Arena {}
+
+static ARENA: Arena = Arena(UnsafeCell::new([0; HEAP_SIZE]));
+static INITIALISED: AtomicBool = AtomicBool::new(false);
+
+/// The global allocator: a first-fit linked-list heap behind a spin lock.
+pub struct KernelHeap(spin::Mutex<Heap>);
+
+#[global_allocator]
+static HEAP: KernelHeap = KernelHeap(spin::Mutex::new(Heap::empty()));
+
+/// Hands the arena to the heap. Later calls do nothing.
+pub fn initialise() {
+    if INITIALISED.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    // SAFETY: the arena is a static of HEAP_SIZE bytes used by nothing but this heap, and the
+    // flag above makes this the only `init` call.
+    unsafe { HEAP.0.lock().init(ARENA.0.get().cast::<u8>(), HEAP_SIZE) };
+}
+
+/// Bytes in use and bytes free, for self-tests and counters.
+pub fn usage() -> (usize, usize) {
+    let heap = HEAP.0.lock();
+    (heap.used(), heap.free())
+}
+
+// SAFETY: allocation and deallocation go through `Heap`, which returns blocks of at least the
+// requested size and alignment from the arena and never hands one out twice.
+unsafe impl GlobalAlloc for KernelHeap {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        self.0
+            .lock()
+            .allocate_first_fit(layout)
+            .map_or(core::ptr::null_mut(), NonNull::as_ptr)
+    }
+
+    unsafe fn dealloc(&self, pointer: *mut u8, layout: Layout) {
+        if let Some(block) = NonNull::new(pointer) {
+            // SAFETY: GlobalAlloc's contract: `pointer` came from `alloc` with this `layout`.
+            unsafe { self.0.lock().deallocate(block, layout) };
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! The PV kernel's target-specific modules: boot and hypervisor interface (unsafe allowed), the rest safe.
+
+mod boot;
+mod console;
+mod fault_report;
+mod logger;
+mod memory;
+mod panic;
+mod scenarios;
+mod selftest;
+mod start;
+mod xen;

@@ -1,0 +1,59 @@
+//! `scenario=<name>`: the in-kernel halves of lab scenarios, in one registry.
+//!
+//! A scenario is a function from the booted kernel to an outcome. The kernel prints
+//! `scenario <name>: PASS` or `scenario <name>: FAIL: <reason>` and powers off; an unknown
+//! name is logged with the list of known ones. Later issues add their scenarios to `SCENARIOS`.
+
+use super::start::Kernel;
+use alloc::string::String;
+
+/// What a scenario concluded.
+pub enum Outcome {
+    Pass,
+    Fail(String),
+}
+
+/// One registered scenario.
+pub struct Scenario {
+    pub name: &'static str,
+    pub run: fn(&Kernel) -> Outcome,
+}
+
+/// Every scenario the kernel knows.
+const SCENARIOS: &[Scenario] = &[Scenario {
+    name: "console-flood",
+    run: console_flood,
+}];
+
+/// Runs the scenario called `name` and prints its result line.
+pub fn run(name: &str, kernel: &Kernel) {
+    let Some(scenario) = SCENARIOS.iter().find(|scenario| scenario.name == name) else {
+        log::error!("scenario {name}: unknown; known scenarios:");
+        for scenario in SCENARIOS {
+            log::error!("  {}", scenario.name);
+        }
+        return;
+    };
+    log::info!("scenario {name}: start");
+    match (scenario.run)(kernel) {
+        Outcome::Pass => log::info!("scenario {name}: PASS"),
+        Outcome::Fail(reason) => log::error!("scenario {name}: FAIL: {reason}"),
+    }
+}
+
+/// Writes many more bytes than the console ring holds: the lab checks every numbered line
+/// arrived in order, which exercises the ring's wraparound and the wait for space.
+fn console_flood(_: &Kernel) -> Outcome {
+    const LINES: u32 = 2000;
+    for line in 0..LINES {
+        log::info!(
+            "console-flood line {line:04} of {LINES}: the quick brown fox jumps over the lazy dog"
+        );
+    }
+    let dropped = super::console::dropped_bytes();
+    if dropped == 0 {
+        Outcome::Pass
+    } else {
+        Outcome::Fail(alloc::format!("{dropped} console bytes dropped"))
+    }
+}

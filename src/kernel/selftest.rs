@@ -1,0 +1,301 @@
+//! `selftest`: checks of what exists so far (heap, frames, direct map, p2m/M2P, console, event channels, time).
+//!
+//! Each check logs `selftest <name>: ok (...)` or `selftest <name>: FAILED: ...`; the last line
+//! is `selftest: N passed, M failed`.
+
+use super::boot::heap;
+use super::start::Kernel;
+use super::xen::event_channel::{self, PortStatus};
+use super::xen::hypervisor::XenHypervisor;
+use super::xen::{grant_table, sched, shared_info, time};
+use super::{console, memory};
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use grantsvc::addr::{Mfn, Pfn};
+use grantsvc::frame_alloc::{FrameAllocator, FreeError};
+use grantsvc::hypervisor::Hypervisor;
+use grantsvc::ids::{DomId, EvtchnPort};
+
+type Check = fn(&Kernel) -> Result<String, String>;
+
+const CHECKS: &[(&str, Check)] = &[
+    ("heap", heap_allocates_and_frees),
+    ("frames", frames_come_lowest_first_and_return),
+    ("direct-map", allocated_frames_are_mapped_and_translate),
+    ("shared-info", shared_info_is_mapped_and_time_advances),
+    ("event-channels", console_and_store_ports_are_bound_to_dom0),
+    ("event-loopback", a_loopback_channel_delivers_and_closes),
+    ("poll-timeout", poll_returns_at_its_deadline),
+    ("grant-table", grant_table_answers),
+    ("console", console_ring_drains),
+];
+
+/// Runs every check; true when all pass.
+pub fn run(kernel: &Kernel) -> bool {
+    let mut failed = 0usize;
+    for (name, check) in CHECKS {
+        match check(kernel) {
+            Ok(detail) => log::info!("selftest {name}: ok ({detail})"),
+            Err(reason) => {
+                failed += 1;
+                log::error!("selftest {name}: FAILED: {reason}");
+            }
+        }
+    }
+    let passed = CHECKS.len() - failed;
+    log::info!("selftest: {passed} passed, {failed} failed");
+    failed == 0
+}
+
+fn heap_allocates_and_frees(_: &Kernel) -> Result<String, String> {
+    let (used_before, _) = heap::usage();
+    let size = 1024 * 1024;
+    let mut block: Vec<u8> = Vec::with_capacity(size);
+    block.extend((0..size).map(|index| (index % 251) as u8));
+    let intact = block
+        .iter()
+        .enumerate()
+        .all(|(index, &byte)| byte == (index % 251) as u8);
+    let (used_during, free_during) = heap::usage();
+    drop(block);
+    let (used_after, _) = heap::usage();
+    if !intact {
+        return Err("a 1 MiB block did not read back its pattern".into());
+    }
+    if used_during < used_before + size {
+        return Err(format!(
+            "heap use grew by {} bytes for a 1 MiB block",
+            used_during - used_before
+        ));
+    }
+    if used_after != used_before {
+        return Err(format!(
+            "heap use {used_before} before, {used_after} after freeing"
+        ));
+    }
+    Ok(format!(
+        "1 MiB round trip, {} KiB free",
+        (free_during + size) / 1024
+    ))
+}
+
+fn frames_come_lowest_first_and_return(kernel: &Kernel) -> Result<String, String> {
+    memory::with_frames(|frames| {
+        let free_before = frames.free_frames();
+        let taken: Vec<Pfn> = (0..4).filter_map(|_| frames.allocate()).collect();
+        if taken.len() != 4 {
+            return Err(format!("only {} of 4 frames allocated", taken.len()));
+        }
+        let lowest_first = taken.windows(2).all(|pair| pair[0] < pair[1]);
+        let first_is_first_free = taken.first() == Some(&kernel.boot_info.first_free_pfn);
+        for &frame in &taken {
+            frames.free(frame);
+        }
+        let double_free = taken
+            .first()
+            .map(|&frame| frames.try_free(frame))
+            .unwrap_or(Ok(()));
+        if !lowest_first || !first_is_first_free {
+            return Err(format!(
+                "frames {taken:?} are not lowest-first from {}",
+                kernel.boot_info.first_free_pfn
+            ));
+        }
+        if frames.free_frames() != free_before {
+            return Err(format!(
+                "{free_before} free before, {} after",
+                frames.free_frames()
+            ));
+        }
+        if !matches!(double_free, Err(FreeError::NotAllocated(_))) {
+            return Err(format!("double free answered {double_free:?}"));
+        }
+        Ok(format!(
+            "{} of {} frames free, first free pfn {}",
+            frames.free_frames(),
+            frames.total_frames(),
+            frames.first()
+        ))
+    })
+    .unwrap_or_else(|| Err("frame allocator not initialised".into()))
+}
+
+fn allocated_frames_are_mapped_and_translate(kernel: &Kernel) -> Result<String, String> {
+    let mut hypervisor = XenHypervisor::new(&kernel.boot_info);
+    let frame = memory::with_frames(|frames| frames.allocate())
+        .flatten()
+        .ok_or("no frame to test with")?;
+    // Zeroing writes every word through the direct map; reading back proves the mapping.
+    hypervisor.zero_frame(frame);
+    let all_zero = (0..512).all(|index| hypervisor.read_pte(frame, index) == 0);
+    let machine_frame = hypervisor.pfn_to_mfn(frame);
+    let back = machine_frame.and_then(|mfn| hypervisor.mfn_to_pfn(mfn));
+    let console_pfn = hypervisor.mfn_to_pfn(kernel.boot_info.console_mfn);
+    memory::with_frames(|frames| frames.free(frame));
+    if !all_zero {
+        return Err(format!(
+            "pfn {frame} did not read back zero through the direct map"
+        ));
+    }
+    let Some(machine_frame) = machine_frame else {
+        return Err(format!("pfn {frame} has no machine frame in the p2m"));
+    };
+    if back != Some(frame) {
+        return Err(format!(
+            "p2m {frame} -> {machine_frame}, M2P back to {back:?}"
+        ));
+    }
+    if console_pfn.is_none_or(|pfn| pfn >= kernel.boot_info.first_free_pfn) {
+        return Err(format!("console mfn translates to {console_pfn:?}"));
+    }
+    Ok(format!(
+        "pfn {frame} <-> mfn {machine_frame}, console page at pfn {}",
+        console_pfn.unwrap_or_default()
+    ))
+}
+
+fn shared_info_is_mapped_and_time_advances(_: &Kernel) -> Result<String, String> {
+    if shared_info::upcall_masked() != Some(true) {
+        return Err(format!(
+            "upcall mask reads {:?}",
+            shared_info::upcall_masked()
+        ));
+    }
+    let before = time::system_time_ns().ok_or("no vcpu time info")?;
+    for _ in 0..100 {
+        sched::yield_now();
+    }
+    let after = time::system_time_ns().ok_or("no vcpu time info")?;
+    if after <= before {
+        return Err(format!("system time went from {before} to {after} ns"));
+    }
+    Ok(format!(
+        "events masked, system time {}.{:03} s, +{} us over 100 yields",
+        after / 1_000_000_000,
+        after / 1_000_000 % 1000,
+        (after - before) / 1000
+    ))
+}
+
+fn console_and_store_ports_are_bound_to_dom0(kernel: &Kernel) -> Result<String, String> {
+    let mut found = String::new();
+    for (what, port) in [
+        ("console", kernel.boot_info.console_port),
+        ("xenstore", kernel.boot_info.store_port),
+    ] {
+        match event_channel::port_status(port) {
+            Ok(PortStatus::Interdomain { remote, .. }) if remote == DomId::DOM0 => {
+                found.push_str(&format!("{what} port {port} -> dom0 "));
+            }
+            Ok(PortStatus::Unbound { remote }) if remote == DomId::DOM0 => {
+                found.push_str(&format!("{what} port {port} unbound for dom0 "));
+            }
+            other => return Err(format!("{what} port {port}: {other:?}")),
+        }
+    }
+    Ok(String::from(found.trim_end()))
+}
+
+fn a_loopback_channel_delivers_and_closes(_: &Kernel) -> Result<String, String> {
+    let listening = event_channel::alloc_unbound(DomId::SELF)
+        .map_err(|error| format!("alloc_unbound: {error}"))?;
+    let result = loopback_exchange(listening);
+    let closed = event_channel::close(listening);
+    let after = event_channel::port_status(listening);
+    let detail = result?;
+    closed.map_err(|error| format!("close {listening}: {error}"))?;
+    if after != Ok(PortStatus::Closed) {
+        return Err(format!("port {listening} after close: {after:?}"));
+    }
+    Ok(detail)
+}
+
+/// Binds a second port to `listening`, sends both ways and checks each side saw it.
+fn loopback_exchange(listening: EvtchnPort) -> Result<String, String> {
+    let connected = event_channel::bind_interdomain(DomId::SELF, listening)
+        .map_err(|error| format!("bind_interdomain to {listening}: {error}"))?;
+    let outcome = (|| {
+        match event_channel::port_status(listening) {
+            Ok(PortStatus::Interdomain { remote_port, .. }) if remote_port == connected => {}
+            other => return Err(format!("port {listening} status {other:?}")),
+        }
+        shared_info::take_pending(listening);
+        event_channel::send(connected).map_err(|error| format!("send {connected}: {error}"))?;
+        let deadline = time::system_time_ns().map(|now| now + 1_000_000_000);
+        sched::poll(&[listening], deadline).map_err(|error| format!("poll: {error}"))?;
+        if !shared_info::take_pending(listening) {
+            return Err(format!(
+                "port {listening} not pending after a send on {connected}"
+            ));
+        }
+        event_channel::unmask(listening).map_err(|error| format!("unmask: {error}"))?;
+        event_channel::send(listening).map_err(|error| format!("send {listening}: {error}"))?;
+        if !shared_info::take_pending(connected) {
+            return Err(format!(
+                "port {connected} not pending after a send on {listening}"
+            ));
+        }
+        Ok(format!(
+            "ports {listening} <-> {connected} delivered both ways"
+        ))
+    })();
+    let closed = event_channel::close(connected);
+    let detail = outcome?;
+    closed.map_err(|error| format!("close {connected}: {error}"))?;
+    Ok(detail)
+}
+
+fn poll_returns_at_its_deadline(_: &Kernel) -> Result<String, String> {
+    let wait_ns = 20_000_000;
+    let listening = event_channel::alloc_unbound(DomId::DOM0)
+        .map_err(|error| format!("alloc_unbound: {error}"))?;
+    let start = time::system_time_ns().ok_or("no vcpu time info")?;
+    let polled = sched::poll(&[listening], Some(start + wait_ns));
+    let end = time::system_time_ns().ok_or("no vcpu time info")?;
+    let closed = event_channel::close(listening);
+    polled.map_err(|error| format!("poll: {error}"))?;
+    closed.map_err(|error| format!("close {listening}: {error}"))?;
+    if end < start + wait_ns {
+        return Err(format!(
+            "poll returned after {} us, before its 20 ms deadline",
+            (end - start) / 1000
+        ));
+    }
+    Ok(format!(
+        "20 ms deadline, returned after {} us",
+        (end - start) / 1000
+    ))
+}
+
+fn grant_table_answers(_: &Kernel) -> Result<String, String> {
+    let mut frames = [Mfn(0); 1];
+    grant_table::setup_table(1, &mut frames).map_err(|error| format!("setup_table: {error}"))?;
+    let (in_use, most) =
+        grant_table::query_size().map_err(|error| format!("query_size: {error}"))?;
+    if in_use < 1 || most < in_use {
+        return Err(format!("{in_use} frames in use of at most {most}"));
+    }
+    if frames[0] == Mfn(0) {
+        return Err("setup_table returned machine frame 0".into());
+    }
+    Ok(format!(
+        "frame 0 at mfn {}, {in_use} of at most {most} frames",
+        frames[0]
+    ))
+}
+
+fn console_ring_drains(_: &Kernel) -> Result<String, String> {
+    log::info!("selftest console: this line must reach xenconsoled before the drain returns");
+    if !console::drain() {
+        return Err(format!(
+            "the console daemon did not consume the ring (indices {:?})",
+            console::out_indices()
+        ));
+    }
+    Ok(format!(
+        "drained, indices {:?}, {} bytes dropped",
+        console::out_indices(),
+        console::dropped_bytes()
+    ))
+}

@@ -1,0 +1,104 @@
+//! `HYPERVISOR_event_channel_op`: allocate, bind, send, close, unmask, and query event channels.
+
+use super::hypercall::hypercall2;
+use grantsvc::abi::event_channel::{
+    status, EvtchnAllocUnbound, EvtchnBindInterdomain, EvtchnPortArgument, EvtchnStatus,
+    EVTCHNOP_ALLOC_UNBOUND, EVTCHNOP_BIND_INTERDOMAIN, EVTCHNOP_CLOSE, EVTCHNOP_SEND,
+    EVTCHNOP_STATUS, EVTCHNOP_UNMASK,
+};
+use grantsvc::abi::hypercall_numbers::EVENT_CHANNEL_OP;
+use grantsvc::hypervisor::XenError;
+use grantsvc::ids::{DomId, EvtchnPort};
+
+/// One event-channel operation on an argument struct of ours.
+fn operation<T>(command: u32, argument: &mut T) -> Result<(), XenError> {
+    // SAFETY: every EVTCHNOP_* used here reads and writes exactly its argument struct, which
+    // the caller passes by exclusive reference for the duration of the call.
+    let result = unsafe {
+        hypercall2(
+            EVENT_CHANNEL_OP,
+            u64::from(command),
+            core::ptr::from_mut(argument) as u64,
+        )
+    };
+    XenError::check(result).map(|_| ())
+}
+
+/// A new port of ours that `remote` may bind to.
+pub fn alloc_unbound(remote: DomId) -> Result<EvtchnPort, XenError> {
+    let mut argument = EvtchnAllocUnbound {
+        dom: DomId::SELF.0,
+        remote_dom: remote.0,
+        port: 0,
+    };
+    operation(EVTCHNOP_ALLOC_UNBOUND, &mut argument)?;
+    Ok(EvtchnPort(argument.port))
+}
+
+/// A new port of ours connected to `remote_port` of `remote`.
+pub fn bind_interdomain(remote: DomId, remote_port: EvtchnPort) -> Result<EvtchnPort, XenError> {
+    let mut argument = EvtchnBindInterdomain {
+        remote_dom: remote.0,
+        remote_port: remote_port.0,
+        local_port: 0,
+    };
+    operation(EVTCHNOP_BIND_INTERDOMAIN, &mut argument)?;
+    Ok(EvtchnPort(argument.local_port))
+}
+
+/// Notifies the other end of `port`.
+pub fn send(port: EvtchnPort) -> Result<(), XenError> {
+    operation(EVTCHNOP_SEND, &mut EvtchnPortArgument { port: port.0 })
+}
+
+/// Closes `port`.
+pub fn close(port: EvtchnPort) -> Result<(), XenError> {
+    operation(EVTCHNOP_CLOSE, &mut EvtchnPortArgument { port: port.0 })
+}
+
+/// Unmasks `port` (Xen re-raises the upcall if it is pending).
+pub fn unmask(port: EvtchnPort) -> Result<(), XenError> {
+    operation(EVTCHNOP_UNMASK, &mut EvtchnPortArgument { port: port.0 })
+}
+
+/// What one of our ports is bound to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PortStatus {
+    Closed,
+    Unbound {
+        remote: DomId,
+    },
+    Interdomain {
+        remote: DomId,
+        remote_port: EvtchnPort,
+    },
+    Pirq(u32),
+    Virq(u32),
+    Ipi,
+    Unknown(u32),
+}
+
+/// The status of one of our ports.
+pub fn port_status(port: EvtchnPort) -> Result<PortStatus, XenError> {
+    let mut argument = EvtchnStatus {
+        dom: DomId::SELF.0,
+        port: port.0,
+        ..EvtchnStatus::default()
+    };
+    operation(EVTCHNOP_STATUS, &mut argument)?;
+    let [first, second] = argument.u;
+    Ok(match argument.status {
+        status::CLOSED => PortStatus::Closed,
+        status::UNBOUND => PortStatus::Unbound {
+            remote: DomId(first as u16),
+        },
+        status::INTERDOMAIN => PortStatus::Interdomain {
+            remote: DomId(first as u16),
+            remote_port: EvtchnPort(second),
+        },
+        status::PIRQ => PortStatus::Pirq(first),
+        status::VIRQ => PortStatus::Virq(first),
+        status::IPI => PortStatus::Ipi,
+        other => PortStatus::Unknown(other),
+    })
+}

@@ -1,0 +1,128 @@
+//! `HYPERVISOR_grant_table_op`: map and unmap batches, set up and size our own grant table.
+
+use super::hypercall::hypercall3;
+use grantsvc::abi::grant_table::{
+    op, GnttabMapGrantRef, GnttabQuerySize, GnttabSetupTable, GnttabUnmapGrantRef, GrantStatus,
+};
+use grantsvc::abi::hypercall_numbers::GRANT_TABLE_OP;
+use grantsvc::addr::Mfn;
+use grantsvc::hypervisor::XenError;
+use grantsvc::ids::DomId;
+
+/// Most frames [`setup_table`] asks for in one call (Xen's default limit is 64).
+pub const MAX_SETUP_FRAMES: usize = 64;
+
+/// A grant-table call on `count` structs at `operations`.
+///
+/// # Safety
+/// `operations` must point to `count` structs of the type `command` takes, valid for Xen to
+/// read and write during the call.
+unsafe fn grant_table_op(command: u32, operations: u64, count: usize) -> Result<(), XenError> {
+    let count = u32::try_from(count).map_err(|_| XenError::EINVAL)?;
+    // SAFETY: forwarded from the caller.
+    let result = unsafe {
+        hypercall3(
+            GRANT_TABLE_OP,
+            u64::from(command),
+            operations,
+            u64::from(count),
+        )
+    };
+    XenError::check(result).map(|_| ())
+}
+
+/// `GNTTABOP_map_grant_ref` on a batch; each op's status, handle and bus address are filled in.
+pub fn map(operations: &mut [GnttabMapGrantRef]) -> Result<(), XenError> {
+    if operations.is_empty() {
+        return Ok(());
+    }
+    // SAFETY: the slice is exclusively ours for the call and holds `len` map ops.
+    unsafe {
+        grant_table_op(
+            op::MAP_GRANT_REF,
+            operations.as_mut_ptr() as u64,
+            operations.len(),
+        )
+    }
+}
+
+/// `GNTTABOP_unmap_grant_ref` on a batch; each op's status is filled in.
+pub fn unmap(operations: &mut [GnttabUnmapGrantRef]) -> Result<(), XenError> {
+    if operations.is_empty() {
+        return Ok(());
+    }
+    // SAFETY: the slice is exclusively ours for the call and holds `len` unmap ops.
+    unsafe {
+        grant_table_op(
+            op::UNMAP_GRANT_REF,
+            operations.as_mut_ptr() as u64,
+            operations.len(),
+        )
+    }
+}
+
+/// A failed grant-table setup or query: the hypercall's error or the op's status.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GrantTableError {
+    Hypercall(XenError),
+    Status(GrantStatus),
+    TooManyFrames(usize),
+}
+
+impl core::fmt::Display for GrantTableError {
+    fn fmt(&self, formatter: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            GrantTableError::Hypercall(error) => write!(formatter, "hypercall failed: {error}"),
+            GrantTableError::Status(status) => write!(formatter, "status {status}"),
+            GrantTableError::TooManyFrames(frames) => {
+                write!(
+                    formatter,
+                    "{frames} frames asked, at most {MAX_SETUP_FRAMES}"
+                )
+            }
+        }
+    }
+}
+
+/// `GNTTABOP_setup_table` for our own table: grows it to `frames` frames and writes their
+/// machine frames into `into` (which must hold at least `frames` entries).
+pub fn setup_table(frames: usize, into: &mut [Mfn]) -> Result<(), GrantTableError> {
+    if frames > MAX_SETUP_FRAMES || frames > into.len() {
+        return Err(GrantTableError::TooManyFrames(frames));
+    }
+    let mut frame_list = [0u64; MAX_SETUP_FRAMES];
+    let mut argument = GnttabSetupTable {
+        dom: DomId::SELF.0,
+        nr_frames: frames as u32,
+        status: 0,
+        frame_list: frame_list.as_mut_ptr() as u64,
+    };
+    // SAFETY: one setup_table struct, whose frame_list points at MAX_SETUP_FRAMES >= frames
+    // entries on our stack.
+    unsafe { grant_table_op(op::SETUP_TABLE, core::ptr::addr_of_mut!(argument) as u64, 1) }
+        .map_err(GrantTableError::Hypercall)?;
+    let status = GrantStatus::from_raw(argument.status);
+    if status != GrantStatus::Okay {
+        return Err(GrantTableError::Status(status));
+    }
+    for (slot, frame) in into.iter_mut().zip(frame_list.iter().take(frames)) {
+        *slot = Mfn(*frame);
+    }
+    Ok(())
+}
+
+/// `GNTTABOP_query_size` for our own table: (frames in use, most frames allowed).
+pub fn query_size() -> Result<(u32, u32), GrantTableError> {
+    let mut argument = GnttabQuerySize {
+        dom: DomId::SELF.0,
+        ..GnttabQuerySize::default()
+    };
+    // SAFETY: one query_size struct on our stack.
+    unsafe { grant_table_op(op::QUERY_SIZE, core::ptr::addr_of_mut!(argument) as u64, 1) }
+        .map_err(GrantTableError::Hypercall)?;
+    let status = GrantStatus::from_raw(argument.status);
+    if status != GrantStatus::Okay {
+        return Err(GrantTableError::Status(status));
+    }
+    Ok((argument.nr_frames, argument.max_nr_frames))
+}

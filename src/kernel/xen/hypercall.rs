@@ -1,0 +1,83 @@
+//! Raw hypercalls through the hypercall page Xen filled in: `call hypercall_page + number * 32`.
+//!
+//! Arguments go in rdi, rsi, rdx, r10, r8 and the result comes back in rax (Xen's x86-64 PV
+//! calling convention). The stubs use `syscall`, which clobbers rcx and r11, and a debug Xen
+//! overwrites argument registers on return, so every argument register is marked clobbered.
+//! The typed wrappers in the sibling modules are the only callers.
+
+use grantsvc::abi::hypercall_numbers::{HYPERCALL_ENTRY_SIZE, HYPERCALL_PAGE_ENTRIES};
+
+extern "C" {
+    /// The page Xen fills with one 32-byte stub per hypercall (see `boot::entry`).
+    static hypercall_page: [u8; 4096];
+}
+
+/// The address of the stub for hypercall `number`.
+fn entry(number: u32) -> u64 {
+    debug_assert!(number < HYPERCALL_PAGE_ENTRIES);
+    let page = core::ptr::addr_of!(hypercall_page) as u64;
+    page + u64::from(number % HYPERCALL_PAGE_ENTRIES) * HYPERCALL_ENTRY_SIZE as u64
+}
+
+/// A hypercall with up to five arguments.
+///
+/// # Safety
+/// The arguments must be what Xen expects for `number`: in particular every pointer must be
+/// valid for Xen to read and write for the size the operation implies.
+pub unsafe fn hypercall5(number: u32, a1: u64, a2: u64, a3: u64, a4: u64, a5: u64) -> i64 {
+    let result: i64;
+    // SAFETY: `entry` is a stub in the hypercall page Xen wrote; the caller vouches for the
+    // arguments. Registers Xen or the stub may change are declared as outputs.
+    unsafe {
+        core::arch::asm!(
+            "call {entry}",
+            entry = in(reg) entry(number),
+            inlateout("rdi") a1 => _,
+            inlateout("rsi") a2 => _,
+            inlateout("rdx") a3 => _,
+            inlateout("r10") a4 => _,
+            inlateout("r8") a5 => _,
+            lateout("rax") result,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+    }
+    result
+}
+
+/// A hypercall with one argument.
+///
+/// # Safety
+/// As [`hypercall5`].
+pub unsafe fn hypercall1(number: u32, a1: u64) -> i64 {
+    // SAFETY: forwarded contract.
+    unsafe { hypercall5(number, a1, 0, 0, 0, 0) }
+}
+
+/// A hypercall with two arguments.
+///
+/// # Safety
+/// As [`hypercall5`].
+pub unsafe fn hypercall2(number: u32, a1: u64, a2: u64) -> i64 {
+    // SAFETY: forwarded contract.
+    unsafe { hypercall5(number, a1, a2, 0, 0, 0) }
+}
+
+/// A hypercall with three arguments.
+///
+/// # Safety
+/// As [`hypercall5`].
+pub unsafe fn hypercall3(number: u32, a1: u64, a2: u64, a3: u64) -> i64 {
+    // SAFETY: forwarded contract.
+    unsafe { hypercall5(number, a1, a2, a3, 0, 0) }
+}
+
+/// A hypercall with four arguments.
+///
+/// # Safety
+/// As [`hypercall5`].
+pub unsafe fn hypercall4(number: u32, a1: u64, a2: u64, a3: u64, a4: u64) -> i64 {
+    // SAFETY: forwarded contract.
+    unsafe { hypercall5(number, a1, a2, a3, a4, 0) }
+}

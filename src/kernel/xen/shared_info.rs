@@ -1,0 +1,126 @@
+//! The shared-info page: mapped once at boot over a reserved page of the image, then read with volatile and atomic accesses.
+//!
+//! Xen gives the machine address of shared_info in start_info. `map` points the VA of the
+//! reserved `shared_info_page` (see `boot::entry`) at that frame with `update_va_mapping`; the
+//! frame that was there belongs to the image's .bss and is never used again. Only vcpu 0 exists.
+
+use super::memory::update_va_mapping;
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use grantsvc::abi::hypercall_numbers::UVMF_INVLPG;
+use grantsvc::abi::mmu::pte;
+use grantsvc::abi::shared_info::{
+    evtchn_word_and_bit, VcpuTimeInfo, OFFSET_CR2, OFFSET_EVTCHN_PENDING, OFFSET_TIME,
+    OFFSET_UPCALL_MASK, OFFSET_UPCALL_PENDING,
+};
+use grantsvc::addr::{MachineAddr, VirtAddr};
+use grantsvc::hypervisor::XenError;
+use grantsvc::ids::EvtchnPort;
+
+extern "C" {
+    /// A page-aligned page of .bss whose mapping `map` replaces.
+    static shared_info_page: [u8; 4096];
+}
+
+static MAPPED: AtomicBool = AtomicBool::new(false);
+
+/// The VA where shared_info is (or will be) mapped.
+fn base() -> *mut u8 {
+    core::ptr::addr_of!(shared_info_page)
+        .cast::<u8>()
+        .cast_mut()
+}
+
+/// Maps the shared-info frame at `machine_address`, then masks event upcalls for vcpu 0 (no
+/// upcall handler does real work yet).
+pub fn map(machine_address: MachineAddr) -> Result<(), XenError> {
+    let address = VirtAddr::try_new(base() as u64).ok_or(XenError::EINVAL)?;
+    let entry = (machine_address.0 & pte::FRAME_MASK)
+        | pte::PRESENT
+        | pte::WRITABLE
+        | pte::ACCESSED
+        | pte::DIRTY;
+    update_va_mapping(address, entry, UVMF_INVLPG)?;
+    MAPPED.store(true, Ordering::Release);
+    set_upcall_mask(true);
+    Ok(())
+}
+
+/// True once `map` succeeded.
+pub fn is_mapped() -> bool {
+    MAPPED.load(Ordering::Acquire)
+}
+
+/// A byte of vcpu 0's vcpu_info at `offset`, as an atomic.
+fn vcpu0_byte(offset: usize) -> Option<&'static AtomicU8> {
+    if !is_mapped() || offset >= 64 {
+        return None;
+    }
+    // SAFETY: the page is mapped (checked above) for the rest of the domain's life, the
+    // offset lies inside vcpu_info[0], and Xen and we access these bytes atomically.
+    Some(unsafe { AtomicU8::from_ptr(base().add(offset)) })
+}
+
+/// A 64-bit word of shared_info at `offset` (8-aligned), as an atomic.
+fn word(offset: usize) -> Option<&'static AtomicU64> {
+    if !is_mapped() || offset % 8 != 0 || offset + 8 > 4096 {
+        return None;
+    }
+    // SAFETY: mapped (checked), aligned and inside the page (checked); Xen updates these
+    // words with locked instructions and so do we.
+    Some(unsafe { AtomicU64::from_ptr(base().add(offset).cast::<u64>()) })
+}
+
+/// Sets or clears vcpu 0's `evtchn_upcall_mask` (a PV guest's interrupt flag).
+pub fn set_upcall_mask(masked: bool) {
+    if let Some(mask) = vcpu0_byte(OFFSET_UPCALL_MASK) {
+        mask.store(u8::from(masked), Ordering::SeqCst);
+    }
+}
+
+/// Whether vcpu 0's upcalls are masked.
+pub fn upcall_masked() -> Option<bool> {
+    vcpu0_byte(OFFSET_UPCALL_MASK).map(|mask| mask.load(Ordering::SeqCst) != 0)
+}
+
+/// Clears vcpu 0's `evtchn_upcall_pending`, returning its old value.
+#[allow(dead_code, reason = "the event upcall of the peer issue clears it")]
+pub fn take_upcall_pending() -> bool {
+    vcpu0_byte(OFFSET_UPCALL_PENDING).is_some_and(|pending| pending.swap(0, Ordering::SeqCst) != 0)
+}
+
+/// The faulting address of the last page fault Xen delivered to vcpu 0.
+pub fn cr2() -> Option<u64> {
+    word(OFFSET_CR2).map(|cr2| cr2.load(Ordering::SeqCst))
+}
+
+/// Atomically clears `port`'s pending bit, returning whether it was set.
+pub fn take_pending(port: EvtchnPort) -> bool {
+    let Some((index, bit)) = evtchn_word_and_bit(port.0) else {
+        return false;
+    };
+    word(OFFSET_EVTCHN_PENDING + index * 8)
+        .is_some_and(|pending| pending.fetch_and(!(1 << bit), Ordering::SeqCst) & (1 << bit) != 0)
+}
+
+/// A consistent copy of vcpu 0's time info (retrying while Xen updates it).
+pub fn time_info() -> Option<VcpuTimeInfo> {
+    if !is_mapped() {
+        return None;
+    }
+    // SAFETY: mapped (checked); the struct lies inside vcpu_info[0].
+    let source = unsafe { base().add(OFFSET_TIME).cast::<VcpuTimeInfo>() };
+    loop {
+        // SAFETY: as above; volatile because Xen rewrites it at any time.
+        let version_before = unsafe { core::ptr::read_volatile(source.cast::<u32>()) };
+        core::sync::atomic::fence(Ordering::Acquire);
+        // SAFETY: as above.
+        let copy = unsafe { core::ptr::read_volatile(source) };
+        core::sync::atomic::fence(Ordering::Acquire);
+        // SAFETY: as above.
+        let version_after = unsafe { core::ptr::read_volatile(source.cast::<u32>()) };
+        if version_before % 2 == 0 && version_before == version_after {
+            return Some(copy);
+        }
+        core::hint::spin_loop();
+    }
+}
