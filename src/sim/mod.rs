@@ -14,6 +14,8 @@ mod inspect;
 mod machine;
 mod memory;
 mod mmu;
+#[cfg(test)]
+mod tests;
 
 pub use self::domain::{GrantEntryState, SimDomain};
 pub use self::frame_allocator::SimFrameAllocator;
