@@ -13,3 +13,4 @@ pub mod sched;
 pub mod shared_info;
 pub mod shared_region;
 pub mod time;
+pub mod virtual_memory;
