@@ -17,6 +17,7 @@ pub mod frame_alloc;
 pub mod hypervisor;
 pub mod ids;
 pub mod pmap;
+pub mod share;
 pub mod shared_memory;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
