@@ -11,9 +11,13 @@ PEER        := target/release/grantsvc-peer
 SCENARIOS   ?=
 CARGO       ?= cargo
 
-.PHONY: all kernel peer target-installed host-test clippy fmt-check test lab demo run clean
+.PHONY: all kernel peer target-installed packages host-test clippy fmt-check test lab demo run clean
 
 all: kernel
+
+# Debian packages the host tests (libxen-dev's headers) and the lab (QEMU, debootstrap) need.
+packages:
+	tests/lab/install-packages
 
 target-installed:
 	rustup target add $(TARGET) >/dev/null 2>&1 || rustup target add $(TARGET)
@@ -25,7 +29,7 @@ kernel: target-installed
 peer:
 	$(CARGO) build --release -p grantsvc-peer
 
-host-test:
+host-test: packages
 	$(CARGO) test --workspace
 
 clippy: target-installed
