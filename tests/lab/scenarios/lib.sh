@@ -32,8 +32,25 @@ console_log() { echo "$LAB_CONSOLE_DIR/guest-${1:-$LAB_GUEST}.log"; }
 # create_guest [XL-OVERRIDE...]: xl create of the project's domain.cfg, with overrides such as
 # 'extra="loglevel=info selftest"' or 'on_poweroff="preserve"'.
 create_guest() {
+    local name=$LAB_GUEST argument output status
+    for argument in "$@"; do
+        case $argument in
+        name=*) name=$(echo "${argument#name=}" | tr -d "\"'") ;;
+        esac
+    done
     step "xl create domain.cfg $*"
-    xl create domain.cfg "$@" || fail "xl create domain.cfg $* failed"
+    output=$(xl create domain.cfg "$@" 2>&1)
+    status=$?
+    echo "$output"
+    [ "$status" -eq 0 ] && return 0
+    # Under load, xl's domain-monitoring child sometimes segfaults while daemonizing (seen with
+    # Debian's xl 4.17.7) after the domain was built: the domain runs, only xl's on_poweroff /
+    # on_crash handling is missing, and the scenarios' checks and cleanup do not rely on it.
+    if echo "$output" | grep -q 'daemonizing child .* died' && domain_exists "$name"; then
+        step "xl create: the monitoring child died but domain $name exists; going on without it"
+        return 0
+    fi
+    fail "xl create domain.cfg $* failed: $(echo "$output" | grep -v '^Parsing config' | head -n 2 | tr '\n' ' ')"
 }
 
 # wait_for_log [-i] PATTERN SECONDS [NAME]: true once the guest console log matches the extended
@@ -107,6 +124,7 @@ wait_shut_down() {
         domain_exists "$name" || return 1
         reason=$(domain_field Reason-Code "$name")
         if [ -n "$reason" ] && [ "$reason" != "-" ]; then
+            step "$name shut down with reason code $reason" >&2
             echo "$reason"
             return 0
         fi
@@ -119,6 +137,29 @@ wait_shut_down() {
 destroy_guest() {
     local name=${1:-$LAB_GUEST}
     step "xl destroy $name"
+    {
+        echo "# before xl destroy $name"
+        xl list -v
+    } >>"$LAB_OUT/xl-list" 2>&1
     xl destroy "$name" || fail "xl destroy $name failed"
     wait_gone 20 "$name" || fail "domain $name still exists 20 s after xl destroy"
+}
+
+# run_kernel_scenario NAME SECONDS: boots grantsvc with `scenario=NAME`, which runs that scenario's
+# in-kernel half; fails unless the kernel prints "scenario NAME: PASS" within SECONDS and then
+# powers off cleanly. The caller may check the console log further, then calls pass.
+run_kernel_scenario() {
+    local name=$1 seconds=$2 reason result
+    create_guest "extra=\"loglevel=info scenario=$name\"" 'on_poweroff="preserve"' 'on_crash="preserve"'
+    expect_log '^grantsvc [0-9]+\.[0-9]+\.[0-9]+ - ' 30 "banner naming grantsvc"
+    expect_log "scenario $name: (PASS|FAIL|unknown)" "$seconds" "result of the in-kernel scenario $name"
+    result=$(grep -m 1 -E "scenario $name: (PASS|FAIL|unknown)" "$(console_log)")
+    case $result in
+    *"scenario $name: PASS"*) ;;
+    *) fail "the kernel says: ${result#*] }" ;;
+    esac
+    reason=$(wait_shut_down 30) || fail "the domain did not shut down within 30 s of the scenario's end"
+    [ "$reason" = 0 ] || fail "the domain shut down with reason code $reason, not 0 (poweroff)"
+    ! log_has 'PANIC|FATAL TRAP' || fail "the console log reports a panic or a fatal trap"
+    destroy_guest
 }
