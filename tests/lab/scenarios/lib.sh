@@ -50,7 +50,7 @@ create_guest() {
         step "xl create: the monitoring child died but domain $name exists; going on without it"
         return 0
     fi
-    fail "xl create domain.cfg $* failed: $(echo "$output" | grep -v '^Parsing config' | head -n 2 | tr '\n' ' ')"
+    fail "xl create failed: $(echo "$output" | grep -v '^Parsing config' | head -n 1)"
 }
 
 # wait_for_log [-i] PATTERN SECONDS [NAME]: true once the guest console log matches the extended
