@@ -5,6 +5,7 @@
 # (a folder for extra results), LAB_VERDICT, LAB_SHARE and LAB_BIN (the peer tool's folder, also
 # on PATH), bounds the script with its timeout and clears leftover domains afterwards.
 # A script may declare its timeout in seconds with a line "# lab-timeout: N" (default 60).
+# PATH includes the peer tool's folder and Xen's tools folder (vchan-socket-proxy, ...).
 set -u
 
 # The guest's name as domain.cfg sets it; its console log is guest-NAME.log.
@@ -17,6 +18,12 @@ pass() {
     step "PASS"
     echo "PASS" >"$LAB_VERDICT"
     exit 0
+}
+
+# note TEXT: a line the host prints under the scenario's verdict (figures of a benchmark, say).
+note() {
+    step "note: $*"
+    echo "$*" >>"$LAB_OUT/notes"
 }
 
 # fail REASON: the scenario fails with REASON (one line), which the host prints.
