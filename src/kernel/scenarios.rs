@@ -7,6 +7,13 @@
 use super::start::Kernel;
 use alloc::string::String;
 
+mod foreign;
+mod grant_bench;
+mod grant_errors;
+mod grant_map;
+mod mixed_remove;
+mod self_grants;
+
 /// What a scenario concluded.
 pub enum Outcome {
     Pass,
@@ -20,10 +27,32 @@ pub struct Scenario {
 }
 
 /// Every scenario the kernel knows.
-const SCENARIOS: &[Scenario] = &[Scenario {
-    name: "console-flood",
-    run: console_flood,
-}];
+const SCENARIOS: &[Scenario] = &[
+    Scenario {
+        name: "console-flood",
+        run: console_flood,
+    },
+    Scenario {
+        name: "grant-map",
+        run: grant_map::run,
+    },
+    Scenario {
+        name: "grant-errors",
+        run: grant_errors::run,
+    },
+    Scenario {
+        name: "pmap-mixed-remove",
+        run: mixed_remove::run,
+    },
+    Scenario {
+        name: "pmap-foreign",
+        run: foreign::run,
+    },
+    Scenario {
+        name: "grant-bench",
+        run: grant_bench::run,
+    },
+];
 
 /// Runs the scenario called `name` and prints its result line.
 pub fn run(name: &str, kernel: &Kernel) {

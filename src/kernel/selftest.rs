@@ -8,7 +8,7 @@ use super::start::Kernel;
 use super::xen::event_channel::{self, PortStatus};
 use super::xen::hypervisor::XenHypervisor;
 use super::xen::{grant_table, sched, shared_info, time};
-use super::{console, memory};
+use super::{address_space, console, memory};
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -16,6 +16,7 @@ use grantsvc::addr::{Mfn, Pfn};
 use grantsvc::frame_alloc::{FrameAllocator, FreeError};
 use grantsvc::hypervisor::Hypervisor;
 use grantsvc::ids::{DomId, EvtchnPort};
+use grantsvc::pmap::{direct_map_address, Mapping, Prot};
 
 type Check = fn(&Kernel) -> Result<String, String>;
 
@@ -23,6 +24,7 @@ const CHECKS: &[(&str, Check)] = &[
     ("heap", heap_allocates_and_frees),
     ("frames", frames_come_lowest_first_and_return),
     ("direct-map", allocated_frames_are_mapped_and_translate),
+    ("pmap", the_pmap_maps_every_pfn),
     ("shared-info", shared_info_is_mapped_and_time_advances),
     ("event-channels", console_and_store_ports_are_bound_to_dom0),
     ("event-loopback", a_loopback_channel_delivers_and_closes),
@@ -88,7 +90,12 @@ fn frames_come_lowest_first_and_return(kernel: &Kernel) -> Result<String, String
             return Err(format!("only {} of 4 frames allocated", taken.len()));
         }
         let lowest_first = taken.windows(2).all(|pair| pair[0] < pair[1]);
-        let first_is_first_free = taken.first() == Some(&kernel.boot_info.first_free_pfn);
+        // The pmap's page tables (direct map, grant table) took the lowest frames at boot:
+        // every managed frame below the first one handed out must be in use.
+        let first_is_first_free = taken.first().is_some_and(|first| {
+            (kernel.boot_info.first_free_pfn.0..first.0)
+                .all(|frame| frames.is_allocated(Pfn(frame)) == Some(true))
+        });
         for &frame in &taken {
             frames.free(frame);
         }
@@ -98,7 +105,7 @@ fn frames_come_lowest_first_and_return(kernel: &Kernel) -> Result<String, String
             .unwrap_or(Ok(()));
         if !lowest_first || !first_is_first_free {
             return Err(format!(
-                "frames {taken:?} are not lowest-first from {}",
+                "frames {taken:?} are not the lowest free ones (managed from {})",
                 kernel.boot_info.first_free_pfn
             ));
         }
@@ -152,6 +159,31 @@ fn allocated_frames_are_mapped_and_translate(kernel: &Kernel) -> Result<String, 
     Ok(format!(
         "pfn {frame} <-> mfn {machine_frame}, console page at pfn {}",
         console_pfn.unwrap_or_default()
+    ))
+}
+
+fn the_pmap_maps_every_pfn(kernel: &Kernel) -> Result<String, String> {
+    let pmap = address_space::pmap().ok_or("the pmap is not set up")?;
+    let pmap = pmap.lock();
+    let last = Pfn(kernel.boot_info.nr_pages - 1);
+    let address = direct_map_address(last).ok_or("the last pfn has no direct-map address")?;
+    match pmap.extract(address) {
+        Some(Mapping::Ordinary { frame, prot }) if frame == last && prot.contains(Prot::WRITE) => {}
+        other => return Err(format!("the last pfn {last} at {address} maps {other:?}")),
+    }
+    // A read through the direct map would fault if the entry were not live.
+    let word = pmap.hypervisor().read_pte(last, 511);
+    let root = pmap.root();
+    let root_address = direct_map_address(root).ok_or("root beyond the direct map")?;
+    match pmap.extract(root_address) {
+        Some(Mapping::Ordinary { frame, prot }) if frame == root && !prot.contains(Prot::WRITE) => {
+        }
+        other => return Err(format!("the L4 at {root_address} maps {other:?}")),
+    }
+    let stats = pmap.stats();
+    Ok(format!(
+        "pfn {last} mapped read-write at {address} (last word {word:#x}), L4 pfn {root} read-only, {} page-table pages",
+        stats.page_table_pages
     ))
 }
 

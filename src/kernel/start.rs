@@ -2,7 +2,7 @@
 
 use super::boot::{entry, traps};
 use super::xen::{platform, ring_pages, sched, shared_info};
-use super::{console, logger, memory, scenarios, selftest};
+use super::{address_space, console, logger, memory, scenarios, selftest};
 use alloc::string::String;
 use grantsvc::abi::sched::ShutdownReason;
 use grantsvc::abi::start_info::StartInfo;
@@ -84,6 +84,16 @@ pub fn start(raw: &StartInfo, start_info_address: u64) -> ! {
         boot_info.first_free_pfn,
         boot_info.nr_pages
     );
+    match address_space::initialise(&boot_info) {
+        Ok(adopted) => log::info!(
+            "pmap: adopted Xen's {} page-table pages; direct map extended by {} pages to all {} pfns with {} new page-table pages",
+            adopted.adopted_tables,
+            adopted.pages_added,
+            boot_info.nr_pages,
+            adopted.tables_added
+        ),
+        Err(error) => panic!("the pmap could not take over the address space: {error}"),
+    }
 
     let kernel = Kernel { boot_info };
     if command_line.deliberate_panic {

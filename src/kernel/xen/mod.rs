@@ -3,10 +3,12 @@
 
 pub mod direct_map;
 pub mod event_channel;
+pub mod grant_entries;
 pub mod grant_table;
 pub mod hypercall;
 pub mod hypervisor;
 pub mod memory;
+pub mod own_pages;
 pub mod platform;
 pub mod ring_pages;
 pub mod sched;

@@ -5,13 +5,13 @@
 //! side only refuses what it can see is wrong: ranges that wrap or leave the canonical half,
 //! and misaligned words.
 
+use super::hypervisor::XenHypervisor;
 use core::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 use grantsvc::addr::VirtAddr;
 use grantsvc::hypervisor::{ByteUpdate, MemoryFault, VirtualMemory};
 
 /// The kernel's own address space.
 #[derive(Clone, Copy, Debug, Default)]
-#[allow(dead_code, reason = "the pmap's kernel integration uses it")]
 pub struct KernelVirtualMemory;
 
 /// The address of a `length`-byte access at `address`, if the whole range is canonical.
@@ -79,5 +79,32 @@ impl VirtualMemory for KernelVirtualMemory {
             ByteUpdate::Or(bits) => byte.fetch_or(bits, Ordering::AcqRel),
             ByteUpdate::And(bits) => byte.fetch_and(bits, Ordering::AcqRel),
         })
+    }
+}
+
+/// The kernel's pmap holds a `XenHypervisor`; its grant mappings reach their bytes through it.
+impl VirtualMemory for XenHypervisor {
+    fn read_virtual(&self, address: VirtAddr, into: &mut [u8]) -> Result<(), MemoryFault> {
+        KernelVirtualMemory.read_virtual(address, into)
+    }
+
+    fn write_virtual(&mut self, address: VirtAddr, from: &[u8]) -> Result<(), MemoryFault> {
+        KernelVirtualMemory.write_virtual(address, from)
+    }
+
+    fn load_u32_virtual(&self, address: VirtAddr) -> Result<u32, MemoryFault> {
+        KernelVirtualMemory.load_u32_virtual(address)
+    }
+
+    fn store_u32_virtual(&mut self, address: VirtAddr, value: u32) -> Result<(), MemoryFault> {
+        KernelVirtualMemory.store_u32_virtual(address, value)
+    }
+
+    fn update_u8_virtual(
+        &mut self,
+        address: VirtAddr,
+        operation: ByteUpdate,
+    ) -> Result<u8, MemoryFault> {
+        KernelVirtualMemory.update_u8_virtual(address, operation)
     }
 }

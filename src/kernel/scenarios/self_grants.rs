@@ -1,0 +1,251 @@
+//! Scenario support: pages of our own granted to ourselves, their byte patterns, and the checks that nothing stays mapped.
+
+use crate::kernel::address_space::{self, KernelPmap};
+use crate::kernel::own_grants::{self, OwnGrantTable};
+use crate::kernel::start::Kernel;
+use crate::kernel::xen::own_pages::OwnPages;
+use crate::kernel::{memory, scenarios::Outcome};
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+use grantsvc::abi::grant_table::gtf;
+use grantsvc::addr::PAGE_SIZE;
+use grantsvc::ids::{DomId, GrantRef};
+use grantsvc::pmap::PmapStats;
+
+/// The kernel's pmap lock, as scenarios use it.
+pub type PmapLock = &'static spin::Mutex<KernelPmap>;
+
+/// The pmap and our grant table, or why a scenario cannot run.
+pub fn pmap_and_table() -> Result<(PmapLock, &'static spin::Mutex<OwnGrantTable>), String> {
+    let pmap = address_space::pmap().ok_or("the pmap is not set up")?;
+    let table = own_grants::table().map_err(|error| format!("our grant table: {error}"))?;
+    Ok((pmap, table))
+}
+
+/// A scenario's outcome from its body's result.
+pub fn outcome(name: &str, result: Result<String, String>) -> Outcome {
+    match result {
+        Ok(detail) => {
+            log::info!("{name}: {detail}");
+            Outcome::Pass
+        }
+        Err(reason) => Outcome::Fail(reason),
+    }
+}
+
+/// The byte at `offset` of page `page` of the pattern `seed`.
+pub fn pattern_byte(seed: u8, page: usize, offset: usize) -> u8 {
+    seed ^ (page as u8).wrapping_mul(31) ^ (offset as u8).wrapping_mul(7) ^ (offset >> 8) as u8
+}
+
+/// One page of the pattern `seed`.
+pub fn pattern_page(seed: u8, page: usize) -> Vec<u8> {
+    (0..PAGE_SIZE)
+        .map(|offset| pattern_byte(seed, page, offset))
+        .collect()
+}
+
+/// Counters that must come back after a scenario: the pmap's and the free frames.
+#[derive(Clone, Copy, Debug)]
+pub struct Baseline {
+    pub stats: PmapStats,
+    pub free_frames: u64,
+}
+
+impl Baseline {
+    /// The counters now.
+    pub fn take(pmap: PmapLock) -> Baseline {
+        Baseline {
+            stats: pmap.lock().stats(),
+            free_frames: memory::with_frames(|frames| frames.free_frames()).unwrap_or(0),
+        }
+    }
+
+    /// Fails unless no grant page or region is live, no unmap failed, and page-table pages
+    /// and free frames are as they were.
+    pub fn check_restored(&self, pmap: PmapLock) -> Result<String, String> {
+        let now = Baseline::take(pmap);
+        let (before, after) = (self.stats, now.stats);
+        if after.live_grant_pages != 0 || after.live_regions != 0 {
+            return Err(format!(
+                "{} grant page(s) in {} region(s) still mapped",
+                after.live_grant_pages, after.live_regions
+            ));
+        }
+        if after.unmap_failures != before.unmap_failures {
+            return Err(format!(
+                "{} grant unmap(s) failed",
+                after.unmap_failures - before.unmap_failures
+            ));
+        }
+        if after.page_table_pages != before.page_table_pages {
+            return Err(format!(
+                "{} page-table pages before, {} after",
+                before.page_table_pages, after.page_table_pages
+            ));
+        }
+        if now.free_frames != self.free_frames {
+            return Err(format!(
+                "{} free frames before, {} after",
+                self.free_frames, now.free_frames
+            ));
+        }
+        Ok(format!(
+            "no grant page live, {} page-table pages as before, {} free frames as before, {} maps and {} unmaps",
+            after.page_table_pages,
+            now.free_frames,
+            after.maps - before.maps,
+            after.unmaps - before.unmaps
+        ))
+    }
+}
+
+/// Pages of ours, each granted to ourselves through its own ref.
+pub struct SelfGrants {
+    pub pages: OwnPages,
+    pub refs: Vec<GrantRef>,
+    pub domain: DomId,
+    table: &'static spin::Mutex<OwnGrantTable>,
+}
+
+impl SelfGrants {
+    /// `count` fresh pages granted read-write (or read-only) to our own domain.
+    pub fn new(
+        kernel: &Kernel,
+        table: &'static spin::Mutex<OwnGrantTable>,
+        count: usize,
+        readonly: bool,
+    ) -> Result<SelfGrants, String> {
+        let pages = OwnPages::allocate(&kernel.boot_info, count)
+            .ok_or_else(|| format!("could not allocate {count} pages of our own"))?;
+        let mut grants = SelfGrants {
+            pages,
+            refs: Vec::with_capacity(count),
+            domain: table.lock().domain(),
+            table,
+        };
+        let mut table = grants.table.lock();
+        for index in 0..count {
+            let grant_ref = table
+                .allocate_ref()
+                .ok_or_else(|| format!("our grant table has no free ref for page {index}"))?;
+            grants.refs.push(grant_ref);
+            let frame = grants.pages.mfn(index).ok_or("page without mfn")?;
+            table
+                .grant(grant_ref, grants.domain, frame, readonly)
+                .map_err(|error| format!("granting page {index}: {error}"))?;
+        }
+        drop(table);
+        Ok(grants)
+    }
+
+    /// Writes the pattern `seed` into every page through the direct map.
+    pub fn fill(&self, seed: u8) -> Result<(), String> {
+        for page in 0..self.pages.len() {
+            self.pages
+                .write(page, 0, &pattern_page(seed, page))
+                .map_err(|error| format!("writing page {page}: {error}"))?;
+        }
+        Ok(())
+    }
+
+    /// Fails unless every page holds the pattern `seed` (read through the direct map).
+    pub fn expect(&self, seed: u8) -> Result<(), String> {
+        let mut buffer = alloc::vec![0u8; PAGE_SIZE];
+        for page in 0..self.pages.len() {
+            self.pages
+                .read(page, 0, &mut buffer)
+                .map_err(|error| format!("reading page {page}: {error}"))?;
+            if let Some(offset) = first_difference(&buffer, seed, page) {
+                return Err(format!(
+                    "page {page} (pfn {:?}) byte {offset} reads {:#04x}, pattern {seed:#04x} has {:#04x}",
+                    self.pages.pfn(page),
+                    buffer.get(offset).copied().unwrap_or(0),
+                    pattern_byte(seed, page, offset)
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The flags (`GTF_*`) of the ref of page `index`.
+    pub fn flags(&self, index: usize) -> Result<u16, String> {
+        let grant_ref = *self.refs.get(index).ok_or("no such page")?;
+        self.table
+            .lock()
+            .flags(grant_ref)
+            .map_err(|error| format!("{error}"))
+    }
+
+    /// Fails if any ref is still pinned by a mapping (`GTF_reading` / `GTF_writing`).
+    pub fn expect_none_in_use(&self) -> Result<(), String> {
+        for index in 0..self.refs.len() {
+            let flags = self.flags(index)?;
+            if flags & (gtf::READING | gtf::WRITING) != 0 {
+                return Err(format!(
+                    "grant ref {} still in use by a mapping (flags {flags:#06x})",
+                    self.refs.get(index).map_or(0, |grant_ref| grant_ref.0)
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends access through every ref and gives the refs and pages back. A ref that cannot be
+    /// ended is still mapped somewhere: its page is then leaked rather than reused.
+    pub fn finish(self) -> Result<(), String> {
+        let mut table = self.table.lock();
+        let mut busy = Vec::new();
+        for &grant_ref in &self.refs {
+            match table.end_access(grant_ref) {
+                Ok(()) => {
+                    if let Err(error) = table.free_ref(grant_ref) {
+                        busy.push(format!("{error}"));
+                    }
+                }
+                Err(error) => busy.push(format!("{error}")),
+            }
+        }
+        drop(table);
+        if busy.is_empty() {
+            drop(self.pages);
+            Ok(())
+        } else {
+            core::mem::forget(self.pages);
+            Err(format!(
+                "ending access failed for {} ref(s): {}",
+                busy.len(),
+                busy.join("; ")
+            ))
+        }
+    }
+}
+
+/// The first offset where `page_bytes` differs from page `page` of the pattern `seed`.
+pub fn first_difference(page_bytes: &[u8], seed: u8, page: usize) -> Option<usize> {
+    page_bytes
+        .iter()
+        .enumerate()
+        .position(|(offset, &byte)| byte != pattern_byte(seed, page, offset))
+}
+
+/// A small deterministic pseudo-random sequence (xorshift64), for sizes and offsets.
+pub struct XorShift(pub u64);
+
+impl XorShift {
+    /// The next value.
+    pub fn next_value(&mut self) -> u64 {
+        let mut value = self.0;
+        value ^= value << 13;
+        value ^= value >> 7;
+        value ^= value << 17;
+        self.0 = value;
+        value
+    }
+
+    /// A value in `low..=high`.
+    pub fn in_range(&mut self, low: u64, high: u64) -> u64 {
+        low + self.next_value() % (high - low + 1)
+    }
+}
