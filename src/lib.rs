@@ -13,6 +13,8 @@ pub mod addr;
 pub mod boot_info;
 pub mod cmdline;
 pub mod console_ring;
+pub mod domain_control;
+pub mod events;
 pub mod frame_alloc;
 pub mod hypervisor;
 pub mod ids;

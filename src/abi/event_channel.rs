@@ -8,6 +8,9 @@ pub const EVTCHNOP_STATUS: u32 = 5;
 pub const EVTCHNOP_ALLOC_UNBOUND: u32 = 6;
 pub const EVTCHNOP_UNMASK: u32 = 9;
 
+/// `VIRQ_TIMER`: the virtual interrupt `set_timer_op`'s one-shot timer raises (`public/xen.h`).
+pub const VIRQ_TIMER: u32 = 0;
+
 /// Ports of the 2-level event-channel ABI on x86-64 (64 words of 64 bits).
 pub const EVTCHN_2L_NR_CHANNELS: u32 = 64 * 64;
 

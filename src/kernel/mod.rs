@@ -3,12 +3,17 @@
 mod address_space;
 mod boot;
 mod console;
+mod events;
 mod fault_report;
 mod logger;
 mod memory;
 mod own_grants;
 mod panic;
+mod peers;
 mod scenarios;
 mod selftest;
+mod service;
 mod start;
 mod xen;
+mod xenstore;
+mod xenstore_scenario;

@@ -62,7 +62,8 @@ pub struct OwnGrantTable {
 
 static TABLE: spin::Once<Result<spin::Mutex<OwnGrantTable>, OwnGrantError>> = spin::Once::new();
 
-/// Our grant table, set up on first use.
+/// Our grant table, set up on first use. Never call it holding the pmap lock: the set-up
+/// maps the table through the pmap.
 pub fn table() -> Result<&'static spin::Mutex<OwnGrantTable>, OwnGrantError> {
     TABLE
         .call_once(|| set_up().map(spin::Mutex::new))

@@ -33,6 +33,10 @@ const SCENARIOS: &[Scenario] = &[
         run: console_flood,
     },
     Scenario {
+        name: "xenstore",
+        run: super::xenstore_scenario::run,
+    },
+    Scenario {
         name: "grant-map",
         run: grant_map::run,
     },

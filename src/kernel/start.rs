@@ -2,7 +2,7 @@
 
 use super::boot::{entry, traps};
 use super::xen::{platform, ring_pages, sched, shared_info};
-use super::{address_space, console, logger, memory, scenarios, selftest};
+use super::{address_space, console, events, logger, memory, scenarios, selftest, service};
 use alloc::string::String;
 use grantsvc::abi::sched::ShutdownReason;
 use grantsvc::abi::start_info::StartInfo;
@@ -95,6 +95,11 @@ pub fn start(raw: &StartInfo, start_info_address: u64) -> ! {
         Err(error) => panic!("the pmap could not take over the address space: {error}"),
     }
 
+    match events::initialise() {
+        Ok(timer_port) => log::debug!("event upcall registered; timer on port {timer_port}"),
+        Err(error) => panic!("registering the event upcall failed: {error}"),
+    }
+
     let kernel = Kernel { boot_info };
     if command_line.deliberate_panic {
         panic!("deliberate panic requested on the command line");
@@ -116,7 +121,7 @@ pub fn start(raw: &StartInfo, start_info_address: u64) -> ! {
         console::drain();
         sched::shutdown(ShutdownReason::Crash);
     }
-    idle(&kernel)
+    service::run(&kernel)
 }
 
 /// Drains the console and powers the domain off.
@@ -126,23 +131,6 @@ pub fn power_off() -> ! {
         log::warn!("console not drained before poweroff");
     }
     sched::shutdown(ShutdownReason::Poweroff)
-}
-
-/// With nothing to do yet (the service loop comes with the peer issues), wait for events
-/// without spinning until the toolstack destroys the domain. `SCHEDOP_poll` keeps event
-/// upcalls masked, so no upcall handler is needed.
-fn idle(kernel: &Kernel) -> ! {
-    log::info!("no selftest or scenario requested: idle until the domain is destroyed");
-    let ports = [kernel.boot_info.console_port, kernel.boot_info.store_port];
-    loop {
-        if let Err(error) = sched::poll(&ports, None) {
-            log::error!("SCHEDOP_poll failed: {error}; yielding instead");
-            sched::yield_now();
-        }
-        for port in ports {
-            shared_info::take_pending(port);
-        }
-    }
 }
 
 /// Reports a boot failure before the console ring exists, then crashes.

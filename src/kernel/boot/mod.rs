@@ -5,3 +5,4 @@ mod elf_notes;
 pub mod entry;
 pub mod heap;
 pub mod traps;
+pub mod upcall;

@@ -1,8 +1,8 @@
 //! `grant-map`: self-granted pages mapped at addresses the pmap chooses, data checked both ways, then 1,000 map/remove cycles leaving nothing behind.
 
 use super::self_grants::{
-    first_difference, outcome, pattern_byte, pattern_page, pmap_and_table, Baseline, SelfGrants,
-    XorShift,
+    first_difference, outcome, pattern_byte, pattern_page, pmap_and_table, release_spacer,
+    start_fresh_table, Baseline, SelfGrants, XorShift,
 };
 use super::Outcome;
 use crate::kernel::start::Kernel;
@@ -38,6 +38,11 @@ fn body(kernel: &Kernel) -> Result<String, String> {
     );
     grants.fill(FIRST_SEED)?;
 
+    // Mappings from here on start in a fresh L1 table, which each one hooks and its removal
+    // frees: page-table pages are created and freed on every cycle.
+    let spacer = start_fresh_table(pmap)?;
+    let tables_before = pmap.lock().stats().page_table_pages;
+
     // All pages at once: the pattern shows through the mapping, a write through it shows in
     // the original pages, and Xen marks every entry as mapped for reading and writing.
     let mapping = GrantMapping::map(pmap, grants.domain, &grants.refs, false)
@@ -47,6 +52,12 @@ fn body(kernel: &Kernel) -> Result<String, String> {
         mapping.start(),
         pmap.lock().stats()
     );
+    let tables_mapped = pmap.lock().stats().page_table_pages;
+    if tables_mapped <= tables_before {
+        return Err(format!(
+            "{tables_mapped} page-table pages with the mapping live, {tables_before} before: no fresh L1 was hooked"
+        ));
+    }
     let mut buffer = vec![0u8; PAGE_SIZE];
     for page in 0..PAGES {
         mapping
@@ -166,6 +177,13 @@ fn body(kernel: &Kernel) -> Result<String, String> {
     log::info!(
         "grant-map: {CYCLES} map/remove cycles of 1..={PAGES} pages, {pages_mapped} pages in all"
     );
+    let tables_after = pmap.lock().stats().page_table_pages;
+    if tables_after != tables_before {
+        return Err(format!(
+            "{tables_before} page-table pages before the mappings, {tables_after} after the cycles"
+        ));
+    }
+    release_spacer(pmap, spacer)?;
     grants.expect_none_in_use()?;
     grants.finish()?;
     let restored = before.check_restored(pmap)?;

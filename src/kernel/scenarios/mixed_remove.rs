@@ -1,6 +1,8 @@
 //! `pmap-mixed-remove`: ordinary, foreign and grant pages (and a hole) in one range, all taken away by ONE remove.
 
-use super::self_grants::{outcome, pmap_and_table, Baseline, SelfGrants};
+use super::self_grants::{
+    outcome, pmap_and_table, release_spacer, start_fresh_table, Baseline, SelfGrants,
+};
 use super::Outcome;
 use crate::kernel::start::Kernel;
 use alloc::format;
@@ -30,6 +32,7 @@ fn body(kernel: &Kernel) -> Result<String, String> {
     let first_refs = grants.refs.get(0..6).ok_or("refs")?;
     let second_refs = grants.refs.get(6..9).ok_or("refs")?;
 
+    let spacer = start_fresh_table(pmap)?;
     let mut locked = pmap.lock();
     let range = locked.allocate_va(RANGE_PAGES).ok_or("no address space")?;
     let page = |index: u64| range.page(index).ok_or("page outside the range");
@@ -84,6 +87,10 @@ fn body(kernel: &Kernel) -> Result<String, String> {
     log::info!("pmap-mixed-remove: one remove of {RANGE_PAGES} pages: {summary:?}");
     if left != 0 {
         return Err(format!("{left} page(s) still mapped after the remove"));
+    }
+    release_spacer(pmap, spacer)?;
+    if summary.page_tables_freed == 0 {
+        return Err("the range's L1 table was not freed when it emptied".into());
     }
     if summary.ordinary_pages != 6 || summary.grant_pages != 9 {
         return Err(format!(

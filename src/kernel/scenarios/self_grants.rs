@@ -11,7 +11,7 @@ use alloc::vec::Vec;
 use grantsvc::abi::grant_table::gtf;
 use grantsvc::addr::PAGE_SIZE;
 use grantsvc::ids::{DomId, GrantRef};
-use grantsvc::pmap::PmapStats;
+use grantsvc::pmap::{PageRange, PmapStats};
 
 /// The kernel's pmap lock, as scenarios use it.
 pub type PmapLock = &'static spin::Mutex<KernelPmap>;
@@ -44,6 +44,39 @@ pub fn pattern_page(seed: u8, page: usize) -> Vec<u8> {
     (0..PAGE_SIZE)
         .map(|offset| pattern_byte(seed, page, offset))
         .collect()
+}
+
+/// Entries in one L1 table: the pages one fresh L1 translates.
+const PAGES_PER_TABLE: u64 = 512;
+
+/// Reserves the chosen-VA space up to the next 2 MiB boundary, so that the ranges the pmap
+/// hands out next start in a fresh L1 table, which the scenario's own mappings then create
+/// and their removal frees. Give the spacer back with [`release_spacer`].
+pub fn start_fresh_table(pmap: PmapLock) -> Result<Option<PageRange>, String> {
+    let mut locked = pmap.lock();
+    let probe = locked.allocate_va(1).ok_or("no address space")?;
+    let index = probe.start().table_index(1) as u64;
+    locked
+        .free_va(probe)
+        .map_err(|error| format!("freeing a probe range: {error:?}"))?;
+    if index == 0 {
+        return Ok(None);
+    }
+    locked
+        .allocate_va(PAGES_PER_TABLE - index)
+        .map(Some)
+        .ok_or_else(|| String::from("no address space for a spacer"))
+}
+
+/// Gives a spacer from [`start_fresh_table`] back.
+pub fn release_spacer(pmap: PmapLock, spacer: Option<PageRange>) -> Result<(), String> {
+    match spacer {
+        Some(range) => pmap
+            .lock()
+            .free_va(range)
+            .map_err(|error| format!("freeing the spacer: {error:?}")),
+        None => Ok(()),
+    }
 }
 
 /// Counters that must come back after a scenario: the pmap's and the free frames.

@@ -2,9 +2,9 @@
 
 use super::hypercall::hypercall2;
 use grantsvc::abi::event_channel::{
-    status, EvtchnAllocUnbound, EvtchnBindInterdomain, EvtchnPortArgument, EvtchnStatus,
-    EVTCHNOP_ALLOC_UNBOUND, EVTCHNOP_BIND_INTERDOMAIN, EVTCHNOP_CLOSE, EVTCHNOP_SEND,
-    EVTCHNOP_STATUS, EVTCHNOP_UNMASK,
+    status, EvtchnAllocUnbound, EvtchnBindInterdomain, EvtchnBindVirq, EvtchnPortArgument,
+    EvtchnStatus, EVTCHNOP_ALLOC_UNBOUND, EVTCHNOP_BIND_INTERDOMAIN, EVTCHNOP_BIND_VIRQ,
+    EVTCHNOP_CLOSE, EVTCHNOP_SEND, EVTCHNOP_STATUS, EVTCHNOP_UNMASK,
 };
 use grantsvc::abi::hypercall_numbers::EVENT_CHANNEL_OP;
 use grantsvc::hypervisor::XenError;
@@ -44,6 +44,17 @@ pub fn bind_interdomain(remote: DomId, remote_port: EvtchnPort) -> Result<Evtchn
     };
     operation(EVTCHNOP_BIND_INTERDOMAIN, &mut argument)?;
     Ok(EvtchnPort(argument.local_port))
+}
+
+/// A new port of ours that Xen raises for virtual interrupt `virq` on `vcpu`.
+pub fn bind_virq(virq: u32, vcpu: u32) -> Result<EvtchnPort, XenError> {
+    let mut argument = EvtchnBindVirq {
+        virq,
+        vcpu,
+        port: 0,
+    };
+    operation(EVTCHNOP_BIND_VIRQ, &mut argument)?;
+    Ok(EvtchnPort(argument.port))
 }
 
 /// Notifies the other end of `port`.

@@ -20,7 +20,6 @@ pub fn set_trap_table(table: &[TrapInfo]) -> Result<(), XenError> {
 }
 
 /// Registers the event-upcall and failsafe entry points (code addresses of ours).
-#[allow(dead_code, reason = "the event upcall entry comes with the peer issue")]
 pub fn set_callbacks(event_entry: u64, failsafe_entry: u64) -> Result<(), XenError> {
     // SAFETY: no pointer is dereferenced by Xen; it jumps to these addresses later, and the
     // callers pass the asm entry stubs of `boot`.
@@ -29,7 +28,6 @@ pub fn set_callbacks(event_entry: u64, failsafe_entry: u64) -> Result<(), XenErr
 }
 
 /// Arms the one-shot timer for Xen system time `deadline_ns` (0 cancels it).
-#[allow(dead_code, reason = "timers of the run loop come with the peer issue")]
 pub fn set_timer_op(deadline_ns: u64) -> Result<(), XenError> {
     // SAFETY: no pointer.
     let result = unsafe { hypercall1(SET_TIMER_OP, deadline_ns) };

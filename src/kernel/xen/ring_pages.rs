@@ -47,7 +47,6 @@ pub fn console(boot_info: &BootInfo) -> Result<SharedRegion, RingPageError> {
 }
 
 /// The xenstore ring page.
-#[allow(dead_code, reason = "the xenstore client of the peer issue uses it")]
 pub fn xenstore(boot_info: &BootInfo) -> Result<SharedRegion, RingPageError> {
     bootstrap_page(boot_info, boot_info.store_mfn)
 }

@@ -36,10 +36,6 @@ pub fn yield_now() {
 
 /// Blocks until an event is pending. Xen clears the vcpu's upcall mask while blocking, so
 /// callers must have an event callback registered (see `platform::set_callbacks`).
-#[allow(
-    dead_code,
-    reason = "the run loop of the peer issue blocks once upcalls are handled"
-)]
 pub fn block() {
     // SAFETY: SCHEDOP_block takes no pointer.
     unsafe { hypercall2(SCHED_OP, u64::from(SCHEDOP_BLOCK), 0) };

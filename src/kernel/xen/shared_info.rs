@@ -9,10 +9,12 @@ use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use grantsvc::abi::hypercall_numbers::UVMF_INVLPG;
 use grantsvc::abi::mmu::pte;
 use grantsvc::abi::shared_info::{
-    evtchn_word_and_bit, VcpuTimeInfo, OFFSET_CR2, OFFSET_EVTCHN_PENDING, OFFSET_TIME,
-    OFFSET_UPCALL_MASK, OFFSET_UPCALL_PENDING,
+    evtchn_word_and_bit, VcpuTimeInfo, EVTCHN_WORDS, OFFSET_CR2, OFFSET_EVTCHN_MASK,
+    OFFSET_EVTCHN_PENDING, OFFSET_PENDING_SEL, OFFSET_TIME, OFFSET_UPCALL_MASK,
+    OFFSET_UPCALL_PENDING,
 };
 use grantsvc::addr::{MachineAddr, VirtAddr};
+use grantsvc::events::PendingBitmaps;
 use grantsvc::hypervisor::XenError;
 use grantsvc::ids::EvtchnPort;
 
@@ -83,7 +85,6 @@ pub fn upcall_masked() -> Option<bool> {
 }
 
 /// Clears vcpu 0's `evtchn_upcall_pending`, returning its old value.
-#[allow(dead_code, reason = "the event upcall of the peer issue clears it")]
 pub fn take_upcall_pending() -> bool {
     vcpu0_byte(OFFSET_UPCALL_PENDING).is_some_and(|pending| pending.swap(0, Ordering::SeqCst) != 0)
 }
@@ -100,6 +101,41 @@ pub fn take_pending(port: EvtchnPort) -> bool {
     };
     word(OFFSET_EVTCHN_PENDING + index * 8)
         .is_some_and(|pending| pending.fetch_and(!(1 << bit), Ordering::SeqCst) & (1 << bit) != 0)
+}
+
+/// The 2-level event bitmaps of vcpu 0 as the event scan sees them (all zero before `map`).
+pub struct SharedInfoBitmaps;
+
+/// The word `index` of the bitmap at `offset` (pending or mask), if it exists.
+fn bitmap_word(offset: usize, index: usize) -> Option<&'static AtomicU64> {
+    if index >= EVTCHN_WORDS {
+        return None;
+    }
+    word(offset + index * 8)
+}
+
+impl PendingBitmaps for SharedInfoBitmaps {
+    fn take_upcall_pending(&self) -> bool {
+        take_upcall_pending()
+    }
+
+    fn take_selector(&self) -> u64 {
+        word(OFFSET_PENDING_SEL).map_or(0, |selector| selector.swap(0, Ordering::SeqCst))
+    }
+
+    fn pending(&self, index: usize) -> u64 {
+        bitmap_word(OFFSET_EVTCHN_PENDING, index).map_or(0, |word| word.load(Ordering::SeqCst))
+    }
+
+    fn mask(&self, index: usize) -> u64 {
+        // An unreadable mask word means "masked": never deliver what cannot be checked.
+        bitmap_word(OFFSET_EVTCHN_MASK, index).map_or(u64::MAX, |word| word.load(Ordering::SeqCst))
+    }
+
+    fn clear_pending(&self, index: usize, bits: u64) -> u64 {
+        bitmap_word(OFFSET_EVTCHN_PENDING, index)
+            .map_or(0, |word| word.fetch_and(!bits, Ordering::SeqCst))
+    }
 }
 
 /// A consistent copy of vcpu 0's time info (retrying while Xen updates it).
