@@ -45,16 +45,20 @@ create_guest() {
         name=*) name=$(echo "${argument#name=}" | tr -d "\"'") ;;
         esac
     done
+    # Checked first, so that a domain existing after a failed create can only be this one.
+    ! domain_exists "$name" || fail "create_guest: a domain named $name already exists"
     step "xl create domain.cfg $*"
     output=$(xl create domain.cfg "$@" 2>&1)
     status=$?
     echo "$output"
     [ "$status" -eq 0 ] && return 0
-    # Under load, xl's domain-monitoring child sometimes segfaults while daemonizing (seen with
-    # Debian's xl 4.17.7) after the domain was built: the domain runs, only xl's on_poweroff /
-    # on_crash handling is missing, and the scenarios' checks and cleanup do not rely on it.
-    if echo "$output" | grep -q 'daemonizing child .* died' && domain_exists "$name"; then
-        step "xl create: the monitoring child died but domain $name exists; going on without it"
+    # Debian's xl 4.17.7 sometimes crashes after building and unpausing the domain, while it
+    # forks its domain-monitoring daemon ("daemonizing child ... died due to fatal signal",
+    # "corrupted double-linked list"): about one create in twenty under TCG. A failed
+    # build destroys the domain, so a domain that exists was created; only xl's on_poweroff /
+    # on_crash handling may be missing, which the scenarios' "preserve" and cleanup do not need.
+    if domain_exists "$name"; then
+        step "xl create exited with status $status but domain $name exists; going on"
         return 0
     fi
     fail "xl create failed: $(echo "$output" | grep -v '^Parsing config' | head -n 1)"
