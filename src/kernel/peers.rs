@@ -1,8 +1,10 @@
 //! The peer sessions the service runs, as the service loop sees them: events in, counters out, close all at shutdown.
 //!
-//! No protocol is served by the kernel yet (the vchan client runs on the host side only), so
-//! there are no sessions: the counters come from the pmap's grant accounting alone.
+//! The kernel serves no peer protocol yet (the vchan session machinery is host-side only so
+//! far), so there are no sessions; the published grant counters come from the pmap's own
+//! accounting, which every grant map and unmap in the kernel goes through.
 
+use super::address_space;
 use grantsvc::domain_control::ServiceCounters;
 use grantsvc::events::ReadySnapshot;
 
@@ -14,7 +16,15 @@ pub fn close_all() -> usize {
     0
 }
 
-/// The published counters (state aside).
+/// The published counters (state aside): sessions, and the pmap's grant accounting.
 pub fn counters() -> ServiceCounters {
-    ServiceCounters::new()
+    let mut counters = ServiceCounters::new();
+    if let Some(pmap) = address_space::pmap() {
+        let stats = pmap.lock().stats();
+        counters.mapped_regions = stats.live_regions;
+        counters.mapped_pages = stats.live_grant_pages;
+        counters.maps = stats.maps;
+        counters.unmaps = stats.unmaps;
+    }
+    counters
 }
