@@ -13,6 +13,7 @@ mod peers;
 mod scenarios;
 mod selftest;
 mod service;
+mod share_backend;
 mod start;
 mod xen;
 mod xenstore;

@@ -1,24 +1,46 @@
 //! The peer sessions the service runs, as the service loop sees them: events in, counters out, close all at shutdown.
 //!
-//! The kernel serves no peer protocol yet (the vchan session machinery is host-side only so
-//! far), so there are no sessions; the published grant counters come from the pmap's own
-//! accounting, which every grant map and unmap in the kernel goes through.
+//! Served so far: grant-share devices (`share_backend`). The published grant counters come
+//! from the pmap's own accounting, which every grant map and unmap in the kernel goes through.
 
-use super::address_space;
+use super::xenstore::{WatchOwner, Xenstore};
+use super::{address_space, share_backend};
 use grantsvc::domain_control::ServiceCounters;
 use grantsvc::events::ReadySnapshot;
+use grantsvc::ids::DomId;
+use xenstore::WatchEvent;
+
+/// Starts the peer protocols that need xenstore (their watches), once the service has it.
+pub fn start(store: &mut Xenstore, own: DomId, home: &str) {
+    share_backend::start(store, own, home);
+}
 
 /// Hands the ports that fired to the sessions that own them.
-pub fn on_events(_ready: &ReadySnapshot) {}
+pub fn on_events(ready: &ReadySnapshot) {
+    share_backend::on_ports(ready);
+}
 
-/// Closes every session, unmapping its grants; returns how many were closed.
-pub fn close_all() -> usize {
-    0
+/// Hands a watch event to the protocol that registered it; false if none did.
+pub fn on_watch_event(store: &mut Xenstore, owner: WatchOwner, event: &WatchEvent) -> bool {
+    if share_backend::owns(owner) {
+        share_backend::on_watch_event(store, owner, event);
+        return true;
+    }
+    false
+}
+
+/// Closes every session, unmapping its grants first and telling the peers through xenstore
+/// when there is one; returns how many were closed.
+pub fn close_all(store: Option<&mut Xenstore>) -> usize {
+    share_backend::close_all(store)
 }
 
 /// The published counters (state aside): sessions, and the pmap's grant accounting.
 pub fn counters() -> ServiceCounters {
     let mut counters = ServiceCounters::new();
+    let (share_sessions, share_faults) = share_backend::counters();
+    counters.peers = share_sessions;
+    counters.faults = share_faults;
     if let Some(pmap) = address_space::pmap() {
         let stats = pmap.lock().stats();
         counters.mapped_regions = stats.live_regions;

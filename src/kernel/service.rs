@@ -15,6 +15,7 @@ use alloc::string::{String, ToString};
 use grantsvc::abi::sched::ShutdownReason;
 use grantsvc::domain_control::{CounterPublisher, ServiceCounters, ServiceState, ShutdownRequest};
 use grantsvc::events::TimerDeadlines;
+use grantsvc::ids::DomId;
 use xenstore::{DomainId, TransactionId};
 
 /// Counters are rewritten at most this often.
@@ -23,6 +24,8 @@ const PUBLISH_INTERVAL_NS: u64 = 1_000_000_000;
 const CONTROL_OWNER: WatchOwner = 0;
 const SHUTDOWN_TOKEN: &str = "grantsvc-control-shutdown";
 const NONE: TransactionId = TransactionId::NONE;
+/// Rounds of watch events handled in one turn before the loop looks at other work.
+const WATCH_ROUNDS: usize = 16;
 
 /// The run loop's timers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -44,9 +47,10 @@ impl Presence {
     fn announce(kernel: &Kernel) -> Result<Presence, XenstoreError> {
         let mut store = Xenstore::connect(&kernel.boot_info)?;
         let domid_text = store.read_string(NONE, "domid")?;
-        let home = match domid_text.parse::<u16>() {
-            Ok(domid) => store.get_domain_path(DomainId(domid))?,
-            Err(_) => {
+        let own = domid_text.parse::<u16>().ok();
+        let home = match own {
+            Some(domid) => store.get_domain_path(DomainId(domid))?,
+            None => {
                 log::warn!("xenstore: domid {domid_text:?} is not a number");
                 String::from("(unknown)")
             }
@@ -59,6 +63,10 @@ impl Presence {
         }
         store.watch("control/shutdown", SHUTDOWN_TOKEN, CONTROL_OWNER)?;
         log::info!("watching control/shutdown: xl shutdown and xl reboot stop the service cleanly");
+        match own {
+            Some(domid) => peers::start(&mut store, DomId(domid), &home),
+            None => log::error!("xenstore: our domid is unknown: no peer is served"),
+        }
         Ok(Presence {
             store,
             publisher: CounterPublisher::new(PUBLISH_INTERVAL_NS),
@@ -92,16 +100,29 @@ impl Presence {
         None
     }
 
-    /// A shutdown request, if a watch event says `control/shutdown` holds one.
-    fn shutdown_request(&mut self) -> Option<ShutdownRequest> {
+    /// Hands watch events to their owners, also those that arrive meanwhile (peers' handlers
+    /// wait for replies), for at most [`WATCH_ROUNDS`] rounds. Returns whether
+    /// `control/shutdown` changed, and whether events are left for the next turn.
+    fn dispatch_watch_events(&mut self) -> (bool, bool) {
         let mut control_changed = false;
-        for (owner, event) in self.store.take_watch_events() {
-            if owner == CONTROL_OWNER {
-                control_changed = true;
-            } else {
-                log::debug!("xenstore: watch event {} for nobody", event.path);
+        for _ in 0..WATCH_ROUNDS {
+            let events = self.store.take_watch_events();
+            if events.is_empty() {
+                return (control_changed, false);
+            }
+            for (owner, event) in events {
+                if owner == CONTROL_OWNER {
+                    control_changed = true;
+                } else if !peers::on_watch_event(&mut self.store, owner, &event) {
+                    log::debug!("xenstore: watch event {} for nobody", event.path);
+                }
             }
         }
+        (control_changed, true)
+    }
+
+    /// A shutdown request, if `control/shutdown` changed and holds one.
+    fn shutdown_request(&mut self, control_changed: bool) -> Option<ShutdownRequest> {
         if !control_changed {
             return None;
         }
@@ -154,9 +175,12 @@ pub fn run(kernel: &Kernel) -> ! {
     loop {
         let ready = events::take_ready();
         peers::on_events(&ready);
+        let mut more_work = false;
         if let Some(presence) = presence.as_mut() {
             presence.store.pump();
-            if let Some(request) = presence.shutdown_request() {
+            let (control_changed, events_left) = presence.dispatch_watch_events();
+            more_work = events_left;
+            if let Some(request) = presence.shutdown_request(control_changed) {
                 match request.reason() {
                     Some(reason) => {
                         presence.acknowledge();
@@ -177,7 +201,9 @@ pub fn run(kernel: &Kernel) -> ! {
             }
         }
         let _expired = timers.take_expired(events::now_ns());
-        events::wait(timers.earliest());
+        if !more_work {
+            events::wait(timers.earliest());
+        }
     }
 }
 
@@ -189,7 +215,7 @@ fn stop(presence: &mut Presence, request: ShutdownRequest, reason: ShutdownReaso
         request.name()
     );
     presence.publish(&current_counters(ServiceState::Stopping));
-    let closed = peers::close_all();
+    let closed = peers::close_all(Some(&mut presence.store));
     let counters = current_counters(ServiceState::Stopped);
     log::info!(
         "shutdown: {closed} peer session(s) closed; {} grant page(s) still mapped, {} unmapped since boot",
