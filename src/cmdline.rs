@@ -1,4 +1,4 @@
-//! The kernel command line (`extra=` in domain.cfg): `loglevel=`, `selftest`, `scenario=`, `panic`, `fault`.
+//! The kernel command line (`extra=` in domain.cfg): `loglevel=`, `selftest`, `scenario=`, `share-peer=`, `panic`, `fault`.
 //!
 //! Words are separated by spaces. Unknown words and bad values do not stop the boot: they are
 //! collected as [`Problem`]s for the kernel to log once its console is up.
@@ -18,6 +18,9 @@ pub struct CommandLine<'a> {
     pub selftest: bool,
     /// `scenario=<name>`: run one lab scenario's in-kernel part, then power off.
     pub scenario: Option<&'a str>,
+    /// `share-peer=<pages>`: act as a grant-share frontend sharing that many pages with the
+    /// backend the toolstack names (the lab's `peer-death` peer), instead of serving.
+    pub share_peer: Option<u32>,
     /// `panic`: panic on purpose after the banner (the lab checks the crash path).
     pub deliberate_panic: bool,
     /// `fault`: take a page fault on purpose after the banner (the lab checks the trap report).
@@ -37,6 +40,8 @@ pub enum Problem<'a> {
     EmptyScenario,
     /// A second `scenario=`: the first one wins.
     ExtraScenario(&'a str),
+    /// `share-peer=` with a value that is not a page count of 1 or more.
+    BadSharePeer(&'a str),
 }
 
 impl fmt::Display for Problem<'_> {
@@ -51,6 +56,9 @@ impl fmt::Display for Problem<'_> {
             Problem::ExtraScenario(name) => {
                 write!(formatter, "second scenario={name:?} ignored: one scenario per boot")
             }
+            Problem::BadSharePeer(value) => {
+                write!(formatter, "share-peer={value:?} is not a page count of 1 or more; ignored")
+            }
         }
     }
 }
@@ -62,6 +70,7 @@ impl<'a> CommandLine<'a> {
             log_level: LevelFilter::Info,
             selftest: false,
             scenario: None,
+            share_peer: None,
             deliberate_panic: false,
             deliberate_fault: false,
             problems: heapless::Vec::new(),
@@ -86,6 +95,11 @@ impl<'a> CommandLine<'a> {
                 self.record(Problem::ExtraScenario(name));
             } else {
                 self.scenario = Some(name);
+            }
+        } else if let Some(value) = word.strip_prefix("share-peer=") {
+            match value.parse::<u32>() {
+                Ok(pages) if pages > 0 => self.share_peer = Some(pages),
+                _ => self.record(Problem::BadSharePeer(value)),
             }
         } else {
             match word {
@@ -186,6 +200,17 @@ mod tests {
         let command_line = CommandLine::parse("a b c d e f g h i j");
         assert_eq!(command_line.problems().len(), MAX_PROBLEMS);
         assert_eq!(command_line.problems_dropped(), 2);
+    }
+
+    #[test]
+    fn share_peer_takes_a_page_count() {
+        assert_eq!(CommandLine::parse("share-peer=8").share_peer, Some(8));
+        let command_line = CommandLine::parse("share-peer=0 share-peer=x");
+        assert_eq!(command_line.share_peer, None);
+        assert_eq!(
+            command_line.problems(),
+            &[Problem::BadSharePeer("0"), Problem::BadSharePeer("x")]
+        );
     }
 
     #[test]

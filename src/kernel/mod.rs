@@ -14,6 +14,7 @@ mod scenarios;
 mod selftest;
 mod service;
 mod share_backend;
+mod share_peer;
 mod start;
 mod xen;
 mod xenstore;

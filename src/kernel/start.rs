@@ -2,7 +2,9 @@
 
 use super::boot::{entry, traps};
 use super::xen::{platform, ring_pages, sched, shared_info};
-use super::{address_space, console, events, logger, memory, scenarios, selftest, service};
+use super::{
+    address_space, console, events, logger, memory, scenarios, selftest, service, share_peer,
+};
 use alloc::string::String;
 use grantsvc::abi::sched::ShutdownReason;
 use grantsvc::abi::start_info::StartInfo;
@@ -112,6 +114,9 @@ pub fn start(raw: &StartInfo, start_info_address: u64) -> ! {
     if let Some(name) = command_line.scenario {
         scenarios::run(name, &kernel);
         power_off();
+    }
+    if let Some(pages) = command_line.share_peer {
+        share_peer::run(&kernel, pages);
     }
     if command_line.selftest {
         if selftest::run(&kernel) {
