@@ -16,6 +16,7 @@ mod service;
 mod share_backend;
 mod share_peer;
 mod start;
+mod vchan_client;
 mod xen;
 mod xenstore;
 mod xenstore_scenario;

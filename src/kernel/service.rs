@@ -202,7 +202,11 @@ pub fn run(kernel: &Kernel) -> ! {
         }
         let _expired = timers.take_expired(events::now_ns());
         if !more_work {
-            events::wait(timers.earliest());
+            let deadline = match (timers.earliest(), peers::deadline()) {
+                (Some(timer), Some(peer)) => Some(timer.min(peer)),
+                (timer, peer) => timer.or(peer),
+            };
+            events::wait(deadline);
         }
     }
 }

@@ -174,3 +174,33 @@ run_kernel_scenario() {
     ! log_has 'PANIC|FATAL TRAP' || fail "the console log reports a panic or a fatal trap"
     destroy_guest
 }
+
+# vchan_directory DOMID: creates /local/domain/0/data/vchan/DOMID readable by DOMID and prints its
+# path: where dom0's vchan servers for grantsvc publish (`vchan-socket-proxy -m server DOMID
+# PATH/NAME SOCKET`) and grantsvc watches. xenstored filters watch events, listings and reads by
+# the reader's permissions, so grantsvc sees nothing there unless it may read the directory.
+vchan_directory() {
+    local base=/local/domain/0/data/vchan/$1
+    { xenstore-write "$base" "" && xenstore-chmod "$base" n0 "r$1"; } >&2 ||
+        fail "creating $base readable by domain $1"
+    echo "$base"
+}
+
+# grantsvc_counter NAME [DOMID]: a counter grantsvc publishes under its home's data/grantsvc.
+grantsvc_counter() {
+    local domid=${2:-$(xl domid "$LAB_GUEST" 2>/dev/null)}
+    xenstore-read "/local/domain/$domid/data/grantsvc/$1" 2>/dev/null
+}
+
+# wait_counter NAME OP VALUE SECONDS: true once grantsvc's published counter NAME compares to
+# VALUE with OP (eq, ge, gt, le, lt: test's operators), false when SECONDS pass first.
+wait_counter() {
+    local name=$1 op=$2 value=$3 seconds=$4 tries current
+    for ((tries = seconds * 5; tries > 0; tries--)); do
+        current=$(grantsvc_counter "$name")
+        [ -n "$current" ] && [ "$current" "-$op" "$value" ] && return 0
+        sleep 0.2
+    done
+    step "grantsvc's $name is '${current:-}', not -$op $value after $seconds s"
+    return 1
+}

@@ -1,6 +1,9 @@
 //! Command-line parsing for grantsvc-peer: the `share` subcommand and its options, refused with a clear message when wrong.
 
 use crate::garbage::Garbage;
+use crate::socket_exchange::ExchangeOptions;
+use crate::vchan_args;
+use crate::vchan_garbage::VchanGarbageOptions;
 use grantsvc::ids::DomId;
 use grantsvc::share::device_id::DeviceId;
 use grantsvc::share::nodes::MAX_PAGES;
@@ -29,6 +32,8 @@ usage: grantsvc-peer share --domid D [--pages N] [--devid K] [--readonly] [--see
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
     Share(ShareOptions),
+    VchanGarbage(VchanGarbageOptions),
+    SocketExchange(ExchangeOptions),
     Help,
 }
 
@@ -58,6 +63,13 @@ pub fn parse(arguments: &[String]) -> Result<Command, String> {
     let mut arguments = arguments.iter();
     match arguments.next().map(String::as_str) {
         Some("share") => {}
+        Some("vchan-garbage") => {
+            return vchan_args::parse_vchan_garbage(arguments.as_slice()).map(Command::VchanGarbage)
+        }
+        Some("socket-exchange") => {
+            return vchan_args::parse_socket_exchange(arguments.as_slice())
+                .map(Command::SocketExchange)
+        }
         Some("-h" | "--help" | "help") => return Ok(Command::Help),
         Some(other) => return Err(format!("unknown subcommand '{other}'")),
         None => return Err("no subcommand".to_string()),

@@ -16,7 +16,10 @@ mod gntalloc;
 mod loopback_tests;
 mod pins;
 mod share;
+mod socket_exchange;
 mod store;
+mod vchan_args;
+mod vchan_garbage;
 
 use std::process::ExitCode;
 
@@ -24,8 +27,14 @@ fn main() -> ExitCode {
     let arguments: Vec<String> = std::env::args().skip(1).collect();
     match args::parse(&arguments) {
         Ok(args::Command::Help) => {
-            println!("{}", args::USAGE);
+            println!("{}\n{}", args::USAGE, vchan_args::USAGE);
             ExitCode::SUCCESS
+        }
+        Ok(args::Command::VchanGarbage(options)) => {
+            verdict("vchan-garbage", vchan_garbage::run(&options))
+        }
+        Ok(args::Command::SocketExchange(options)) => {
+            verdict("socket-exchange", socket_exchange::run(&options))
         }
         Ok(args::Command::Share(options)) => match share::run(&options) {
             Ok(summary) => {
@@ -38,8 +47,26 @@ fn main() -> ExitCode {
             }
         },
         Err(reason) => {
-            eprintln!("grantsvc-peer: {reason}\n{}", args::USAGE);
+            eprintln!(
+                "grantsvc-peer: {reason}\n{}\n{}",
+                args::USAGE,
+                vchan_args::USAGE
+            );
             ExitCode::from(2)
+        }
+    }
+}
+
+/// Prints the verdict line of a subcommand and turns it into the exit status.
+fn verdict(subcommand: &str, result: Result<String, String>) -> ExitCode {
+    match result {
+        Ok(summary) => {
+            println!("grantsvc-peer: {subcommand} ok: {summary}");
+            ExitCode::SUCCESS
+        }
+        Err(reason) => {
+            println!("grantsvc-peer: FAIL: {reason}");
+            ExitCode::from(1)
         }
     }
 }
