@@ -7,9 +7,10 @@
 //! `/local/domain/0/data/vchan/G`, which the toolstack creates readable by G (xenstored filters
 //! watch events, directory listings and reads by the reader's permissions; libxenvchan itself
 //! makes `ring-ref` and `event-channel` readable by G). On every watch event it lists that
-//! directory; a `<name>` with both nodes present (and values not already tried) gets a session
-//! with the domain that owns `ring-ref` (from its permissions). The name chooses the service:
-//! `cmd` carries one-line commands, any other name an echo ([`ServiceKind::for_path`]).
+//! directory. A `<name>` with both nodes present gets a session with the domain that owns
+//! `ring-ref` (from its permissions) when its `ring-ref` is written, or at the first listing for
+//! servers that published before grantsvc started. The name chooses the service: `cmd` carries
+//! one-line commands, any other name an echo ([`ServiceKind::for_path`]).
 //!
 //! # Lifecycle
 //! A session follows [`VchanSession`]'s actions: bind the server's port, map the shared page and
@@ -37,7 +38,7 @@ use grantsvc::pmap::{GrantMapError, GrantMapping};
 use grantsvc::shared_memory::SharedMemory;
 use grantsvc::vchan::service::{ServiceCounters, ServiceKind};
 use grantsvc::xenbus::registry::{PeerKey, PeerRegistry};
-use grantsvc::xenbus::session::{CloseReason, SessionAction, SessionEvent, SessionState};
+use grantsvc::xenbus::session::{CloseReason, SessionAction, SessionEvent};
 use xenstore::{ReplyError, TransactionId, WatchEvent, XsError};
 
 /// A mapped grant region, as the sessions hold it.
@@ -57,6 +58,22 @@ const MAX_SESSIONS: usize = 32;
 /// Longest `<name>` accepted.
 const MAX_NAME: usize = 64;
 const NONE: TransactionId = TransactionId::NONE;
+
+/// What a directory watch event asks for.
+///
+/// Sessions start only on a publication (or a full sync), so that one publication is one
+/// attempt: xenstored reports each node a transaction wrote, in path order (`<name>`, then
+/// `<name>/event-channel`, then `<name>/ring-ref`), and libxenvchan's `init_xs_srv` writes both
+/// nodes in one transaction, so by the `ring-ref` event both are new.
+enum Trigger {
+    /// The watched directory itself (our watch's first event, its creation or permissions):
+    /// start every vchan present that has not been tried with its current values.
+    Sync,
+    /// `<name>/ring-ref` was written: a server published `<name>` (again).
+    Publication(String),
+    /// Something else below the directory changed: only end what went away.
+    Change,
+}
 
 /// A live session and what it was started from.
 struct Connection {
@@ -138,8 +155,14 @@ impl VchanClient {
     fn on_watch(&mut self, store: &mut Xenstore, owner: WatchOwner, path: &str) {
         match owner {
             DIRECTORY_OWNER => {
-                let republished = self.republished_name(path);
-                self.rescan_directory(store, republished.as_deref());
+                let trigger = if path == self.base {
+                    Trigger::Sync
+                } else if let Some(name) = self.published_name(path) {
+                    Trigger::Publication(name)
+                } else {
+                    Trigger::Change
+                };
+                self.rescan_directory(store, &trigger);
             }
             RELEASE_OWNER => self.find_dead_servers(),
             _ => {}
@@ -188,9 +211,8 @@ impl VchanClient {
     }
 
     /// The `<name>` whose `ring-ref` the event at `path` reports written: a server published
-    /// (or published again, possibly with the same recycled ref and port numbers). libxenvchan
-    /// writes `ring-ref` and `event-channel` in one transaction, so both are new by then.
-    fn republished_name(&self, path: &str) -> Option<String> {
+    /// (or published again, possibly with the same recycled ref and port numbers).
+    fn published_name(&self, path: &str) -> Option<String> {
         let name = path
             .strip_prefix(self.base.as_str())?
             .strip_prefix('/')?
@@ -198,9 +220,13 @@ impl VchanClient {
         acceptable_name(name).then(|| String::from(name))
     }
 
-    /// Lists the vchan directory and starts, replaces or ends sessions to match it;
-    /// `republished` names a vchan whose server just (re)published its nodes.
-    fn rescan_directory(&mut self, store: &mut Xenstore, republished: Option<&str>) {
+    /// Lists the vchan directory, ends the sessions whose nodes went away or changed, and starts
+    /// the sessions `trigger` calls for.
+    fn rescan_directory(&mut self, store: &mut Xenstore, trigger: &Trigger) {
+        let published = match trigger {
+            Trigger::Publication(name) => Some(name.as_str()),
+            _ => None,
+        };
         let names = match store.directory(NONE, &self.base) {
             Ok(names) => names,
             Err(error) if error.is_not_found() => Vec::new(),
@@ -236,7 +262,7 @@ impl VchanClient {
             .live
             .iter()
             .filter(|(name, connection)| {
-                present.get(*name) != Some(&connection.nodes) || Some(name.as_str()) == republished
+                present.get(*name) != Some(&connection.nodes) || Some(name.as_str()) == published
             })
             .map(|(name, _)| name.clone())
             .collect();
@@ -246,10 +272,18 @@ impl VchanClient {
             }
         }
         self.finished.retain(|name, nodes| {
-            present.get(name) == Some(nodes) && Some(name.as_str()) != republished
+            present.get(name) == Some(nodes) && Some(name.as_str()) != published
         });
         for (name, nodes) in present {
-            if self.live.contains_key(&name) || self.finished.get(&name) == Some(&nodes) {
+            let called_for = match trigger {
+                Trigger::Sync => true,
+                Trigger::Publication(published) => *published == name,
+                Trigger::Change => false,
+            };
+            if !called_for
+                || self.live.contains_key(&name)
+                || self.finished.get(&name) == Some(&nodes)
+            {
                 continue;
             }
             if self.live.len() >= MAX_SESSIONS {
@@ -460,12 +494,8 @@ impl VchanClient {
 
     fn report_connected(&self, key: PeerKey) {
         let name = self.name_of(key).unwrap_or_default();
-        let rings = match self.registry.session(key).map(|session| session.state()) {
-            Some(SessionState::Connected { .. }) => "connected",
-            _ => "connecting",
-        };
         log::info!(
-            "vchan: session {key} {rings} to domain {} at {}/{name}: cli_live set, serving",
+            "vchan: session {key} connected to domain {} at {}/{name}: cli_live set, serving",
             key.domid,
             self.base
         );

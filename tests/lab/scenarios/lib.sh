@@ -204,3 +204,14 @@ wait_counter() {
     step "grantsvc's $name is '${current:-}', not -$op $value after $seconds s"
     return 1
 }
+
+# wait_socket PATH SECONDS: true once a UNIX socket exists at PATH (a listener started in the
+# background is ready), false when SECONDS pass first.
+wait_socket() {
+    local tries
+    for ((tries = $2 * 10; tries > 0; tries--)); do
+        [ -S "$1" ] && return 0
+        sleep 0.1
+    done
+    return 1
+}

@@ -1,0 +1,65 @@
+#!/bin/bash
+# vchan-revoke: the vchan-socket-proxy serving grantsvc is killed (SIGKILL) mid-stream → grantsvc logs the revocation, unmaps (its published mapped-pages goes to 0), stays up, and connects again when a new server appears at the same name: a second echo passes.
+# lab-timeout: 240
+. "$LAB_LIB"
+
+create_guest 'on_poweroff="preserve"' 'on_crash="preserve"'
+expect_log '^grantsvc [0-9]+\.[0-9]+\.[0-9]+ - ' 30 "banner naming grantsvc"
+expect_log 'vchan: serving vchan servers published under' 60 "the vchan client watching for servers"
+domid=$(xl domid "$LAB_GUEST") || fail "xl domid $LAB_GUEST failed"
+base=$(vchan_directory "$domid")
+proxies=()
+stop_proxies() {
+    local pid
+    for pid in "${proxies[@]}"; do kill "$pid" 2>/dev/null; done
+}
+trap stop_proxies EXIT
+
+# A stream long enough to be cut in the middle.
+head -c $((16 * 1048576)) /dev/urandom >/tmp/vchan-revoke.in
+rm -f /tmp/vchan-revoke.sock
+grantsvc-peer socket-exchange --listen /tmp/vchan-revoke.sock --echo /tmp/vchan-revoke.in \
+    --output /tmp/vchan-revoke.out --timeout 120 >"$LAB_OUT/first-exchange" 2>&1 &
+exchange=$!
+wait_socket /tmp/vchan-revoke.sock 10 || fail "socket-exchange is not listening on /tmp/vchan-revoke.sock"
+vchan-socket-proxy -m server "$domid" "$base/echo" /tmp/vchan-revoke.sock >"$LAB_OUT/first-proxy" 2>&1 &
+proxy=$!
+proxies+=("$proxy")
+expect_log "vchan: session d0#[0-9]+ connected to domain 0 at $base/echo" 30 "grantsvc connecting to the first server"
+wait_counter mapped-pages ge 1 10 || fail "grantsvc's published mapped-pages did not show the vchan's page while connected"
+sleep 2
+step "kill -KILL $proxy (the server) mid-stream"
+kill -KILL "$proxy" || fail "the proxy had already exited: $(cat "$LAB_OUT/first-proxy")"
+wait "$exchange" && fail "the first exchange completed: the stream was not cut"
+step "first exchange, cut as meant: $(tail -n 1 "$LAB_OUT/first-exchange")"
+expect_log "vchan: session d0#[0-9]+ with domain 0 at $base/echo revoked: server closed the vchan; [0-9]+ page\(s\) unmapped" 20 "grantsvc logging the revocation"
+wait_counter mapped-pages eq 0 10 || fail "pages still mapped after the server was killed"
+wait_counter peers eq 0 10 || fail "the session is still counted after the server was killed"
+note "$(grep -m 1 -o 'vchan: session d0#[0-9]* with domain 0 at .* revoked: .*' "$(console_log)")"
+sleep 1
+domain_exists || fail "grantsvc stopped after the revocation"
+[ "$(domain_field State)" != "" ] || fail "no state for grantsvc"
+
+# A new server at the same name: grantsvc connects again and echoes.
+head -c 262144 /dev/urandom >/tmp/vchan-revoke2.in
+rm -f /tmp/vchan-revoke2.sock
+grantsvc-peer socket-exchange --listen /tmp/vchan-revoke2.sock --echo /tmp/vchan-revoke2.in \
+    --output /tmp/vchan-revoke2.out --timeout 90 >"$LAB_OUT/second-exchange" 2>&1 &
+exchange=$!
+wait_socket /tmp/vchan-revoke2.sock 10 || fail "socket-exchange is not listening on /tmp/vchan-revoke2.sock"
+vchan-socket-proxy -m server "$domid" "$base/echo" /tmp/vchan-revoke2.sock >"$LAB_OUT/second-proxy" 2>&1 &
+proxies+=($!)
+wait "$exchange" || fail "second echo: $(tail -n 1 "$LAB_OUT/second-exchange")"
+cmp -s /tmp/vchan-revoke2.in /tmp/vchan-revoke2.out || fail "the second echo differs from what was sent"
+[ "$(grep -cE "vchan: session d0#[0-9]+ connected to domain 0 at $base/echo" "$(console_log)")" -ge 2 ] ||
+    fail "grantsvc did not log a second connection"
+note "second server: $(sed -n 's/^grantsvc-peer: socket-exchange ok: //p' "$LAB_OUT/second-exchange")"
+for ((tries = 150; tries > 0; tries--)); do
+    [ "$(grep -cE "at $base/echo revoked: server closed the vchan" "$(console_log)")" -ge 2 ] && break
+    sleep 0.2
+done
+[ "$tries" -gt 0 ] || fail "no second revocation logged 30 s after the second exchange"
+wait_counter mapped-pages eq 0 10 || fail "pages still mapped after the second server left"
+! log_has 'PANIC|FATAL' || fail "the console log reports a panic or a fatal trap"
+destroy_guest
+pass
