@@ -36,6 +36,7 @@ use grantsvc::events::ReadySnapshot;
 use grantsvc::ids::{DomId, EvtchnPort};
 use grantsvc::pmap::{GrantMapError, GrantMapping};
 use grantsvc::shared_memory::SharedMemory;
+use grantsvc::vchan::discovery::{acceptable_name, Discovery, NodeValues, Trigger, MAX_NAME};
 use grantsvc::vchan::service::{ServiceCounters, ServiceKind};
 use grantsvc::xenbus::registry::{PeerKey, PeerRegistry};
 use grantsvc::xenbus::session::{CloseReason, SessionAction, SessionEvent};
@@ -55,48 +56,15 @@ const SERVER_HOME: &str = "/local/domain/0";
 const LIVENESS_POLL_NS: u64 = 500_000_000;
 /// Most vchans served at once; more names are left alone (and logged once each).
 const MAX_SESSIONS: usize = 32;
-/// Longest `<name>` accepted.
-const MAX_NAME: usize = 64;
 const NONE: TransactionId = TransactionId::NONE;
-
-/// What a directory watch event asks for.
-///
-/// Sessions start only on a publication (or a full sync), so that one publication is one
-/// attempt: xenstored reports each node a transaction wrote, in path order (`<name>`, then
-/// `<name>/event-channel`, then `<name>/ring-ref`), and libxenvchan's `init_xs_srv` writes both
-/// nodes in one transaction, so by the `ring-ref` event both are new.
-enum Trigger {
-    /// The watched directory itself (our watch's first event, its creation or permissions):
-    /// start every vchan present that has not been tried with its current values.
-    Sync,
-    /// `<name>/ring-ref` was written: a server published `<name>` (again).
-    Publication(String),
-    /// Something else below the directory changed: only end what went away.
-    Change,
-}
-
-/// A live session and what it was started from.
-struct Connection {
-    key: PeerKey,
-    nodes: NodeValues,
-}
-
-/// The raw values of a vchan's `ring-ref` and `event-channel` nodes.
-#[derive(Clone, PartialEq, Eq)]
-struct NodeValues {
-    ring_ref: Vec<u8>,
-    event_channel: Vec<u8>,
-}
 
 /// The vchan client's state.
 struct VchanClient {
     /// `/local/domain/0/data/vchan/<our domid>`.
     base: String,
     registry: PeerRegistry<Region>,
-    /// Live sessions by name.
-    live: BTreeMap<String, Connection>,
-    /// Names whose session ended, with the values it used: not tried again until they change.
-    finished: BTreeMap<String, NodeValues>,
+    /// The vchans known, live or ended, by name.
+    discovery: Discovery<PeerKey>,
     /// Names refused (bad name, too many sessions), logged once.
     refused: BTreeMap<String, ()>,
     /// Sessions ended for a fault of the peer's.
@@ -119,15 +87,6 @@ fn access_denied() -> XenstoreError {
     XenstoreError::Reply(ReplyError::Xenstore(XsError::AccessDenied))
 }
 
-/// True for a name that is a single, plain xenstore path component.
-fn acceptable_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= MAX_NAME
-        && name
-            .bytes()
-            .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'_' | b'.'))
-}
-
 impl VchanClient {
     /// Watches the vchan directory for domain `own_domid` and `@releaseDomain`.
     fn start(store: &mut Xenstore, own_domid: u16) -> Result<VchanClient, XenstoreError> {
@@ -143,8 +102,7 @@ impl VchanClient {
         Ok(VchanClient {
             base,
             registry: PeerRegistry::default(),
-            live: BTreeMap::new(),
-            finished: BTreeMap::new(),
+            discovery: Discovery::default(),
             refused: BTreeMap::new(),
             faults: 0,
             next_poll_ns: None,
@@ -155,13 +113,7 @@ impl VchanClient {
     fn on_watch(&mut self, store: &mut Xenstore, owner: WatchOwner, path: &str) {
         match owner {
             DIRECTORY_OWNER => {
-                let trigger = if path == self.base {
-                    Trigger::Sync
-                } else if let Some(name) = self.published_name(path) {
-                    Trigger::Publication(name)
-                } else {
-                    Trigger::Change
-                };
+                let trigger = Trigger::classify(&self.base, path);
                 self.rescan_directory(store, &trigger);
             }
             RELEASE_OWNER => self.find_dead_servers(),
@@ -174,14 +126,14 @@ impl VchanClient {
         let now = events::now_ns();
         let poll_all = self.next_poll_ns.is_some_and(|at| now >= at);
         let keys: Vec<(PeerKey, Option<EvtchnPort>)> = self
-            .live
-            .values()
-            .map(|connection| {
+            .discovery
+            .live_keys()
+            .map(|key| {
                 let port = self
                     .registry
-                    .session(connection.key)
+                    .session(key)
                     .and_then(|session| session.port());
-                (connection.key, port)
+                (key, port)
             })
             .collect();
         for (key, port) in keys {
@@ -190,7 +142,7 @@ impl VchanClient {
                 self.deliver(key, SessionEvent::EventChannel);
             }
         }
-        self.next_poll_ns = if self.live.is_empty() {
+        self.next_poll_ns = if self.discovery.live_count() == 0 {
             None
         } else if poll_all || self.next_poll_ns.is_none() {
             Some(now.saturating_add(LIVENESS_POLL_NS))
@@ -210,23 +162,9 @@ impl VchanClient {
         count
     }
 
-    /// The `<name>` whose `ring-ref` the event at `path` reports written: a server published
-    /// (or published again, possibly with the same recycled ref and port numbers).
-    fn published_name(&self, path: &str) -> Option<String> {
-        let name = path
-            .strip_prefix(self.base.as_str())?
-            .strip_prefix('/')?
-            .strip_suffix("/ring-ref")?;
-        acceptable_name(name).then(|| String::from(name))
-    }
-
     /// Lists the vchan directory, ends the sessions whose nodes went away or changed, and starts
     /// the sessions `trigger` calls for.
     fn rescan_directory(&mut self, store: &mut Xenstore, trigger: &Trigger) {
-        let published = match trigger {
-            Trigger::Publication(name) => Some(name.as_str()),
-            _ => None,
-        };
         let names = match store.directory(NONE, &self.base) {
             Ok(names) => names,
             Err(error) if error.is_not_found() => Vec::new(),
@@ -258,35 +196,14 @@ impl VchanClient {
             }
         }
         // Sessions whose nodes went away or changed end first (a replaced server is a new one).
-        let ended: Vec<String> = self
-            .live
-            .iter()
-            .filter(|(name, connection)| {
-                present.get(*name) != Some(&connection.nodes) || Some(name.as_str()) == published
-            })
-            .map(|(name, _)| name.clone())
-            .collect();
-        for name in ended {
-            if let Some(connection) = self.live.get(&name) {
-                self.deliver(connection.key, SessionEvent::NodesRemoved);
+        let plan = self.discovery.plan(&present, trigger);
+        for name in &plan.end {
+            if let Some(key) = self.discovery.key_of(name) {
+                self.deliver(key, SessionEvent::NodesRemoved);
             }
         }
-        self.finished.retain(|name, nodes| {
-            present.get(name) == Some(nodes) && Some(name.as_str()) != published
-        });
-        for (name, nodes) in present {
-            let called_for = match trigger {
-                Trigger::Sync => true,
-                Trigger::Publication(published) => *published == name,
-                Trigger::Change => false,
-            };
-            if !called_for
-                || self.live.contains_key(&name)
-                || self.finished.get(&name) == Some(&nodes)
-            {
-                continue;
-            }
-            if self.live.len() >= MAX_SESSIONS {
+        for (name, nodes) in plan.start {
+            if self.discovery.live_count() >= MAX_SESSIONS {
                 if self.refused.insert(name.clone(), ()).is_none() {
                     log::warn!(
                         "vchan: not serving {}/{name}: {MAX_SESSIONS} sessions already",
@@ -339,13 +256,7 @@ impl VchanClient {
                 ServiceKind::Command => "commands",
             }
         );
-        self.live.insert(
-            name,
-            Connection {
-                key,
-                nodes: nodes.clone(),
-            },
-        );
+        self.discovery.started(name, key, nodes.clone());
         self.deliver(
             key,
             SessionEvent::NodesRead {
@@ -358,12 +269,9 @@ impl VchanClient {
     /// After `@releaseDomain`: a session whose port is no longer connected lost its server.
     fn find_dead_servers(&mut self) {
         let keys: Vec<(PeerKey, EvtchnPort)> = self
-            .live
-            .values()
-            .filter_map(|connection| {
-                let session = self.registry.session(connection.key)?;
-                Some((connection.key, session.port()?))
-            })
+            .discovery
+            .live_keys()
+            .filter_map(|key| Some((key, self.registry.session(key)?.port()?)))
             .collect();
         for (key, port) in keys {
             match event_channel::port_status(port) {
@@ -485,15 +393,8 @@ impl VchanClient {
         self.registry.handle(key, event, &counters)
     }
 
-    fn name_of(&self, key: PeerKey) -> Option<String> {
-        self.live
-            .iter()
-            .find(|(_, connection)| connection.key == key)
-            .map(|(name, _)| name.clone())
-    }
-
     fn report_connected(&self, key: PeerKey) {
-        let name = self.name_of(key).unwrap_or_default();
+        let name = self.discovery.name_of(key).unwrap_or_default();
         log::info!(
             "vchan: session {key} connected to domain {} at {}/{name}: cli_live set, serving",
             key.domid,
@@ -502,12 +403,7 @@ impl VchanClient {
     }
 
     fn report_closed(&mut self, key: PeerKey, reason: &CloseReason, unmapped_pages: usize) {
-        let name = self.name_of(key);
-        if let Some(name) = &name {
-            if let Some(connection) = self.live.remove(name) {
-                self.finished.insert(name.clone(), connection.nodes);
-            }
-        }
+        let name = self.discovery.ended(key);
         let path = format!("{}/{}", self.base, name.unwrap_or_default());
         match reason {
             CloseReason::Fault(_) => {

@@ -12,6 +12,7 @@
 
 pub mod channel;
 pub mod command;
+pub mod discovery;
 pub mod echo;
 pub mod fault;
 pub mod layout;

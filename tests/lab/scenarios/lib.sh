@@ -186,9 +186,10 @@ vchan_directory() {
     echo "$base"
 }
 
-# grantsvc_counter NAME [DOMID]: a counter grantsvc publishes under its home's data/grantsvc.
+# grantsvc_counter NAME [DOMID]: a counter grantsvc publishes under its home's data/grantsvc
+# (DOMID defaults to GRANTSVC_DOMID when the scenario set it, else xl domid's answer).
 grantsvc_counter() {
-    local domid=${2:-$(xl domid "$LAB_GUEST" 2>/dev/null)}
+    local domid=${2:-${GRANTSVC_DOMID:-$(xl domid "$LAB_GUEST" 2>/dev/null)}}
     xenstore-read "/local/domain/$domid/data/grantsvc/$1" 2>/dev/null
 }
 
