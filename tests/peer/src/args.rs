@@ -4,6 +4,7 @@ use crate::garbage::Garbage;
 use crate::socket_exchange::ExchangeOptions;
 use crate::vchan_args;
 use crate::vchan_garbage::VchanGarbageOptions;
+use crate::vchan_server::VchanServerOptions;
 use grantsvc::ids::DomId;
 use grantsvc::share::device_id::DeviceId;
 use grantsvc::share::nodes::MAX_PAGES;
@@ -33,6 +34,7 @@ usage: grantsvc-peer share --domid D [--pages N] [--devid K] [--readonly] [--see
 pub enum Command {
     Share(ShareOptions),
     VchanGarbage(VchanGarbageOptions),
+    VchanServer(VchanServerOptions),
     SocketExchange(ExchangeOptions),
     Help,
 }
@@ -65,6 +67,9 @@ pub fn parse(arguments: &[String]) -> Result<Command, String> {
         Some("share") => {}
         Some("vchan-garbage") => {
             return vchan_args::parse_vchan_garbage(arguments.as_slice()).map(Command::VchanGarbage)
+        }
+        Some("vchan-server") => {
+            return vchan_args::parse_vchan_server(arguments.as_slice()).map(Command::VchanServer)
         }
         Some("socket-exchange") => {
             return vchan_args::parse_socket_exchange(arguments.as_slice())

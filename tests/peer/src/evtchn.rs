@@ -30,6 +30,7 @@ struct PortRequest {
 const IOCTL_EVTCHN_BIND_UNBOUND_PORT: libc::c_ulong =
     ioctl_none(b'E', 2, std::mem::size_of::<BindUnboundPort>());
 const IOCTL_EVTCHN_UNBIND: libc::c_ulong = ioctl_none(b'E', 3, std::mem::size_of::<PortRequest>());
+const IOCTL_EVTCHN_NOTIFY: libc::c_ulong = ioctl_none(b'E', 4, std::mem::size_of::<PortRequest>());
 
 /// An open `/dev/xen/evtchn`.
 pub struct EventChannels {
@@ -80,6 +81,23 @@ impl EventChannels {
         Ok(())
     }
 
+    /// Signals the other end of `port` (`IOCTL_EVTCHN_NOTIFY`).
+    pub fn notify(&self, port: EvtchnPort) -> io::Result<()> {
+        let request = PortRequest { port: port.0 };
+        // SAFETY: the ioctl only reads `request`, which lives across the call.
+        let result = unsafe {
+            libc::ioctl(
+                self.device.as_raw_fd(),
+                IOCTL_EVTCHN_NOTIFY,
+                &request as *const PortRequest,
+            )
+        };
+        if result < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
     /// Waits up to `timeout` for a port to fire; returns it (unmasked again) or `None`.
     pub fn wait(&mut self, timeout: Duration) -> io::Result<Option<EvtchnPort>> {
         let mut poll = libc::pollfd {
@@ -112,5 +130,6 @@ mod tests {
         // _IOC(_IOC_NONE, 'E', 2, 4) and _IOC(_IOC_NONE, 'E', 3, 4).
         assert_eq!(IOCTL_EVTCHN_BIND_UNBOUND_PORT, 0x0004_4502);
         assert_eq!(IOCTL_EVTCHN_UNBIND, 0x0004_4503);
+        assert_eq!(IOCTL_EVTCHN_NOTIFY, 0x0004_4504);
     }
 }

@@ -13,6 +13,7 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::AsRawFd;
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 
 /// `_IOC(_IOC_NONE, type, number, size)` on x86-64 (direction bits 0).
 const fn ioctl_none(kind: u8, number: u8, size: usize) -> libc::c_ulong {
@@ -168,6 +169,88 @@ impl GrantedPages {
             unsafe { target.add(offset).write_volatile(*byte) };
         }
         Ok(())
+    }
+
+    /// The address of `length` bytes at byte `offset` of the shared pages, if inside them.
+    fn range_pointer(&self, offset: usize, length: usize) -> io::Result<*mut u8> {
+        let end = offset.checked_add(length);
+        if end.is_none_or(|end| end > self.count() * PAGE_SIZE) {
+            return Err(io::Error::other(format!(
+                "{length} bytes at {offset} are beyond {} pages",
+                self.count()
+            )));
+        }
+        // SAFETY: offset + length stays inside the mapping of count pages (checked above).
+        Ok(unsafe { self.base.as_ptr().add(offset) })
+    }
+
+    /// Copies bytes out, each read once, volatile (grantsvc may write the same memory).
+    pub fn read_bytes(&self, offset: usize, into: &mut [u8]) -> io::Result<()> {
+        let source = self.range_pointer(offset, into.len())?;
+        for (index, byte) in into.iter_mut().enumerate() {
+            // SAFETY: `source + index` lies inside the checked range of our live mapping.
+            *byte = unsafe { source.add(index).read_volatile() };
+        }
+        Ok(())
+    }
+
+    /// Copies bytes in, volatile.
+    pub fn write_bytes(&self, offset: usize, from: &[u8]) -> io::Result<()> {
+        let target = self.range_pointer(offset, from.len())?;
+        for (index, byte) in from.iter().enumerate() {
+            // SAFETY: `target + index` lies inside the checked range of our live, writable mapping.
+            unsafe { target.add(index).write_volatile(*byte) };
+        }
+        Ok(())
+    }
+
+    /// The aligned 32-bit word at `offset`, as an atomic shared with grantsvc.
+    fn word(&self, offset: usize) -> io::Result<&AtomicU32> {
+        if offset % 4 != 0 {
+            return Err(io::Error::other(format!(
+                "word offset {offset} is not aligned"
+            )));
+        }
+        let pointer = self.range_pointer(offset, 4)?;
+        // SAFETY: 4-aligned, inside our live mapping (checked), only ever accessed atomically
+        // here; the reference does not outlive `self`, which keeps the mapping.
+        Ok(unsafe { AtomicU32::from_ptr(pointer.cast::<u32>()) })
+    }
+
+    /// The byte at `offset`, as an atomic shared with grantsvc.
+    fn byte(&self, offset: usize) -> io::Result<&AtomicU8> {
+        let pointer = self.range_pointer(offset, 1)?;
+        // SAFETY: inside our live mapping (checked), accessed atomically only; the reference
+        // does not outlive `self`, which keeps the mapping.
+        Ok(unsafe { AtomicU8::from_ptr(pointer) })
+    }
+
+    pub fn load_u32(&self, offset: usize) -> io::Result<u32> {
+        Ok(self.word(offset)?.load(Ordering::Acquire))
+    }
+
+    pub fn store_u32(&self, offset: usize, value: u32) -> io::Result<()> {
+        self.word(offset)?.store(value, Ordering::Release);
+        Ok(())
+    }
+
+    pub fn load_u8(&self, offset: usize) -> io::Result<u8> {
+        Ok(self.byte(offset)?.load(Ordering::Acquire))
+    }
+
+    pub fn store_u8(&self, offset: usize, value: u8) -> io::Result<()> {
+        self.byte(offset)?.store(value, Ordering::Release);
+        Ok(())
+    }
+
+    /// Sets `bits` in the byte at `offset`, returning its old value (a full barrier).
+    pub fn fetch_or_u8(&self, offset: usize, bits: u8) -> io::Result<u8> {
+        Ok(self.byte(offset)?.fetch_or(bits, Ordering::SeqCst))
+    }
+
+    /// Keeps only `bits` of the byte at `offset`, returning its old value (a full barrier).
+    pub fn fetch_and_u8(&self, offset: usize, bits: u8) -> io::Result<u8> {
+        Ok(self.byte(offset)?.fetch_and(bits, Ordering::SeqCst))
     }
 
     /// Unmaps the pages here and ends the grants.

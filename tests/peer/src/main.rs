@@ -20,6 +20,7 @@ mod socket_exchange;
 mod store;
 mod vchan_args;
 mod vchan_garbage;
+mod vchan_server;
 
 use std::process::ExitCode;
 
@@ -32,6 +33,9 @@ fn main() -> ExitCode {
         }
         Ok(args::Command::VchanGarbage(options)) => {
             verdict("vchan-garbage", vchan_garbage::run(&options))
+        }
+        Ok(args::Command::VchanServer(options)) => {
+            verdict("vchan-server", vchan_server::run(&options))
         }
         Ok(args::Command::SocketExchange(options)) => {
             verdict("socket-exchange", socket_exchange::run(&options))

@@ -2,17 +2,24 @@
 
 use crate::socket_exchange::{Exchange, ExchangeOptions};
 use crate::vchan_garbage::{VchanGarbage, VchanGarbageOptions};
+use crate::vchan_server::VchanServerOptions;
 use grantsvc::ids::DomId;
 use std::time::Duration;
 
 pub const USAGE: &str = "\
        grantsvc-peer vchan-garbage --domid D --path P --kind KIND [--timeout S]
+       grantsvc-peer vchan-server --domid D --path P [--left-order L] [--right-order R]
+                                  [--bytes N] [--timeout S]
        grantsvc-peer socket-exchange --listen SOCKET (--echo FILE | --line TEXT)
                                      [--output FILE] [--timeout S] [--linger S]
 
   vchan-garbage publishes a fake libxenvchan server for domain D at xenstore path P with one
   defect KIND (ring-ref-non-numeric order-out-of-range event-channel-invalid index-beyond-ring)
   and waits (at most S s, default 30) for grantsvc to count the fault with nothing mapped.
+
+  vchan-server is a libxenvchan-compatible server for domain D at P with ring orders L (the ring
+  grantsvc writes) and R (default 13 and 14: separately granted ring pages), streams N bytes
+  (default 1 MiB) through grantsvc's echo, checks them, and checks grantsvc's mapped-pages.
 
   socket-exchange listens on the UNIX socket that 'vchan-socket-proxy -m server' connects to
   when grantsvc connects, then sends FILE and expects the same bytes back (--echo), or sends
@@ -75,6 +82,71 @@ pub fn parse_vchan_garbage(arguments: &[String]) -> Result<VchanGarbageOptions, 
         domid: domid.ok_or("vchan-garbage needs --domid")?,
         path: path.ok_or("vchan-garbage needs --path")?,
         kind: kind.ok_or("vchan-garbage needs --kind")?,
+        timeout,
+    })
+}
+
+fn order(option: &str, value: Option<&String>) -> Result<u16, String> {
+    let value = text(option, value)?;
+    match value.parse::<u16>() {
+        Ok(order) if (10..=20).contains(&order) => Ok(order),
+        _ => Err(format!(
+            "{option} '{value}' is not a ring order within 10..=20"
+        )),
+    }
+}
+
+/// Parses `vchan-server`'s options (the words after the subcommand).
+pub fn parse_vchan_server(arguments: &[String]) -> Result<VchanServerOptions, String> {
+    let mut arguments = arguments.iter();
+    let (mut domid, mut path) = (None, None);
+    let (mut left_order, mut right_order) = (13, 14);
+    let mut bytes = 1 << 20;
+    let mut timeout = Duration::from_secs(60);
+    while let Some(argument) = arguments.next() {
+        match argument.as_str() {
+            "--domid" => {
+                let value = text(argument, arguments.next())?;
+                let id: u16 = value
+                    .parse()
+                    .map_err(|_| format!("--domid: '{value}' is not a valid number"))?;
+                if !DomId(id).is_ordinary() || id == 0 {
+                    return Err(format!("--domid {id} is not a domU"));
+                }
+                domid = Some(DomId(id));
+            }
+            "--path" => {
+                let value = text(argument, arguments.next())?;
+                if !value.starts_with('/') {
+                    return Err(format!("--path '{value}' is not an absolute xenstore path"));
+                }
+                path = Some(value);
+            }
+            "--left-order" => left_order = order(argument, arguments.next())?,
+            "--right-order" => right_order = order(argument, arguments.next())?,
+            "--bytes" => {
+                let value = text(argument, arguments.next())?;
+                bytes = value
+                    .parse()
+                    .ok()
+                    .filter(|bytes| (1..=1 << 30).contains(bytes))
+                    .ok_or_else(|| format!("--bytes '{value}' is not within 1..=1073741824"))?;
+            }
+            "--timeout" => timeout = seconds(argument, arguments.next())?,
+            other => return Err(format!("unknown option '{other}'")),
+        }
+    }
+    if left_order == right_order && left_order < 12 {
+        return Err(format!(
+            "two rings of order {left_order} would overlap in the shared page"
+        ));
+    }
+    Ok(VchanServerOptions {
+        domid: domid.ok_or("vchan-server needs --domid")?,
+        path: path.ok_or("vchan-server needs --path")?,
+        left_order,
+        right_order,
+        bytes,
         timeout,
     })
 }
@@ -157,6 +229,46 @@ mod tests {
                 .unwrap_err()
                 .starts_with("unknown vchan garbage kind 'soup'")
         );
+    }
+
+    #[test]
+    fn vchan_server_takes_orders_within_libxenvchan_s_range() {
+        let options = parse_vchan_server(&words("--domid 2 --path /a")).unwrap();
+        assert_eq!((options.left_order, options.right_order), (13, 14));
+        assert_eq!(options.bytes, 1 << 20);
+        let options = parse_vchan_server(&words(
+            "--domid 2 --path /a --left-order 20 --right-order 12 --bytes 5",
+        ))
+        .unwrap();
+        assert_eq!(
+            (options.left_order, options.right_order, options.bytes),
+            (20, 12, 5)
+        );
+        for (line, reason) in [
+            (
+                "--domid 2 --path /a --left-order 21",
+                "--left-order '21' is not a ring order within 10..=20",
+            ),
+            (
+                "--domid 2 --path /a --right-order 9",
+                "--right-order '9' is not a ring order within 10..=20",
+            ),
+            (
+                "--domid 2 --path /a --left-order 11 --right-order 11",
+                "two rings of order 11 would overlap in the shared page",
+            ),
+            (
+                "--domid 2 --path /a --bytes 0",
+                "--bytes '0' is not within 1..=1073741824",
+            ),
+            ("--path /a", "vchan-server needs --domid"),
+        ] {
+            assert_eq!(
+                parse_vchan_server(&words(line)),
+                Err(reason.to_string()),
+                "{line}"
+            );
+        }
     }
 
     #[test]
