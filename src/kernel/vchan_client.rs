@@ -20,8 +20,9 @@
 //! nodes removed or replaced, the server domain gone (`@releaseDomain`, then our port found no
 //! longer interdomain), a peer fault, grantsvc's shutdown - unmaps every region first, then
 //! closes the port and logs a line naming the peer. A vchan whose session ended is not tried
-//! again until its server publishes anew (a watch event for its `ring-ref`, or changed values),
-//! so a new server at the same name (or another) connects anew while a faulty one is refused once.
+//! again until its server publishes anew (its `ring-ref` written again), so a new server at the
+//! same name (or another) connects anew while a faulty one is refused once
+//! ([`grantsvc::vchan::discovery`] decides, host-tested).
 
 use super::address_space::{self, KernelPmap};
 use super::events;
