@@ -3,12 +3,7 @@
 # lab-timeout: 180
 . "$LAB_LIB"
 
-create_guest 'on_poweroff="preserve"' 'on_crash="preserve"'
-expect_log '^grantsvc [0-9]+\.[0-9]+\.[0-9]+ - ' 30 "banner naming grantsvc"
-expect_log 'vchan: serving vchan servers published under' 60 "the vchan client watching for servers"
-domid=$(xl domid "$LAB_GUEST") || fail "xl domid $LAB_GUEST failed"
-GRANTSVC_DOMID=$domid
-base=$(vchan_directory "$domid")
+start_vchan_guest
 
 # say TEXT: a line for the viewer, which shows the session log live beside grantsvc's console.
 say() { step "demo: $*" | tee -a "$LAB_SHARE/out/session.log"; }

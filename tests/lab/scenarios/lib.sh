@@ -186,6 +186,27 @@ vchan_directory() {
     echo "$base"
 }
 
+# start_vchan_guest: creates grantsvc (kept after poweroff and crash, so its end can be checked),
+# waits for its banner and its vchan client, and sets `domid`, GRANTSVC_DOMID and `base` (the
+# vchan directory for grantsvc, from vchan_directory): the start every vchan scenario shares.
+start_vchan_guest() {
+    create_guest 'on_poweroff="preserve"' 'on_crash="preserve"'
+    expect_log '^grantsvc [0-9]+\.[0-9]+\.[0-9]+ - ' 30 "banner naming grantsvc"
+    expect_log 'vchan: serving vchan servers published under' 60 "the vchan client watching for servers"
+    domid=$(xl domid "$LAB_GUEST") || fail "xl domid $LAB_GUEST failed"
+    GRANTSVC_DOMID=$domid
+    # vchan_directory's own fail ends only the command substitution's subshell.
+    base=$(vchan_directory "$domid") || fail "no vchan directory for domain $domid"
+}
+
+# kill_at_exit PID: the background process PID (a vchan server the scenario started) is killed
+# when the script ends, passing or failing, so that it cannot outlive the scenario.
+LAB_KILL_AT_EXIT=()
+kill_at_exit() {
+    LAB_KILL_AT_EXIT+=("$1")
+    trap 'kill "${LAB_KILL_AT_EXIT[@]}" 2>/dev/null' EXIT
+}
+
 # grantsvc_counter NAME [DOMID]: a counter grantsvc publishes under its home's data/grantsvc
 # (DOMID defaults to GRANTSVC_DOMID when the scenario set it, else xl domid's answer).
 grantsvc_counter() {

@@ -3,12 +3,7 @@
 # lab-timeout: 240
 . "$LAB_LIB"
 
-create_guest 'on_poweroff="preserve"' 'on_crash="preserve"'
-expect_log '^grantsvc [0-9]+\.[0-9]+\.[0-9]+ - ' 30 "banner naming grantsvc"
-expect_log 'vchan: serving vchan servers published under' 60 "the vchan client watching for servers"
-domid=$(xl domid "$LAB_GUEST") || fail "xl domid $LAB_GUEST failed"
-GRANTSVC_DOMID=$domid
-base=$(vchan_directory "$domid")
+start_vchan_guest
 wait_counter faults eq 0 20 || fail "grantsvc's faults counter is not published as 0"
 
 # KIND and the fault grantsvc must name (an extended regular expression).
@@ -42,7 +37,7 @@ exchange=$!
 wait_socket /tmp/vchan-garbage.sock 10 || fail "socket-exchange is not listening on /tmp/vchan-garbage.sock"
 vchan-socket-proxy -m server "$domid" "$base/echo" /tmp/vchan-garbage.sock >"$LAB_OUT/echo-proxy" 2>&1 &
 proxy=$!
-trap 'kill $proxy 2>/dev/null' EXIT
+kill_at_exit "$proxy"
 wait "$exchange" || fail "the good echo after the garbage: $(tail -n 1 "$LAB_OUT/echo-exchange")"
 cmp -s /tmp/vchan-garbage.in /tmp/vchan-garbage.out || fail "the good echo differs from what was sent"
 note "then a good server: $(sed -n 's/^grantsvc-peer: socket-exchange ok: //p' "$LAB_OUT/echo-exchange")"

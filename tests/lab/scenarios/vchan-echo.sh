@@ -3,18 +3,7 @@
 # lab-timeout: 240
 . "$LAB_LIB"
 
-create_guest 'on_poweroff="preserve"' 'on_crash="preserve"'
-expect_log '^grantsvc [0-9]+\.[0-9]+\.[0-9]+ - ' 30 "banner naming grantsvc"
-expect_log 'vchan: serving vchan servers published under' 60 "the vchan client watching for servers"
-domid=$(xl domid "$LAB_GUEST") || fail "xl domid $LAB_GUEST failed"
-GRANTSVC_DOMID=$domid
-base=$(vchan_directory "$domid")
-proxies=()
-stop_proxies() {
-    local pid
-    for pid in "${proxies[@]}"; do kill "$pid" 2>/dev/null; done
-}
-trap stop_proxies EXIT
+start_vchan_guest
 
 # The echo: the proxy connects to our socket once grantsvc has connected to its vchan.
 head -c 1048576 /dev/urandom >/tmp/vchan-echo.in
@@ -25,7 +14,7 @@ grantsvc-peer socket-exchange --listen /tmp/vchan-echo.sock --echo /tmp/vchan-ec
 exchange=$!
 wait_socket /tmp/vchan-echo.sock 10 || fail "socket-exchange is not listening on /tmp/vchan-echo.sock"
 vchan-socket-proxy -m server "$domid" "$base/echo" /tmp/vchan-echo.sock >"$LAB_OUT/echo-proxy" 2>&1 &
-proxies+=($!)
+kill_at_exit $!
 expect_log "vchan: session d0#[0-9]+ connected to domain 0 at $base/echo" 30 "grantsvc connecting to the echo server"
 wait_counter mapped-pages ge 1 10 || fail "grantsvc's published mapped-pages did not show the vchan's page while connected"
 note "connected: mapped-pages $(grantsvc_counter mapped-pages), peers $(grantsvc_counter peers)"
@@ -48,7 +37,7 @@ grantsvc-peer socket-exchange --listen /tmp/vchan-cmd.sock --line stats --timeou
 exchange=$!
 wait_socket /tmp/vchan-cmd.sock 10 || fail "socket-exchange is not listening on /tmp/vchan-cmd.sock"
 vchan-socket-proxy -m server "$domid" "$base/cmd" /tmp/vchan-cmd.sock >"$LAB_OUT/cmd-proxy" 2>&1 &
-proxies+=($!)
+kill_at_exit $!
 wait "$exchange" || fail "stats: $(tail -n 1 "$LAB_OUT/cmd-exchange")"
 answer=$(sed -n 's/^grantsvc-peer: socket-exchange ok: answer: //p' "$LAB_OUT/cmd-exchange")
 step "stats answer: $answer"

@@ -3,12 +3,7 @@
 # lab-timeout: 240
 . "$LAB_LIB"
 
-create_guest 'on_poweroff="preserve"' 'on_crash="preserve"'
-expect_log '^grantsvc [0-9]+\.[0-9]+\.[0-9]+ - ' 30 "banner naming grantsvc"
-expect_log 'vchan: serving vchan servers published under' 60 "the vchan client watching for servers"
-domid=$(xl domid "$LAB_GUEST") || fail "xl domid $LAB_GUEST failed"
-GRANTSVC_DOMID=$domid
-base=$(vchan_directory "$domid")
+start_vchan_guest
 
 for orders in "13 14" "12 20" "11 13"; do
     read -r left right <<<"$orders"

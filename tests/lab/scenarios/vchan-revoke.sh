@@ -3,18 +3,7 @@
 # lab-timeout: 240
 . "$LAB_LIB"
 
-create_guest 'on_poweroff="preserve"' 'on_crash="preserve"'
-expect_log '^grantsvc [0-9]+\.[0-9]+\.[0-9]+ - ' 30 "banner naming grantsvc"
-expect_log 'vchan: serving vchan servers published under' 60 "the vchan client watching for servers"
-domid=$(xl domid "$LAB_GUEST") || fail "xl domid $LAB_GUEST failed"
-GRANTSVC_DOMID=$domid
-base=$(vchan_directory "$domid")
-proxies=()
-stop_proxies() {
-    local pid
-    for pid in "${proxies[@]}"; do kill "$pid" 2>/dev/null; done
-}
-trap stop_proxies EXIT
+start_vchan_guest
 
 # A stream long enough to be cut in the middle.
 head -c $((16 * 1048576)) /dev/urandom >/tmp/vchan-revoke.in
@@ -25,7 +14,7 @@ exchange=$!
 wait_socket /tmp/vchan-revoke.sock 10 || fail "socket-exchange is not listening on /tmp/vchan-revoke.sock"
 vchan-socket-proxy -m server "$domid" "$base/echo" /tmp/vchan-revoke.sock >"$LAB_OUT/first-proxy" 2>&1 &
 proxy=$!
-proxies+=("$proxy")
+kill_at_exit "$proxy"
 expect_log "vchan: session d0#[0-9]+ connected to domain 0 at $base/echo" 30 "grantsvc connecting to the first server"
 wait_counter mapped-pages ge 1 10 || fail "grantsvc's published mapped-pages did not show the vchan's page while connected"
 sleep 2
@@ -49,7 +38,7 @@ grantsvc-peer socket-exchange --listen /tmp/vchan-revoke2.sock --echo /tmp/vchan
 exchange=$!
 wait_socket /tmp/vchan-revoke2.sock 10 || fail "socket-exchange is not listening on /tmp/vchan-revoke2.sock"
 vchan-socket-proxy -m server "$domid" "$base/echo" /tmp/vchan-revoke2.sock >"$LAB_OUT/second-proxy" 2>&1 &
-proxies+=($!)
+kill_at_exit $!
 wait "$exchange" || fail "second echo: $(tail -n 1 "$LAB_OUT/second-exchange")"
 cmp -s /tmp/vchan-revoke2.in /tmp/vchan-revoke2.out || fail "the second echo differs from what was sent"
 [ "$(grep -cE "vchan: session d0#[0-9]+ connected to domain 0 at $base/echo" "$(console_log)")" -ge 2 ] ||
