@@ -99,23 +99,9 @@ trap_stubs!(
 core::arch::global_asm!(
     r#"
     .pushsection .text.traps, "ax", @progbits
-trap_common:
-    pushq %rax
-    pushq %rbx
-    pushq %rcx
-    pushq %rdx
-    pushq %rsi
-    pushq %rdi
-    pushq %rbp
-    pushq %r8
-    pushq %r9
-    pushq %r10
-    pushq %r11
-    pushq %r12
-    pushq %r13
-    pushq %r14
-    pushq %r15
-    cld
+trap_common:"#,
+    push_general_registers!(),
+    r#"
     movq %rsp, %rdi
     andq $-16, %rsp             /* the System V ABI wants a 16-byte aligned call */
     call trap_report

@@ -22,42 +22,15 @@ core::arch::global_asm!(
 hypervisor_event_callback:
     movq (%rsp), %rcx           /* Xen saved the interrupted rcx and r11 on top */
     movq 8(%rsp), %r11
-    addq $16, %rsp              /* now at RIP: the iret frame */
-    pushq %rax
-    pushq %rbx
-    pushq %rcx
-    pushq %rdx
-    pushq %rsi
-    pushq %rdi
-    pushq %rbp
-    pushq %r8
-    pushq %r9
-    pushq %r10
-    pushq %r11
-    pushq %r12
-    pushq %r13
-    pushq %r14
-    pushq %r15
-    cld
+    addq $16, %rsp              /* now at RIP: the iret frame */"#,
+    push_general_registers!(),
+    r#"
     movq %rsp, %rbx             /* callee-saved: survives the call */
     andq $-16, %rsp             /* the System V ABI wants a 16-byte aligned call */
     call event_upcall
-    movq %rbx, %rsp
-    popq %r15
-    popq %r14
-    popq %r13
-    popq %r12
-    popq %r11
-    popq %r10
-    popq %r9
-    popq %r8
-    popq %rbp
-    popq %rdi
-    popq %rsi
-    popq %rdx
-    popq %rcx
-    popq %rbx
-    popq %rax
+    movq %rbx, %rsp"#,
+    pop_general_registers!(),
+    r#"
     pushq $0                    /* iret_context.flags: not returning from a syscall */
     jmp hypercall_page + {iret_offset}
 
