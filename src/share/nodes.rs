@@ -111,9 +111,7 @@ impl FrontendNodes {
         let refs = Self::decode_refs(required(raw.refs, frontend::REFS)?, nr_pages)?;
         let port = required(raw.event_channel, frontend::EVENT_CHANNEL)?;
         let port = parse_u32(port).map_err(ShareFaultKind::BadEventChannel)?;
-        if port == 0 || port >= RemotePort::LIMIT {
-            return Err(ShareFaultKind::EventChannelOutOfRange(port));
-        }
+        let port = RemotePort::new(port).ok_or(ShareFaultKind::EventChannelOutOfRange(port))?;
         let seed = required(raw.pattern_seed, frontend::PATTERN_SEED)?;
         let pattern_seed = parse_u32(seed).map_err(ShareFaultKind::BadPatternSeed)?;
         let writable = match required(raw.writable, frontend::WRITABLE)? {
@@ -127,7 +125,7 @@ impl FrontendNodes {
         };
         Ok(FrontendNodes {
             refs,
-            event_channel: RemotePort(port),
+            event_channel: port,
             pattern_seed,
             writable,
         })

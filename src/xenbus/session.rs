@@ -384,10 +384,8 @@ impl<R: SharedMemory> VchanSession<R> {
             return Err(FaultKind::ZeroRingRef);
         }
         let port = parse_u32(event_channel).map_err(FaultKind::BadEventChannel)?;
-        if port == 0 || port >= RemotePort::LIMIT {
-            return Err(FaultKind::EventChannelOutOfRange(port));
-        }
-        Ok((GrantRef(ring_ref), RemotePort(port)))
+        let port = RemotePort::new(port).ok_or(FaultKind::EventChannelOutOfRange(port))?;
+        Ok((GrantRef(ring_ref), port))
     }
 
     /// The ring mapping still missing, if any (left first).

@@ -74,6 +74,16 @@ impl RemotePort {
     /// Ports below this exist in some event-channel ABI (`EVTCHN_FIFO_NR_CHANNELS`, 2^17, in
     /// `public/event_channel.h`); port 0 is never allocated.
     pub const LIMIT: u32 = 1 << 17;
+
+    /// The port a peer published, or `None` when no event-channel ABI has it (0, or at or
+    /// beyond [`RemotePort::LIMIT`]): the one range check every protocol's decoder shares.
+    pub const fn new(port: u32) -> Option<RemotePort> {
+        if port == 0 || port >= Self::LIMIT {
+            None
+        } else {
+            Some(RemotePort(port))
+        }
+    }
 }
 
 impl fmt::Display for RemotePort {
@@ -114,6 +124,15 @@ mod tests {
             parse_u32(b"99999999999999999999999999999999"),
             Err(ValueFault::TooLarge(_))
         ));
+    }
+
+    #[test]
+    fn remote_ports_are_1_up_to_the_fifo_limit() {
+        assert_eq!(RemotePort::new(0), None);
+        assert_eq!(RemotePort::new(1), Some(RemotePort(1)));
+        assert_eq!(RemotePort::new(131071), Some(RemotePort(131071)));
+        assert_eq!(RemotePort::new(131072), None);
+        assert_eq!(RemotePort::new(u32::MAX), None);
     }
 
     #[test]
