@@ -60,6 +60,16 @@ fn number<T: std::str::FromStr>(option: &str, value: Option<&String>) -> Result<
         .map_err(|_| format!("{option}: '{value}' is not a valid number"))
 }
 
+/// A `--domid` value: a number naming an ordinary domain other than dom0 (the peers run in
+/// dom0, grantsvc in a domU).
+pub(crate) fn domu(option: &str, value: Option<&String>) -> Result<DomId, String> {
+    let id: u16 = number(option, value)?;
+    if !DomId(id).is_ordinary() || id == 0 {
+        return Err(format!("{option} {id} is not a domU"));
+    }
+    Ok(DomId(id))
+}
+
 /// Parses the arguments after the program name.
 pub fn parse(arguments: &[String]) -> Result<Command, String> {
     let mut arguments = arguments.iter();
@@ -93,13 +103,7 @@ pub fn parse(arguments: &[String]) -> Result<Command, String> {
     };
     while let Some(argument) = arguments.next() {
         match argument.as_str() {
-            "--domid" => {
-                let id: u16 = number(argument, arguments.next())?;
-                if !DomId(id).is_ordinary() || id == 0 {
-                    return Err(format!("--domid {id} is not a domU"));
-                }
-                domid = Some(DomId(id));
-            }
+            "--domid" => domid = Some(domu(argument, arguments.next())?),
             "--pages" => {
                 options.pages = number(argument, arguments.next())?;
                 if options.pages == 0 || options.pages > MAX_PAGES {

@@ -1,9 +1,9 @@
 //! Command-line parsing of the vchan subcommands: `vchan-garbage` and `socket-exchange`.
 
+use crate::args::domu;
 use crate::socket_exchange::{Exchange, ExchangeOptions};
 use crate::vchan_garbage::{VchanGarbage, VchanGarbageOptions};
 use crate::vchan_server::VchanServerOptions;
-use grantsvc::ids::DomId;
 use std::time::Duration;
 
 pub const USAGE: &str = "\
@@ -41,6 +41,17 @@ fn text(option: &str, value: Option<&String>) -> Result<String, String> {
         .ok_or_else(|| format!("{option} needs a value"))
 }
 
+/// An absolute xenstore path, where a fake or real vchan server publishes.
+fn xenstore_path(option: &str, value: Option<&String>) -> Result<String, String> {
+    let value = text(option, value)?;
+    if !value.starts_with('/') {
+        return Err(format!(
+            "{option} '{value}' is not an absolute xenstore path"
+        ));
+    }
+    Ok(value)
+}
+
 /// Parses `vchan-garbage`'s options (the words after the subcommand).
 pub fn parse_vchan_garbage(arguments: &[String]) -> Result<VchanGarbageOptions, String> {
     let mut arguments = arguments.iter();
@@ -48,23 +59,8 @@ pub fn parse_vchan_garbage(arguments: &[String]) -> Result<VchanGarbageOptions, 
     let mut timeout = Duration::from_secs(30);
     while let Some(argument) = arguments.next() {
         match argument.as_str() {
-            "--domid" => {
-                let value = text(argument, arguments.next())?;
-                let id: u16 = value
-                    .parse()
-                    .map_err(|_| format!("--domid: '{value}' is not a valid number"))?;
-                if !DomId(id).is_ordinary() || id == 0 {
-                    return Err(format!("--domid {id} is not a domU"));
-                }
-                domid = Some(DomId(id));
-            }
-            "--path" => {
-                let value = text(argument, arguments.next())?;
-                if !value.starts_with('/') {
-                    return Err(format!("--path '{value}' is not an absolute xenstore path"));
-                }
-                path = Some(value);
-            }
+            "--domid" => domid = Some(domu(argument, arguments.next())?),
+            "--path" => path = Some(xenstore_path(argument, arguments.next())?),
             "--kind" => {
                 let value = text(argument, arguments.next())?;
                 kind = Some(VchanGarbage::parse(&value).ok_or_else(|| {
@@ -105,23 +101,8 @@ pub fn parse_vchan_server(arguments: &[String]) -> Result<VchanServerOptions, St
     let mut timeout = Duration::from_secs(60);
     while let Some(argument) = arguments.next() {
         match argument.as_str() {
-            "--domid" => {
-                let value = text(argument, arguments.next())?;
-                let id: u16 = value
-                    .parse()
-                    .map_err(|_| format!("--domid: '{value}' is not a valid number"))?;
-                if !DomId(id).is_ordinary() || id == 0 {
-                    return Err(format!("--domid {id} is not a domU"));
-                }
-                domid = Some(DomId(id));
-            }
-            "--path" => {
-                let value = text(argument, arguments.next())?;
-                if !value.starts_with('/') {
-                    return Err(format!("--path '{value}' is not an absolute xenstore path"));
-                }
-                path = Some(value);
-            }
+            "--domid" => domid = Some(domu(argument, arguments.next())?),
+            "--path" => path = Some(xenstore_path(argument, arguments.next())?),
             "--left-order" => left_order = order(argument, arguments.next())?,
             "--right-order" => right_order = order(argument, arguments.next())?,
             "--bytes" => {
@@ -188,6 +169,7 @@ pub fn parse_socket_exchange(arguments: &[String]) -> Result<ExchangeOptions, St
 #[cfg(test)]
 mod tests {
     use super::*;
+    use grantsvc::ids::DomId;
 
     fn words(line: &str) -> Vec<String> {
         line.split_whitespace().map(str::to_string).collect()
