@@ -186,13 +186,13 @@ impl SimXen {
             value |= pte::WRITABLE;
         }
         self.write_raw(table, index, value);
-        self.grant_ptes.insert(host.0, handle);
+        self.grant_ptes.insert(host, handle);
         self.maptrack.insert(
             handle,
             Maptrack {
                 granter,
-                grant_ref: op.ref_,
-                host_addr: host.0,
+                grant_ref: GrantRef(op.ref_),
+                host_addr: host,
                 readonly,
             },
         );
@@ -223,22 +223,20 @@ impl SimXen {
             .maptrack
             .get(&op.handle)
             .ok_or(GrantStatus::BadHandle)?;
-        if let Some(entry) = self.entry_mut(mapping.granter, GrantRef(mapping.grant_ref)) {
+        if let Some(entry) = self.entry_mut(mapping.granter, mapping.grant_ref) {
             if entry.unmap_failures_left > 0 {
                 entry.unmap_failures_left -= 1;
                 return Err(GrantStatus::GeneralError);
             }
         }
-        if op.host_addr != mapping.host_addr
-            || self.grant_ptes.get(&op.host_addr) != Some(&op.handle)
-        {
+        let host = MachineAddr(op.host_addr);
+        if host != mapping.host_addr || self.grant_ptes.get(&host) != Some(&op.handle) {
             return Err(GrantStatus::GeneralError);
         }
-        let host = MachineAddr(op.host_addr);
         self.write_raw(host.frame(), (host.page_offset() / 8) as usize, 0);
-        self.grant_ptes.remove(&op.host_addr);
+        self.grant_ptes.remove(&host);
         self.maptrack.remove(&op.handle);
-        if let Some(entry) = self.entry_mut(mapping.granter, GrantRef(mapping.grant_ref)) {
+        if let Some(entry) = self.entry_mut(mapping.granter, mapping.grant_ref) {
             if mapping.readonly {
                 entry.readers = entry.readers.saturating_sub(1);
             } else {

@@ -97,7 +97,7 @@ impl SimXen {
 
     /// True when the entry at `pte` holds a live grant mapping.
     pub fn is_grant_pte(&self, pte: MachineAddr) -> bool {
-        self.grant_ptes.contains_key(&pte.0)
+        self.grant_ptes.contains_key(&pte)
     }
 
     /// Frames validated as page tables right now.

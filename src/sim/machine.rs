@@ -3,9 +3,9 @@
 use super::domain::SimDomain;
 use super::inspect::{HypercallCounts, Violation};
 use crate::abi::mmu::pte;
-use crate::addr::{Mfn, Pfn, PAGE_SIZE};
+use crate::addr::{MachineAddr, Mfn, Pfn, PAGE_SIZE};
 use crate::hypervisor::XenError;
-use crate::ids::DomId;
+use crate::ids::{DomId, GrantRef};
 use crate::pmap::{DIRECT_MAP_BASE, XEN_L4_SLOTS};
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
@@ -60,8 +60,8 @@ pub(super) struct Frame {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) struct Maptrack {
     pub granter: DomId,
-    pub grant_ref: u32,
-    pub host_addr: u64,
+    pub grant_ref: GrantRef,
+    pub host_addr: MachineAddr,
     pub readonly: bool,
 }
 
@@ -75,7 +75,7 @@ pub struct SimXen {
     pub(super) maptrack: BTreeMap<u32, Maptrack>,
     pub(super) maptrack_limit: usize,
     /// PTE machine address -> handle of the grant mapping Xen wrote there.
-    pub(super) grant_ptes: BTreeMap<u64, u32>,
+    pub(super) grant_ptes: BTreeMap<MachineAddr, u32>,
     pub(super) violations: Vec<Violation>,
     pub(super) calls: HypercallCounts,
     pub(super) fail_next_grant_map: Option<XenError>,

@@ -101,10 +101,10 @@ impl SimXen {
         }
         let target = Mfn((entry & pte::FRAME_MASK) >> 12);
         if level == 1 {
-            let address = table.base().0 + index as u64 * 8;
+            let address = MachineAddr(table.base().0 + index as u64 * 8);
             if let Some(handle) = self.grant_ptes.remove(&address) {
                 self.violations.push(Violation::ImplicitGrantUnmap {
-                    pte: MachineAddr(address),
+                    pte: address,
                     handle,
                 });
                 return;
@@ -166,8 +166,8 @@ impl SimXen {
             value |= pte::USER;
         }
         let old = self.read_raw(table, index);
-        if level == 1 && self.grant_ptes.contains_key(&address.0) && old != value {
-            let handle = self.grant_ptes.get(&address.0).copied().unwrap_or(0);
+        if level == 1 && self.grant_ptes.contains_key(&address) && old != value {
+            let handle = self.grant_ptes.get(&address).copied().unwrap_or(0);
             self.violations.push(Violation::ImplicitGrantUnmap {
                 pte: address,
                 handle,

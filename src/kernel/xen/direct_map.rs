@@ -20,10 +20,9 @@ impl P2m {
     /// The p2m of the domain `boot_info` describes.
     pub fn from_boot_info(boot_info: &BootInfo) -> P2m {
         let length = usize::try_from(boot_info.nr_pages).unwrap_or(0);
-        // SAFETY: BootInfo checked that `mfn_list .. + nr_pages * 8` is 8-aligned and inside
-        // the domain's initial mapping (part of Xen's bootstrap area, which the frame
-        // allocator never hands out); Xen wrote it before starting us and nothing writes it
-        // now, so a shared slice for the rest of the domain's life is sound.
+        // SAFETY: BootInfo checked `mfn_list .. + nr_pages * 8` is 8-aligned and inside Xen's
+        // initial mapping (its bootstrap area, never handed to the frame allocator); Xen wrote
+        // it before we started and nothing writes it since: a shared 'static slice is sound.
         let entries = unsafe {
             core::slice::from_raw_parts(boot_info.mfn_list.as_u64() as *const u64, length)
         };
