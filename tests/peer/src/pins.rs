@@ -7,6 +7,7 @@
 //! complete dump is read; a dump whose start has left Xen's console ring is reported incomplete,
 //! never as "nothing pinned".
 
+use grantsvc::ids::{DomId, GrantRef};
 use std::process::Command;
 
 const DUMP_START: &str = "gnttab_usage_print_all [ key 'g' pressed";
@@ -16,8 +17,8 @@ const TABLE_START: &str = "grant-table for remote d";
 /// One active entry of a grant table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Pin {
-    pub grant_ref: u32,
-    pub mapper: u16,
+    pub grant_ref: GrantRef,
+    pub mapper: DomId,
     pub pin: u32,
 }
 
@@ -27,7 +28,7 @@ pub enum DumpError {
     /// No complete dump in the text (the ring wrapped, or the key was not handled yet).
     Incomplete,
     /// The dump has no table for the granting domain.
-    NoTable(u16),
+    NoTable(DomId),
 }
 
 impl std::fmt::Display for DumpError {
@@ -51,8 +52,8 @@ fn parse_entry(line: &str) -> Option<Pin> {
     let mut words = line
         .split_whitespace()
         .skip_while(|word| !word.starts_with("[0x"));
-    let grant_ref = hex(words.next()?.strip_prefix('[')?.strip_suffix(']')?)?;
-    let mapper = words.next()?.parse().ok()?;
+    let grant_ref = GrantRef(hex(words.next()?.strip_prefix('[')?.strip_suffix(']')?)?);
+    let mapper = DomId(words.next()?.parse().ok()?);
     let _frame = words.next()?;
     let pin = hex(words.next()?)?;
     Some(Pin {
@@ -63,7 +64,7 @@ fn parse_entry(line: &str) -> Option<Pin> {
 }
 
 /// The active entries of `granter`'s grant table in the last complete dump of `text`.
-pub fn active_entries(text: &str, granter: u16) -> Result<Vec<Pin>, DumpError> {
+pub fn active_entries(text: &str, granter: DomId) -> Result<Vec<Pin>, DumpError> {
     let start = text.rfind(DUMP_START).ok_or(DumpError::Incomplete)?;
     let dump = &text[start..];
     let end = dump.find(DUMP_END).ok_or(DumpError::Incomplete)?;
@@ -88,7 +89,7 @@ pub fn active_entries(text: &str, granter: u16) -> Result<Vec<Pin>, DumpError> {
 }
 
 /// Asks Xen for a fresh dump and returns the entries of `granter` pinned by `mapper` among `refs`.
-pub fn pinned_now(granter: u16, mapper: u16, refs: &[u32]) -> Result<Vec<Pin>, String> {
+pub fn pinned_now(granter: DomId, mapper: DomId, refs: &[GrantRef]) -> Result<Vec<Pin>, String> {
     let run = |arguments: &[&str]| -> Result<String, String> {
         let output = Command::new("xl")
             .args(arguments)
@@ -145,29 +146,32 @@ mod tests {
 
     #[test]
     fn entries_of_one_table_are_read_and_others_ignored() {
-        let entries = active_entries(DUMP, 0).unwrap();
+        let entries = active_entries(DUMP, DomId(0)).unwrap();
         assert_eq!(
             entries,
             [
                 Pin {
-                    grant_ref: 0xa,
-                    mapper: 5,
+                    grant_ref: GrantRef(0xa),
+                    mapper: DomId(5),
                     pin: 1
                 },
                 Pin {
-                    grant_ref: 0xb,
-                    mapper: 5,
+                    grant_ref: GrantRef(0xb),
+                    mapper: DomId(5),
                     pin: 0x100
                 },
                 Pin {
-                    grant_ref: 0x10,
-                    mapper: 3,
+                    grant_ref: GrantRef(0x10),
+                    mapper: DomId(3),
                     pin: 1
                 },
             ]
         );
-        assert_eq!(active_entries(DUMP, 5).unwrap().len(), 1);
-        assert_eq!(active_entries(DUMP, 7), Err(DumpError::NoTable(7)));
+        assert_eq!(active_entries(DUMP, DomId(5)).unwrap().len(), 1);
+        assert_eq!(
+            active_entries(DUMP, DomId(7)),
+            Err(DumpError::NoTable(DomId(7)))
+        );
     }
 
     #[test]
@@ -181,8 +185,11 @@ mod tests {
 (XEN) [  12.6] [0x008]      0 0x22345 0x00000001          0 0x0bbbbb 0x19
 (XEN) [  12.6] gnttab_usage_print_all ] done
 ";
-        assert_eq!(active_entries(text, 0), Ok(Vec::new()));
-        assert_eq!(active_entries(text, 5).unwrap()[0].grant_ref, 8);
+        assert_eq!(active_entries(text, DomId(0)), Ok(Vec::new()));
+        assert_eq!(
+            active_entries(text, DomId(5)).unwrap()[0].grant_ref,
+            GrantRef(8)
+        );
     }
 
     #[test]
@@ -192,12 +199,15 @@ mod tests {
             "{older}{}",
             DUMP.replace("[0x00a]      5", "[0x00a]      4")
         );
-        assert_eq!(active_entries(&text, 0).unwrap()[0].mapper, 4);
+        assert_eq!(active_entries(&text, DomId(0)).unwrap()[0].mapper, DomId(4));
         // A dump still being printed (no end yet) is incomplete, not empty.
         let cut = &DUMP[..DUMP.find("(XEN) [0x00b]").unwrap()];
-        assert_eq!(active_entries(cut, 0), Err(DumpError::Incomplete));
+        assert_eq!(active_entries(cut, DomId(0)), Err(DumpError::Incomplete));
         // A dump whose start left the ring is incomplete too.
         let wrapped = &DUMP[DUMP.find("(XEN) [0x00b]").unwrap()..];
-        assert_eq!(active_entries(wrapped, 0), Err(DumpError::Incomplete));
+        assert_eq!(
+            active_entries(wrapped, DomId(0)),
+            Err(DumpError::Incomplete)
+        );
     }
 }

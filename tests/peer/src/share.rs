@@ -308,9 +308,9 @@ fn expect_refusal(
 
 /// Checks with Xen's grant-table dump that exactly `expected` of our refs are pinned by grantsvc.
 fn check_pins(options: &ShareOptions, device: &mut Device, expected: usize) -> Result<(), String> {
-    let own = device.store.own_domid()?;
-    let refs: Vec<u32> = device.pages.refs().iter().map(|grant| grant.0).collect();
-    let pinned = pins::pinned_now(own, options.domid.0, &refs)?;
+    let own = DomId(device.store.own_domid()?);
+    let refs = device.pages.refs();
+    let pinned = pins::pinned_now(own, options.domid, refs)?;
     if pinned.len() != expected {
         return Err(format!(
             "Xen shows {} of our {} ref(s) pinned by d{}, expected {expected}: {pinned:?}",
