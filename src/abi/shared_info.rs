@@ -4,6 +4,8 @@
 //! at the offsets given here; the structs document the layout and are checked against Xen's
 //! headers in `tests/abi_layout.rs`.
 
+use crate::ids::EvtchnPort;
+
 /// vcpu_info slots in shared_info (`XEN_LEGACY_MAX_VCPUS`).
 pub const LEGACY_MAX_VCPUS: usize = 32;
 /// Words of the 2-level pending and mask bitmaps (64 bits each on x86-64).
@@ -98,10 +100,10 @@ pub const OFFSET_EVTCHN_MASK: usize = core::mem::offset_of!(SharedInfo, evtchn_m
 pub const OFFSET_WC_VERSION: usize = core::mem::offset_of!(SharedInfo, wc_version);
 
 /// The word and bit of `port` in the 2-level pending and mask bitmaps, if the port exists there.
-pub const fn evtchn_word_and_bit(port: u32) -> Option<(usize, u32)> {
-    let word = (port / 64) as usize;
+pub const fn evtchn_word_and_bit(port: EvtchnPort) -> Option<(usize, u32)> {
+    let word = (port.0 / 64) as usize;
     if word < EVTCHN_WORDS {
-        Some((word, port % 64))
+        Some((word, port.0 % 64))
     } else {
         None
     }
@@ -113,10 +115,10 @@ mod tests {
 
     #[test]
     fn ports_map_to_words_and_bits() {
-        assert_eq!(evtchn_word_and_bit(0), Some((0, 0)));
-        assert_eq!(evtchn_word_and_bit(65), Some((1, 1)));
-        assert_eq!(evtchn_word_and_bit(4095), Some((63, 63)));
-        assert_eq!(evtchn_word_and_bit(4096), None);
+        assert_eq!(evtchn_word_and_bit(EvtchnPort(0)), Some((0, 0)));
+        assert_eq!(evtchn_word_and_bit(EvtchnPort(65)), Some((1, 1)));
+        assert_eq!(evtchn_word_and_bit(EvtchnPort(4095)), Some((63, 63)));
+        assert_eq!(evtchn_word_and_bit(EvtchnPort(4096)), None);
     }
 
     #[test]

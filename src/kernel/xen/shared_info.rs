@@ -96,7 +96,7 @@ pub fn cr2() -> Option<u64> {
 
 /// Atomically clears `port`'s pending bit, returning whether it was set.
 pub fn take_pending(port: EvtchnPort) -> bool {
-    let Some((index, bit)) = evtchn_word_and_bit(port.0) else {
+    let Some((index, bit)) = evtchn_word_and_bit(port) else {
         return false;
     };
     word(OFFSET_EVTCHN_PENDING + index * 8)
