@@ -22,9 +22,9 @@ use grantsvc::abi::shared_info::{
     ArchSharedInfo, ArchVcpuInfo, SharedInfo, VcpuInfo, VcpuTimeInfo, LEGACY_MAX_VCPUS,
 };
 use grantsvc::abi::start_info::{sif, StartInfo, StartInfoConsole, MAX_GUEST_CMDLINE};
-use grantsvc::abi::xenstore_ring::*;
 use std::path::Path;
 use std::process::Command;
+use xenstore::{ring, wire, MessageType};
 
 const HEADERS: &str = "/usr/include/xen";
 
@@ -156,11 +156,37 @@ fn facts() -> Vec<Fact> {
         "in" => input, "out" => output, "in_cons" => in_cons, "in_prod" => in_prod,
         "out_cons" => out_cons, "out_prod" => out_prod,
     ]);
-    layout!(facts, "struct xenstore_domain_interface", XenstoreDomainInterface, [
-        "req" => req, "rsp" => rsp, "req_cons" => req_cons, "req_prod" => req_prod,
-        "rsp_cons" => rsp_cons, "rsp_prod" => rsp_prod,
-        "server_features" => server_features, "connection" => connection, "error" => error,
+    // The xenstore crate's own numbers, which the kernel's xenstore client runs on (the crate
+    // stays free of grantsvc, so it keeps them itself and they are checked here).
+    constants!(facts, [
+        "sizeof(struct xenstore_domain_interface)" => ring::INTERFACE_SIZE,
+        "offsetof(struct xenstore_domain_interface, req)" => ring::REQUEST_RING_OFFSET,
+        "offsetof(struct xenstore_domain_interface, rsp)" => ring::RESPONSE_RING_OFFSET,
+        "offsetof(struct xenstore_domain_interface, req_cons)" => ring::REQUEST_CONSUMER_OFFSET,
+        "offsetof(struct xenstore_domain_interface, req_prod)" => ring::REQUEST_PRODUCER_OFFSET,
+        "offsetof(struct xenstore_domain_interface, rsp_cons)" => ring::RESPONSE_CONSUMER_OFFSET,
+        "offsetof(struct xenstore_domain_interface, rsp_prod)" => ring::RESPONSE_PRODUCER_OFFSET,
+        "offsetof(struct xenstore_domain_interface, server_features)" => ring::SERVER_FEATURES_OFFSET,
+        "offsetof(struct xenstore_domain_interface, connection)" => ring::CONNECTION_OFFSET,
+        "offsetof(struct xenstore_domain_interface, error)" => ring::ERROR_OFFSET,
+        "XENSTORE_RING_SIZE" => ring::RING_SIZE,
+        "XENSTORE_SERVER_FEATURE_RECONNECTION" => ring::FEATURE_RECONNECTION,
+        "XENSTORE_SERVER_FEATURE_ERROR" => ring::FEATURE_ERROR,
+        "XENSTORE_CONNECTED" => ring::CONNECTED,
+        "XENSTORE_RECONNECT" => ring::RECONNECT,
+        "sizeof(struct xsd_sockmsg)" => wire::HEADER_SIZE,
+        "XENSTORE_PAYLOAD_MAX" => wire::PAYLOAD_MAX,
+        "XENSTORE_ABS_PATH_MAX" => wire::ABSOLUTE_PATH_MAX,
+        "XENSTORE_REL_PATH_MAX" => wire::RELATIVE_PATH_MAX,
+        "XS_DEBUG" => MessageType::DEBUG.to_wire(),
     ]);
+    for message_type in MessageType::ALL {
+        facts.push(Fact {
+            label: String::from(message_type.name()),
+            c_expression: format!("(unsigned long long)({})", message_type.name()),
+            rust_value: u64::from(message_type.to_wire()),
+        });
+    }
 
     constants!(facts, [
         "__HYPERVISOR_set_trap_table" => hypercall::SET_TRAP_TABLE,
@@ -248,14 +274,6 @@ fn facts() -> Vec<Fact> {
         "SIF_MOD_START_PFN" => sif::MOD_START_PFN,
         "sizeof(((struct xencons_interface *)0)->in)" => IN_RING_SIZE,
         "sizeof(((struct xencons_interface *)0)->out)" => OUT_RING_SIZE,
-        "XENSTORE_RING_SIZE" => XENSTORE_RING_SIZE,
-        "XENSTORE_PAYLOAD_MAX" => XENSTORE_PAYLOAD_MAX,
-        "XENSTORE_ABS_PATH_MAX" => XENSTORE_ABS_PATH_MAX,
-        "XENSTORE_REL_PATH_MAX" => XENSTORE_REL_PATH_MAX,
-        "XENSTORE_SERVER_FEATURE_RECONNECTION" => XENSTORE_SERVER_FEATURE_RECONNECTION,
-        "XENSTORE_SERVER_FEATURE_ERROR" => XENSTORE_SERVER_FEATURE_ERROR,
-        "XENSTORE_CONNECTED" => XENSTORE_CONNECTED,
-        "XENSTORE_RECONNECT" => XENSTORE_RECONNECT,
     ]);
     facts
 }

@@ -10,4 +10,3 @@ pub mod sched;
 pub mod shared_info;
 pub mod start_info;
 pub mod vchan;
-pub mod xenstore_ring;
