@@ -71,6 +71,12 @@ fn the_benchmark_runs_batched_and_per_page_and_leaves_nothing_mapped() {
             .collect::<alloc::vec::Vec<_>>(),
         [1, 8, 64]
     );
+    // The fake clock advances 1000 ticks per reading, so every timed round lasts 1000 ticks
+    // and each figure is that median divided among the pages.
+    for row in &rows {
+        assert_eq!(row.batched_ticks_per_page, 1000 / row.pages as u64);
+        assert_eq!(row.per_page_ticks_per_page, 1000 / row.pages as u64);
+    }
     let after = pmap.hypervisor().calls();
     // Batched: one map per round per size; per page: one per page per round.
     assert_eq!(after.grant_map - before.grant_map, 2 * 3 + 2 * (1 + 8 + 64));
