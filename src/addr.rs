@@ -108,11 +108,6 @@ impl VirtAddr {
         }
     }
 
-    /// Bytes from `earlier` to `self`, if `earlier <= self`.
-    pub const fn checked_distance_from(self, earlier: VirtAddr) -> Option<u64> {
-        self.0.checked_sub(earlier.0)
-    }
-
     /// Index into the page table at `level` (1 = L1 .. 4 = L4) that translates this address.
     pub const fn table_index(self, level: u32) -> usize {
         ((self.0 >> (PAGE_SHIFT + 9 * (level - 1))) & 0x1ff) as usize

@@ -103,21 +103,6 @@ impl BitmapFrameAllocator {
         Some(bits & (1 << bit) == 0)
     }
 
-    /// Takes a specific free frame out of the pool (for frames the kernel repurposes).
-    pub fn reserve(&mut self, frame: Pfn) -> Result<(), FreeError> {
-        let (word, bit) = self.position(frame).ok_or(FreeError::NotManaged(frame))?;
-        let bits = self
-            .free_bits
-            .get_mut(word)
-            .ok_or(FreeError::NotManaged(frame))?;
-        if *bits & (1 << bit) == 0 {
-            return Err(FreeError::NotAllocated(frame));
-        }
-        *bits &= !(1 << bit);
-        self.free_count -= 1;
-        Ok(())
-    }
-
     /// Gives `frame` back, refusing frames not allocated from this allocator.
     pub fn try_free(&mut self, frame: Pfn) -> Result<(), FreeError> {
         let (word, bit) = self.position(frame).ok_or(FreeError::NotManaged(frame))?;
@@ -228,13 +213,9 @@ mod tests {
     }
 
     #[test]
-    fn reserved_frames_are_skipped_and_can_be_freed_later() {
+    fn allocation_state_is_reported_and_a_freed_frame_comes_back() {
         let mut allocator = BitmapFrameAllocator::new(Pfn(0), Pfn(4)).unwrap();
-        allocator.reserve(Pfn(0)).unwrap();
-        assert_eq!(
-            allocator.reserve(Pfn(0)),
-            Err(FreeError::NotAllocated(Pfn(0)))
-        );
+        assert_eq!(allocator.allocate(), Some(Pfn(0)));
         assert_eq!(allocator.allocate(), Some(Pfn(1)));
         assert_eq!(allocator.is_allocated(Pfn(0)), Some(true));
         assert_eq!(allocator.is_allocated(Pfn(2)), Some(false));

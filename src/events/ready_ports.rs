@@ -91,13 +91,6 @@ impl ReadySnapshot {
         self.words.iter().all(|&word| word == 0)
     }
 
-    /// Adds the ports of `other`.
-    pub fn merge(&mut self, other: &ReadySnapshot) {
-        for (mine, theirs) in self.words.iter_mut().zip(&other.words) {
-            *mine |= theirs;
-        }
-    }
-
     /// The ports, lowest first.
     pub fn ports(&self) -> impl Iterator<Item = EvtchnPort> + '_ {
         self.words.iter().enumerate().flat_map(|(index, &word)| {
@@ -154,18 +147,5 @@ mod tests {
         assert!(!ready.mark(EvtchnPort(u32::MAX)));
         assert!(!ready.any());
         assert!(!ready.take().contains(EvtchnPort(u32::MAX)));
-    }
-
-    #[test]
-    fn snapshots_merge() {
-        let ready = ReadyPorts::new();
-        ready.mark(EvtchnPort(1));
-        let mut first = ready.take();
-        ready.mark(EvtchnPort(300));
-        first.merge(&ready.take());
-        assert_eq!(
-            first.ports().map(|port| port.0).collect::<Vec<_>>(),
-            [1, 300]
-        );
     }
 }

@@ -21,18 +21,8 @@ impl<Key: Ord + Copy> TimerDeadlines<Key> {
         self.deadlines.insert(key, deadline_ns);
     }
 
-    /// Arms `key` only if it is not armed already or its deadline is later.
-    pub fn arm_no_later_than(&mut self, key: Key, deadline_ns: u64) {
-        let slot = self.deadlines.entry(key).or_insert(deadline_ns);
-        *slot = (*slot).min(deadline_ns);
-    }
-
     pub fn cancel(&mut self, key: Key) {
         self.deadlines.remove(&key);
-    }
-
-    pub fn is_armed(&self, key: Key) -> bool {
-        self.deadlines.contains_key(&key)
     }
 
     /// The earliest deadline, for the one-shot hardware timer.
@@ -79,12 +69,7 @@ mod tests {
         timers.arm(1, 500);
         timers.arm(1, 700);
         assert_eq!(timers.earliest(), Some(700));
-        timers.arm_no_later_than(1, 900);
-        assert_eq!(timers.earliest(), Some(700));
-        timers.arm_no_later_than(1, 600);
-        assert_eq!(timers.earliest(), Some(600));
         timers.cancel(1);
-        assert!(!timers.is_armed(1));
         assert_eq!(timers.earliest(), None);
     }
 }

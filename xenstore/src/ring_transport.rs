@@ -8,10 +8,8 @@
 use core::fmt;
 
 use crate::ring::{
-    mask_index, readable_span, writable_span, BadIndices, CONNECTION_OFFSET, ERROR_OFFSET,
-    REQUEST_CONSUMER_OFFSET, REQUEST_PRODUCER_OFFSET, REQUEST_RING_OFFSET,
-    RESPONSE_CONSUMER_OFFSET, RESPONSE_PRODUCER_OFFSET, RESPONSE_RING_OFFSET,
-    SERVER_FEATURES_OFFSET,
+    readable_span, writable_span, BadIndices, REQUEST_CONSUMER_OFFSET, REQUEST_PRODUCER_OFFSET,
+    REQUEST_RING_OFFSET, RESPONSE_CONSUMER_OFFSET, RESPONSE_PRODUCER_OFFSET, RESPONSE_RING_OFFSET,
 };
 
 /// Access to the xenstore page, offsets counted from its start. The kernel implements it
@@ -57,23 +55,6 @@ impl<E: fmt::Display> fmt::Display for RingError<E> {
             }
         }
     }
-}
-
-/// The server's status words (meaningful when `server_features` says so).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct ServerStatus {
-    pub features: u32,
-    pub connection: u32,
-    pub error: u32,
-}
-
-/// Reads the status words, each once.
-pub fn server_status<M: RingMemory>(memory: &M) -> Result<ServerStatus, M::Error> {
-    Ok(ServerStatus {
-        features: memory.load_u32(SERVER_FEATURES_OFFSET)?,
-        connection: memory.load_u32(CONNECTION_OFFSET)?,
-        error: memory.load_u32(ERROR_OFFSET)?,
-    })
 }
 
 /// Our side of the ring: the indices we produce, kept privately.
@@ -202,10 +183,5 @@ impl XenstoreRing {
     /// Our response consumer index, as last published.
     pub fn response_consumer(&self) -> u32 {
         self.response_consumer
-    }
-
-    /// Where the next request byte goes in the ring array (for logs).
-    pub fn request_place(&self) -> usize {
-        mask_index(self.request_producer)
     }
 }
