@@ -13,6 +13,7 @@ use super::layout::{RingPlacement, RingSpec, VchanLayout};
 use super::ring::RingBuffer;
 use crate::abi::vchan as abi;
 use crate::shared_memory::SharedMemory;
+use core::fmt;
 
 /// The result of one read or write on the channel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -42,6 +43,35 @@ pub struct ChannelRegions<M> {
     pub left: Option<M>,
     /// The right ring's pages, when it had its own.
     pub right: Option<M>,
+}
+
+/// The four ring indices at one moment, for the log line at the end of a session: ours as we
+/// keep them, the server's as fetched once from the page (`None` when the fetch failed). Only
+/// ever printed, never used to decide anything.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RingIndices {
+    /// Our `left.prod`.
+    pub left_prod: u32,
+    /// The server's `left.cons`.
+    pub left_cons: Option<u32>,
+    /// The server's `right.prod`.
+    pub right_prod: Option<u32>,
+    /// Our `right.cons`.
+    pub right_cons: u32,
+}
+
+impl fmt::Display for RingIndices {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let show = |index: Option<u32>| index.map_or("?".into(), |index| alloc::format!("{index}"));
+        write!(
+            formatter,
+            "left ring prod {} cons {} (server's), right ring prod {} (server's) cons {}",
+            self.left_prod,
+            show(self.left_cons),
+            show(self.right_prod),
+            self.right_cons
+        )
+    }
 }
 
 /// A connected vchan, client side.
@@ -233,6 +263,16 @@ impl<M: SharedMemory> VchanChannel<M> {
             bytes: count,
             notify_peer: self.take_notify(abi::NOTIFY_WRITE)?,
         })
+    }
+
+    /// Our indices and one fetch of the server's, for a diagnostic log line.
+    pub fn indices(&self) -> RingIndices {
+        RingIndices {
+            left_prod: self.write_prod,
+            left_cons: self.page().load_u32(abi::LEFT_CONS_OFFSET).ok(),
+            right_prod: self.page().load_u32(abi::RIGHT_PROD_OFFSET).ok(),
+            right_cons: self.read_cons,
+        }
     }
 
     /// Hands the regions back for unmapping, after `cli_live = 0` when the server may still look

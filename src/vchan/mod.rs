@@ -12,6 +12,8 @@
 
 pub mod channel;
 pub mod command;
+#[cfg(test)]
+mod concurrent_tests;
 pub mod discovery;
 pub mod echo;
 pub mod fault;

@@ -7,6 +7,7 @@ use super::service::{ByteService, ServiceCounters};
 use crate::shared_memory::SharedMemory;
 use alloc::vec;
 use alloc::vec::Vec;
+use core::fmt;
 
 /// Bytes read from the ring and not yet taken by the service, at most.
 pub const INBOX_CAPACITY: usize = 4096;
@@ -25,12 +26,36 @@ pub struct PumpOutcome {
     pub notify_peer: bool,
 }
 
+/// What a pump moved over its whole life, for the log line at the end of a session.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StreamTotals {
+    /// Bytes taken from the read ring.
+    pub received: u64,
+    /// Bytes put into the write ring.
+    pub sent: u64,
+    /// Bytes received and not (yet) sent back: input the service has not taken, output the ring
+    /// has not accepted.
+    pub held: usize,
+}
+
+impl fmt::Display for StreamTotals {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            formatter,
+            "{} byte(s) received, {} sent, {} held",
+            self.received, self.sent, self.held
+        )
+    }
+}
+
 /// A session's stream buffers.
 #[derive(Debug)]
 pub struct StreamPump {
     inbox: Vec<u8>,
     outbox: Vec<u8>,
     scratch: Vec<u8>,
+    received: u64,
+    sent: u64,
 }
 
 impl Default for StreamPump {
@@ -39,6 +64,8 @@ impl Default for StreamPump {
             inbox: Vec::with_capacity(INBOX_CAPACITY),
             outbox: Vec::with_capacity(OUTBOX_CAPACITY),
             scratch: vec![0; INBOX_CAPACITY],
+            received: 0,
+            sent: 0,
         }
     }
 }
@@ -59,6 +86,7 @@ impl StreamPump {
                 let transfer = channel.send(&self.outbox)?;
                 self.outbox.drain(..transfer.bytes);
                 outcome.sent += transfer.bytes;
+                self.sent += transfer.bytes as u64;
                 outcome.notify_peer |= transfer.notify_peer;
                 progress |= transfer.bytes > 0;
             }
@@ -69,6 +97,7 @@ impl StreamPump {
                 self.inbox
                     .extend_from_slice(scratch.get(..transfer.bytes).unwrap_or_default());
                 outcome.received += transfer.bytes;
+                self.received += transfer.bytes as u64;
                 outcome.notify_peer |= transfer.notify_peer;
                 progress |= transfer.bytes > 0;
             }
@@ -87,5 +116,14 @@ impl StreamPump {
     /// Output produced but not yet accepted by the ring.
     pub fn pending_output(&self) -> usize {
         self.outbox.len()
+    }
+
+    /// Bytes moved since the pump was made, and bytes held now.
+    pub fn totals(&self) -> StreamTotals {
+        StreamTotals {
+            received: self.received,
+            sent: self.sent,
+            held: self.inbox.len() + self.outbox.len(),
+        }
     }
 }

@@ -520,11 +520,26 @@ impl<R: SharedMemory> VchanSession<R> {
                     tell_server: false,
                 }
             }
-            SessionState::Connected { port, channel, .. } => Holdings {
-                regions: Self::purposed(channel.close(tell_server)),
-                port: Some(port),
-                tell_server,
-            },
+            SessionState::Connected {
+                port,
+                channel,
+                pump,
+                ..
+            } => {
+                // What each side moved, so that a lab echo that differs can be placed: in the
+                // rings (our counts agree with the sender's), in grantsvc, or beyond the server.
+                log::info!(
+                    "vchan: session with domain {} ending: {}; {}",
+                    self.peer,
+                    pump.totals(),
+                    channel.indices()
+                );
+                Holdings {
+                    regions: Self::purposed(channel.close(tell_server)),
+                    port: Some(port),
+                    tell_server,
+                }
+            }
         };
         self.finish(holdings, reason)
     }

@@ -115,6 +115,36 @@ fn indices_near_u32_wraparound_still_echo() {
 }
 
 #[test]
+fn totals_and_indices_account_for_every_byte() {
+    let mut server = FakeServer::new(10, 11);
+    let mut channel = connect(&server);
+    let mut pump = StreamPump::default();
+    let mut echo = EchoService::default();
+    let counters = ServiceCounters::default();
+    let data: Vec<u8> = (0..3000u32).map(|i| i as u8).collect();
+    assert_eq!(server.write(&data), 2048);
+    let _ = pump.run(&mut channel, &mut echo, &counters).unwrap();
+    // All 2048 bytes were taken; 1024 fit the left ring, the rest wait in the pump.
+    let totals = pump.totals();
+    assert_eq!(
+        (totals.received, totals.sent, totals.held),
+        (2048, 1024, 1024)
+    );
+    assert_eq!(
+        totals.to_string(),
+        "2048 byte(s) received, 1024 sent, 1024 held"
+    );
+    assert_eq!(server.read().len(), 1024);
+    assert_eq!(
+        channel.indices().to_string(),
+        "left ring prod 1024 cons 1024 (server's), right ring prod 2048 (server's) cons 2048"
+    );
+    let _ = pump.run(&mut channel, &mut echo, &counters).unwrap();
+    assert_eq!(pump.totals().held, 0);
+    assert_eq!(channel.indices().left_prod, 2048);
+}
+
+#[test]
 fn a_producer_index_beyond_the_ring_is_a_fault() {
     let server = FakeServer::new(10, 11);
     let mut channel = connect(&server);

@@ -21,6 +21,10 @@ note "connected: mapped-pages $(grantsvc_counter mapped-pages), peers $(grantsvc
 if ! wait "$exchange"; then
     cp /tmp/vchan-echo.in /tmp/vchan-echo.out "$LAB_OUT/" 2>/dev/null
     cmp -l /tmp/vchan-echo.in /tmp/vchan-echo.out 2>&1 | head -n 20 >"$LAB_OUT/echo-differences"
+    # grantsvc logs what its session moved when it ends (the proxy exits once the exchange's
+    # socket is gone): with the exchange's account of the difference, it places the fault.
+    wait_for_log "vchan: session with domain 0 ending: " 15 || true
+    note "grantsvc: $(grep -E 'vchan: session with domain 0 ending: ' "$(console_log)" | tail -n 1)"
     fail "echo: $(tail -n 1 "$LAB_OUT/echo-exchange")"
 fi
 tail -n 1 "$LAB_OUT/echo-exchange"
@@ -49,6 +53,7 @@ note "$answer"
 
 # Once the exchanges end, each proxy finds its socket gone and closes its vchan (srv_live = 0).
 expect_log "vchan: session d0#[0-9]+ with domain 0 at $base/echo revoked: server closed the vchan" 30 "the echo session ending with its server"
+note "grantsvc: $(grep -B 1 -E "at $base/echo revoked: " "$(console_log)" | grep -m 1 -E 'vchan: session with domain 0 ending: ')"
 expect_log "vchan: session d0#[0-9]+ with domain 0 at $base/cmd revoked: server closed the vchan" 30 "the cmd session ending with its server"
 wait_counter mapped-pages eq 0 10 || fail "pages still mapped after both servers left"
 wait_counter peers eq 0 10 || fail "sessions still counted after both servers left"

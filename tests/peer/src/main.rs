@@ -8,6 +8,7 @@
 //! exit 2.
 
 mod args;
+mod echo_diff;
 mod evtchn;
 mod frontend;
 mod garbage;

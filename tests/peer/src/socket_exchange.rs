@@ -111,8 +111,19 @@ pub fn run(options: &ExchangeOptions) -> Result<String, String> {
         std::fs::write(output, &received).map_err(|error| format!("writing {output}: {error}"))?;
     }
     if !done(&received) {
+        // What did arrive may already show where the stream went wrong (bytes lost, say).
+        let so_far = match &options.exchange {
+            Exchange::Echo { .. } => {
+                let prefix = to_send.get(..received.len()).unwrap_or(&to_send);
+                match crate::echo_diff::describe(prefix, &received) {
+                    Some(account) => format!("; what arrived differs: {account}"),
+                    None => "; what arrived agrees with what was sent".to_string(),
+                }
+            }
+            Exchange::Line { .. } => String::new(),
+        };
         return Err(format!(
-            "sent {sent} of {} bytes, received {} bytes, then {} ({seconds:.1} s)",
+            "sent {sent} of {} bytes, received {} bytes, then {} ({seconds:.1} s){so_far}",
             to_send.len(),
             received.len(),
             if peer_closed {
@@ -124,15 +135,8 @@ pub fn run(options: &ExchangeOptions) -> Result<String, String> {
     }
     Ok(match &options.exchange {
         Exchange::Echo { .. } => {
-            if let Some(offset) = received
-                .iter()
-                .zip(&to_send)
-                .position(|(got, sent)| got != sent)
-            {
-                return Err(format!(
-                    "the echo differs from what was sent at byte {offset} of {}",
-                    to_send.len()
-                ));
+            if let Some(account) = crate::echo_diff::describe(&to_send, &received) {
+                return Err(format!("the echo differs from what was sent: {account}"));
             }
             format!(
                 "sent {sent} bytes, received the same {} bytes back in {seconds:.1} s ({:.0} KiB/s)",
