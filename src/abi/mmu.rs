@@ -1,6 +1,6 @@
 //! Xen ABI for the PV MMU: `mmu_update` requests, `mmuext_op` commands and the x86-64 PTE bits.
 
-use crate::addr::{MachineAddr, Mfn};
+use crate::addr::MachineAddr;
 
 /// `MMU_NORMAL_PT_UPDATE`: a checked write of `val` to the PTE at machine address `ptr`.
 pub const MMU_NORMAL_PT_UPDATE: u64 = 0;
@@ -68,38 +68,20 @@ pub struct MmuextOp {
 }
 
 impl MmuextOp {
-    /// Flush this vcpu's whole TLB.
-    pub const fn tlb_flush_local() -> MmuextOp {
+    /// Flush every vcpu's whole TLB.
+    pub const fn tlb_flush_all() -> MmuextOp {
         MmuextOp {
-            cmd: mmuext::TLB_FLUSH_LOCAL,
+            cmd: mmuext::TLB_FLUSH_ALL,
             arg1: 0,
             arg2: 0,
         }
     }
 
-    /// Invalidate one page's translation on this vcpu.
-    pub const fn invlpg_local(linear_address: u64) -> MmuextOp {
+    /// Invalidate one page's translation on every vcpu.
+    pub const fn invlpg_all(linear_address: u64) -> MmuextOp {
         MmuextOp {
-            cmd: mmuext::INVLPG_LOCAL,
+            cmd: mmuext::INVLPG_ALL,
             arg1: linear_address,
-            arg2: 0,
-        }
-    }
-
-    /// Pin a frame as a page table of the given level (1..=4).
-    pub const fn pin_table(level: u32, frame: Mfn) -> MmuextOp {
-        MmuextOp {
-            cmd: mmuext::PIN_L1_TABLE + (level - 1),
-            arg1: frame.0,
-            arg2: 0,
-        }
-    }
-
-    /// Unpin a page-table frame.
-    pub const fn unpin_table(frame: Mfn) -> MmuextOp {
-        MmuextOp {
-            cmd: mmuext::UNPIN_TABLE,
-            arg1: frame.0,
             arg2: 0,
         }
     }

@@ -4,7 +4,7 @@ use super::core::{Leaf, TableInfo, Walk};
 use super::layout::direct_map_address;
 use super::prot::TABLE_FLAGS;
 use super::{Pmap, PmapError};
-use crate::abi::mmu::{mmuext, pte, MmuUpdate, MmuextOp, MMU_NORMAL_PT_UPDATE};
+use crate::abi::mmu::{pte, MmuUpdate, MmuextOp, MMU_NORMAL_PT_UPDATE};
 use crate::addr::{Pfn, VirtAddr};
 use crate::frame_alloc::FrameAllocator;
 use crate::hypervisor::Hypervisor;
@@ -326,12 +326,7 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
         if !flush && frames.is_empty() {
             return Ok(());
         }
-        let op = MmuextOp {
-            cmd: mmuext::TLB_FLUSH_ALL,
-            arg1: 0,
-            arg2: 0,
-        };
-        if let Err(error) = self.hypervisor.mmuext_op(&[op]) {
+        if let Err(error) = self.hypervisor.mmuext_op(&[MmuextOp::tlb_flush_all()]) {
             log::error!(
                 "pmap: TLB flush failed ({error}); {} table frame(s) not freed",
                 frames.len()
@@ -346,12 +341,9 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
 
     /// Invalidates one page's translation on every vcpu (after changing a present entry).
     pub(super) fn flush_page(&mut self, address: VirtAddr) -> Result<(), PmapError> {
-        let op = MmuextOp {
-            cmd: mmuext::INVLPG_ALL,
-            arg1: address.as_u64(),
-            arg2: 0,
-        };
-        self.hypervisor.mmuext_op(&[op]).map_err(PmapError::Mmuext)
+        self.hypervisor
+            .mmuext_op(&[MmuextOp::invlpg_all(address.as_u64())])
+            .map_err(PmapError::Mmuext)
     }
 
     /// The L1 tables holding `leaves` (for release after their entries went away).
