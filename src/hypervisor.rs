@@ -25,12 +25,12 @@ impl XenError {
     pub const ENOSPC: XenError = XenError(-28);
     pub const ENOSYS: XenError = XenError(-38);
 
-    /// `Ok(ret)` for a non-negative hypercall return value, the error otherwise.
-    pub const fn check(ret: i64) -> Result<u64, XenError> {
-        if ret < 0 {
-            Err(XenError(ret))
+    /// `Ok(returned)` for a non-negative hypercall return value, the error otherwise.
+    pub const fn check(returned: i64) -> Result<u64, XenError> {
+        if returned < 0 {
+            Err(XenError(returned))
         } else {
-            Ok(ret as u64)
+            Ok(returned as u64)
         }
     }
 }
