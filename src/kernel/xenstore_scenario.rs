@@ -10,8 +10,7 @@ use super::start::Kernel;
 use super::xenstore::{WatchOwner, Xenstore, XenstoreError};
 use alloc::format;
 use alloc::string::String;
-use alloc::vec::Vec;
-use xenstore::{Access, DomainId, NodePermissions, Permission, TransactionId, WatchEvent};
+use xenstore::{DomainId, NodePermissions, TransactionId, WatchEvent};
 
 const NONE: TransactionId = TransactionId::NONE;
 /// The watch owner key of this scenario's watches.
@@ -136,14 +135,7 @@ fn scenario(kernel: &Kernel) -> Result<(), String> {
     log::info!("xenstore: write, read, mkdir, directory and rm work");
 
     // Permissions: ours, nobody else's except dom0 may read.
-    let permissions = NodePermissions {
-        owner: DomainId(domid),
-        others: Access::None,
-        grants: Vec::from([Permission {
-            domain: DomainId(0),
-            access: Access::Read,
-        }]),
-    };
+    let permissions = NodePermissions::owner_and_reader(DomainId(domid), DomainId(0));
     step(
         "set perms",
         store.set_permissions(&value_path, &permissions),

@@ -80,6 +80,19 @@ pub struct NodePermissions {
 }
 
 impl NodePermissions {
+    /// Owned by `owner`, readable by `reader`, closed to every other domain: a node one domain
+    /// publishes for one peer (a device's or a vchan's nodes).
+    pub fn owner_and_reader(owner: DomainId, reader: DomainId) -> NodePermissions {
+        NodePermissions {
+            owner,
+            others: Access::None,
+            grants: alloc::vec![Permission {
+                domain: reader,
+                access: Access::Read,
+            }],
+        }
+    }
+
     /// Decodes a reply payload: NUL-terminated entries, at least one.
     pub fn decode(payload: &[u8]) -> Option<NodePermissions> {
         let body = payload.strip_suffix(b"\0")?;
@@ -111,6 +124,12 @@ impl NodePermissions {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_node_for_one_reader_is_closed_to_others() {
+        let permissions = NodePermissions::owner_and_reader(DomainId(3), DomainId(0));
+        assert_eq!(permissions.encode(), b"n3\0r0\0");
+    }
 
     #[test]
     fn a_get_perms_reply_decodes_to_owner_default_and_grants() {

@@ -11,7 +11,7 @@ use grantsvc::ids::{DomId, EvtchnPort};
 use grantsvc::share::nodes::{self, backend, frontend};
 use grantsvc::xenbus::state::XenbusState;
 use std::time::{Duration, Instant};
-use xenstore::{Access, DomainId, NodePermissions, Permission};
+use xenstore::{DomainId, NodePermissions};
 
 /// How long to wait for grantsvc's signal once it is connected (reported, not required).
 const NOTIFY_WAIT: Duration = Duration::from_secs(1);
@@ -22,14 +22,7 @@ fn say(line: &str) {
 
 /// A node readable by its owner and one other domain only.
 fn owned_by(owner: u16, reader: u16) -> NodePermissions {
-    NodePermissions {
-        owner: DomainId(owner),
-        others: Access::None,
-        grants: vec![Permission {
-            domain: DomainId(reader),
-            access: Access::Read,
-        }],
-    }
+    NodePermissions::owner_and_reader(DomainId(owner), DomainId(reader))
 }
 
 /// Everything one run set up, released by [`Device::tear_down`].

@@ -15,7 +15,7 @@ use grantsvc::abi::vchan as abi;
 use grantsvc::addr::PAGE_SIZE;
 use grantsvc::ids::DomId;
 use std::time::{Duration, Instant};
-use xenstore::{Access, DomainId, NodePermissions, Permission};
+use xenstore::{DomainId, NodePermissions};
 
 /// A port number valid in form that is no unbound port of ours for grantsvc.
 const NOT_OUR_PORT: u32 = (1 << 17) - 1;
@@ -120,14 +120,7 @@ pub fn run(options: &VchanGarbageOptions) -> Result<String, String> {
         _ => port.0,
     }
     .to_string();
-    let permissions = NodePermissions {
-        owner: DomainId(own),
-        others: Access::None,
-        grants: vec![Permission {
-            domain: DomainId(options.domid.0),
-            access: Access::Read,
-        }],
-    };
+    let permissions = NodePermissions::owner_and_reader(DomainId(own), DomainId(options.domid.0));
     store.create_directory(
         &options.path,
         &permissions,

@@ -16,7 +16,7 @@ use grantsvc::abi::vchan as abi;
 use grantsvc::addr::PAGE_SIZE;
 use grantsvc::ids::DomId;
 use std::time::{Duration, Instant};
-use xenstore::{Access, DomainId, NodePermissions, Permission};
+use xenstore::{DomainId, NodePermissions};
 
 /// Options of `vchan-server`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -138,14 +138,7 @@ pub fn run(options: &VchanServerOptions) -> Result<String, String> {
     let port = channels
         .allocate_unbound(options.domid)
         .map_err(io("allocating the event channel"))?;
-    let permissions = NodePermissions {
-        owner: DomainId(own),
-        others: Access::None,
-        grants: vec![Permission {
-            domain: DomainId(options.domid.0),
-            access: Access::Read,
-        }],
-    };
+    let permissions = NodePermissions::owner_and_reader(DomainId(own), DomainId(options.domid.0));
     let ring_ref = refs.first().copied().unwrap_or(0).to_string();
     store.create_directory(
         &options.path,
