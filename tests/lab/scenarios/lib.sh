@@ -144,6 +144,17 @@ wait_shut_down() {
     return 1
 }
 
+# expect_shut_down CODE AFTER: the scenario fails unless the guest shuts down within 30 s with
+# reason code CODE (0 poweroff, 3 crash, ...); AFTER says what it was to shut down after, for
+# the failure line.
+expect_shut_down() {
+    local expected=$1 after=$2 reason names=(poweroff reboot suspend crash watchdog "soft reset")
+    reason=$(wait_shut_down 30) ||
+        fail "the domain did not shut down within 30 s of $after (state $(domain_field State))"
+    [ "$reason" = "$expected" ] ||
+        fail "the domain shut down with reason code $reason, not $expected (${names[$expected]})"
+}
+
 # destroy_guest [NAME]: xl destroy, then wait until the domain is gone.
 destroy_guest() {
     local name=${1:-$LAB_GUEST}
@@ -160,7 +171,7 @@ destroy_guest() {
 # in-kernel half; fails unless the kernel prints "scenario NAME: PASS" within SECONDS and then
 # powers off cleanly. The caller may check the console log further, then calls pass.
 run_kernel_scenario() {
-    local name=$1 seconds=$2 reason result
+    local name=$1 seconds=$2 result
     create_guest "extra=\"loglevel=info scenario=$name\"" 'on_poweroff="preserve"' 'on_crash="preserve"'
     expect_log '^grantsvc [0-9]+\.[0-9]+\.[0-9]+ - ' 30 "banner naming grantsvc"
     expect_log "scenario $name: (PASS|FAIL|unknown)" "$seconds" "result of the in-kernel scenario $name"
@@ -169,8 +180,7 @@ run_kernel_scenario() {
     *"scenario $name: PASS"*) ;;
     *) fail "the kernel says: ${result#*] }" ;;
     esac
-    reason=$(wait_shut_down 30) || fail "the domain did not shut down within 30 s of the scenario's end"
-    [ "$reason" = 0 ] || fail "the domain shut down with reason code $reason, not 0 (poweroff)"
+    expect_shut_down 0 "the scenario's end"
     ! log_has 'PANIC|FATAL TRAP' || fail "the console log reports a panic or a fatal trap"
     destroy_guest
 }

@@ -32,8 +32,7 @@ grep -Eq "^value = .*\(n$domid,r0\)" "$LAB_OUT/xenstore-ls" ||
     fail "permissions of $base/value are not n$domid,r0: $(grep '^value' "$LAB_OUT/xenstore-ls")"
 [ "$(xenstore-read "$base/result")" = PASS ] || fail "$base/result is not PASS"
 
-reason=$(wait_shut_down 30) || fail "the domain did not shut down within 30 s of the scenario's end"
-[ "$reason" = 0 ] || fail "the domain shut down with reason code $reason, not 0 (poweroff)"
+expect_shut_down 0 "the scenario's end"
 ! log_has 'PANIC|FATAL' || fail "the console log reports a panic or a fatal trap"
 destroy_guest
 pass
