@@ -7,7 +7,6 @@
 //! waiter masks again. The upcall only marks ports in a lock-free set; the run loop takes them.
 //! Timers are Xen's one-shot timer (`set_timer_op`), which raises `VIRQ_TIMER` on its own port.
 
-use super::boot::upcall;
 use super::xen::shared_info::{self, SharedInfoBitmaps};
 use super::xen::{event_channel, platform, sched, time};
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -27,8 +26,7 @@ static BLOCKS: AtomicU64 = AtomicU64::new(0);
 pub fn initialise() -> Result<EvtchnPort, XenError> {
     let timer_port = event_channel::bind_virq(VIRQ_TIMER, 0)?;
     TIMER_PORT.call_once(|| timer_port);
-    let (event_entry, failsafe_entry) = upcall::entry_points();
-    platform::set_callbacks(event_entry, failsafe_entry)?;
+    platform::set_callbacks()?;
     Ok(timer_port)
 }
 

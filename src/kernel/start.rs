@@ -33,7 +33,7 @@ pub fn start(raw: &StartInfo, start_info_address: u64) -> ! {
             boot_info.shared_info
         ));
     }
-    if let Err(error) = platform::set_trap_table(&traps::trap_table()) {
+    if let Err(error) = platform::set_trap_table() {
         fatal_early(format_args!("grantsvc: set_trap_table failed: {error}\n"));
     }
     let console_problem = match ring_pages::console(&boot_info) {

@@ -1,28 +1,32 @@
 //! Hypercalls that set up the vcpu: trap table, callbacks, one-shot timer; plus version and console_io.
 
 use super::hypercall::{hypercall1, hypercall2, hypercall3};
-use grantsvc::abi::arch_x86_64::TrapInfo;
+use crate::kernel::boot::{traps, upcall};
 use grantsvc::abi::hypercall_numbers::{
     CONSOLEIO_WRITE, CONSOLE_IO, SET_CALLBACKS, SET_TIMER_OP, SET_TRAP_TABLE, XENVER_EXTRAVERSION,
     XENVER_VERSION, XEN_VERSION,
 };
 use grantsvc::hypervisor::XenError;
 
-/// Installs the virtual IDT. `table` must end with an entry whose address is 0.
-pub fn set_trap_table(table: &[TrapInfo]) -> Result<(), XenError> {
+/// Installs boot's trap stubs as the virtual IDT. It takes no table: Xen jumps to whatever
+/// addresses the table holds, so a safe function must not let a caller choose them.
+pub fn set_trap_table() -> Result<(), XenError> {
+    let table = traps::trap_table();
     if table.last().map(|last| last.address) != Some(0) {
         return Err(XenError::EINVAL);
     }
     // SAFETY: Xen reads trap_info entries up to the zero-address sentinel, which the check
-    // above guarantees is inside the slice.
+    // above puts inside the array; the addresses are boot's trap stubs, built for Xen's frame.
     let result = unsafe { hypercall1(SET_TRAP_TABLE, table.as_ptr() as u64) };
     XenError::check(result).map(|_| ())
 }
 
-/// Registers the event-upcall and failsafe entry points (code addresses of ours).
-pub fn set_callbacks(event_entry: u64, failsafe_entry: u64) -> Result<(), XenError> {
-    // SAFETY: no pointer is dereferenced by Xen; it jumps to these addresses later, and the
-    // callers pass the asm entry stubs of `boot`.
+/// Registers boot's event-upcall and failsafe entries. Like `set_trap_table` it takes no
+/// addresses, so no caller can make Xen jump somewhere else.
+pub fn set_callbacks() -> Result<(), XenError> {
+    let (event_entry, failsafe_entry) = upcall::entry_points();
+    // SAFETY: no pointer is dereferenced by Xen; it jumps to these addresses later, and they
+    // are boot's asm entry stubs, written for Xen's upcall and failsafe frames.
     let result = unsafe { hypercall3(SET_CALLBACKS, event_entry, failsafe_entry, 0) };
     XenError::check(result).map(|_| ())
 }
