@@ -217,6 +217,23 @@ kill_at_exit() {
     trap 'kill "${LAB_KILL_AT_EXIT[@]}" 2>/dev/null' EXIT
 }
 
+# start_proxied_exchange VCHAN LOG EXCHANGE-OPTION...: grantsvc-peer socket-exchange listening on
+# /tmp/SCENARIO-LOG.sock with the options, then (once it listens) vchan-socket-proxy serving
+# grantsvc at $base/VCHAN, which connects to that socket when grantsvc connects. Sets `exchange`
+# and `proxy` to their pids (the proxy is killed at exit); their output goes to
+# $LAB_OUT/LOG-exchange and $LAB_OUT/LOG-proxy.
+start_proxied_exchange() {
+    local vchan=$1 log=$2 socket=/tmp/$LAB_SCENARIO-$2.sock
+    shift 2
+    rm -f "$socket"
+    grantsvc-peer socket-exchange --listen "$socket" "$@" >"$LAB_OUT/$log-exchange" 2>&1 &
+    exchange=$!
+    wait_socket "$socket" 10 || fail "socket-exchange is not listening on $socket"
+    vchan-socket-proxy -m server "$domid" "$base/$vchan" "$socket" >"$LAB_OUT/$log-proxy" 2>&1 &
+    proxy=$!
+    kill_at_exit "$proxy"
+}
+
 # grantsvc_counter NAME [DOMID]: a counter grantsvc publishes under its home's data/grantsvc
 # (DOMID defaults to GRANTSVC_DOMID when the scenario set it, else xl domid's answer).
 grantsvc_counter() {

@@ -30,14 +30,8 @@ done
 
 # The service still serves a good server.
 head -c 65536 /dev/urandom >/tmp/vchan-garbage.in
-rm -f /tmp/vchan-garbage.sock
-grantsvc-peer socket-exchange --listen /tmp/vchan-garbage.sock --echo /tmp/vchan-garbage.in \
-    --output /tmp/vchan-garbage.out --timeout 60 >"$LAB_OUT/echo-exchange" 2>&1 &
-exchange=$!
-wait_socket /tmp/vchan-garbage.sock 10 || fail "socket-exchange is not listening on /tmp/vchan-garbage.sock"
-vchan-socket-proxy -m server "$domid" "$base/echo" /tmp/vchan-garbage.sock >"$LAB_OUT/echo-proxy" 2>&1 &
-proxy=$!
-kill_at_exit "$proxy"
+start_proxied_exchange echo echo --echo /tmp/vchan-garbage.in --output /tmp/vchan-garbage.out \
+    --timeout 60
 wait "$exchange" || fail "the good echo after the garbage: $(tail -n 1 "$LAB_OUT/echo-exchange")"
 cmp -s /tmp/vchan-garbage.in /tmp/vchan-garbage.out || fail "the good echo differs from what was sent"
 note "then a good server: $(sed -n 's/^grantsvc-peer: socket-exchange ok: //p' "$LAB_OUT/echo-exchange")"

@@ -8,13 +8,8 @@ start_vchan_guest
 # The echo: the proxy connects to our socket once grantsvc has connected to its vchan.
 head -c 1048576 /dev/urandom >/tmp/vchan-echo.in
 step "socket-exchange of 1 MiB through vchan-socket-proxy -m server $domid $base/echo"
-rm -f /tmp/vchan-echo.sock
-grantsvc-peer socket-exchange --listen /tmp/vchan-echo.sock --echo /tmp/vchan-echo.in \
-    --output /tmp/vchan-echo.out --timeout 180 --linger 4 >"$LAB_OUT/echo-exchange" 2>&1 &
-exchange=$!
-wait_socket /tmp/vchan-echo.sock 10 || fail "socket-exchange is not listening on /tmp/vchan-echo.sock"
-vchan-socket-proxy -m server "$domid" "$base/echo" /tmp/vchan-echo.sock >"$LAB_OUT/echo-proxy" 2>&1 &
-kill_at_exit $!
+start_proxied_exchange echo echo --echo /tmp/vchan-echo.in --output /tmp/vchan-echo.out \
+    --timeout 180 --linger 4
 expect_log "vchan: session d0#[0-9]+ connected to domain 0 at $base/echo" 30 "grantsvc connecting to the echo server"
 wait_counter mapped-pages ge 1 10 || fail "grantsvc's published mapped-pages did not show the vchan's page while connected"
 note "connected: mapped-pages $(grantsvc_counter mapped-pages), peers $(grantsvc_counter peers)"
@@ -35,13 +30,7 @@ note "echo: $(sed -n 's/^grantsvc-peer: socket-exchange ok: //p' "$LAB_OUT/echo-
 
 # The command service on a vchan named cmd.
 step "socket-exchange of 'stats' through vchan-socket-proxy -m server $domid $base/cmd"
-rm -f /tmp/vchan-cmd.sock
-grantsvc-peer socket-exchange --listen /tmp/vchan-cmd.sock --line stats --timeout 60 --linger 1 \
-    >"$LAB_OUT/cmd-exchange" 2>&1 &
-exchange=$!
-wait_socket /tmp/vchan-cmd.sock 10 || fail "socket-exchange is not listening on /tmp/vchan-cmd.sock"
-vchan-socket-proxy -m server "$domid" "$base/cmd" /tmp/vchan-cmd.sock >"$LAB_OUT/cmd-proxy" 2>&1 &
-kill_at_exit $!
+start_proxied_exchange cmd cmd --line stats --timeout 60 --linger 1
 wait "$exchange" || fail "stats: $(tail -n 1 "$LAB_OUT/cmd-exchange")"
 answer=$(sed -n 's/^grantsvc-peer: socket-exchange ok: answer: //p' "$LAB_OUT/cmd-exchange")
 step "stats answer: $answer"

@@ -7,14 +7,8 @@ start_vchan_guest
 
 # A stream long enough to be cut in the middle.
 head -c $((16 * 1048576)) /dev/urandom >/tmp/vchan-revoke.in
-rm -f /tmp/vchan-revoke.sock
-grantsvc-peer socket-exchange --listen /tmp/vchan-revoke.sock --echo /tmp/vchan-revoke.in \
-    --output /tmp/vchan-revoke.out --timeout 120 >"$LAB_OUT/first-exchange" 2>&1 &
-exchange=$!
-wait_socket /tmp/vchan-revoke.sock 10 || fail "socket-exchange is not listening on /tmp/vchan-revoke.sock"
-vchan-socket-proxy -m server "$domid" "$base/echo" /tmp/vchan-revoke.sock >"$LAB_OUT/first-proxy" 2>&1 &
-proxy=$!
-kill_at_exit "$proxy"
+start_proxied_exchange echo first --echo /tmp/vchan-revoke.in --output /tmp/vchan-revoke.out \
+    --timeout 120
 expect_log "vchan: session d0#[0-9]+ connected to domain 0 at $base/echo" 30 "grantsvc connecting to the first server"
 wait_counter mapped-pages ge 1 10 || fail "grantsvc's published mapped-pages did not show the vchan's page while connected"
 sleep 2
@@ -32,13 +26,8 @@ domain_exists || fail "grantsvc stopped after the revocation"
 
 # A new server at the same name: grantsvc connects again and echoes.
 head -c 262144 /dev/urandom >/tmp/vchan-revoke2.in
-rm -f /tmp/vchan-revoke2.sock
-grantsvc-peer socket-exchange --listen /tmp/vchan-revoke2.sock --echo /tmp/vchan-revoke2.in \
-    --output /tmp/vchan-revoke2.out --timeout 90 >"$LAB_OUT/second-exchange" 2>&1 &
-exchange=$!
-wait_socket /tmp/vchan-revoke2.sock 10 || fail "socket-exchange is not listening on /tmp/vchan-revoke2.sock"
-vchan-socket-proxy -m server "$domid" "$base/echo" /tmp/vchan-revoke2.sock >"$LAB_OUT/second-proxy" 2>&1 &
-kill_at_exit $!
+start_proxied_exchange echo second --echo /tmp/vchan-revoke2.in --output /tmp/vchan-revoke2.out \
+    --timeout 90
 wait "$exchange" || fail "second echo: $(tail -n 1 "$LAB_OUT/second-exchange")"
 cmp -s /tmp/vchan-revoke2.in /tmp/vchan-revoke2.out || fail "the second echo differs from what was sent"
 [ "$(grep -cE "vchan: session d0#[0-9]+ connected to domain 0 at $base/echo" "$(console_log)")" -ge 2 ] ||
