@@ -45,6 +45,43 @@ fn find_source(sent: &[u8], received: &[u8], at: usize) -> Option<(usize, bool)>
     })
 }
 
+/// Where each 16-byte piece of the differing run `first..end` (at most 16 pieces) came from:
+/// `zeros`, `ok` (in step), `sent+N` / `sent-N` (bytes sent N later or earlier) or `?`.
+///
+/// Vector copies move 16 or 32 bytes at a time, so a run made of pieces from elsewhere in the
+/// stream, or of zeroed halves, points at a copy that used stale registers rather than at ring
+/// indices (which move whole transfers).
+fn pieces(sent: &[u8], received: &[u8], first: usize, end: usize) -> String {
+    const PIECE: usize = 16;
+    let last = end.min(first + 16 * PIECE);
+    let mut account = Vec::new();
+    let mut at = first;
+    while at < last {
+        let stop = received.len().min(at + PIECE);
+        let piece = received.get(at..stop).unwrap_or_default();
+        let name = if piece.iter().all(|&byte| byte == 0) {
+            "zeros".to_string()
+        } else if sent.get(at..stop) == Some(piece) {
+            "ok".to_string()
+        } else {
+            match sent
+                .windows(piece.len().max(1))
+                .position(|window| window == piece)
+            {
+                Some(found) if found >= at => format!("sent+{}", found - at),
+                Some(found) => format!("sent-{}", at - found),
+                None => "?".to_string(),
+            }
+        };
+        account.push(name);
+        at = stop;
+    }
+    if last < end {
+        account.push("...".to_string());
+    }
+    account.join(", ")
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().fold(String::new(), |mut text, byte| {
         let _ = write!(text, "{byte:02x}");
@@ -98,6 +135,11 @@ pub fn describe(sent: &[u8], received: &[u8]) -> Option<String> {
             "; received there: bytes not found within {MAX_SHIFT} of that offset in what was sent"
         ),
     };
+    let _ = write!(
+        text,
+        "; in 16-byte pieces: {}",
+        pieces(sent, received, first, end)
+    );
     let window = |bytes: &[u8]| {
         hex(bytes
             .get(first..bytes.len().min(first + 16))
@@ -166,6 +208,24 @@ mod tests {
         assert!(text.contains("at byte 7100 "), "{text}");
         assert!(
             text.contains("the bytes sent 100 earlier (100 byte(s) repeated)"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn stale_vector_registers_show_in_the_pieces() {
+        // What the lab saw: 64 bytes made of two 16-byte pieces sent later, each followed by
+        // 16 zero bytes (32-byte stores of registers whose upper halves were zero).
+        let sent = random(100_000);
+        let mut received = sent.clone();
+        let at = 40_960;
+        received[at..at + 16].copy_from_slice(&sent[at + 16_640..at + 16_656]);
+        received[at + 16..at + 32].fill(0);
+        received[at + 32..at + 48].copy_from_slice(&sent[at + 17_184..at + 17_200]);
+        received[at + 48..at + 64].fill(0);
+        let text = describe(&sent, &received).unwrap();
+        assert!(
+            text.contains("; in 16-byte pieces: sent+16640, zeros, sent+17152, zeros;"),
             "{text}"
         );
     }
