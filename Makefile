@@ -23,7 +23,9 @@ target-installed:
 	rustup target add $(TARGET) >/dev/null 2>&1 || rustup target add $(TARGET)
 	rustup component add clippy rustfmt >/dev/null 2>&1 || true
 
+# Cargo does not see linker.ld as an input: a newer linker script forces the relink.
 kernel: target-installed
+	@if [ -f $(KERNEL) ] && [ linker.ld -nt $(KERNEL) ]; then touch src/main.rs; fi
 	$(CARGO) build --release --target $(TARGET) --bin grantsvc
 
 peer:
