@@ -327,16 +327,7 @@ impl ThreadServer {
 /// A shared page as `libxenvchan_server_init` leaves it, with every ring index at `start`.
 fn server_page(left_order: u16, right_order: u16, start: u32) -> AtomicMemory {
     let page = AtomicMemory::new(PAGE_SIZE);
-    page.write_bytes(abi::LEFT_ORDER_OFFSET, &left_order.to_le_bytes())
-        .unwrap();
-    page.write_bytes(abi::RIGHT_ORDER_OFFSET, &right_order.to_le_bytes())
-        .unwrap();
-    page.store_u8(abi::CLI_LIVE_OFFSET, abi::LIVE_NOT_YET_CONNECTED)
-        .unwrap();
-    page.store_u8(abi::SRV_LIVE_OFFSET, abi::LIVE_CONNECTED)
-        .unwrap();
-    page.store_u8(abi::CLI_NOTIFY_OFFSET, abi::NOTIFY_WRITE)
-        .unwrap();
+    super::testing::write_server_header(&page, left_order, right_order);
     for offset in [
         abi::LEFT_CONS_OFFSET,
         abi::LEFT_PROD_OFFSET,

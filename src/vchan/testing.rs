@@ -85,6 +85,21 @@ impl SharedMemory for FakeMemory {
     }
 }
 
+/// Writes the header `init_gnt_srv` leaves in a fresh shared page: the ring orders,
+/// `cli_live = 2` (not yet connected), `srv_live = 1` and `cli_notify = WRITE`.
+pub fn write_server_header(page: &impl SharedMemory, left_order: u16, right_order: u16) {
+    page.write_bytes(abi::LEFT_ORDER_OFFSET, &left_order.to_le_bytes())
+        .unwrap();
+    page.write_bytes(abi::RIGHT_ORDER_OFFSET, &right_order.to_le_bytes())
+        .unwrap();
+    page.store_u8(abi::CLI_LIVE_OFFSET, abi::LIVE_NOT_YET_CONNECTED)
+        .unwrap();
+    page.store_u8(abi::SRV_LIVE_OFFSET, abi::LIVE_CONNECTED)
+        .unwrap();
+    page.store_u8(abi::CLI_NOTIFY_OFFSET, abi::NOTIFY_WRITE)
+        .unwrap();
+}
+
 /// Builds a shared page as `init_gnt_srv` leaves it.
 pub struct ServerPage {
     page: FakeMemory,
@@ -94,16 +109,7 @@ impl ServerPage {
     /// A page with these orders and grant list, `cli_live = 2`, `srv_live = 1`, `cli_notify = WRITE`.
     pub fn new(left_order: u16, right_order: u16, grants: &[u32]) -> ServerPage {
         let page = FakeMemory::new(PAGE_SIZE);
-        page.write_bytes(abi::LEFT_ORDER_OFFSET, &left_order.to_le_bytes())
-            .unwrap();
-        page.write_bytes(abi::RIGHT_ORDER_OFFSET, &right_order.to_le_bytes())
-            .unwrap();
-        page.store_u8(abi::CLI_LIVE_OFFSET, abi::LIVE_NOT_YET_CONNECTED)
-            .unwrap();
-        page.store_u8(abi::SRV_LIVE_OFFSET, abi::LIVE_CONNECTED)
-            .unwrap();
-        page.store_u8(abi::CLI_NOTIFY_OFFSET, abi::NOTIFY_WRITE)
-            .unwrap();
+        write_server_header(&page, left_order, right_order);
         for (index, grant) in grants.iter().enumerate() {
             let offset = abi::GRANTS_OFFSET + index * abi::GRANT_ENTRY_SIZE;
             // A list too long for the page is the caller's test of a hostile server: write what fits.
