@@ -49,9 +49,14 @@ pub fn close_all(store: Option<&mut Xenstore>) -> usize {
 
 /// The published counters (state aside): sessions, and the pmap's grant accounting.
 pub fn counters() -> ServiceCounters {
+    counters_with_vchan(vchan_client::counters())
+}
+
+/// [`counters`] with the vchan client's (sessions, faults) supplied by a caller that already
+/// holds the vchan client's lock (its `stats` command), so that lock is not taken twice.
+pub fn counters_with_vchan((vchan_sessions, vchan_faults): (u64, u64)) -> ServiceCounters {
     let mut counters = ServiceCounters::new();
     let (share_sessions, share_faults) = share_backend::counters();
-    let (vchan_sessions, vchan_faults) = vchan_client::counters();
     counters.peers = share_sessions + vchan_sessions;
     counters.faults = share_faults + vchan_faults;
     if let Some(pmap) = address_space::pmap() {

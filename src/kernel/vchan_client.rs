@@ -26,6 +26,7 @@
 
 use super::address_space::{self, KernelPmap};
 use super::events;
+use super::peers;
 use super::xen::event_channel::{self, PortStatus};
 use super::xenstore::{WatchOwner, Xenstore, XenstoreError};
 use alloc::collections::{BTreeMap, VecDeque};
@@ -287,21 +288,10 @@ impl VchanClient {
         }
     }
 
-    /// Counters for the command service's `stats`.
+    /// Counters for the command service's `stats`: the service-wide figures, as published.
     fn service_counters(&self) -> ServiceCounters {
-        let mut counters = ServiceCounters {
-            peers: self.registry.len() as u64,
-            faults: self.faults,
-            ..ServiceCounters::default()
-        };
-        if let Some(pmap) = address_space::pmap() {
-            let stats = pmap.lock().stats();
-            counters.mapped_regions = stats.live_regions;
-            counters.mapped_pages = stats.live_grant_pages;
-            counters.maps = stats.maps;
-            counters.unmaps = stats.unmaps;
-        }
-        counters
+        let published = peers::counters_with_vchan((self.registry.len() as u64, self.faults));
+        ServiceCounters::from(&published)
     }
 
     /// Hands `event` to session `key` and carries out what it asks.
