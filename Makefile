@@ -2,6 +2,8 @@
 #   make          build the PV kernel
 #   make test     host tests, clippy (both targets), rustfmt check, then the Xen lab
 #   make lab      the Xen lab scenarios (SCENARIOS="boot panic" for some of them)
+#   make fresh-check  the lab's first-run path from nothing (install script in a clean Debian root,
+#                 dom0 image into an empty cache); make test runs it when its recipe changed
 #   make demo     the main job inside the Xen lab, console shown live
 #   make run      xl create domain.cfg on a real Xen host
 
@@ -11,7 +13,7 @@ PEER        := target/release/grantsvc-peer
 SCENARIOS   ?=
 CARGO       ?= cargo
 
-.PHONY: all kernel peer target-installed packages host-test clippy fmt-check test lab demo run clean
+.PHONY: all kernel peer target-installed packages host-test clippy fmt-check fresh-check fresh-check-if-changed test lab demo run clean
 
 all: kernel
 
@@ -44,7 +46,14 @@ fmt-check:
 lab: kernel peer
 	tests/lab/run $(SCENARIOS)
 
-test: host-test clippy fmt-check lab
+fresh-check: packages
+	tests/lab/fresh-check
+
+# Once per recipe per machine: a stamp under ~/.cache/grantsvc-lab/fresh-check/ records a pass.
+fresh-check-if-changed: packages
+	tests/lab/fresh-check --if-changed
+
+test: host-test clippy fmt-check fresh-check-if-changed lab
 
 demo: kernel peer
 	tests/lab/run --demo
