@@ -70,7 +70,7 @@ fuzz: nightly-tools
 	@for entry in $(FUZZ_TARGETS); do \
 		dir=$${entry%%:*}; target=$${entry#*:}; \
 		echo "fuzz: $$dir $$target for $(FUZZ_SECONDS) s"; \
-		(cd $$dir && $(CARGO) +nightly fuzz run $$target -- -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 2>&1 | \
+		(cd $$dir && $(CARGO) +nightly fuzz run --fuzz-dir . $$target -- -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 2>&1 | \
 			grep -E '^(stat::number_of_executed_units|==[0-9]+==|SUMMARY|Done)' ) || exit 1; \
 	done
 
