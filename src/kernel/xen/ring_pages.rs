@@ -42,9 +42,11 @@ fn bootstrap_page(frame: Mfn) -> Result<SharedRegion, RingPageError> {
         return Err(RingPageError::OutsideBootstrapArea(frame));
     }
     let address = address_of(pfn);
-    // SAFETY: the page is one of our frames below `first_free_pfn`, so it is mapped by Xen's
-    // initial mapping and the frame allocator never hands it out; Rust code touches it only
-    // through SharedRegion's volatile and atomic accesses, as the peer shares it with us.
+    // SAFETY: (1) the page is one of our frames below `first_free_pfn`, so Xen's initial
+    // mapping maps it read-write, the frame allocator never hands it out and the pmap never
+    // changes the direct map after boot; (2) a direct-map address is page aligned; (3) Rust
+    // code touches it only through SharedRegions (volatile and atomic), as the peer or Xen
+    // shares it with us.
     Ok(unsafe { SharedRegion::new(address.as_u64() as *mut u8, PAGE_SIZE) })
 }
 

@@ -21,8 +21,11 @@ impl SharedRegion {
     /// A region of `size` bytes at `base`.
     ///
     /// # Safety
-    /// `base .. base + size` must stay mapped, readable and writable for as long as the region
-    /// lives, `base` must be 8-byte aligned, and no Rust reference may cover those bytes.
+    /// 1. `base .. base + size` stays mapped, readable and writable for as long as the region
+    ///    lives.
+    /// 2. `base` is 8-byte aligned.
+    /// 3. No Rust reference covers those bytes: everything else reaches them, if at all, only
+    ///    with volatile or atomic accesses (another domain or Xen may write them any time).
     pub unsafe fn new(base: *mut u8, size: usize) -> SharedRegion {
         debug_assert!(base as usize % 8 == 0);
         SharedRegion { base, size }
