@@ -2,7 +2,7 @@
 
 use super::self_grants::{outcome, pmap_and_table, Baseline, PmapLock, SelfGrants};
 use super::Outcome;
-use crate::kernel::start::Kernel;
+use crate::kernel::booted::Kernel;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;

@@ -1,10 +1,11 @@
 //! Scenario support: pages of our own granted to ourselves, their byte patterns, and the checks that nothing stays mapped.
 
+use super::Outcome;
 use crate::kernel::address_space::{self, KernelPmap};
-use crate::kernel::own_grants::{self, OwnGrantTable};
-use crate::kernel::start::Kernel;
+use crate::kernel::booted::Kernel;
+use crate::kernel::lab::own_grants::{self, OwnGrantTable};
+use crate::kernel::memory;
 use crate::kernel::xen::own_pages::OwnPages;
-use crate::kernel::{memory, scenarios::Outcome};
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;

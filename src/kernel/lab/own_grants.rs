@@ -4,10 +4,10 @@
 //! `enter_gnt`, which exercises exactly the path a peer's grants take. Refs 0..8 are the
 //! toolstack's (console and xenstore rings) and are never handed out.
 
-use super::address_space;
-use super::xen::event_channel::{self, PortStatus};
-use super::xen::grant_entries::{map_own_table, EntryError, GrantEntries};
-use super::xen::grant_table::{self, GrantTableError, MAX_SETUP_FRAMES};
+use crate::kernel::address_space;
+use crate::kernel::xen::event_channel::{self, PortStatus};
+use crate::kernel::xen::grant_entries::{map_own_table, EntryError, GrantEntries};
+use crate::kernel::xen::grant_table::{self, GrantTableError, MAX_SETUP_FRAMES};
 use alloc::collections::BTreeSet;
 use alloc::vec;
 use grantsvc::addr::Mfn;
