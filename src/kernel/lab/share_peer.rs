@@ -178,11 +178,8 @@ fn grant_pages(kernel: &Kernel, backend: DomId, count: u32) -> Result<Shared, St
         let grant_ref = table
             .allocate_ref()
             .ok_or_else(|| format!("no free grant ref for page {number}"))?;
-        let frame = pages
-            .mfn(number as usize)
-            .ok_or_else(|| format!("page {number} has no machine frame"))?;
         table
-            .grant(grant_ref, backend, frame, false)
+            .grant(grant_ref, backend, &pages, number as usize, false)
             .map_err(|error| format!("granting page {number}: {error}"))?;
         refs.push(grant_ref);
     }
