@@ -131,12 +131,12 @@ impl OwnGrantTable {
     pub fn allocate_ref(&mut self) -> Option<GrantRef> {
         let number = self.free.pop_first()?;
         self.allocated.insert(number);
-        Some(GrantRef(number))
+        Some(GrantRef::new(number))
     }
 
     /// Refuses a ref that was not handed out.
     fn check_allocated(&self, grant_ref: GrantRef) -> Result<(), RefError> {
-        if self.allocated.contains(&grant_ref.0) {
+        if self.allocated.contains(&grant_ref.get()) {
             Ok(())
         } else {
             Err(RefError::NotAllocated(grant_ref))
@@ -150,8 +150,8 @@ impl OwnGrantTable {
         if flags != 0 {
             return Err(EntryError::Busy { grant_ref, flags }.into());
         }
-        self.allocated.remove(&grant_ref.0);
-        self.free.insert(grant_ref.0);
+        self.allocated.remove(&grant_ref.get());
+        self.free.insert(grant_ref.get());
         Ok(())
     }
 
@@ -189,6 +189,6 @@ impl OwnGrantTable {
 
     /// The first ref beyond the table (for error tests).
     pub fn first_ref_beyond(&self) -> GrantRef {
-        GrantRef(self.entries.len())
+        GrantRef::new(self.entries.len())
     }
 }

@@ -45,7 +45,7 @@ pub enum EntryError {
     /// Ending access with a page that is not the one the entry grants.
     OtherFrame {
         grant_ref: GrantRef,
-        granted: Mfn,
+        granted: u32,
         page: Mfn,
     },
     /// The page already carries as many grants as it can count.
@@ -93,7 +93,7 @@ impl core::fmt::Display for EntryError {
                 page,
             } => write!(
                 formatter,
-                "grant ref {grant_ref} grants mfn {granted}, not the page's mfn {page}"
+                "grant ref {grant_ref} grants mfn {granted:#x}, not the page's mfn {page}"
             ),
             EntryError::TooManyGrants { index } => {
                 write!(formatter, "page {index} carries too many grants to count")
@@ -149,7 +149,7 @@ pub fn set_up<H: Hypervisor, A: FrameAllocator>(
 ) -> Result<GrantEntries, SetUpError> {
     let (in_use, most) = grant_table::query_size().map_err(SetUpError::QuerySize)?;
     let count = (wanted.max(in_use).min(most) as usize).min(MAX_SETUP_FRAMES);
-    let mut frames = [Mfn(0); MAX_SETUP_FRAMES];
+    let mut frames = [Mfn::default(); MAX_SETUP_FRAMES];
     let frames = frames.get_mut(..count).unwrap_or_default();
     grant_table::setup_table(count, frames).map_err(SetUpError::Setup)?;
     map_table(pmap, frames).map_err(SetUpError::Map)
@@ -207,13 +207,13 @@ impl GrantEntries {
 
     /// The address of entry `grant_ref`, if it is in the table.
     fn entry(&self, grant_ref: GrantRef) -> Result<u64, EntryError> {
-        if grant_ref.0 >= self.entries {
+        if grant_ref.get() >= self.entries {
             return Err(EntryError::OutOfRange {
                 grant_ref,
                 entries: self.entries,
             });
         }
-        Ok(self.base + u64::from(grant_ref.0) * ENTRY_SIZE as u64)
+        Ok(self.base + u64::from(grant_ref.get()) * ENTRY_SIZE as u64)
     }
 
     /// The flags word of `grant_ref`.
@@ -245,7 +245,8 @@ impl GrantEntries {
             index,
             pages: pages.len(),
         })?;
-        let frame_number = u32::try_from(frame.0).map_err(|_| EntryError::FrameTooLarge(frame))?;
+        let frame_number =
+            u32::try_from(frame.get()).map_err(|_| EntryError::FrameTooLarge(frame))?;
         let flags = self.flags(grant_ref)?;
         if flags & (gtf::TYPE_MASK | gtf::READING | gtf::WRITING) != 0 {
             return Err(EntryError::Busy { grant_ref, flags });
@@ -257,7 +258,7 @@ impl GrantEntries {
         }
         let (domid_word, frame_word) = self.domid_and_frame_words(grant_ref)?;
         frame_word.store(frame_number, Ordering::Relaxed);
-        domid_word.store(domain.0, Ordering::Relaxed);
+        domid_word.store(domain.get(), Ordering::Relaxed);
         // Xen must never see the valid flags with a stale frame or domid.
         fence(Ordering::Release);
         let mut valid = gtf::PERMIT_ACCESS;
@@ -305,8 +306,8 @@ impl GrantEntries {
         }
         // Xen never writes a v1 entry's frame; only `grant` (which `&mut self` keeps out) does.
         let (_, frame_word) = self.domid_and_frame_words(grant_ref)?;
-        let granted = Mfn(u64::from(frame_word.load(Ordering::Relaxed)));
-        if granted != page {
+        let granted = frame_word.load(Ordering::Relaxed);
+        if u64::from(granted) != page.get() {
             return Err(EntryError::OtherFrame {
                 grant_ref,
                 granted,
