@@ -15,7 +15,7 @@
 
 use super::grant_table::{self, GrantTableError, MAX_SETUP_FRAMES};
 use super::own_pages::OwnPages;
-use core::sync::atomic::{fence, AtomicU16, AtomicU32, Ordering};
+use core::sync::atomic::{fence, AtomicBool, AtomicU16, AtomicU32, Ordering};
 use grantsvc::abi::grant_table::{gtf, GrantEntryV1};
 use grantsvc::addr::{Mfn, PAGE_SIZE};
 use grantsvc::frame_alloc::FrameAllocator;
@@ -121,9 +121,14 @@ impl core::fmt::Debug for GrantEntries {
     }
 }
 
+/// Set by the first [`set_up`], successful or not (a failed one may have left frames mapped).
+static SET_UP: AtomicBool = AtomicBool::new(false);
+
 /// Why our grant table could not be set up and mapped.
 #[derive(Clone, Copy, Debug)]
 pub enum SetUpError {
+    /// The table is already mapped: one `GrantEntries` owns it.
+    AlreadySetUp,
     QuerySize(GrantTableError),
     Setup(GrantTableError),
     Map(PmapError),
@@ -132,6 +137,7 @@ pub enum SetUpError {
 impl core::fmt::Display for SetUpError {
     fn fmt(&self, formatter: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
+            SetUpError::AlreadySetUp => formatter.write_str("our grant table is already mapped"),
             SetUpError::QuerySize(error) => write!(formatter, "GNTTABOP_query_size: {error}"),
             SetUpError::Setup(error) => write!(formatter, "GNTTABOP_setup_table: {error}"),
             SetUpError::Map(error) => write!(formatter, "mapping the grant table: {error}"),
@@ -142,11 +148,15 @@ impl core::fmt::Display for SetUpError {
 /// Grows our grant table to `wanted` frames (within Xen's limit; never below what is in use)
 /// with `GNTTABOP_setup_table` and maps the frames Xen returns at a fresh range of the pmap's
 /// chosen-VA region. They are Xen's frames shared with us, not in our p2m, so they go in as
-/// foreign mappings owned by `DOMID_SELF` (Xen checks they are shared with us).
+/// foreign mappings owned by `DOMID_SELF` (Xen checks they are shared with us). Once per
+/// domain: `&mut self` serialises the check and the update of an entry only with one owner.
 pub fn set_up<H: Hypervisor, A: FrameAllocator>(
     pmap: &mut Pmap<H, A>,
     wanted: u32,
 ) -> Result<GrantEntries, SetUpError> {
+    if SET_UP.swap(true, Ordering::AcqRel) {
+        return Err(SetUpError::AlreadySetUp);
+    }
     let (in_use, most) = grant_table::query_size().map_err(SetUpError::QuerySize)?;
     let count = (wanted.max(in_use).min(most) as usize).min(MAX_SETUP_FRAMES);
     let mut frames = [Mfn::default(); MAX_SETUP_FRAMES];
