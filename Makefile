@@ -1,10 +1,12 @@
 # grantsvc: thin targets, each one step that CI or a person runs as it is.
-#   make          build the PV kernel
-#   make test     host tests, clippy (both targets), rustfmt check, then the Xen lab
-#   make lab      the Xen lab scenarios (SCENARIOS="boot panic" for some of them)
+#   make          build the PV kernel (the production image: no lab code)
+#   make lab-kernel  the lab build of the kernel (feature `lab`: scenarios, self-tests, benchmark)
+#   make image-check  fail if the production image carries a lab symbol
+#   make test     host tests, clippy (both targets, both builds), rustfmt check, image check, then the Xen lab
+#   make lab      the Xen lab scenarios on the lab kernel (SCENARIOS="boot panic" for some of them)
 #   make fresh-check  the lab's first-run path from nothing (install script in a clean Debian root,
 #                 dom0 image into an empty cache); make test runs it when its recipe changed
-#   make demo     the main job inside the Xen lab, console shown live
+#   make demo     the main job inside the Xen lab on the production image, console shown live
 #   make miri     the host tests of the crates whose logic runs in the kernel, under Miri (nightly)
 #   make fuzz     every fuzz target of peer input, FUZZ_SECONDS each (make test: a short smoke run)
 #   make run      xl create domain.cfg on a real Xen host
@@ -15,11 +17,14 @@ SHELL       := /bin/bash
 
 TARGET      := x86_64-unknown-none
 KERNEL      := target/$(TARGET)/release/grantsvc
+# The lab build has its own target directory, so that both images exist side by side.
+LAB_TARGET_DIR := target/lab-kernel
+LAB_KERNEL  := $(LAB_TARGET_DIR)/$(TARGET)/release/grantsvc
 PEER        := target/release/grantsvc-peer
 SCENARIOS   ?=
 CARGO       ?= cargo
 
-.PHONY: all kernel peer target-installed packages host-test clippy fmt-check fresh-check fresh-check-if-changed nightly-tools miri fuzz fuzz-smoke test lab demo run clean
+.PHONY: all kernel lab-kernel image-check peer target-installed packages host-test clippy fmt-check fresh-check fresh-check-if-changed nightly-tools miri fuzz fuzz-smoke test lab demo run clean
 
 all: kernel
 
@@ -36,21 +41,30 @@ kernel: target-installed
 	@if [ -f $(KERNEL) ] && [ linker.ld -nt $(KERNEL) ]; then touch src/main.rs; fi
 	$(CARGO) build --release --target $(TARGET) --bin grantsvc
 
+lab-kernel: target-installed
+	@if [ -f $(LAB_KERNEL) ] && [ linker.ld -nt $(LAB_KERNEL) ]; then touch src/main.rs; fi
+	$(CARGO) build --release --target $(TARGET) --bin grantsvc --features lab --target-dir $(LAB_TARGET_DIR)
+
+image-check: kernel
+	tests/image-check $(KERNEL)
+
 peer:
 	$(CARGO) build --release -p grantsvc-peer
 
 host-test: packages
 	$(CARGO) test --workspace
+	$(CARGO) test -p grantsvc --lib --features lab cmdline
 
 clippy: target-installed
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 	$(CARGO) clippy --target $(TARGET) -p grantsvc -p xenstore --lib --bins -- -D warnings
+	$(CARGO) clippy --target $(TARGET) -p grantsvc --features lab --lib --bins --target-dir $(LAB_TARGET_DIR) -- -D warnings
 
 fmt-check:
 	$(CARGO) fmt --all -- --check
 
-lab: kernel peer
-	tests/lab/run $(SCENARIOS)
+lab: lab-kernel peer
+	GRANTSVC_KERNEL=$(LAB_KERNEL) tests/lab/run $(SCENARIOS)
 
 # The nightly pieces Miri and cargo-fuzz need; a new machine has the nightly toolchain only.
 nightly-tools:
@@ -84,10 +98,11 @@ fresh-check: packages
 fresh-check-if-changed: packages
 	tests/lab/fresh-check --if-changed
 
-test: host-test clippy fmt-check fresh-check-if-changed lab
+test: host-test clippy fmt-check image-check fresh-check-if-changed lab
 
+# The demo runs the service with no lab word: the production image, as users run it.
 demo: kernel peer
-	tests/lab/run --demo
+	GRANTSVC_KERNEL=$(KERNEL) tests/lab/run --demo
 
 # Created paused, admitted to xenstored's @releaseDomain watch events (XSA-115 sends them to an
 # unprivileged domain only when the special node's permissions admit it: grantsvc then learns of

@@ -1,8 +1,14 @@
-//! The kernel command line (`extra=` in domain.cfg): `loglevel=`, `selftest`, `scenario=`, `share-peer=`, `panic`, `fault`.
+//! The kernel command line (`extra=` in domain.cfg): `loglevel=` in every image, the lab build's words in the lab build only.
 //!
 //! Words are separated by spaces. Unknown words and bad values do not stop the boot: they are
-//! collected as [`Problem`]s for the kernel to log once its console is up.
+//! collected as [`Problem`]s for the kernel to log once its console is up. The lab's words
+//! (`selftest`, `scenario=`, `share-peer=`, `panic`, `fault`; see [`lab_words`]) are taken only
+//! with the `lab` feature; a production image reports each as a lab word it ignores.
 
+mod lab_words;
+
+#[cfg(any(test, feature = "lab"))]
+pub use self::lab_words::LabWords;
 use core::fmt;
 use log::LevelFilter;
 
@@ -14,28 +20,22 @@ const MAX_PROBLEMS: usize = 8;
 pub struct CommandLine<'a> {
     /// Messages below this level are dropped (`loglevel=`, default `info`).
     pub log_level: LevelFilter,
-    /// `selftest`: run the self-tests, then power off.
-    pub selftest: bool,
-    /// `scenario=<name>`: run one lab scenario's in-kernel part, then power off.
-    pub scenario: Option<&'a str>,
-    /// `share-peer=<pages>`: act as a grant-share frontend sharing that many pages with the
-    /// backend the toolstack names (the lab's `peer-death` peer), instead of serving.
-    pub share_peer: Option<u32>,
-    /// `panic`: panic on purpose after the banner (the lab checks the crash path).
-    pub deliberate_panic: bool,
-    /// `fault`: take a page fault on purpose after the banner (the lab checks the trap report).
-    pub deliberate_fault: bool,
+    /// What the lab's words ask for (the lab build only).
+    #[cfg(feature = "lab")]
+    pub lab: LabWords<'a>,
     problems: heapless::Vec<Problem<'a>, MAX_PROBLEMS>,
     problems_dropped: usize,
 }
 
-/// A word of the command line that was not understood.
+/// A word of the command line that was not understood or not taken.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Problem<'a> {
     /// A word that is none of the known ones.
     UnknownWord(&'a str),
     /// `loglevel=` with a value that is not a level.
     BadLogLevel(&'a str),
+    /// A word of the lab build given to a production image, which ignores it.
+    LabWordIgnored(&'a str),
     /// `scenario=` with nothing after it.
     EmptyScenario,
     /// A second `scenario=`: the first one wins.
@@ -51,6 +51,10 @@ impl fmt::Display for Problem<'_> {
             Problem::BadLogLevel(value) => write!(
                 formatter,
                 "loglevel={value:?} is not one of off, error, warn, info, debug, trace; keeping info"
+            ),
+            Problem::LabWordIgnored(word) => write!(
+                formatter,
+                "{word:?} is a word of the lab build (`make lab-kernel`); this production image ignores it"
             ),
             Problem::EmptyScenario => write!(formatter, "scenario= names no scenario; ignored"),
             Problem::ExtraScenario(name) => {
@@ -68,11 +72,8 @@ impl<'a> CommandLine<'a> {
     pub fn parse(text: &'a str) -> CommandLine<'a> {
         let mut command_line = CommandLine {
             log_level: LevelFilter::Info,
-            selftest: false,
-            scenario: None,
-            share_peer: None,
-            deliberate_panic: false,
-            deliberate_fault: false,
+            #[cfg(feature = "lab")]
+            lab: LabWords::default(),
             problems: heapless::Vec::new(),
             problems_dropped: 0,
         };
@@ -88,27 +89,23 @@ impl<'a> CommandLine<'a> {
                 Some(level) => self.log_level = level,
                 None => self.record(Problem::BadLogLevel(value)),
             }
-        } else if let Some(name) = word.strip_prefix("scenario=") {
-            if name.is_empty() {
-                self.record(Problem::EmptyScenario);
-            } else if self.scenario.is_some() {
-                self.record(Problem::ExtraScenario(name));
-            } else {
-                self.scenario = Some(name);
-            }
-        } else if let Some(value) = word.strip_prefix("share-peer=") {
-            match value.parse::<u32>() {
-                Ok(pages) if pages > 0 => self.share_peer = Some(pages),
-                _ => self.record(Problem::BadSharePeer(value)),
-            }
+        } else if lab_words::is_lab_word(word) {
+            self.take_lab_word(word);
         } else {
-            match word {
-                "selftest" => self.selftest = true,
-                "panic" => self.deliberate_panic = true,
-                "fault" => self.deliberate_fault = true,
-                _ => self.record(Problem::UnknownWord(word)),
-            }
+            self.record(Problem::UnknownWord(word));
         }
+    }
+
+    #[cfg(feature = "lab")]
+    fn take_lab_word(&mut self, word: &'a str) {
+        if let Err(problem) = self.lab.take(word) {
+            self.record(problem);
+        }
+    }
+
+    #[cfg(not(feature = "lab"))]
+    fn take_lab_word(&mut self, word: &'a str) {
+        self.record(Problem::LabWordIgnored(word));
     }
 
     fn record(&mut self, problem: Problem<'a>) {
@@ -149,23 +146,57 @@ mod tests {
     fn an_empty_line_means_info_and_nothing_else() {
         let command_line = CommandLine::parse("");
         assert_eq!(command_line.log_level, LevelFilter::Info);
-        assert!(!command_line.selftest);
-        assert_eq!(command_line.scenario, None);
-        assert!(!command_line.deliberate_panic);
-        assert!(!command_line.deliberate_fault);
+        #[cfg(feature = "lab")]
+        assert_eq!(command_line.lab, LabWords::default());
         assert!(command_line.problems().is_empty());
     }
 
+    #[cfg(feature = "lab")]
     #[test]
-    fn every_known_word_is_understood() {
+    fn the_lab_build_takes_its_words() {
         let command_line =
             CommandLine::parse("  loglevel=debug selftest\tscenario=grant-map panic fault ");
         assert_eq!(command_line.log_level, LevelFilter::Debug);
-        assert!(command_line.selftest);
-        assert_eq!(command_line.scenario, Some("grant-map"));
-        assert!(command_line.deliberate_panic);
-        assert!(command_line.deliberate_fault);
+        assert!(command_line.lab.selftest);
+        assert_eq!(command_line.lab.scenario, Some("grant-map"));
+        assert!(command_line.lab.deliberate_panic);
+        assert!(command_line.lab.deliberate_fault);
         assert!(command_line.problems().is_empty());
+    }
+
+    #[cfg(feature = "lab")]
+    #[test]
+    fn the_lab_build_reports_its_words_bad_values() {
+        let command_line = CommandLine::parse("scenario= share-peer=0 scenario=a scenario=b");
+        assert_eq!(command_line.lab.scenario, Some("a"));
+        assert_eq!(
+            command_line.problems(),
+            &[
+                Problem::EmptyScenario,
+                Problem::BadSharePeer("0"),
+                Problem::ExtraScenario("b")
+            ]
+        );
+    }
+
+    #[cfg(not(feature = "lab"))]
+    #[test]
+    fn a_production_image_names_each_lab_word_it_ignores() {
+        let command_line = CommandLine::parse(
+            "loglevel=debug selftest scenario=grant-map panic fault share-peer=4",
+        );
+        assert_eq!(command_line.log_level, LevelFilter::Debug);
+        assert_eq!(
+            command_line.problems(),
+            &[
+                Problem::LabWordIgnored("selftest"),
+                Problem::LabWordIgnored("scenario=grant-map"),
+                Problem::LabWordIgnored("panic"),
+                Problem::LabWordIgnored("fault"),
+                Problem::LabWordIgnored("share-peer=4"),
+            ]
+        );
+        assert!(format!("{}", Problem::LabWordIgnored("panic")).contains("lab build"));
     }
 
     #[test]
@@ -182,15 +213,14 @@ mod tests {
     }
 
     #[test]
-    fn unknown_words_and_scenario_mistakes_are_reported_in_order() {
-        let command_line = CommandLine::parse("root=/dev/xvda scenario= scenario=a scenario=b");
-        assert_eq!(command_line.scenario, Some("a"));
+    fn unknown_words_are_reported_in_order() {
+        let command_line = CommandLine::parse("root=/dev/xvda loglevel=x quiet");
         assert_eq!(
             command_line.problems(),
             &[
                 Problem::UnknownWord("root=/dev/xvda"),
-                Problem::EmptyScenario,
-                Problem::ExtraScenario("b"),
+                Problem::BadLogLevel("x"),
+                Problem::UnknownWord("quiet"),
             ]
         );
     }
@@ -203,20 +233,8 @@ mod tests {
     }
 
     #[test]
-    fn share_peer_takes_a_page_count() {
-        assert_eq!(CommandLine::parse("share-peer=8").share_peer, Some(8));
-        let command_line = CommandLine::parse("share-peer=0 share-peer=x");
-        assert_eq!(command_line.share_peer, None);
-        assert_eq!(
-            command_line.problems(),
-            &[Problem::BadSharePeer("0"), Problem::BadSharePeer("x")]
-        );
-    }
-
-    #[test]
     fn words_are_case_sensitive() {
         let command_line = CommandLine::parse("SelfTest");
-        assert!(!command_line.selftest);
         assert_eq!(command_line.problems(), &[Problem::UnknownWord("SelfTest")]);
     }
 }

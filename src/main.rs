@@ -1,4 +1,7 @@
 //! The grantsvc kernel binary: a Xen PV x86-64 guest. On any other target it only explains itself.
+//!
+//! Built as it is, this is the production image: it boots and runs the service. With the `lab`
+//! feature (`make lab-kernel`) it first does what the lab's command-line words ask for.
 #![cfg_attr(target_os = "none", no_std, no_main)]
 // Only the kernel's boot and hypervisor-interface modules may use `unsafe`; they allow it locally.
 #![deny(unsafe_code)]
@@ -8,6 +11,18 @@ extern crate alloc;
 
 #[cfg(target_os = "none")]
 mod kernel;
+
+#[cfg(target_os = "none")]
+kernel::boot::entry::entry_point!(run);
+
+/// Runs on the booted kernel: the lab build's requested lab run first (it returns only when the
+/// command line asks for none), then the service.
+#[cfg(target_os = "none")]
+fn run(booted: kernel::booted::Kernel) -> ! {
+    #[cfg(feature = "lab")]
+    kernel::lab::run_requested(&booted);
+    kernel::service::run(&booted)
+}
 
 #[cfg(not(target_os = "none"))]
 fn main() {

@@ -88,6 +88,7 @@ pub fn pmap() -> Option<&'static spin::Mutex<KernelPmap>> {
 }
 
 /// True once every pfn of the domain is mapped at its direct-map address.
+#[cfg(feature = "lab")]
 pub fn direct_map_complete() -> bool {
     DIRECT_MAP_COMPLETE.load(Ordering::Acquire)
 }

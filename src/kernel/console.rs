@@ -42,11 +42,13 @@ pub fn install(page: SharedRegion, port: EvtchnPort) {
 }
 
 /// Bytes dropped because the ring was full and the daemon did not consume in time.
+#[cfg(feature = "lab")]
 pub fn dropped_bytes() -> u64 {
     DROPPED_BYTES.load(Ordering::Relaxed)
 }
 
 /// The out ring's (consumer, producer), if the ring is installed.
+#[cfg(feature = "lab")]
 pub fn out_indices() -> Option<RingIndices> {
     let ring = RING.get()?;
     Some(RingIndices {

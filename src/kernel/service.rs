@@ -6,8 +6,8 @@
 //! node, then every peer session is closed (its grants unmapped) before the domain goes with
 //! the matching shutdown reason.
 
+use super::booted::Kernel;
 use super::events;
-use super::start::Kernel;
 use super::xen::sched;
 use super::xenstore::{WatchOwner, Xenstore, XenstoreError};
 use super::{console, peers};

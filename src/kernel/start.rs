@@ -1,28 +1,20 @@
-//! The boot sequence, from a copy of start_info to the mode the command line asks for.
+//! The boot sequence, from a copy of start_info to the booted `Kernel` it hands over.
+//!
+//! It imports neither the service nor the lab: the binary's root decides what runs on the
+//! `Kernel` it returns.
 
-use super::boot::{entry, traps};
+use super::boot::entry;
+use super::booted::Kernel;
 use super::xen::{platform, ring_pages, sched, shared_info};
-use super::{
-    address_space, console, events, logger, memory, scenarios, selftest, service, share_peer,
-};
+use super::{address_space, console, events, logger, memory};
 use alloc::string::String;
 use grantsvc::abi::sched::ShutdownReason;
 use grantsvc::boot_info::{BootInfo, BootInfoError};
 use grantsvc::cmdline::CommandLine;
 
-/// The unmapped address the `fault` switch reads: inside the pmap's chosen-VA region, which
-/// nothing maps at boot.
-const DELIBERATE_FAULT_ADDRESS: u64 = 0xffff_c0ff_dead_0000;
-
-/// The kernel's state after boot, handed to self-tests and scenarios.
-pub struct Kernel {
-    /// The one record of start_info (`xen::start_of_day`).
-    pub boot_info: &'static BootInfo,
-}
-
 /// Boots: validate start_info, map shared_info, install traps, console and logger, print the
-/// banner and summary, then do what the command line says.
-pub fn start(recorded: Result<&'static BootInfo, BootInfoError>) -> ! {
+/// banner and summary, take over memory and events, and hand over the booted kernel.
+pub fn start(recorded: Result<&'static BootInfo, BootInfoError>) -> Kernel {
     let boot_info = match recorded {
         Ok(boot_info) => boot_info,
         Err(error) => fatal_early(format_args!("grantsvc: refusing start_info: {error}\n")),
@@ -44,9 +36,10 @@ pub fn start(recorded: Result<&'static BootInfo, BootInfoError>) -> ! {
         Err(error) => Some(error),
     };
 
-    // A copy, so that boot_info can move into the Kernel while the parsed words borrow it.
-    let command_line_text = String::from(boot_info.command_line());
-    let command_line = CommandLine::parse(&command_line_text);
+    // A copy kept for the domain's life, so that boot_info can move into the Kernel while the
+    // parsed words (the lab build keeps them in the Kernel) borrow the text.
+    let command_line_text: &'static str = String::from(boot_info.command_line()).leak();
+    let command_line = CommandLine::parse(command_line_text);
     logger::initialise(command_line.log_level);
     // The banner and summary are written whatever the log level: the lab looks for them.
     console::write_fmt(format_args!(
@@ -102,40 +95,11 @@ pub fn start(recorded: Result<&'static BootInfo, BootInfoError>) -> ! {
         Err(error) => panic!("registering the event upcall failed: {error}"),
     }
 
-    let kernel = Kernel { boot_info };
-    if command_line.deliberate_panic {
-        panic!("deliberate panic requested on the command line");
+    Kernel {
+        boot_info,
+        #[cfg(feature = "lab")]
+        lab_words: command_line.lab,
     }
-    if command_line.deliberate_fault {
-        log::info!("deliberate page fault requested: reading {DELIBERATE_FAULT_ADDRESS:#x}");
-        let value = traps::read_byte_expecting_fault(DELIBERATE_FAULT_ADDRESS);
-        panic!("reading {DELIBERATE_FAULT_ADDRESS:#x} did not fault (read {value:#x})");
-    }
-    if let Some(name) = command_line.scenario {
-        scenarios::run(name, &kernel);
-        power_off();
-    }
-    if let Some(pages) = command_line.share_peer {
-        share_peer::run(&kernel, pages);
-    }
-    if command_line.selftest {
-        if selftest::run(&kernel) {
-            power_off();
-        }
-        log::error!("self-test failed: crashing the domain so the failure is visible");
-        console::drain();
-        sched::shutdown(ShutdownReason::Crash);
-    }
-    service::run(&kernel)
-}
-
-/// Drains the console and powers the domain off.
-pub fn power_off() -> ! {
-    log::info!("powering off");
-    if !console::drain() {
-        log::warn!("console not drained before poweroff");
-    }
-    sched::shutdown(ShutdownReason::Poweroff)
 }
 
 /// Reports a boot failure before the console ring exists, then crashes.

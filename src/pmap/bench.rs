@@ -1,4 +1,7 @@
 //! The grant map+unmap benchmark the kernel runs in the lab: cost per page, batched versus one hypercall per page.
+//!
+//! Compiled only with the `lab` feature (and in host tests): the production image carries no
+//! benchmark.
 
 use super::{GrantMapError, Pmap, RemoveError};
 use crate::frame_alloc::FrameAllocator;

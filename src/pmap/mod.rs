@@ -4,6 +4,8 @@
 //! O(log n), grant maps and unmaps are batched with every status checked, and `remove` walks
 //! a range once, unmapping grant pages only through the grant-table hypercall.
 
+// The lab's grant benchmark: in the lab build and in host tests only.
+#[cfg(any(test, feature = "lab"))]
 mod bench;
 mod core;
 mod enter;
@@ -22,6 +24,7 @@ mod va_allocator;
 #[cfg(test)]
 mod tests;
 
+#[cfg(any(test, feature = "lab"))]
 pub use self::bench::{grant_map_benchmark, BenchError, BenchRow, BENCH_BATCHES};
 pub use self::core::{Backoff, Pmap};
 pub use self::enter::{ForeignFlags, Mapping};

@@ -9,6 +9,7 @@
 //! loader, found through the `XEN_ELFNOTE_HYPERCALL_PAGE` note) and the page whose mapping is
 //! replaced by the shared-info frame.
 
+use crate::kernel::booted::Kernel;
 use grantsvc::abi::start_info::StartInfo;
 
 /// Bytes of the kernel stack.
@@ -55,14 +56,37 @@ boot_stack_top:
     options(att_syntax)
 );
 
-/// Called by `_start` on the new stack with Xen's start_info pointer.
+/// Defines `kernel_entry`, the function `_start` calls, so that it boots and hands the booted
+/// `Kernel` to `$run` (a `fn(Kernel) -> !`). The binary's root invokes it: a macro, so that the
+/// boot layer names nothing above it (not the service, not the lab) while the root names both.
+macro_rules! entry_point {
+    ($run:path) => {
+        /// Called by `_start` on the new stack with Xen's start_info pointer.
+        ///
+        /// # Safety
+        /// Only `_start` calls this, once, with the `rsi` Xen gave it.
+        #[allow(unsafe_code)]
+        #[no_mangle]
+        unsafe extern "C" fn kernel_entry(
+            start_info: *const grantsvc::abi::start_info::StartInfo,
+        ) -> ! {
+            let run: fn($crate::kernel::booted::Kernel) -> ! = $run;
+            // SAFETY: this function's own contract is `boot`'s: `_start` calls it once, with
+            // the pointer Xen gave it.
+            run(unsafe { $crate::kernel::boot::entry::boot(start_info) })
+        }
+    };
+}
+pub(crate) use entry_point;
+
+/// Copies start_info, sets up the heap and runs the boot sequence (`start`).
 ///
 /// # Safety
-/// Only `_start` calls this, once, with the `rsi` Xen gave it.
-#[no_mangle]
-unsafe extern "C" fn kernel_entry(start_info: *const StartInfo) -> ! {
+/// 1. `start_info` is the `rsi` Xen gave `_start`: a start_info page mapped read-write.
+/// 2. It is called once, before anything else of the kernel runs.
+pub unsafe fn boot(start_info: *const StartInfo) -> Kernel {
     // SAFETY: Xen's start-of-day contract (public/xen.h) puts a start_info page at `rsi`,
-    // mapped read-write in the initial mapping; nothing else writes it while we copy it.
+    // mapped read-write in the initial mapping (item 1); nothing else writes it while we copy it.
     let copy = unsafe { core::ptr::read_volatile(start_info) };
     super::heap::initialise();
     // SAFETY: (1) `copy` is the start_info Xen put at `start_info`; (2) nothing has written

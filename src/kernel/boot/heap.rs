@@ -37,7 +37,8 @@ pub fn initialise() {
     unsafe { HEAP.0.lock().init(ARENA.0.get().cast::<u8>(), HEAP_SIZE) };
 }
 
-/// Bytes in use and bytes free, for self-tests and counters.
+/// Bytes in use and bytes free, for the lab's self-tests.
+#[cfg(feature = "lab")]
 pub fn usage() -> (usize, usize) {
     let heap = HEAP.0.lock();
     (heap.used(), heap.free())

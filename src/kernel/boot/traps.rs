@@ -145,6 +145,7 @@ pub fn trap_table() -> [TrapInfo; STUB_COUNT + 1] {
 
 /// Reads one byte at `address`, which the caller expects to be unmapped: the lab's `fault`
 /// switch uses it to prove the page-fault report works. Returns only if the address was mapped.
+#[cfg(feature = "lab")]
 pub fn read_byte_expecting_fault(address: u64) -> u8 {
     let value: u8;
     // SAFETY: an asm load, not a Rust dereference: if the page is unmapped the CPU raises #PF,

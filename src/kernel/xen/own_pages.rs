@@ -1,20 +1,32 @@
-//! Pages of our own memory taken from the frame allocator, read and written through the direct map (for self-granting until peers exist).
+//! Pages of our own memory taken from the frame allocator, read and written through the direct map: the only pages our grant table grants (the lab build's self-grant machinery).
 //!
 //! The bytes may also be reached through a grant or foreign mapping of the same frame, so
-//! every access is volatile and no Rust reference to them is ever made.
+//! every access is volatile and no Rust reference to them is ever made. Each page counts the
+//! live grants of it (only `grant_entries`, in this layer, changes the count): dropping the
+//! pages gives back to the allocator only the frames that no grant names, and keeps (leaks)
+//! the others, as another domain may still map them.
 
 use super::direct_map::address_of;
 use super::start_of_day;
 use crate::kernel::{address_space, memory};
 use alloc::vec::Vec;
+use core::cell::Cell;
 use grantsvc::addr::{Mfn, Pfn, PAGE_SIZE};
 use grantsvc::frame_alloc::FrameAllocator;
 use grantsvc::shared_memory::{check_bounds, OutOfBounds};
 
-/// Frames allocated for the holder alone; given back on drop. The holder ends every grant or
-/// foreign mapping of them first (the scenarios check that with the grant flags).
+/// One page of ours and the grants of it.
+struct OwnPage {
+    frame: Pfn,
+    machine: Mfn,
+    /// Live grant entries naming this page's frame. A `Cell`: counted through `&OwnPages`
+    /// while the holder reads and writes the page; the pages are not shared between contexts.
+    grants: Cell<u32>,
+}
+
+/// Frames allocated for the holder alone; given back on drop, except those still granted.
 pub struct OwnPages {
-    frames: Vec<(Pfn, Mfn)>,
+    pages: Vec<OwnPage>,
 }
 
 impl OwnPages {
@@ -26,7 +38,7 @@ impl OwnPages {
         }
         let p2m = start_of_day::p2m()?;
         let mut pages = OwnPages {
-            frames: Vec::with_capacity(count),
+            pages: Vec::with_capacity(count),
         };
         for _ in 0..count {
             let frame = memory::with_frames(|frames| frames.allocate()).flatten()?;
@@ -34,24 +46,50 @@ impl OwnPages {
                 memory::with_frames(|frames| frames.free(frame));
                 return None;
             };
-            pages.frames.push((frame, machine));
+            pages.pages.push(OwnPage {
+                frame,
+                machine,
+                grants: Cell::new(0),
+            });
         }
         Some(pages)
     }
 
     /// How many pages.
     pub fn len(&self) -> usize {
-        self.frames.len()
+        self.pages.len()
     }
 
     /// Page `index`'s pseudo-physical frame.
     pub fn pfn(&self, index: usize) -> Option<Pfn> {
-        self.frames.get(index).map(|&(frame, _)| frame)
+        self.pages.get(index).map(|page| page.frame)
     }
 
     /// Page `index`'s machine frame.
     pub fn mfn(&self, index: usize) -> Option<Mfn> {
-        self.frames.get(index).map(|&(_, machine)| machine)
+        self.pages.get(index).map(|page| page.machine)
+    }
+
+    /// Counts a grant of page `index` (before the entry becomes valid); false when the page
+    /// does not exist or the count is full.
+    pub(super) fn count_grant(&self, index: usize) -> bool {
+        let Some(page) = self.pages.get(index) else {
+            return false;
+        };
+        match page.grants.get().checked_add(1) {
+            Some(grants) => {
+                page.grants.set(grants);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Counts down a grant of page `index` whose entry was just ended.
+    pub(super) fn count_grant_ended(&self, index: usize) {
+        if let Some(page) = self.pages.get(index) {
+            page.grants.set(page.grants.get().saturating_sub(1));
+        }
     }
 
     /// The direct-map address of byte `offset` of page `index`, `length` bytes checked.
@@ -90,10 +128,18 @@ impl OwnPages {
 
 impl Drop for OwnPages {
     fn drop(&mut self) {
+        let mut kept = 0usize;
         memory::with_frames(|frames| {
-            for &(frame, _) in &self.frames {
-                frames.free(frame);
+            for page in &self.pages {
+                if page.grants.get() == 0 {
+                    frames.free(page.frame);
+                } else {
+                    kept += 1;
+                }
             }
         });
+        if kept > 0 {
+            log::warn!("own pages: {kept} page(s) still granted are kept out of the allocator");
+        }
     }
 }

@@ -5,7 +5,7 @@
 
 use super::self_grants::{outcome, pmap_and_table, Baseline, SelfGrants};
 use super::Outcome;
-use crate::kernel::start::Kernel;
+use crate::kernel::booted::Kernel;
 use crate::kernel::xen::time;
 use alloc::format;
 use alloc::string::String;

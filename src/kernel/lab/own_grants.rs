@@ -1,19 +1,17 @@
-//! Our own grant table: set up and mapped through the pmap once, refs handed out and taken back, grants made and ended.
+//! Our own grant table: set up and mapped through the pmap once, refs handed out and taken back, pages of ours granted and their grants ended.
 //!
 //! Until peers exist, grantsvc grants pages of its own to itself and maps them with
 //! `enter_gnt`, which exercises exactly the path a peer's grants take. Refs 0..8 are the
-//! toolstack's (console and xenstore rings) and are never handed out.
+//! toolstack's (console and xenstore rings) and are never handed out; a ref is granted or
+//! ended only while it is handed out, so no caller can end the toolstack's grants.
 
-use super::address_space;
-use super::xen::event_channel::{self, PortStatus};
-use super::xen::grant_entries::{map_own_table, EntryError, GrantEntries};
-use super::xen::grant_table::{self, GrantTableError, MAX_SETUP_FRAMES};
+use crate::kernel::address_space;
+use crate::kernel::xen::event_channel::{self, PortStatus};
+use crate::kernel::xen::grant_entries::{self, EntryError, GrantEntries, SetUpError};
+use crate::kernel::xen::own_pages::OwnPages;
 use alloc::collections::BTreeSet;
-use alloc::vec;
-use grantsvc::addr::Mfn;
 use grantsvc::hypervisor::XenError;
 use grantsvc::ids::{DomId, GrantRef};
-use grantsvc::pmap::PmapError;
 
 /// Refs below this one belong to the toolstack (`GNTTAB_NR_RESERVED_ENTRIES`).
 pub const FIRST_FREE_REF: u32 = 8;
@@ -26,9 +24,7 @@ pub const WANTED_FRAMES: u32 = 4;
 #[derive(Clone, Copy, Debug)]
 pub enum OwnGrantError {
     NoPmap,
-    QuerySize(GrantTableError),
-    Setup(GrantTableError),
-    Map(PmapError),
+    SetUp(SetUpError),
     DomainId(XenError),
     DomainIdStatus(PortStatus),
 }
@@ -37,9 +33,7 @@ impl core::fmt::Display for OwnGrantError {
     fn fmt(&self, formatter: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
             OwnGrantError::NoPmap => formatter.write_str("the pmap is not set up"),
-            OwnGrantError::QuerySize(error) => write!(formatter, "GNTTABOP_query_size: {error}"),
-            OwnGrantError::Setup(error) => write!(formatter, "GNTTABOP_setup_table: {error}"),
-            OwnGrantError::Map(error) => write!(formatter, "mapping the grant table: {error}"),
+            OwnGrantError::SetUp(error) => write!(formatter, "{error}"),
             OwnGrantError::DomainId(error) => {
                 write!(
                     formatter,
@@ -53,11 +47,38 @@ impl core::fmt::Display for OwnGrantError {
     }
 }
 
+/// Why a ref was not granted, ended or given back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RefError {
+    /// The ref is not one [`OwnGrantTable::allocate_ref`] handed out.
+    NotAllocated(GrantRef),
+    /// The entry refused.
+    Entry(EntryError),
+}
+
+impl core::fmt::Display for RefError {
+    fn fmt(&self, formatter: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            RefError::NotAllocated(grant_ref) => {
+                write!(formatter, "grant ref {grant_ref} was not handed out")
+            }
+            RefError::Entry(error) => write!(formatter, "{error}"),
+        }
+    }
+}
+
+impl From<EntryError> for RefError {
+    fn from(error: EntryError) -> RefError {
+        RefError::Entry(error)
+    }
+}
+
 /// Our grant table and the refs of it we hand out.
 pub struct OwnGrantTable {
     entries: GrantEntries,
     domain: DomId,
     free: BTreeSet<u32>,
+    allocated: BTreeSet<u32>,
 }
 
 static TABLE: spin::Once<Result<spin::Mutex<OwnGrantTable>, OwnGrantError>> = spin::Once::new();
@@ -74,22 +95,15 @@ pub fn table() -> Result<&'static spin::Mutex<OwnGrantTable>, OwnGrantError> {
 fn set_up() -> Result<OwnGrantTable, OwnGrantError> {
     let pmap = address_space::pmap().ok_or(OwnGrantError::NoPmap)?;
     let domain = own_domain_id()?;
-    let (in_use, most) = grant_table::query_size().map_err(OwnGrantError::QuerySize)?;
-    let wanted = WANTED_FRAMES.max(in_use).min(most) as usize;
-    let mut frames = vec![Mfn::default(); wanted.min(MAX_SETUP_FRAMES)];
-    grant_table::setup_table(frames.len(), &mut frames).map_err(OwnGrantError::Setup)?;
-    let entries = map_own_table(&mut pmap.lock(), &frames).map_err(OwnGrantError::Map)?;
+    let entries =
+        grant_entries::set_up(&mut pmap.lock(), WANTED_FRAMES).map_err(OwnGrantError::SetUp)?;
     let free = (FIRST_FREE_REF..entries.len()).collect();
-    log::info!(
-        "own grant table: domain {domain}, {} frame(s) (at most {most}) = {} entries mapped at {}",
-        frames.len(),
-        entries.len(),
-        entries.range().start()
-    );
+    log::info!("own grant table: domain {domain}, {entries:?}");
     Ok(OwnGrantTable {
         entries,
         domain,
         free,
+        allocated: BTreeSet::new(),
     })
 }
 
@@ -115,33 +129,57 @@ impl OwnGrantTable {
 
     /// An unused ref, lowest first, or `None` when all are handed out.
     pub fn allocate_ref(&mut self) -> Option<GrantRef> {
-        self.free.pop_first().map(GrantRef::new)
+        let number = self.free.pop_first()?;
+        self.allocated.insert(number);
+        Some(GrantRef::new(number))
+    }
+
+    /// Refuses a ref that was not handed out.
+    fn check_allocated(&self, grant_ref: GrantRef) -> Result<(), RefError> {
+        if self.allocated.contains(&grant_ref.get()) {
+            Ok(())
+        } else {
+            Err(RefError::NotAllocated(grant_ref))
+        }
     }
 
     /// Gives back a ref whose access has ended (refused, and kept, while it is granted).
-    pub fn free_ref(&mut self, grant_ref: GrantRef) -> Result<(), EntryError> {
+    pub fn free_ref(&mut self, grant_ref: GrantRef) -> Result<(), RefError> {
+        self.check_allocated(grant_ref)?;
         let flags = self.entries.flags(grant_ref)?;
-        if flags != 0 || grant_ref.get() < FIRST_FREE_REF {
-            return Err(EntryError::Busy { grant_ref, flags });
+        if flags != 0 {
+            return Err(EntryError::Busy { grant_ref, flags }.into());
         }
+        self.allocated.remove(&grant_ref.get());
         self.free.insert(grant_ref.get());
         Ok(())
     }
 
-    /// Grants `domain` access to `frame` through `grant_ref`.
+    /// Grants `domain` access to page `index` of `pages` through the handed-out `grant_ref`.
     pub fn grant(
-        &self,
+        &mut self,
         grant_ref: GrantRef,
         domain: DomId,
-        frame: Mfn,
+        pages: &OwnPages,
+        index: usize,
         readonly: bool,
-    ) -> Result<(), EntryError> {
-        self.entries.grant(grant_ref, domain, frame, readonly)
+    ) -> Result<(), RefError> {
+        self.check_allocated(grant_ref)?;
+        Ok(self
+            .entries
+            .grant(grant_ref, domain, pages, index, readonly)?)
     }
 
-    /// Ends access through `grant_ref`; refused while a mapping of it lives.
-    pub fn end_access(&self, grant_ref: GrantRef) -> Result<(), EntryError> {
-        self.entries.end_access(grant_ref)
+    /// Ends access through the handed-out `grant_ref`, which grants page `index` of `pages`;
+    /// refused while a mapping of it lives.
+    pub fn end_access(
+        &mut self,
+        grant_ref: GrantRef,
+        pages: &OwnPages,
+        index: usize,
+    ) -> Result<(), RefError> {
+        self.check_allocated(grant_ref)?;
+        Ok(self.entries.end_access(grant_ref, pages, index)?)
     }
 
     /// The entry's flags (`GTF_*`) now.

@@ -2,7 +2,7 @@
 
 use super::self_grants::{outcome, pmap_and_table, Baseline, PmapLock, SelfGrants};
 use super::Outcome;
-use crate::kernel::start::Kernel;
+use crate::kernel::booted::Kernel;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -98,10 +98,7 @@ fn body(kernel: &Kernel) -> Result<String, String> {
         |error| matches!(error, GrantMapError::Grant { grant_ref, status: GrantStatus::BadGntref, left_mapped: 0, .. } if *grant_ref == beyond),
     )?;
     cases += 1;
-    table
-        .lock()
-        .end_access(fourth)
-        .map_err(|error| format!("revoking ref {fourth}: {error}"))?;
+    grants.end_access(3)?;
     expect_refused(pmap, "a revoked ref", domain, &[fourth], false, |error| {
         names_ref(error, fourth)
     })?;
@@ -117,16 +114,8 @@ fn body(kernel: &Kernel) -> Result<String, String> {
     )?;
     grants.expect_none_in_use()?;
     cases += 1;
-    {
-        let table = table.lock();
-        table
-            .end_access(fifth)
-            .map_err(|error| format!("ending ref {fifth}: {error}"))?;
-        let frame = grants.pages.mfn(4).ok_or("no mfn")?;
-        table
-            .grant(fifth, domain, frame, true)
-            .map_err(|error| format!("granting ref {fifth} read-only: {error}"))?;
-    }
+    grants.end_access(4)?;
+    grants.grant_again(4, true)?;
     expect_refused(
         pmap,
         "a read-only grant mapped writable",

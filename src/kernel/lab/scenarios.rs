@@ -2,17 +2,19 @@
 //!
 //! A scenario is a function from the booted kernel to an outcome. The kernel prints
 //! `scenario <name>: PASS` or `scenario <name>: FAIL: <reason>` and powers off; an unknown
-//! name is logged with the list of known ones. Later issues add their scenarios to `SCENARIOS`.
+//! name is logged with the list of known ones. New scenarios are added to `SCENARIOS`.
 
-use super::start::Kernel;
+use crate::kernel::booted::Kernel;
 use alloc::string::String;
 
+mod console_flood;
 mod foreign;
 mod grant_bench;
 mod grant_errors;
 mod grant_map;
 mod mixed_remove;
 mod self_grants;
+mod xenstore_operations;
 
 /// What a scenario concluded.
 pub enum Outcome {
@@ -30,11 +32,11 @@ pub struct Scenario {
 const SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "console-flood",
-        run: console_flood,
+        run: console_flood::run,
     },
     Scenario {
         name: "xenstore",
-        run: super::xenstore_scenario::run,
+        run: xenstore_operations::run,
     },
     Scenario {
         name: "grant-map",
@@ -71,22 +73,5 @@ pub fn run(name: &str, kernel: &Kernel) {
     match (scenario.run)(kernel) {
         Outcome::Pass => log::info!("scenario {name}: PASS"),
         Outcome::Fail(reason) => log::error!("scenario {name}: FAIL: {reason}"),
-    }
-}
-
-/// Writes many more bytes than the console ring holds: the lab checks every numbered line
-/// arrived in order, which exercises the ring's wraparound and the wait for space.
-fn console_flood(_: &Kernel) -> Outcome {
-    const LINES: u32 = 2000;
-    for line in 0..LINES {
-        log::info!(
-            "console-flood line {line:04} of {LINES}: the quick brown fox jumps over the lazy dog"
-        );
-    }
-    let dropped = super::console::dropped_bytes();
-    if dropped == 0 {
-        Outcome::Pass
-    } else {
-        Outcome::Fail(alloc::format!("{dropped} console bytes dropped"))
     }
 }

@@ -1,10 +1,12 @@
 //! Scenario support: pages of our own granted to ourselves, their byte patterns, and the checks that nothing stays mapped.
 
+use super::Outcome;
 use crate::kernel::address_space::{self, KernelPmap};
-use crate::kernel::own_grants::{self, OwnGrantTable};
-use crate::kernel::start::Kernel;
+use crate::kernel::booted::Kernel;
+use crate::kernel::lab::own_grants::{self, OwnGrantTable, RefError};
+use crate::kernel::memory;
+use crate::kernel::xen::grant_entries::EntryError;
 use crate::kernel::xen::own_pages::OwnPages;
-use crate::kernel::{memory, scenarios::Outcome};
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -164,9 +166,8 @@ impl SelfGrants {
                 .allocate_ref()
                 .ok_or_else(|| format!("our grant table has no free ref for page {index}"))?;
             grants.refs.push(grant_ref);
-            let frame = grants.pages.mfn(index).ok_or("page without mfn")?;
             table
-                .grant(grant_ref, grants.domain, frame, readonly)
+                .grant(grant_ref, grants.domain, &grants.pages, index, readonly)
                 .map_err(|error| format!("granting page {index}: {error}"))?;
         }
         drop(table);
@@ -225,14 +226,34 @@ impl SelfGrants {
         Ok(())
     }
 
-    /// Ends access through every ref and gives the refs and pages back. A ref that cannot be
-    /// ended is still mapped somewhere: its page is then leaked rather than reused.
+    /// Ends access through page `index`'s ref (the scenario may then grant it anew).
+    pub fn end_access(&self, index: usize) -> Result<(), String> {
+        let grant_ref = *self.refs.get(index).ok_or("no such page")?;
+        self.table
+            .lock()
+            .end_access(grant_ref, &self.pages, index)
+            .map_err(|error| format!("ending ref {grant_ref}: {error}"))
+    }
+
+    /// Grants page `index` to our own domain anew through its ref, read-only or not.
+    pub fn grant_again(&self, index: usize, readonly: bool) -> Result<(), String> {
+        let grant_ref = *self.refs.get(index).ok_or("no such page")?;
+        self.table
+            .lock()
+            .grant(grant_ref, self.domain, &self.pages, index, readonly)
+            .map_err(|error| format!("granting ref {grant_ref}: {error}"))
+    }
+
+    /// Ends access through every ref still granted and gives the refs and pages back. A ref
+    /// that cannot be ended is still mapped somewhere: its page is then kept out of the
+    /// allocator (the pages count their grants) rather than reused.
     pub fn finish(self) -> Result<(), String> {
         let mut table = self.table.lock();
         let mut busy = Vec::new();
-        for &grant_ref in &self.refs {
-            match table.end_access(grant_ref) {
-                Ok(()) => {
+        for (index, &grant_ref) in self.refs.iter().enumerate() {
+            match table.end_access(grant_ref, &self.pages, index) {
+                // Ended here, or by the scenario before (a revoked ref grants nothing).
+                Ok(()) | Err(RefError::Entry(EntryError::NotGranted { .. })) => {
                     if let Err(error) = table.free_ref(grant_ref) {
                         busy.push(format!("{error}"));
                     }
@@ -241,11 +262,10 @@ impl SelfGrants {
             }
         }
         drop(table);
+        drop(self.pages);
         if busy.is_empty() {
-            drop(self.pages);
             Ok(())
         } else {
-            core::mem::forget(self.pages);
             Err(format!(
                 "ending access failed for {} ref(s): {}",
                 busy.len(),

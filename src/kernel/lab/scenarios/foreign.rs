@@ -7,7 +7,7 @@
 
 use super::self_grants::{outcome, pattern_byte, pattern_page, pmap_and_table, Baseline, PmapLock};
 use super::Outcome;
-use crate::kernel::start::Kernel;
+use crate::kernel::booted::Kernel;
 use crate::kernel::xen::own_pages::OwnPages;
 use alloc::format;
 use alloc::string::String;

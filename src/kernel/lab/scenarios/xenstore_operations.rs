@@ -4,10 +4,10 @@
 //! once the console shows `xenstore: waiting for dom0 to write <path>`, and afterwards checks
 //! the nodes from dom0 with xenstore-read, xenstore-ls and xenstore-list.
 
-use super::events;
-use super::scenarios::Outcome;
-use super::start::Kernel;
-use super::xenstore::{WatchOwner, Xenstore, XenstoreError};
+use super::Outcome;
+use crate::kernel::booted::Kernel;
+use crate::kernel::events;
+use crate::kernel::xenstore::{WatchOwner, Xenstore, XenstoreError};
 use alloc::format;
 use alloc::string::String;
 use xenstore::{DomId, NodePermissions, TransactionId, WatchEvent};

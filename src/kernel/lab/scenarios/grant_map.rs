@@ -5,7 +5,7 @@ use super::self_grants::{
     start_fresh_table, Baseline, SelfGrants, XorShift,
 };
 use super::Outcome;
-use crate::kernel::start::Kernel;
+use crate::kernel::booted::Kernel;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec;

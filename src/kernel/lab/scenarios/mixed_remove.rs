@@ -4,7 +4,7 @@ use super::self_grants::{
     outcome, pmap_and_table, release_spacer, start_fresh_table, Baseline, SelfGrants,
 };
 use super::Outcome;
-use crate::kernel::start::Kernel;
+use crate::kernel::booted::Kernel;
 use alloc::format;
 use alloc::string::String;
 use grantsvc::ids::DomId;

@@ -3,12 +3,12 @@
 //! Each check logs `selftest <name>: ok (...)` or `selftest <name>: FAILED: ...`; the last line
 //! is `selftest: N passed, M failed`.
 
-use super::boot::heap;
-use super::start::Kernel;
-use super::xen::event_channel::{self, PortStatus};
-use super::xen::own_pages::OwnPages;
-use super::xen::{grant_table, sched, shared_info, start_of_day, time};
-use super::{address_space, console, memory};
+use crate::kernel::boot::heap;
+use crate::kernel::booted::Kernel;
+use crate::kernel::xen::event_channel::{self, PortStatus};
+use crate::kernel::xen::own_pages::OwnPages;
+use crate::kernel::xen::{grant_table, sched, shared_info, start_of_day, time};
+use crate::kernel::{address_space, console, memory};
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;

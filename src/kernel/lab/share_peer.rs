@@ -7,12 +7,12 @@
 //! our nodes and `state` = Initialised, wait for the backend to connect, check its answer in
 //! our own pages, and then idle with the pages granted, until the domain is destroyed.
 
-use super::events;
 use super::own_grants;
-use super::start::Kernel;
-use super::xen::event_channel;
-use super::xen::own_pages::OwnPages;
-use super::xenstore::Xenstore;
+use crate::kernel::booted::Kernel;
+use crate::kernel::events;
+use crate::kernel::xen::event_channel;
+use crate::kernel::xen::own_pages::OwnPages;
+use crate::kernel::xenstore::Xenstore;
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec;
@@ -177,11 +177,8 @@ fn grant_pages(backend: DomId, count: u32) -> Result<Shared, String> {
         let grant_ref = table
             .allocate_ref()
             .ok_or_else(|| format!("no free grant ref for page {number}"))?;
-        let frame = pages
-            .mfn(number as usize)
-            .ok_or_else(|| format!("page {number} has no machine frame"))?;
         table
-            .grant(grant_ref, backend, frame, false)
+            .grant(grant_ref, backend, &pages, number as usize, false)
             .map_err(|error| format!("granting page {number}: {error}"))?;
         refs.push(grant_ref);
     }
