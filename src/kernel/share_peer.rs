@@ -7,22 +7,22 @@
 //! our nodes and `state` = Initialised, wait for the backend to connect, check its answer in
 //! our own pages, and then idle with the pages granted, until the domain is destroyed.
 
-use super::events;
+use super::event_wait;
 use super::own_grants;
 use super::start::Kernel;
+use super::store_connection::Xenstore;
 use super::xen::event_channel;
 use super::xen::own_pages::OwnPages;
-use super::xenstore::Xenstore;
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec;
 use alloc::vec::Vec;
 use grantsvc::addr::PAGE_SIZE;
 use grantsvc::ids::{DomId, GrantRef};
-use grantsvc::share::nodes::{answer, backend, frontend, FrontendNodes, DEVICE_TYPE};
-use grantsvc::share::pattern;
-use grantsvc::xenbus::state::XenbusState;
-use grantsvc::xenbus::value::parse_u32;
+use grantsvc::peer::share::nodes::{answer, backend, frontend, FrontendNodes, DEVICE_TYPE};
+use grantsvc::peer::share::pattern;
+use grantsvc::peer::value::parse_u32;
+use grantsvc::peer::xenbus_state::XenbusState;
 use xenstore::TransactionId;
 
 /// Our device, relative to our home.
@@ -53,15 +53,15 @@ pub fn run(kernel: &Kernel, pages: u32) -> ! {
     };
     log::info!("share-peer: idling with the pages granted");
     loop {
-        let _ = events::take_ready();
-        events::wait(None);
+        let _ = event_wait::take_ready();
+        event_wait::wait(None);
     }
 }
 
 fn share(kernel: &Kernel, count: u32) -> Result<Shared, String> {
     let mut store =
         Xenstore::connect(&kernel.boot_info).map_err(|error| format!("xenstore: {error}"))?;
-    let deadline = events::now_ns().saturating_add(PATIENCE_NS);
+    let deadline = event_wait::now_ns().saturating_add(PATIENCE_NS);
     let backend_id = wait_for_node(
         &mut store,
         &format!("{DEVICE}/{}", frontend::BACKEND_ID),
@@ -107,7 +107,7 @@ fn share(kernel: &Kernel, count: u32) -> Result<Shared, String> {
         shared.seed
     );
 
-    let deadline = events::now_ns().saturating_add(PATIENCE_NS);
+    let deadline = event_wait::now_ns().saturating_add(PATIENCE_NS);
     let state_path = format!("{backend_dir}/{}", backend::STATE);
     loop {
         let state = wait_for_node(&mut store, &state_path, deadline)?;
@@ -122,10 +122,10 @@ fn share(kernel: &Kernel, count: u32) -> Result<Shared, String> {
                     error.escape_ascii()
                 ));
             }
-            _ if events::now_ns() >= deadline => {
+            _ if event_wait::now_ns() >= deadline => {
                 return Err(String::from("the backend did not connect within 60 s"))
             }
-            _ => events::wait(Some(events::now_ns().saturating_add(POLL_NS))),
+            _ => event_wait::wait(Some(event_wait::now_ns().saturating_add(POLL_NS))),
         }
     }
     let found = store
@@ -149,13 +149,13 @@ fn wait_for_node(store: &mut Xenstore, path: &str, deadline: u64) -> Result<Vec<
     loop {
         match store.read(NONE, path) {
             Ok(value) => return Ok(value),
-            Err(error) if events::now_ns() >= deadline => {
+            Err(error) if event_wait::now_ns() >= deadline => {
                 return Err(format!("{path} did not appear: {error}"))
             }
             Err(_) => {
                 // Watch events of nobody's accumulate otherwise.
                 let _ = store.take_watch_events();
-                events::wait(Some(events::now_ns().saturating_add(POLL_NS)));
+                event_wait::wait(Some(event_wait::now_ns().saturating_add(POLL_NS)));
             }
         }
     }
@@ -166,7 +166,7 @@ fn grant_pages(kernel: &Kernel, backend: DomId, count: u32) -> Result<Shared, St
     let table = own_grants::table().map_err(|error| format!("our grant table: {error}"))?;
     let pages = OwnPages::allocate(&kernel.boot_info, count as usize)
         .ok_or_else(|| format!("could not allocate {count} page(s)"))?;
-    let seed = (events::now_ns() as u32) | 1;
+    let seed = (event_wait::now_ns() as u32) | 1;
     for number in 0..count {
         pages
             .write(number as usize, 0, &pattern::page(seed, number))

@@ -3,7 +3,7 @@
 use super::boot::{entry, traps};
 use super::xen::{platform, ring_pages, sched, shared_info};
 use super::{
-    address_space, console, events, logger, memory, scenarios, selftest, service, share_peer,
+    address_space, console, event_wait, logger, memory, scenarios, selftest, service, share_peer,
 };
 use alloc::string::String;
 use grantsvc::abi::sched::ShutdownReason;
@@ -97,7 +97,7 @@ pub fn start(raw: &StartInfo, start_info_address: u64) -> ! {
         Err(error) => panic!("the pmap could not take over the address space: {error}"),
     }
 
-    match events::initialise() {
+    match event_wait::initialise() {
         Ok(timer_port) => log::debug!("event upcall registered; timer on port {timer_port}"),
         Err(error) => panic!("registering the event upcall failed: {error}"),
     }

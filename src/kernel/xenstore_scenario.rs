@@ -4,10 +4,10 @@
 //! once the console shows `xenstore: waiting for dom0 to write <path>`, and afterwards checks
 //! the nodes from dom0 with xenstore-read, xenstore-ls and xenstore-list.
 
-use super::events;
+use super::event_wait;
 use super::scenarios::Outcome;
 use super::start::Kernel;
-use super::xenstore::{WatchOwner, Xenstore, XenstoreError};
+use super::store_connection::{WatchOwner, Xenstore, XenstoreError};
 use alloc::format;
 use alloc::string::String;
 use xenstore::{DomainId, NodePermissions, TransactionId, WatchEvent};
@@ -48,7 +48,7 @@ fn wait_for_event(
     path: &str,
     patience_ns: u64,
 ) -> Result<WatchEvent, String> {
-    let deadline = events::now_ns().saturating_add(patience_ns);
+    let deadline = event_wait::now_ns().saturating_add(patience_ns);
     loop {
         store.pump();
         for (_, event) in store.take_watch_events() {
@@ -64,13 +64,13 @@ fn wait_for_event(
         if let Some(reason) = store.broken() {
             return Err(format!("waiting for a watch event on {path}: {reason}"));
         }
-        if events::now_ns() >= deadline {
+        if event_wait::now_ns() >= deadline {
             return Err(format!(
                 "no watch event for {path} within {} s",
                 patience_ns / 1_000_000_000
             ));
         }
-        events::wait_for_port(store.port(), deadline);
+        event_wait::wait_for_port(store.port(), deadline);
     }
 }
 
@@ -205,7 +205,7 @@ fn scenario(kernel: &Kernel) -> Result<(), String> {
         "write result",
         store.write(NONE, &format!("{base}/result"), b"PASS"),
     )?;
-    let (upcalls, delivered, blocks) = events::counters();
+    let (upcalls, delivered, blocks) = event_wait::counters();
     log::info!("xenstore: {upcalls} upcalls, {delivered} events delivered, {blocks} blocks; {} stray replies", store.faults());
     Ok(())
 }
