@@ -11,6 +11,7 @@ use super::xen::event_channel::{self, PortStatus};
 use alloc::string::String;
 use alloc::vec::Vec;
 use grantsvc::addr::PAGE_SIZE;
+use grantsvc::hypervisor::XenError;
 use grantsvc::ids::{DomId, EvtchnPort, GrantRef};
 use grantsvc::peer::action::CloseReason;
 use grantsvc::peer::driver::{Effects, OwnedNodes};
@@ -133,8 +134,11 @@ impl<P: Protocol, G: ProtocolGlue<P>> Effects<P, Region> for Executor<'_, G> {
         peer: DomId,
         remote_port: RemotePort,
     ) -> Result<EvtchnPort, i32> {
-        let port =
-            event_channel::bind_interdomain(peer, EvtchnPort(remote_port.0)).map_err(|error| {
+        // The decoder checked the port's range; Xen would refuse one beyond it the same way.
+        let port = EvtchnPort::new(remote_port.0)
+            .ok_or(XenError::EINVAL)
+            .and_then(|remote_port| event_channel::bind_interdomain(peer, remote_port))
+            .map_err(|error| {
                 log::warn!(
                     "{}: session {key}: binding port {remote_port} of domain {peer}: {error}",
                     P::NAME

@@ -29,7 +29,7 @@ use grantsvc::event_delivery::{
 use grantsvc::ids::DomId;
 use grantsvc::peer::counters::{CounterPublisher, ServiceCounters, ServiceState};
 use grantsvc::peer::liveness::LivenessSchedule;
-use xenstore::{DomainId, Operation, RequestId, TransactionId};
+use xenstore::{Operation, RequestId, TransactionId};
 
 /// Counters are rewritten at most this often.
 const PUBLISH_INTERVAL_NS: u64 = 1_000_000_000;
@@ -81,13 +81,13 @@ impl Service {
     /// Reads who we are, announces the shutdown features, watches `control/shutdown` and
     /// `@releaseDomain`, and starts the peer protocols.
     fn start(kernel: &Kernel) -> Result<Service, XenstoreError> {
-        let mut store = Xenstore::connect(&kernel.boot_info)?;
+        let mut store = Xenstore::connect(kernel.boot_info)?;
         let domid_text = store.read_string(NONE, "domid")?;
-        let own = domid_text.parse::<u16>().ok();
+        let own = domid_text.parse::<u16>().ok().and_then(DomId::new);
         let home = match own {
-            Some(domid) => store.get_domain_path(DomainId(domid))?,
+            Some(domid) => store.get_domain_path(domid)?,
             None => {
-                log::warn!("xenstore: domid {domid_text:?} is not a number");
+                log::warn!("xenstore: domid {domid_text:?} is not a domain id");
                 String::from("(unknown)")
             }
         };
@@ -106,8 +106,8 @@ impl Service {
         }
         let (share, vchan) = match (own, pmap) {
             (Some(domid), Some(_)) => (
-                ShareBackend::start(&mut store, DomId(domid), &home),
-                VchanClient::start(&mut store, DomId(domid)),
+                ShareBackend::start(&mut store, domid, &home),
+                VchanClient::start(&mut store, domid),
             ),
             (None, _) => {
                 log::error!("xenstore: our domid is unknown: no peer is served");

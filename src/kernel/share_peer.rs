@@ -2,7 +2,7 @@
 //!
 //! The toolstack (in the lab, a dom0 script acting as `xl` would) creates the device:
 //! our `device/grantsvc-share/0/` with `backend` and `backend-id`, readable by the backend, and
-//! the backend's directory. We then do the frontend's part of `grantsvc::share`'s steps:
+//! the backend's directory. We then do the frontend's part of `grantsvc::peer::share`'s steps:
 //! grant the pages filled with the pattern, allocate an unbound port for the backend, write
 //! our nodes and `state` = Initialised, wait for the backend to connect, check its answer in
 //! our own pages, and then idle with the pages granted, until the domain is destroyed.
@@ -60,7 +60,7 @@ pub fn run(kernel: &Kernel, pages: u32) -> ! {
 
 fn share(kernel: &Kernel, count: u32) -> Result<Shared, String> {
     let mut store =
-        Xenstore::connect(&kernel.boot_info).map_err(|error| format!("xenstore: {error}"))?;
+        Xenstore::connect(kernel.boot_info).map_err(|error| format!("xenstore: {error}"))?;
     let deadline = event_wait::now_ns().saturating_add(PATIENCE_NS);
     let backend_id = wait_for_node(
         &mut store,
@@ -70,8 +70,7 @@ fn share(kernel: &Kernel, count: u32) -> Result<Shared, String> {
     let backend_id = parse_u32(&backend_id)
         .ok()
         .and_then(|number| u16::try_from(number).ok())
-        .map(DomId)
-        .filter(|domain| domain.is_ordinary())
+        .and_then(DomId::new)
         .ok_or("the toolstack's backend-id is not a domain id")?;
     let backend_dir = wait_for_node(
         &mut store,
@@ -82,7 +81,7 @@ fn share(kernel: &Kernel, count: u32) -> Result<Shared, String> {
         String::from_utf8(backend_dir).map_err(|_| "the toolstack's backend path is not text")?;
     log::info!("share-peer: backend domain {backend_id} at {backend_dir}");
 
-    let shared = grant_pages(kernel, backend_id, count)?;
+    let shared = grant_pages(backend_id, count)?;
     let port = event_channel::alloc_unbound(backend_id)
         .map_err(|error| format!("allocating a port for domain {backend_id}: {error}"))?;
     let values = [
@@ -162,9 +161,9 @@ fn wait_for_node(store: &mut Xenstore, path: &str, deadline: u64) -> Result<Vec<
 }
 
 /// Fresh pages filled with the pattern, each granted writable to `backend`.
-fn grant_pages(kernel: &Kernel, backend: DomId, count: u32) -> Result<Shared, String> {
+fn grant_pages(backend: DomId, count: u32) -> Result<Shared, String> {
     let table = own_grants::table().map_err(|error| format!("our grant table: {error}"))?;
-    let pages = OwnPages::allocate(&kernel.boot_info, count as usize)
+    let pages = OwnPages::allocate(count as usize)
         .ok_or_else(|| format!("could not allocate {count} page(s)"))?;
     let seed = (event_wait::now_ns() as u32) | 1;
     for number in 0..count {

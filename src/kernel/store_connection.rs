@@ -17,14 +17,14 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt;
 use grantsvc::boot_info::BootInfo;
-use grantsvc::ids::EvtchnPort;
+use grantsvc::ids::{DomId, EvtchnPort};
 use grantsvc::shared_memory::{OutOfBounds, SharedMemory};
 use xenstore::ring_client::{RingClient, SubmitError};
 use xenstore::ring_transport::RingMemory;
 use xenstore::transaction::{retry_transaction, TryAgain};
 use xenstore::{
-    DomainId, NodePermissions, Operation, Reply, ReplyError, RequestError, RequestId,
-    TransactionId, WatchEvent,
+    NodePermissions, Operation, Reply, ReplyError, RequestError, RequestId, TransactionId,
+    WatchEvent,
 };
 
 /// How long a blocking request waits for its reply.
@@ -129,12 +129,12 @@ pub struct Xenstore {
 impl Xenstore {
     /// Attaches to the store ring Xen set up for us.
     pub fn connect(boot_info: &BootInfo) -> Result<Xenstore, XenstoreError> {
-        let page = StorePage(ring_pages::xenstore(boot_info).map_err(XenstoreError::Page)?);
+        let page = StorePage(ring_pages::xenstore().map_err(XenstoreError::Page)?);
         let client =
             RingClient::attach(&page).map_err(|error| XenstoreError::Broken(error.to_string()))?;
         Ok(Xenstore {
             page,
-            port: boot_info.store_port,
+            port: boot_info.store_port(),
             client,
             faults: 0,
         })
@@ -360,7 +360,7 @@ impl Xenstore {
         )
     }
 
-    pub fn get_domain_path(&mut self, domain: DomainId) -> Result<String, XenstoreError> {
+    pub fn get_domain_path(&mut self, domain: DomId) -> Result<String, XenstoreError> {
         match self.request(TransactionId::NONE, &Operation::GetDomainPath { domain })? {
             Reply::DomainPath(path) => Ok(path),
             other => Err(XenstoreError::Unexpected(other)),

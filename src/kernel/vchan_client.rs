@@ -23,7 +23,7 @@
 //! port and logs a line naming the peer. A vchan whose session ended is not tried
 //! again until its server publishes anew (its `ring-ref` written again), so a new server at the
 //! same name (or another) connects anew while a faulty one is refused once
-//! ([`grantsvc::vchan::discovery`] decides, host-tested).
+//! ([`grantsvc::peer::vchan::discovery`] decides, host-tested).
 
 use super::peer_executor::{port_state, Executor, PmapHandle, ProtocolGlue, Region};
 use super::store_connection::{WatchOwner, Xenstore, XenstoreError};
@@ -294,7 +294,7 @@ impl VchanClient {
     ) {
         let path = format!("{}/{name}", self.glue.base);
         let server = match store.get_permissions(&format!("{path}/{RING_REF}")) {
-            Ok(permissions) => DomId(permissions.owner.0),
+            Ok(permissions) => permissions.owner,
             Err(error) => {
                 log::warn!("vchan: permissions of {path}/{RING_REF}: {error}; not connecting");
                 return;

@@ -75,9 +75,14 @@ mod tests {
 
     #[test]
     fn a_port_no_longer_connected_to_the_peer_means_the_peer_is_lost() {
-        let peer = DomId(5);
+        let peer = DomId::new(5).unwrap();
         assert!(!peer_lost(peer, PortState::Interdomain { remote: peer }));
-        assert!(peer_lost(peer, PortState::Interdomain { remote: DomId(6) }));
+        assert!(peer_lost(
+            peer,
+            PortState::Interdomain {
+                remote: DomId::new(6).unwrap()
+            }
+        ));
         assert!(peer_lost(peer, PortState::NotInterdomain));
         assert!(!peer_lost(peer, PortState::Unknown));
     }

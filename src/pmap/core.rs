@@ -145,12 +145,17 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
         self.backoff = Some(backoff);
     }
 
-    /// The hypervisor (tests inspect the simulation through it).
+    /// The hypervisor (tests inspect the simulation through it). Not in production: the
+    /// kernel's hypervisor is a capability over the whole address space (it writes page
+    /// tables and touches any address), so it never leaves the pmap.
+    #[cfg(any(test, feature = "sim"))]
     pub fn hypervisor(&self) -> &H {
         &self.hypervisor
     }
 
-    /// Mutable access to the hypervisor (for tests driving the simulation).
+    /// Mutable access to the hypervisor (for tests driving the simulation; not in production,
+    /// as [`Pmap::hypervisor`]).
+    #[cfg(any(test, feature = "sim"))]
     pub fn hypervisor_mut(&mut self) -> &mut H {
         &mut self.hypervisor
     }
@@ -206,7 +211,10 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
             .hypervisor
             .pfn_to_mfn(table)
             .ok_or(PmapError::NoMachineFrame(table))?;
-        Ok(MachineAddr(frame.base().0 + (index as u64) * 8))
+        frame
+            .base()
+            .checked_add(index as u64 * 8)
+            .ok_or(PmapError::BadRange)
     }
 
     /// Walks the tree for one address.
@@ -283,5 +291,5 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
 
 /// The machine frame an entry points at.
 pub(super) const fn entry_frame(entry: u64) -> Mfn {
-    Mfn((entry & pte::FRAME_MASK) >> 12)
+    Mfn::of_page_table_entry(entry)
 }

@@ -24,7 +24,15 @@ pub const fn bytes_per_entry(level: u32) -> u64 {
 
 /// The direct-map address of a frame, if it is representable (frames beyond 2 GiB are not).
 pub fn direct_map_address(frame: Pfn) -> Option<VirtAddr> {
-    VirtAddr::try_new(DIRECT_MAP_BASE).and_then(|base| base.checked_add_pages(frame.0))
+    VirtAddr::try_new(DIRECT_MAP_BASE).and_then(|base| base.checked_add_pages(frame.get()))
+}
+
+/// True when `address` lies in the chosen-VA region, the one the VA allocator hands out. The
+/// pmap's safe `enter`, `enter_foreign`, `protect` and `remove` accept nothing else: the
+/// direct map (kernel image, heap, stacks, page tables) is mapped once at boot and never
+/// changed through them, so no safe caller can unmap or alias live kernel memory.
+pub const fn in_chosen_region(address: VirtAddr) -> bool {
+    address.as_u64() >= CHOSEN_REGION_START && address.as_u64() < CHOSEN_REGION_END
 }
 
 /// True when `address` is translated by one of Xen's reserved L4 slots.
@@ -89,6 +97,12 @@ impl PageRange {
         start < xen_end && last >= xen_start
     }
 
+    /// True when every page of the range lies in the chosen-VA region (see `in_chosen_region`).
+    pub fn inside_chosen_region(&self) -> bool {
+        let last = self.start.as_u64() + (self.pages - 1) * PAGE_SIZE as u64;
+        self.start.as_u64() >= CHOSEN_REGION_START && last < CHOSEN_REGION_END
+    }
+
     /// True when `address` is a page of this range.
     pub fn contains(&self, address: VirtAddr) -> bool {
         address.as_u64() >= self.start.as_u64()
@@ -133,9 +147,9 @@ mod tests {
     #[test]
     fn direct_map_addresses_follow_the_frame_number() {
         assert_eq!(
-            direct_map_address(Pfn(3)).unwrap().as_u64(),
+            direct_map_address(Pfn::new(3).unwrap()).unwrap().as_u64(),
             DIRECT_MAP_BASE + 3 * 4096
         );
-        assert!(direct_map_address(Pfn(1 << 19)).is_none());
+        assert!(direct_map_address(Pfn::new(1 << 19).unwrap()).is_none());
     }
 }

@@ -145,12 +145,12 @@ pub struct SelfGrants {
 impl SelfGrants {
     /// `count` fresh pages granted read-write (or read-only) to our own domain.
     pub fn new(
-        kernel: &Kernel,
+        _kernel: &Kernel,
         table: &'static spin::Mutex<OwnGrantTable>,
         count: usize,
         readonly: bool,
     ) -> Result<SelfGrants, String> {
-        let pages = OwnPages::allocate(&kernel.boot_info, count)
+        let pages = OwnPages::allocate(count)
             .ok_or_else(|| format!("could not allocate {count} pages of our own"))?;
         let mut grants = SelfGrants {
             pages,
@@ -218,7 +218,7 @@ impl SelfGrants {
             if flags & (gtf::READING | gtf::WRITING) != 0 {
                 return Err(format!(
                     "grant ref {} still in use by a mapping (flags {flags:#06x})",
-                    self.refs.get(index).map_or(0, |grant_ref| grant_ref.0)
+                    self.refs.get(index).map_or(0, |grant_ref| grant_ref.get())
                 ));
             }
         }

@@ -32,11 +32,20 @@ unsafe fn grant_table_op(command: u32, operations: u64, count: usize) -> Result<
 }
 
 /// `GNTTABOP_map_grant_ref` on a batch; each op's status, handle and bus address are filled in.
-pub fn map(operations: &mut [GnttabMapGrantRef]) -> Result<(), XenError> {
+///
+/// # Safety
+/// 1. Each op's `host_addr` is either (with `GNTMAP_contains_pte`) the machine address of a
+///    not-present entry of an L1 table the caller (the pmap) owns, translating a page of a
+///    VA region it owns, or (without it) such a virtual address; nothing that Rust code owns
+///    or references lives there.
+/// 2. The caller keeps the handle of each op that succeeded, and unmaps by it before that
+///    page is reused.
+pub unsafe fn map(operations: &mut [GnttabMapGrantRef]) -> Result<(), XenError> {
     if operations.is_empty() {
         return Ok(());
     }
-    // SAFETY: the slice is exclusively ours for the call and holds `len` map ops.
+    // SAFETY: the slice is exclusively ours for the call and holds `len` map ops; where the
+    // mappings go is the caller's to justify (this function's contract).
     unsafe {
         grant_table_op(
             op::MAP_GRANT_REF,
@@ -47,11 +56,17 @@ pub fn map(operations: &mut [GnttabMapGrantRef]) -> Result<(), XenError> {
 }
 
 /// `GNTTABOP_unmap_grant_ref` on a batch; each op's status is filled in.
-pub fn unmap(operations: &mut [GnttabUnmapGrantRef]) -> Result<(), XenError> {
+///
+/// # Safety
+/// 1. Each op names a mapping the caller made with [`map`] (its handle and `host_addr`) and
+///    owns: no other holder of that mapping (such as a live `GrantMapping`) may touch the
+///    page after the call.
+pub unsafe fn unmap(operations: &mut [GnttabUnmapGrantRef]) -> Result<(), XenError> {
     if operations.is_empty() {
         return Ok(());
     }
-    // SAFETY: the slice is exclusively ours for the call and holds `len` unmap ops.
+    // SAFETY: the slice is exclusively ours for the call and holds `len` unmap ops; that
+    // nobody uses the pages afterwards is the caller's to vouch for (this function's contract).
     unsafe {
         grant_table_op(
             op::UNMAP_GRANT_REF,
@@ -67,6 +82,8 @@ pub enum GrantTableError {
     Hypercall(XenError),
     Status(GrantStatus),
     TooManyFrames(usize),
+    /// Xen named a frame number beyond 2^40, which no machine has.
+    FrameOutOfRange(u64),
 }
 
 impl core::fmt::Display for GrantTableError {
@@ -78,6 +95,12 @@ impl core::fmt::Display for GrantTableError {
                 write!(
                     formatter,
                     "{frames} frames asked, at most {MAX_SETUP_FRAMES}"
+                )
+            }
+            GrantTableError::FrameOutOfRange(frame) => {
+                write!(
+                    formatter,
+                    "Xen answered frame {frame:#x}, beyond any machine"
                 )
             }
         }
@@ -92,7 +115,7 @@ pub fn setup_table(frames: usize, into: &mut [Mfn]) -> Result<(), GrantTableErro
     }
     let mut frame_list = [0u64; MAX_SETUP_FRAMES];
     let mut argument = GnttabSetupTable {
-        dom: DomId::SELF.0,
+        dom: DomId::SELF.get(),
         nr_frames: frames as u32,
         status: 0,
         frame_list: frame_list.as_mut_ptr() as u64,
@@ -106,7 +129,7 @@ pub fn setup_table(frames: usize, into: &mut [Mfn]) -> Result<(), GrantTableErro
         return Err(GrantTableError::Status(status));
     }
     for (slot, frame) in into.iter_mut().zip(frame_list.iter().take(frames)) {
-        *slot = Mfn(*frame);
+        *slot = Mfn::new(*frame).ok_or(GrantTableError::FrameOutOfRange(*frame))?;
     }
     Ok(())
 }
@@ -114,7 +137,7 @@ pub fn setup_table(frames: usize, into: &mut [Mfn]) -> Result<(), GrantTableErro
 /// `GNTTABOP_query_size` for our own table: (frames in use, most frames allowed).
 pub fn query_size() -> Result<(u32, u32), GrantTableError> {
     let mut argument = GnttabQuerySize {
-        dom: DomId::SELF.0,
+        dom: DomId::SELF.get(),
         ..GnttabQuerySize::default()
     };
     // SAFETY: one query_size struct on our stack.

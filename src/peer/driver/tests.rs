@@ -51,7 +51,7 @@ impl Effects<ShareProtocol, FakeMemory> for World {
     }
     fn bind(&mut self, _: ShareKey, _: DomId, remote: RemotePort) -> Result<EvtchnPort, i32> {
         self.log.push(format!("bind {remote}"));
-        Ok(EvtchnPort(40))
+        Ok(EvtchnPort::new(40).unwrap())
     }
     fn notify(&mut self, _: ShareKey, port: EvtchnPort) {
         self.log.push(format!("notify {port}"));
@@ -92,7 +92,11 @@ impl Effects<ShareProtocol, FakeMemory> for World {
 fn opened(registry: &mut ShareRegistry<FakeMemory>, world: &mut World) -> ShareKey {
     let counters = ServiceCounters::new();
     let mut last = None;
-    for (key, actions) in open_device(registry, DomId(4), crate::peer::device_id::DeviceId(0)) {
+    for (key, actions) in open_device(
+        registry,
+        DomId::new(4).unwrap(),
+        crate::peer::device_id::DeviceId(0),
+    ) {
         drive(registry, key, actions, world, &counters);
         last = Some(key);
     }

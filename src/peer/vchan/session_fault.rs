@@ -101,7 +101,7 @@ mod tests {
     #[test]
     fn the_log_line_names_the_peer_and_the_fault() {
         let fault = PeerFault {
-            peer: DomId(7),
+            peer: DomId::new(7).unwrap(),
             device: NoDevice,
             kind: FaultKind::Vchan(VchanFault::IndexBeyondRing {
                 ring: RingSide::Right,

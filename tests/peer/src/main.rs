@@ -1,6 +1,6 @@
 //! grantsvc-peer: the dom0-side peer tool used by the Xen lab and by people trying grantsvc out.
 //!
-//! It speaks the grant-share protocol (`grantsvc::share`, documented there) as toolstack and
+//! It speaks the grant-share protocol (`grantsvc::peer::share`, documented there) as toolstack and
 //! frontend at once: it grants pages through `/dev/xen/gntalloc`, publishes them with an event
 //! channel in xenstore, checks what grantsvc did with them, revokes them and checks that grantsvc
 //! let go. See `grantsvc-peer --help`. The last line of output is the verdict, for scripts:
@@ -8,6 +8,7 @@
 //! exit 2.
 
 mod args;
+mod domctl;
 mod echo_diff;
 mod evtchn;
 mod frontend;
@@ -41,6 +42,12 @@ fn main() -> ExitCode {
         Ok(args::Command::SocketExchange(options)) => {
             verdict("socket-exchange", socket_exchange::run(&options))
         }
+        Ok(args::Command::DestroyDomain(domain)) => verdict(
+            "destroy-domain",
+            domctl::destroy_domain(domain)
+                .map(|()| format!("domain {} destroyed", domain.get()))
+                .map_err(|error| format!("destroying domain {}: {error}", domain.get())),
+        ),
         Ok(args::Command::Share(options)) => match share::run(&options) {
             Ok(summary) => {
                 println!("grantsvc-peer: share ok: {summary}");

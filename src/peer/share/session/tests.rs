@@ -12,9 +12,9 @@ fn mapped(result: Result<FakeMemory, i32>) -> ShareEvent<'static, FakeMemory> {
     }
 }
 
-const PEER: DomId = DomId(4);
+const PEER: DomId = DomId::new(4).unwrap();
 const DEVICE: DeviceId = DeviceId(0);
-const PORT: EvtchnPort = EvtchnPort(21);
+const PORT: EvtchnPort = EvtchnPort::new(21).unwrap();
 const SEED: u32 = 0xdead_beef;
 
 /// One action as carried out, for asserting order.
