@@ -42,6 +42,8 @@ const RELEASE_TOKEN: &str = "grantsvc-release-domain";
 /// How long start-up waits for `@releaseDomain`'s registration event.
 const RELEASE_PROBE_NS: u64 = 200_000_000;
 const NONE: TransactionId = TransactionId::NONE;
+/// How long the orderly stop waits for its last writes to be answered.
+const FLUSH_PATIENCE_NS: u64 = 2_000_000_000;
 /// Rounds of watch events handled in one turn before the loop looks at other work.
 const WATCH_ROUNDS: usize = 16;
 
@@ -445,6 +447,12 @@ impl Service {
             counters.unmaps
         );
         self.publish(&counters);
+        // The sessions' last writes and the final counters are in flight: let them land.
+        let deadline = event_wait::now_ns().saturating_add(FLUSH_PATIENCE_NS);
+        if !self.store.flush(deadline) {
+            log::warn!("shutdown: xenstore did not answer every last write in time");
+        }
+        self.publish_replies();
         log::info!("shutdown: {}", request.name());
         if !console::drain() {
             log::warn!("console not drained before shutdown");

@@ -212,6 +212,22 @@ impl Xenstore {
         self.client.has_reply(request_id)
     }
 
+    /// Waits (driving the ring) until every request sent has its reply or `deadline_ns`
+    /// passes; true when nothing is left in flight. Before the domain goes, so that what it
+    /// wrote last reaches xenstored.
+    pub fn flush(&mut self, deadline_ns: u64) -> bool {
+        loop {
+            self.pump();
+            if self.client.in_flight() == 0 {
+                return true;
+            }
+            if self.client.broken().is_some() || event_wait::now_ns() >= deadline_ns {
+                return false;
+            }
+            event_wait::wait_for_port(self.port, deadline_ns);
+        }
+    }
+
     /// Removes the watch with `token` without waiting for the acknowledgement.
     pub fn unwatch_later(&mut self, token: &str) -> Result<(), XenstoreError> {
         let request_id = self.submit_unwatch(token)?;
