@@ -4,6 +4,13 @@
 //! `Effects`; a protocol adds only what differs (its directories and its report lines) through
 //! [`ProtocolGlue`]. Nothing here takes a lock but the pmap's, for the length of one map or
 //! unmap, and nothing calls back up into the service.
+// Driven by peers: nothing here may panic.
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use super::address_space::KernelPmap;
 use super::store_connection::Xenstore;

@@ -15,6 +15,13 @@
 //!
 //! Every peer-driven failure ends that session with a log line naming the peer; nothing here
 //! panics, and a grant region leaves only through an unmap whose result is checked.
+// Driven by peers: nothing here may panic.
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use super::peer_executor::{port_state, Executor, PmapHandle, ProtocolGlue, Region};
 use super::store_connection::{WatchOwner, Xenstore};

@@ -24,6 +24,13 @@
 //! again until its server publishes anew (its `ring-ref` written again), so a new server at the
 //! same name (or another) connects anew while a faulty one is refused once
 //! ([`grantsvc::peer::vchan::discovery`] decides, host-tested).
+// Driven by peers: nothing here may panic.
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use super::peer_executor::{port_state, Executor, PmapHandle, ProtocolGlue, Region};
 use super::store_connection::{WatchOwner, Xenstore, XenstoreError};

@@ -17,6 +17,18 @@
 //!
 //! Everything here is sans-I/O and host-tested. Protocols: [`share`] (grant-share, a xenbus
 //! split device of grantsvc's own) and [`vchan`] (grantsvc as a libxenvchan client).
+//!
+//! Every path here can be driven by a peer, so nothing here may panic: the lints below keep
+//! it so (tests aside).
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
 
 pub mod action;
 pub mod counters;
