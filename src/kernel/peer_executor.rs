@@ -49,6 +49,14 @@ pub trait ProtocolGlue<P: Protocol> {
     fn own_directory(&self, key: SessionKey<P>) -> Option<String>;
     /// The peer's directory (node reads are relative to it).
     fn peer_directory(&self, key: SessionKey<P>) -> String;
+    /// Notes a map that succeeded (`pages` pages at `start`).
+    fn mapped(
+        &mut self,
+        key: SessionKey<P>,
+        purpose: P::MapPurpose,
+        pages: usize,
+        start: grantsvc::addr::VirtAddr,
+    );
     /// Logs an unmap that succeeded (`pages` pages at `start`).
     fn unmapped(
         &mut self,
@@ -107,14 +115,17 @@ impl<P: Protocol, G: ProtocolGlue<P>> Effects<P, Region> for Executor<'_, G> {
         writable: bool,
         purpose: P::MapPurpose,
     ) -> Result<Region, i32> {
-        GrantMapping::map(self.pmap, peer, refs, !writable).map_err(|error| {
+        let region = GrantMapping::map(self.pmap, peer, refs, !writable).map_err(|error| {
             log::warn!(
                 "{}: session {key}: mapping the {purpose} ({} ref(s)) of domain {peer}: {error}",
                 P::NAME,
                 refs.len()
             );
             map_status(&error)
-        })
+        })?;
+        self.glue
+            .mapped(key, purpose, region.size() / PAGE_SIZE, region.start());
+        Ok(region)
     }
 
     fn unmap(&mut self, key: SessionKey<P>, purpose: P::MapPurpose, region: Region) -> usize {

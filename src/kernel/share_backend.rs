@@ -58,6 +58,8 @@ struct ShareGlue {
     watches: BTreeMap<String, ShareKey>,
     /// The sessions' node reads and writes in flight.
     pending: PendingRequests<ShareKey>,
+    /// Where each session's pages are mapped, for its log lines.
+    mapped_at: BTreeMap<ShareKey, VirtAddr>,
 }
 
 /// A request of the backend's own in flight (besides its sessions' node reads and writes).
@@ -108,6 +110,7 @@ impl ShareBackend {
                 own,
                 watches: BTreeMap::new(),
                 pending: PendingRequests::default(),
+                mapped_at: BTreeMap::new(),
             },
             lookups: BTreeMap::new(),
         })
@@ -536,6 +539,10 @@ impl ProtocolGlue<ShareProtocol> for ShareGlue {
         nodes::frontend_path(key.peer, key.device)
     }
 
+    fn mapped(&mut self, key: ShareKey, _: ShareMapping, _: usize, start: VirtAddr) {
+        self.mapped_at.insert(key, start);
+    }
+
     fn unmapped(&mut self, key: ShareKey, _: ShareMapping, pages: usize, start: VirtAddr) {
         log::info!(
             "grant-share: peer domain {} device {}: unmapped {pages} page(s) at {start}, every unmap status okay",
@@ -545,8 +552,12 @@ impl ProtocolGlue<ShareProtocol> for ShareGlue {
     }
 
     fn connected(&mut self, key: ShareKey, verification: &Verification) {
+        let start = self
+            .mapped_at
+            .get(&key)
+            .map_or_else(|| String::from("?"), |start| format!("{start}"));
         log::info!(
-            "grant-share: peer domain {} device {} connected: {} page(s) mapped, pattern {}, digest {:08x}, {}",
+            "grant-share: peer domain {} device {} connected: {} page(s) mapped at {start}, pattern {}, digest {:08x}, {}",
             key.peer,
             key.device,
             verification.pages,
@@ -567,6 +578,7 @@ impl ProtocolGlue<ShareProtocol> for ShareGlue {
         reason: &CloseReason,
         _unmapped_pages: usize,
     ) {
+        self.mapped_at.remove(&key);
         match reason {
             CloseReason::Fault(fault) => log::warn!("grant-share: fault: {fault}"),
             CloseReason::Protocol(_) => {

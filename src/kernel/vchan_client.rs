@@ -360,6 +360,8 @@ impl ProtocolGlue<VchanProtocol> for VchanGlue {
         format!("{}/{name}", self.base)
     }
 
+    fn mapped(&mut self, _: PeerKey, _: MapPurpose, _: usize, _: VirtAddr) {}
+
     fn unmapped(&mut self, _: PeerKey, _: MapPurpose, _: usize, _: VirtAddr) {
         // Counted into the close line instead.
     }
