@@ -14,14 +14,12 @@ pub mod boot_info;
 pub mod cmdline;
 pub mod console_ring;
 pub mod domain_control;
-pub mod events;
+pub mod event_delivery;
 pub mod frame_alloc;
 pub mod hypervisor;
 pub mod ids;
+pub mod peer;
 pub mod pmap;
-pub mod share;
 pub mod shared_memory;
 #[cfg(any(test, feature = "sim"))]
 pub mod sim;
-pub mod vchan;
-pub mod xenbus;

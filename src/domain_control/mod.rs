@@ -1,7 +1,5 @@
-//! The domain's side of the toolstack's conventions: `control/shutdown` requests, and the state and counters grantsvc publishes under its home.
+//! The domain's side of the toolstack's conventions: `control/shutdown` requests (the counters grantsvc publishes are [`crate::peer::counters`]).
 
-mod published_counters;
 mod shutdown_request;
 
-pub use self::published_counters::{CounterPublisher, ServiceCounters, ServiceState};
 pub use self::shutdown_request::ShutdownRequest;

@@ -12,18 +12,18 @@ pub mod boot;
 pub mod booted;
 mod console;
 #[cfg_attr(not(feature = "lab"), allow(dead_code))]
-mod events;
+mod event_wait;
 mod fault_report;
 #[cfg(feature = "lab")]
 pub mod lab;
 mod logger;
 mod memory;
 mod panic;
-mod peers;
+mod peer_executor;
 pub mod service;
 mod share_backend;
 mod start;
+#[cfg_attr(not(feature = "lab"), allow(dead_code))]
+mod store_connection;
 mod vchan_client;
 mod xen;
-#[cfg_attr(not(feature = "lab"), allow(dead_code))]
-mod xenstore;

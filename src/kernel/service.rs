@@ -1,29 +1,49 @@
-//! The service loop grantsvc runs until the toolstack stops it: xenstore presence, published counters, and the orderly shutdown.
+//! The service grantsvc runs until the toolstack stops it: one value that owns the xenstore connection, the pmap handle and every protocol's sessions, and the loop that drives it.
 //!
-//! Each turn waits for an event or the next timer (never spinning), pumps the xenstore ring,
-//! handles watch events and republishes the counters when they changed (rate-limited). A
-//! `control/shutdown` request from `xl shutdown` / `xl reboot` is acknowledged by clearing the
-//! node, then every peer session is closed (its grants unmapped) before the domain goes with
-//! the matching shutdown reason.
+//! There are no service-wide globals and no lock order to remember: the [`Service`] value
+//! owns what the loop needs and lends it down (to a protocol, then to the executor); nothing
+//! calls back up. Each turn takes the ports that fired, hands them to the sessions, handles
+//! queued watch events, runs the liveness check when due, and republishes the counters when
+//! they changed (rate-limited). It blocks only when nothing is queued - no fired port, no watch
+//! event or reply already read - until the earliest deadline something waits for; work that
+//! only a timer's expiry found is logged as a warning. A `control/shutdown` request from
+//! `xl shutdown` / `xl reboot` is acknowledged by clearing the node, then every peer session
+//! is closed (its grants unmapped) before the domain goes with the matching shutdown reason.
 
+use super::boot::heap;
+use super::event_wait;
+use super::peer_executor::PmapHandle;
+use super::share_backend::{self, ShareBackend};
 use super::booted::Kernel;
-use super::events;
+use super::store_connection::{WatchOwner, Xenstore, XenstoreError};
+use super::vchan_client::{self, VchanClient};
 use super::xen::sched;
-use super::xenstore::{WatchOwner, Xenstore, XenstoreError};
-use super::{console, peers};
+use super::{address_space, console};
 use alloc::string::{String, ToString};
+use alloc::vec::Vec;
 use grantsvc::abi::sched::ShutdownReason;
-use grantsvc::domain_control::{CounterPublisher, ServiceCounters, ServiceState, ShutdownRequest};
-use grantsvc::events::TimerDeadlines;
+use grantsvc::domain_control::ShutdownRequest;
+use grantsvc::event_delivery::{
+    found_only_at_timer, next_wait, NextWait, QueuedWork, ReadySnapshot, TimerDeadlines,
+};
 use grantsvc::ids::DomId;
-use xenstore::TransactionId;
+use grantsvc::peer::counters::{CounterPublisher, ServiceCounters, ServiceState};
+use grantsvc::peer::liveness::LivenessSchedule;
+use xenstore::{Operation, RequestId, TransactionId};
 
 /// Counters are rewritten at most this often.
 const PUBLISH_INTERVAL_NS: u64 = 1_000_000_000;
 /// The watch owner key of `control/shutdown`.
 const CONTROL_OWNER: WatchOwner = 0;
+/// The watch owner key of `@releaseDomain`.
+const RELEASE_OWNER: WatchOwner = 0x5245_0001;
 const SHUTDOWN_TOKEN: &str = "grantsvc-control-shutdown";
+const RELEASE_TOKEN: &str = "grantsvc-release-domain";
+/// How long start-up waits for `@releaseDomain`'s registration event.
+const RELEASE_PROBE_NS: u64 = 200_000_000;
 const NONE: TransactionId = TransactionId::NONE;
+/// How long the orderly stop waits for its last writes to be answered.
+const FLUSH_PATIENCE_NS: u64 = 2_000_000_000;
 /// Rounds of watch events handled in one turn before the loop looks at other work.
 const WATCH_ROUNDS: usize = 16;
 
@@ -34,17 +54,35 @@ enum Timer {
     Publish,
 }
 
-/// The service's xenstore presence.
-struct Presence {
+/// Everything the service owns.
+pub struct Service {
     store: Xenstore,
+    /// `None` when the pmap could not be set up: no peer is served.
+    pmap: Option<PmapHandle>,
+    share: Option<ShareBackend>,
+    vchan: Option<VchanClient>,
     publisher: CounterPublisher,
     /// False once publishing failed in a way that will not heal (logged once).
     publishing: bool,
+    liveness: LivenessSchedule,
+    timers: TimerDeadlines<Timer>,
+    /// Work was left for the next turn.
+    unfinished: bool,
+    /// The counters' writes in flight (nothing waits for them).
+    publish_requests: Vec<RequestId>,
 }
 
-impl Presence {
-    /// Reads who we are, announces the shutdown features and watches `control/shutdown`.
-    fn announce(kernel: &Kernel) -> Result<Presence, XenstoreError> {
+/// What one turn saw, for the next turn's decision.
+#[derive(Clone, Copy, Debug, Default)]
+struct Wake {
+    /// The loop blocked until this deadline.
+    deadline: Option<u64>,
+}
+
+impl Service {
+    /// Reads who we are, announces the shutdown features, watches `control/shutdown` and
+    /// `@releaseDomain`, and starts the peer protocols.
+    fn start(kernel: &Kernel) -> Result<Service, XenstoreError> {
         let mut store = Xenstore::connect(kernel.boot_info)?;
         let domid_text = store.read_string(NONE, "domid")?;
         let own = domid_text.parse::<u16>().ok().and_then(DomId::new);
@@ -63,62 +101,197 @@ impl Presence {
         }
         store.watch("control/shutdown", SHUTDOWN_TOKEN, CONTROL_OWNER)?;
         log::info!("watching control/shutdown: xl shutdown and xl reboot stop the service cleanly");
-        match own {
-            Some(domid) => peers::start(&mut store, domid, &home),
-            None => log::error!("xenstore: our domid is unknown: no peer is served"),
+        probe_release_domain(&mut store);
+        let pmap = address_space::pmap();
+        if pmap.is_none() {
+            log::error!("no pmap: no peer is served");
         }
-        Ok(Presence {
+        let (share, vchan) = match (own, pmap) {
+            (Some(domid), Some(_)) => (
+                ShareBackend::start(&mut store, domid, &home),
+                VchanClient::start(&mut store, domid),
+            ),
+            (None, _) => {
+                log::error!("xenstore: our domid is unknown: no peer is served");
+                (None, None)
+            }
+            _ => (None, None),
+        };
+        Ok(Service {
             store,
+            pmap,
+            share,
+            vchan,
             publisher: CounterPublisher::new(PUBLISH_INTERVAL_NS),
             publishing: true,
+            liveness: LivenessSchedule::default(),
+            timers: TimerDeadlines::new(),
+            unfinished: false,
+            publish_requests: Vec::new(),
         })
     }
 
-    /// Publishes what changed; returns when to try again if the rate limit held it back.
-    fn publish(&mut self, counters: &ServiceCounters) -> Option<u64> {
-        if !self.publishing {
-            return None;
+    /// The counters as they are now.
+    fn counters(&self, state: ServiceState) -> ServiceCounters {
+        let mut counters = ServiceCounters::new();
+        counters.state = state;
+        if let Some(share) = &self.share {
+            counters.peers += share.sessions() as u64;
+            counters.faults += share.faults();
         }
-        let now = events::now_ns();
+        if let Some(vchan) = &self.vchan {
+            counters.peers += vchan.sessions() as u64;
+            counters.faults += vchan.faults();
+        }
+        if let Some(pmap) = self.pmap {
+            let stats = pmap.lock().stats();
+            counters.mapped_regions = stats.live_regions;
+            counters.mapped_pages = stats.live_grant_pages;
+            counters.maps = stats.maps;
+            counters.unmaps = stats.unmaps;
+        }
+        let (in_use, peak) = heap::in_use_and_peak();
+        counters.heap_in_use = in_use as u64;
+        counters.heap_peak = peak as u64;
+        counters
+    }
+
+    /// Sessions with a bound port, over every protocol.
+    fn bound_sessions(&self) -> usize {
+        self.share.as_ref().map_or(0, ShareBackend::bound_sessions)
+            + self.vchan.as_ref().map_or(0, VchanClient::bound_sessions)
+    }
+
+    /// Publishes what changed; arms the publish timer if the rate limit held it back.
+    fn publish(&mut self, counters: &ServiceCounters) {
+        self.timers.cancel(Timer::Publish);
+        if !self.publishing {
+            return;
+        }
+        let now = event_wait::now_ns();
         let nodes = match self.publisher.due(counters, now) {
             Ok(nodes) => nodes,
-            Err(retry_at) => return Some(retry_at),
+            Err(retry_at) => {
+                self.timers.arm(Timer::Publish, retry_at);
+                return;
+            }
         };
         if nodes.is_empty() {
-            return None;
+            return;
         }
+        // In flight together; a refusal is found when its reply comes (publish_replies).
         for (path, value) in &nodes {
-            if let Err(error) = self.store.write(NONE, path, value.as_bytes()) {
-                log::error!(
-                    "xenstore: publishing {path}: {error}; counters are no longer published"
-                );
-                self.publishing = false;
-                return None;
+            let operation = Operation::Write {
+                path,
+                value: value.as_bytes(),
+            };
+            match self.store.submit(NONE, &operation) {
+                Ok(id) => self.publish_requests.push(id),
+                Err(error) => {
+                    log::error!(
+                        "xenstore: publishing {path}: {error}; counters are no longer published"
+                    );
+                    self.publishing = false;
+                    return;
+                }
             }
         }
         self.publisher.published(*counters, now);
-        None
     }
 
-    /// Hands watch events to their owners, also those that arrive meanwhile (peers' handlers
-    /// wait for replies), for at most [`WATCH_ROUNDS`] rounds. Returns whether
-    /// `control/shutdown` changed, and whether events are left for the next turn.
-    fn dispatch_watch_events(&mut self) -> (bool, bool) {
+    /// Takes the replies to the counters' writes; a refusal stops publishing (logged once).
+    fn publish_replies(&mut self) {
+        let mut refused = None;
+        self.publish_requests
+            .retain(|id| match self.store.take_reply(*id) {
+                None => true,
+                Some(Ok(_)) => false,
+                Some(Err(error)) => {
+                    refused.get_or_insert(error);
+                    false
+                }
+            });
+        if let Some(error) = refused {
+            if self.publishing {
+                log::error!(
+                    "xenstore: publishing the counters: {error}; counters are no longer published"
+                );
+            }
+            self.publishing = false;
+        }
+    }
+
+    /// Hands fired ports to the sessions that own them, and polls vchan when due.
+    fn on_ports(&mut self, ready: &ReadySnapshot, now: u64) {
+        let Some(pmap) = self.pmap else {
+            return;
+        };
+        let counters = self.counters(ServiceState::Running);
+        if let Some(share) = self.share.as_mut() {
+            share.on_ports(&mut self.store, pmap, ready, &counters);
+        }
+        if let Some(vchan) = self.vchan.as_mut() {
+            vchan.on_ports(pmap, ready, now, &counters);
+        }
+    }
+
+    /// The liveness check over every protocol's sessions.
+    fn check_liveness(&mut self) {
+        let Some(pmap) = self.pmap else {
+            return;
+        };
+        let counters = self.counters(ServiceState::Running);
+        if let Some(share) = self.share.as_mut() {
+            share.check_liveness(&mut self.store, pmap, &counters);
+        }
+        if let Some(vchan) = self.vchan.as_mut() {
+            vchan.check_liveness(pmap, &counters);
+        }
+    }
+
+    /// Hands watch events to their owners, also those that arrive meanwhile, for at most
+    /// [`WATCH_ROUNDS`] rounds. Returns whether `control/shutdown` changed; sets `unfinished`
+    /// when events are left for the next turn.
+    fn dispatch_watch_events(&mut self) -> bool {
         let mut control_changed = false;
+        self.unfinished = true;
         for _ in 0..WATCH_ROUNDS {
             let events = self.store.take_watch_events();
             if events.is_empty() {
-                return (control_changed, false);
+                self.unfinished = false;
+                break;
             }
             for (owner, event) in events {
                 if owner == CONTROL_OWNER {
                     control_changed = true;
-                } else if !peers::on_watch_event(&mut self.store, owner, &event) {
+                } else if owner == RELEASE_OWNER {
+                    // Some domain died: look at every session's channel now.
+                    self.check_liveness();
+                } else if !self.on_peer_watch_event(owner, &event.path, &event.token) {
                     log::debug!("xenstore: watch event {} for nobody", event.path);
                 }
             }
         }
-        (control_changed, true)
+        control_changed
+    }
+
+    /// Hands a watch event to the protocol that registered it; false if none did.
+    fn on_peer_watch_event(&mut self, owner: WatchOwner, path: &str, token: &str) -> bool {
+        let Some(pmap) = self.pmap else {
+            return false;
+        };
+        let counters = self.counters(ServiceState::Running);
+        match (self.share.as_mut(), self.vchan.as_mut()) {
+            (Some(share), _) if share_backend::owns(owner) => {
+                share.on_watch_event(&mut self.store, pmap, owner, path, token, &counters);
+                true
+            }
+            (_, Some(vchan)) if vchan_client::owns(owner) => {
+                vchan.on_watch_event(&mut self.store, pmap, path, &counters);
+                true
+            }
+            _ => false,
+        }
     }
 
     /// A shutdown request, if `control/shutdown` changed and holds one.
@@ -150,86 +323,173 @@ impl Presence {
             log::warn!("xenstore: acknowledging the shutdown request: {error}");
         }
     }
+
+    /// What is queued now (the store pumped first, so nothing it holds is missed).
+    fn queued_work(&mut self) -> QueuedWork {
+        self.store.pump();
+        let share_replies = self
+            .share
+            .as_ref()
+            .is_some_and(|share| share.has_replies(&self.store));
+        let publish_replies = self
+            .publish_requests
+            .iter()
+            .any(|id| self.store.has_reply(*id));
+        QueuedWork {
+            ports_ready: event_wait::any_ready(),
+            watch_events: self.store.queued_watch_events(),
+            replies: usize::from(share_replies) + usize::from(publish_replies),
+            unfinished: self.unfinished,
+        }
+    }
+
+    /// Hands the replies that arrived to whoever waits for them.
+    fn on_replies(&mut self) {
+        self.publish_replies();
+        let Some(pmap) = self.pmap else {
+            return;
+        };
+        let counters = self.counters(ServiceState::Running);
+        if let Some(share) = self.share.as_mut() {
+            share.on_replies(&mut self.store, pmap, &counters);
+        }
+    }
+
+    /// One turn of the loop; returns when to block until, or `None` to run again at once.
+    fn turn(&mut self, wake: Wake) -> NextWait {
+        let ready = event_wait::take_ready();
+        let now = event_wait::now_ns();
+        if wake.deadline.is_some_and(|deadline| now >= deadline) {
+            let port_fired = ready
+                .ports()
+                .any(|port| Some(port) != event_wait::timer_port());
+            let work = self.queued_work();
+            if found_only_at_timer(port_fired, true, &work) {
+                log::warn!(
+                    "service: work found only at a timer's expiry ({} watch event(s) queued): a wake-up was lost",
+                    work.watch_events
+                );
+            }
+        }
+        self.on_ports(&ready, now);
+        self.store.pump();
+        self.on_replies();
+        let control_changed = self.dispatch_watch_events();
+        self.on_replies();
+        if let Some(request) = self.shutdown_request(control_changed) {
+            match request.reason() {
+                Some(reason) => {
+                    self.acknowledge();
+                    self.stop(request, reason);
+                }
+                None => {
+                    log::warn!(
+                        "control/shutdown asks for {}: not supported, ignored",
+                        request.name()
+                    );
+                    self.acknowledge();
+                }
+            }
+        }
+        if self
+            .liveness
+            .due(event_wait::now_ns(), self.bound_sessions())
+        {
+            self.check_liveness();
+        }
+        let counters = self.counters(ServiceState::Running);
+        self.publish(&counters);
+        let _expired = self.timers.take_expired(event_wait::now_ns());
+        let work = self.queued_work();
+        let vchan_poll = self.vchan.as_ref().and_then(VchanClient::deadline);
+        next_wait(
+            &work,
+            &[self.timers.earliest(), vchan_poll, self.liveness.deadline()],
+        )
+    }
+
+    /// Runs the loop until the toolstack stops the domain.
+    fn run(mut self) -> ! {
+        let mut wake = Wake::default();
+        loop {
+            wake = match self.turn(wake) {
+                NextWait::RunAgain => Wake::default(),
+                NextWait::Block { until } => {
+                    event_wait::wait(until);
+                    Wake { deadline: until }
+                }
+            };
+        }
+    }
+
+    /// The orderly stop: close every peer session (unmapping their grants), publish the final
+    /// counters, drain the console, then shut down with `reason`.
+    fn stop(&mut self, request: ShutdownRequest, reason: ShutdownReason) -> ! {
+        log::info!(
+            "shutdown: the toolstack asks for {}; closing peer sessions",
+            request.name()
+        );
+        let counters = self.counters(ServiceState::Stopping);
+        self.publish(&counters);
+        let mut closed = 0;
+        if let Some(pmap) = self.pmap {
+            if let Some(share) = self.share.as_mut() {
+                closed += share.close_all(Some(&mut self.store), pmap, &counters);
+            }
+            if let Some(vchan) = self.vchan.as_mut() {
+                closed += vchan.close_all(pmap, &counters);
+            }
+        }
+        let counters = self.counters(ServiceState::Stopped);
+        log::info!(
+            "shutdown: {closed} peer session(s) closed; {} grant page(s) still mapped, {} unmapped since boot",
+            counters.mapped_pages,
+            counters.unmaps
+        );
+        self.publish(&counters);
+        // The sessions' last writes and the final counters are in flight: let them land.
+        let deadline = event_wait::now_ns().saturating_add(FLUSH_PATIENCE_NS);
+        if !self.store.flush(deadline) {
+            log::warn!("shutdown: xenstore did not answer every last write in time");
+        }
+        self.publish_replies();
+        log::info!("shutdown: {}", request.name());
+        if !console::drain() {
+            log::warn!("console not drained before shutdown");
+        }
+        sched::shutdown(reason)
+    }
 }
 
-/// The counters as they are now.
-fn current_counters(state: ServiceState) -> ServiceCounters {
-    let mut counters = peers::counters();
-    counters.state = state;
-    counters
+/// Watches `@releaseDomain` and logs whether its registration event arrives: xenstored sends
+/// it (and later deaths) only to domains its permissions admit (XSA-115). Either way, dead
+/// peers are found by the liveness check; the watch only makes it immediate.
+fn probe_release_domain(store: &mut Xenstore) {
+    if let Err(error) = store.watch("@releaseDomain", RELEASE_TOKEN, RELEASE_OWNER) {
+        log::warn!("xenstore: watching @releaseDomain: {error}; dead peers are found by the liveness check alone");
+        return;
+    }
+    let deadline = event_wait::now_ns().saturating_add(RELEASE_PROBE_NS);
+    if store.wait_for_watch_event(RELEASE_OWNER, deadline) {
+        log::info!("xenstore: grantsvc receives @releaseDomain: dead peers are noticed at once (and by the liveness check)");
+    } else {
+        log::warn!("xenstore: grantsvc does not receive @releaseDomain (the toolstack has not admitted it, XSA-115): dead peers are found by the liveness check alone");
+    }
 }
 
 /// Runs the service until the toolstack stops it.
 pub fn run(kernel: &Kernel) -> ! {
     log::info!("service running: waiting for events");
-    let mut presence = match Presence::announce(kernel) {
-        Ok(presence) => Some(presence),
+    match Service::start(kernel) {
+        Ok(service) => service.run(),
         Err(error) => {
             log::error!(
                 "xenstore unusable ({error}): running without it; only xl destroy stops the domain"
             );
-            None
-        }
-    };
-    let mut timers: TimerDeadlines<Timer> = TimerDeadlines::new();
-    loop {
-        let ready = events::take_ready();
-        peers::on_events(&ready);
-        let mut more_work = false;
-        if let Some(presence) = presence.as_mut() {
-            presence.store.pump();
-            let (control_changed, events_left) = presence.dispatch_watch_events();
-            more_work = events_left;
-            if let Some(request) = presence.shutdown_request(control_changed) {
-                match request.reason() {
-                    Some(reason) => {
-                        presence.acknowledge();
-                        stop(presence, request, reason);
-                    }
-                    None => {
-                        log::warn!(
-                            "control/shutdown asks for {}: not supported, ignored",
-                            request.name()
-                        );
-                        presence.acknowledge();
-                    }
-                }
-            }
-            timers.cancel(Timer::Publish);
-            if let Some(retry_at) = presence.publish(&current_counters(ServiceState::Running)) {
-                timers.arm(Timer::Publish, retry_at);
+            loop {
+                event_wait::wait(None);
+                let _ = event_wait::take_ready();
             }
         }
-        let _expired = timers.take_expired(events::now_ns());
-        if !more_work {
-            let deadline = match (timers.earliest(), peers::deadline()) {
-                (Some(timer), Some(peer)) => Some(timer.min(peer)),
-                (timer, peer) => timer.or(peer),
-            };
-            events::wait(deadline);
-        }
     }
-}
-
-/// The orderly stop: close every peer session (unmapping their grants), publish the final
-/// counters, drain the console, then shut down with `reason`.
-fn stop(presence: &mut Presence, request: ShutdownRequest, reason: ShutdownReason) -> ! {
-    log::info!(
-        "shutdown: the toolstack asks for {}; closing peer sessions",
-        request.name()
-    );
-    presence.publish(&current_counters(ServiceState::Stopping));
-    let closed = peers::close_all(Some(&mut presence.store));
-    let counters = current_counters(ServiceState::Stopped);
-    log::info!(
-        "shutdown: {closed} peer session(s) closed; {} grant page(s) still mapped, {} unmapped since boot",
-        counters.mapped_pages,
-        counters.unmaps
-    );
-    presence.publish(&counters);
-    log::info!("shutdown: {}", request.name());
-    if !console::drain() {
-        log::warn!("console not drained before shutdown");
-    }
-    sched::shutdown(reason)
 }

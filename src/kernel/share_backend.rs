@@ -1,184 +1,249 @@
-//! grant-share served in the kernel: the backend-root and `@releaseDomain` watches, one `ShareRegistry` session per device, and its actions carried out against Xen and xenstore.
+//! grant-share served in the kernel: the backend-root watch, one framework session per device, and the protocol's own directories and log lines.
 //!
-//! The protocol and its validation live host-side in `grantsvc::share`; this module only does
-//! what a session asks, in order, and feeds the results back:
+//! The protocol and its validation live host-side in `grantsvc::peer::share`, the executor
+//! loop in `grantsvc::peer::driver`, and the grant and event-channel work in
+//! [`super::peer_executor`]; this module only finds devices and routes their events:
 //! - a new device is one whose backend `state` the toolstack left at Initialising (1): after
 //!   grantsvc's own writes it never is again, so our writes re-firing the root watch open
 //!   nothing;
 //! - each session watches its frontend's `state` node; a node gone or unreadable is the
 //!   frontend removing its nodes, or, when the frontend's end of our event channel is gone
 //!   too, its death;
-//! - `@releaseDomain` fires after a domain died; Xen closed every port of the dead domain
-//!   before it (`evtchn_destroy` runs in `domain_kill` before `VIRQ_DOM_EXC` reaches
-//!   xenstored), so a session whose port is no longer bound to its frontend has lost it. This
-//!   needs no privilege, unlike asking Xen for the domain, and stays true while Xen keeps the
-//!   dying domain's pages for our mappings.
+//! - a dead frontend whose nodes stay is found by the service's liveness check (the status of
+//!   our port, whose remote end Xen closes when the domain dies), with or without
+//!   `@releaseDomain`.
 //!
 //! Every peer-driven failure ends that session with a log line naming the peer; nothing here
 //! panics, and a grant region leaves only through an unmap whose result is checked.
+// Driven by peers: nothing here may panic.
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
-use super::address_space::{self, KernelPmap};
-use super::xen::event_channel::{self, PortStatus};
-use super::xenstore::{WatchOwner, Xenstore};
-use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
+use super::peer_executor::{port_state, Executor, PmapHandle, ProtocolGlue, Region};
+use super::store_connection::{WatchOwner, Xenstore};
+use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
-use grantsvc::events::ReadySnapshot;
-use grantsvc::hypervisor::XenError;
-use grantsvc::ids::{DomId, EvtchnPort, GrantRef};
-use grantsvc::pmap::{GrantMapError, GrantMapping};
-use grantsvc::share::device_id::DeviceId;
-use grantsvc::share::nodes::{self, backend, frontend, RawFrontendNodes};
-use grantsvc::share::registry::{ShareKey, ShareRegistry};
-use grantsvc::share::session::{CloseReason, ShareAction, ShareEvent, ShareState, Verification};
-use grantsvc::xenbus::state::XenbusState;
-use xenstore::{TransactionId, WatchEvent};
-
-/// A peer's pages as grantsvc maps them.
-pub type ShareRegion = GrantMapping<&'static spin::Mutex<KernelPmap>>;
+use grantsvc::addr::VirtAddr;
+use grantsvc::event_delivery::ReadySnapshot;
+use grantsvc::ids::DomId;
+use grantsvc::peer::action::PeerEvent;
+use grantsvc::peer::counters::ServiceCounters;
+use grantsvc::peer::device_id::DeviceId;
+use grantsvc::peer::driver;
+use grantsvc::peer::liveness::peer_lost;
+use grantsvc::peer::pending::{Answered, PendingRequests};
+use grantsvc::peer::share::nodes::{self, backend, frontend};
+use grantsvc::peer::share::protocol::{ShareMapping, ShareProtocol};
+use grantsvc::peer::share::registry::{open_device, ShareKey, ShareRegistry};
+use grantsvc::peer::share::session::{CloseReason, ShareEvent, Verification};
+use grantsvc::peer::xenbus_state::XenbusState;
+use xenstore::{Operation, Reply, ReplyError, RequestId, TransactionId, XsError};
 
 /// Watch owners of this module (the service routes their events here).
-const ROOT_OWNER: WatchOwner = 0x5348_0001;
-const FRONTEND_OWNER: WatchOwner = 0x5348_0002;
-const RELEASE_OWNER: WatchOwner = 0x5348_0003;
+pub const ROOT_OWNER: WatchOwner = 0x5348_0001;
+pub const FRONTEND_OWNER: WatchOwner = 0x5348_0002;
 const ROOT_TOKEN: &str = "grantsvc-share-root";
-const RELEASE_TOKEN: &str = "grantsvc-share-release";
 const NONE: TransactionId = TransactionId::NONE;
-/// The status reported for a mapping refused before Xen saw it (`GNTST_general_error`).
-const GENERAL_ERROR: i32 = -1;
 
-/// The grant-share backend's state.
-struct ShareBackend {
+/// What grant-share adds when its actions are carried out: directories, watches, log lines.
+struct ShareGlue {
     own: DomId,
-    root: String,
-    registry: ShareRegistry<ShareRegion>,
     /// Frontend `state` watch tokens, and the session each belongs to.
     watches: BTreeMap<String, ShareKey>,
-    faults: u64,
+    /// The sessions' node reads and writes in flight.
+    pending: PendingRequests<ShareKey>,
+    /// Where each session's pages are mapped, for its log lines.
+    mapped_at: BTreeMap<ShareKey, VirtAddr>,
 }
 
-static BACKEND: spin::Mutex<Option<ShareBackend>> = spin::Mutex::new(None);
+/// A request of the backend's own in flight (besides its sessions' node reads and writes).
+#[derive(Clone, Copy, Debug)]
+enum Lookup {
+    /// A device's backend `state`: is it new, or gone? `session` is the device's session
+    /// when the read was sent: xenstored answers in order, so a read sent before a newer
+    /// session was opened predates that session's own writes and says nothing about it.
+    BackendState {
+        peer: DomId,
+        device: DeviceId,
+        session: Option<ShareKey>,
+    },
+    /// A session's frontend `state`, after its watch fired.
+    FrontendState(ShareKey),
+    /// The acknowledgement of a session's frontend watch.
+    FrontendWatch(ShareKey),
+}
 
-/// True for the watch owners whose events [`on_watch_event`] takes.
+/// The grant-share backend, owned by the service.
+pub struct ShareBackend {
+    root: String,
+    registry: ShareRegistry<Region>,
+    glue: ShareGlue,
+    /// Lookups in flight, by request id: nothing waits for them.
+    lookups: BTreeMap<RequestId, Lookup>,
+}
+
+/// True for the watch owners whose events [`ShareBackend::on_watch_event`] takes.
 pub fn owns(owner: WatchOwner) -> bool {
-    matches!(owner, ROOT_OWNER | FRONTEND_OWNER | RELEASE_OWNER)
-}
-
-/// Starts serving: watches `<home>/backend/grantsvc-share` and `@releaseDomain`. Devices
-/// that already exist are found when the root watch first fires.
-pub fn start(store: &mut Xenstore, own: DomId, home: &str) {
-    let root = nodes::backend_root(home);
-    for (path, token, owner) in [
-        (root.as_str(), ROOT_TOKEN, ROOT_OWNER),
-        ("@releaseDomain", RELEASE_TOKEN, RELEASE_OWNER),
-    ] {
-        if let Err(error) = store.watch(path, token, owner) {
-            log::error!("grant-share: watching {path}: {error}; grant-share is not served");
-            return;
-        }
-    }
-    log::info!("grant-share: serving devices under {root}");
-    *BACKEND.lock() = Some(ShareBackend {
-        own,
-        root,
-        registry: ShareRegistry::default(),
-        watches: BTreeMap::new(),
-        faults: 0,
-    });
-}
-
-/// Handles one watch event of ours.
-pub fn on_watch_event(store: &mut Xenstore, owner: WatchOwner, event: &WatchEvent) {
-    let mut guard = BACKEND.lock();
-    let Some(backend) = guard.as_mut() else {
-        return;
-    };
-    match owner {
-        ROOT_OWNER => backend.on_root_event(store, &event.path),
-        FRONTEND_OWNER => backend.on_frontend_event(store, &event.token),
-        RELEASE_OWNER => backend.on_release_domain(store),
-        _ => {}
-    }
-}
-
-/// Hands fired ports to their sessions.
-pub fn on_ports(ready: &ReadySnapshot) {
-    let mut guard = BACKEND.lock();
-    let Some(backend) = guard.as_mut() else {
-        return;
-    };
-    for port in ready.ports() {
-        if let Some(key) = backend.registry.key_for_port(port) {
-            let actions = backend.registry.handle(key, ShareEvent::EventChannel);
-            backend.carry_out(None, key, actions);
-        }
-    }
-}
-
-/// Ends every session (grantsvc is shutting down), unmapping first; returns how many ended.
-pub fn close_all(store: Option<&mut Xenstore>) -> usize {
-    let mut guard = BACKEND.lock();
-    let Some(backend) = guard.as_mut() else {
-        return 0;
-    };
-    let mut store = store;
-    let all = backend.registry.shutdown();
-    let closed = all.len();
-    for (key, actions) in all {
-        backend.carry_out(store.as_deref_mut(), key, actions);
-    }
-    closed
-}
-
-/// (live sessions, sessions ended for a fault of the peer's) since boot.
-pub fn counters() -> (u64, u64) {
-    BACKEND.lock().as_ref().map_or((0, 0), |backend| {
-        (backend.registry.len() as u64, backend.faults)
-    })
-}
-
-/// A read whose absence is an answer, not an error (other errors are logged, then treated
-/// as absence: a node we cannot read is one we cannot use).
-fn read_optional(store: &mut Xenstore, path: &str) -> Option<Vec<u8>> {
-    match store.read(NONE, path) {
-        Ok(value) => Some(value),
-        Err(error) if error.is_not_found() => None,
-        Err(error) => {
-            log::warn!("grant-share: reading {path}: {error}");
-            None
-        }
-    }
-}
-
-/// The status a session is told for a refused mapping: Xen's own where there is one.
-fn map_status(error: &GrantMapError) -> i32 {
-    match error {
-        GrantMapError::Grant { status, .. } => i32::from(status.to_raw()),
-        GrantMapError::Hypercall { error, .. } => i32::try_from(error.0).unwrap_or(GENERAL_ERROR),
-        _ => GENERAL_ERROR,
-    }
+    matches!(owner, ROOT_OWNER | FRONTEND_OWNER)
 }
 
 impl ShareBackend {
-    fn backend_dir(&self, key: ShareKey) -> String {
-        nodes::backend_path(self.own, key.peer, key.device)
+    /// Starts serving: watches `<home>/backend/grantsvc-share`. Devices that already exist
+    /// are found when the root watch first fires.
+    pub fn start(store: &mut Xenstore, own: DomId, home: &str) -> Option<ShareBackend> {
+        let root = nodes::backend_root(home);
+        if let Err(error) = store.watch(&root, ROOT_TOKEN, ROOT_OWNER) {
+            log::error!("grant-share: watching {root}: {error}; grant-share is not served");
+            return None;
+        }
+        log::info!("grant-share: serving devices under {root}");
+        Some(ShareBackend {
+            root,
+            registry: ShareRegistry::default(),
+            glue: ShareGlue {
+                own,
+                watches: BTreeMap::new(),
+                pending: PendingRequests::default(),
+                mapped_at: BTreeMap::new(),
+            },
+            lookups: BTreeMap::new(),
+        })
+    }
+
+    /// Live sessions.
+    pub fn sessions(&self) -> usize {
+        self.registry.len()
+    }
+
+    /// Sessions ended for a fault of the frontend's, since boot.
+    pub fn faults(&self) -> u64 {
+        self.registry.faults()
+    }
+
+    /// Sessions with a bound port (what the liveness check looks at).
+    pub fn bound_sessions(&self) -> usize {
+        self.registry.ports().count()
+    }
+
+    /// Hands `event` to session `key` and carries out what it asks.
+    fn deliver(
+        &mut self,
+        store: Option<&mut Xenstore>,
+        pmap: PmapHandle,
+        key: ShareKey,
+        event: ShareEvent<'_, Region>,
+        counters: &ServiceCounters,
+    ) {
+        let mut executor = Executor {
+            pmap,
+            store,
+            glue: &mut self.glue,
+        };
+        driver::deliver(&mut self.registry, key, event, &mut executor, counters);
+    }
+
+    /// Handles one watch event of ours.
+    pub fn on_watch_event(
+        &mut self,
+        store: &mut Xenstore,
+        pmap: PmapHandle,
+        owner: WatchOwner,
+        path: &str,
+        token: &str,
+        counters: &ServiceCounters,
+    ) {
+        match owner {
+            ROOT_OWNER => self.on_root_event(store, pmap, path, counters),
+            FRONTEND_OWNER => self.on_frontend_event(store, token),
+            _ => {}
+        }
+    }
+
+    /// Hands fired ports to their sessions.
+    pub fn on_ports(
+        &mut self,
+        store: &mut Xenstore,
+        pmap: PmapHandle,
+        ready: &ReadySnapshot,
+        counters: &ServiceCounters,
+    ) {
+        for port in ready.ports() {
+            if let Some(key) = self.registry.key_for_port(port) {
+                self.deliver(Some(store), pmap, key, PeerEvent::EventChannel, counters);
+            }
+        }
+    }
+
+    /// The liveness check: ends the sessions whose port's remote end is no longer their
+    /// frontend's (the domain died, or closed the channel).
+    pub fn check_liveness(
+        &mut self,
+        store: &mut Xenstore,
+        pmap: PmapHandle,
+        counters: &ServiceCounters,
+    ) {
+        let lost: Vec<ShareKey> = self
+            .registry
+            .ports()
+            .filter(|(key, port)| peer_lost(key.peer, port_state(*port)))
+            .map(|(key, _)| key)
+            .collect();
+        for key in lost {
+            log::info!(
+                "grant-share: peer domain {} device {}: its end of our event channel is gone",
+                key.peer,
+                key.device
+            );
+            self.deliver(Some(store), pmap, key, PeerEvent::DomainDied, counters);
+        }
+    }
+
+    /// Ends every session (grantsvc is shutting down), unmapping first; returns how many ended.
+    pub fn close_all(
+        &mut self,
+        mut store: Option<&mut Xenstore>,
+        pmap: PmapHandle,
+        counters: &ServiceCounters,
+    ) -> usize {
+        let all = self.registry.shutdown(counters);
+        let closed = all.len();
+        for (key, actions) in all {
+            let mut executor = Executor {
+                pmap,
+                store: store.as_deref_mut(),
+                glue: &mut self.glue,
+            };
+            driver::drive(&mut self.registry, key, actions, &mut executor, counters);
+        }
+        closed
     }
 
     /// A node changed below the root: a device appeared, changed or went.
-    fn on_root_event(&mut self, store: &mut Xenstore, path: &str) {
+    fn on_root_event(
+        &mut self,
+        store: &mut Xenstore,
+        pmap: PmapHandle,
+        path: &str,
+        counters: &ServiceCounters,
+    ) {
         match nodes::device_of_backend_path(&self.root, path) {
             Some((peer, device)) => self.consider_device(store, peer, device),
             // The root or a frontend's folder: look at every device below it.
             None if path == self.root || path.starts_with(&format!("{}/", self.root)) => {
-                self.scan(store)
+                self.scan(store, pmap, counters)
             }
             None => {}
         }
     }
 
     /// Looks at every device under the root.
-    fn scan(&mut self, store: &mut Xenstore) {
+    fn scan(&mut self, store: &mut Xenstore, pmap: PmapHandle, counters: &ServiceCounters) {
         let frontends = match store.directory(NONE, &self.root) {
             Ok(names) => names,
             Err(error) if error.is_not_found() => Vec::new(),
@@ -202,60 +267,80 @@ impl ShareBackend {
         }
         // Sessions whose backend directory went with a whole frontend folder.
         let gone: Vec<ShareKey> = self
-            .all_keys()
-            .into_iter()
+            .registry
+            .keys()
             .filter(|key| !present.contains(&(key.peer, key.device)))
             .collect();
         for key in gone {
-            let actions = self.registry.handle(key, ShareEvent::BackendRemoved);
-            self.carry_out(Some(store), key, actions);
+            self.deliver(Some(store), pmap, key, PeerEvent::OwnNodesRemoved, counters);
         }
         for (peer, device) in present {
             self.consider_device(store, peer, device);
         }
     }
 
-    /// Every live session (each has its frontend watch until it closes).
-    fn all_keys(&self) -> Vec<ShareKey> {
-        self.watches
-            .values()
-            .copied()
-            .filter(|key| self.registry.session(*key).is_some())
-            .collect()
-    }
-
-    /// The peers with live sessions.
-    fn peers(&self) -> BTreeSet<DomId> {
-        self.all_keys().into_iter().map(|key| key.peer).collect()
+    /// Looks up a device's backend `state` (the answer comes in [`ShareBackend::on_replies`]).
+    fn consider_device(&mut self, store: &mut Xenstore, peer: DomId, device: DeviceId) {
+        let directory = nodes::backend_path(self.glue.own, peer, device);
+        let path = format!("{directory}/{}", backend::STATE);
+        let session = self.registry.find(peer, device);
+        match store.submit(NONE, &Operation::Read { path: &path }) {
+            Ok(id) => {
+                let lookup = Lookup::BackendState {
+                    peer,
+                    device,
+                    session,
+                };
+                self.lookups.insert(id, lookup);
+            }
+            Err(error) => log::warn!("grant-share: reading {path}: {error}"),
+        }
     }
 
     /// Opens a session for a device the toolstack just created, or ends one whose backend
-    /// directory is gone.
-    fn consider_device(&mut self, store: &mut Xenstore, peer: DomId, device: DeviceId) {
-        let directory = nodes::backend_path(self.own, peer, device);
-        let state = read_optional(store, &format!("{directory}/{}", backend::STATE));
+    /// directory is gone (`state` is the backend's `state` node, `None` if it is gone).
+    fn backend_state_known(
+        &mut self,
+        store: &mut Xenstore,
+        pmap: PmapHandle,
+        peer: DomId,
+        device: DeviceId,
+        state: Option<Vec<u8>>,
+        counters: &ServiceCounters,
+    ) {
         match (self.registry.find(peer, device), state) {
             (Some(key), None) => {
-                let actions = self.registry.handle(key, ShareEvent::BackendRemoved);
-                self.carry_out(Some(store), key, actions);
+                self.deliver(Some(store), pmap, key, PeerEvent::OwnNodesRemoved, counters);
             }
-            // New, or re-created by the toolstack before we saw it go: `open` ends an old
-            // session of the device first.
+            // New, or re-created by the toolstack before we saw it go: `open_device` ends an
+            // old session of the device first.
             (_, Some(state))
                 if state.as_slice() == XenbusState::Initialising.as_str().as_bytes() =>
             {
-                self.open(store, peer, device)
+                self.open(store, pmap, peer, device, counters)
             }
             _ => {}
         }
     }
 
-    fn open(&mut self, store: &mut Xenstore, peer: DomId, device: DeviceId) {
-        let opened = self.registry.open(peer, device);
+    fn open(
+        &mut self,
+        store: &mut Xenstore,
+        pmap: PmapHandle,
+        peer: DomId,
+        device: DeviceId,
+        counters: &ServiceCounters,
+    ) {
+        let opened = open_device(&mut self.registry, peer, device);
         let mut new_key = None;
         for (key, actions) in opened {
             new_key = Some(key);
-            self.carry_out(Some(store), key, actions);
+            let mut executor = Executor {
+                pmap,
+                store: Some(&mut *store),
+                glue: &mut self.glue,
+            };
+            driver::drive(&mut self.registry, key, actions, &mut executor, counters);
         }
         let Some(key) = new_key else {
             return;
@@ -266,21 +351,27 @@ impl ShareBackend {
             key.peer, key.device, key.generation
         );
         let path = format!("{}/{}", nodes::frontend_path(peer, device), frontend::STATE);
-        match store.watch(&path, &token, FRONTEND_OWNER) {
-            Ok(()) => {
-                self.watches.insert(token, key);
+        match store.submit_watch(&path, &token, FRONTEND_OWNER) {
+            Ok(id) => {
+                self.glue.watches.insert(token, key);
+                self.lookups.insert(id, Lookup::FrontendWatch(key));
             }
             Err(error) => {
                 log::warn!("grant-share: peer domain {peer} device {device}: watching {path}: {error}; session ended");
-                let actions = self.registry.handle(key, ShareEvent::FrontendRemoved);
-                self.carry_out(Some(store), key, actions);
+                self.deliver(
+                    Some(store),
+                    pmap,
+                    key,
+                    PeerEvent::PeerNodesRemoved,
+                    counters,
+                );
             }
         }
     }
 
-    /// The frontend's `state` changed (or went).
+    /// The frontend's `state` changed (or went): look it up.
     fn on_frontend_event(&mut self, store: &mut Xenstore, token: &str) {
-        let Some(&key) = self.watches.get(token) else {
+        let Some(&key) = self.glue.watches.get(token) else {
             return;
         };
         if self.registry.session(key).is_none() {
@@ -291,205 +382,180 @@ impl ShareBackend {
             nodes::frontend_path(key.peer, key.device),
             frontend::STATE
         );
-        let actions = match read_optional(store, &path) {
-            Some(value) => self.registry.handle(key, ShareEvent::PeerState(&value)),
-            None if self.lost_port(key) => self.registry.handle(key, ShareEvent::DomainDied),
-            None => self.registry.handle(key, ShareEvent::FrontendRemoved),
-        };
-        self.carry_out(Some(store), key, actions);
+        match store.submit(NONE, &Operation::Read { path: &path }) {
+            Ok(id) => {
+                self.lookups.insert(id, Lookup::FrontendState(key));
+            }
+            Err(error) => log::warn!("grant-share: session {key}: reading {path}: {error}"),
+        }
     }
 
-    /// True when session `key` has a port whose frontend end is gone (closed, or its domain
-    /// died: Xen closes a dying domain's ports, leaving ours unbound).
-    fn lost_port(&self, key: ShareKey) -> bool {
-        let Some(port) = self
-            .registry
-            .session(key)
-            .and_then(|session| session.port())
-        else {
-            return false;
-        };
-        match event_channel::port_status(port) {
-            Ok(PortStatus::Interdomain { remote, .. }) => remote != key.peer,
-            Ok(_) => true,
-            Err(error) => {
-                log::warn!("grant-share: status of port {port} ({key}): {error}");
-                false
+    /// The frontend's `state` as read (`None`: gone or unreadable).
+    fn frontend_state_known(
+        &mut self,
+        store: &mut Xenstore,
+        pmap: PmapHandle,
+        key: ShareKey,
+        state: Option<Vec<u8>>,
+        counters: &ServiceCounters,
+    ) {
+        match state {
+            Some(value) => self.deliver(
+                Some(store),
+                pmap,
+                key,
+                PeerEvent::PeerState(&value),
+                counters,
+            ),
+            None => {
+                let lost = self
+                    .registry
+                    .ports()
+                    .any(|(live, port)| live == key && peer_lost(key.peer, port_state(port)));
+                let event = if lost {
+                    PeerEvent::DomainDied
+                } else {
+                    PeerEvent::PeerNodesRemoved
+                };
+                self.deliver(Some(store), pmap, key, event, counters);
             }
         }
     }
 
-    /// Some domain died: end the sessions of every peer that lost its end of our channel.
-    fn on_release_domain(&mut self, store: &mut Xenstore) {
-        for peer in self.peers() {
-            let keys: Vec<ShareKey> = self.registry.keys_of(peer).collect();
-            if !keys.iter().any(|&key| self.lost_port(key)) {
+    /// True when a reply the backend waits for has arrived (work for the run loop).
+    pub fn has_replies(&self, store: &Xenstore) -> bool {
+        self.lookups.keys().any(|id| store.has_reply(*id))
+            || self
+                .glue
+                .pending
+                .ids()
+                .into_iter()
+                .any(|id| store.has_reply(id))
+    }
+
+    /// Takes the replies that arrived for the backend and its sessions, and acts on them.
+    pub fn on_replies(
+        &mut self,
+        store: &mut Xenstore,
+        pmap: PmapHandle,
+        counters: &ServiceCounters,
+    ) {
+        let lookups: Vec<(RequestId, Lookup)> = self
+            .lookups
+            .iter()
+            .filter(|(id, _)| store.has_reply(**id))
+            .map(|(id, lookup)| (*id, *lookup))
+            .collect();
+        for (id, lookup) in lookups {
+            self.lookups.remove(&id);
+            let Some(result) = store.take_reply(id) else {
+                continue;
+            };
+            if let (Lookup::FrontendWatch(key), Err(error)) = (lookup, &result) {
+                log::warn!(
+                    "grant-share: peer domain {} device {}: watching its frontend state: {error}; session ended",
+                    key.peer,
+                    key.device
+                );
+                self.deliver(
+                    Some(store),
+                    pmap,
+                    key,
+                    PeerEvent::PeerNodesRemoved,
+                    counters,
+                );
                 continue;
             }
-            log::info!("grant-share: peer domain {peer} is gone (@releaseDomain, its event channel closed by Xen)");
-            for (key, actions) in self.registry.domain_died(peer) {
-                self.carry_out(Some(store), key, actions);
+            let value = match result {
+                Ok(Reply::Value(value)) => Some(value),
+                Ok(_) => None,
+                Err(ReplyError::Xenstore(XsError::NotFound)) => None,
+                Err(error) => {
+                    log::warn!("grant-share: {lookup:?}: {error}");
+                    None
+                }
+            };
+            match lookup {
+                Lookup::BackendState {
+                    peer,
+                    device,
+                    session,
+                } => {
+                    // Stale when a session was opened for the device after the read was sent.
+                    if self.registry.find(peer, device) == session {
+                        self.backend_state_known(store, pmap, peer, device, value, counters)
+                    }
+                }
+                Lookup::FrontendState(key) => {
+                    if self.registry.session(key).is_some() {
+                        self.frontend_state_known(store, pmap, key, value, counters);
+                    }
+                }
+                Lookup::FrontendWatch(_) => {}
             }
         }
-    }
-
-    /// Carries out `actions` of session `key` in order; results go back to the session and its
-    /// further actions are carried out before the rest.
-    fn carry_out(
-        &mut self,
-        mut store: Option<&mut Xenstore>,
-        key: ShareKey,
-        actions: Vec<ShareAction<ShareRegion>>,
-    ) {
-        let mut queue: VecDeque<ShareAction<ShareRegion>> = actions.into();
-        while let Some(action) = queue.pop_front() {
-            let follow_up = self.carry_out_one(store.as_deref_mut(), key, action);
-            for action in follow_up.into_iter().rev() {
-                queue.push_front(action);
+        for id in self.glue.pending.ids() {
+            if !store.has_reply(id) {
+                continue;
             }
-        }
-    }
-
-    fn carry_out_one(
-        &mut self,
-        store: Option<&mut Xenstore>,
-        key: ShareKey,
-        action: ShareAction<ShareRegion>,
-    ) -> Vec<ShareAction<ShareRegion>> {
-        match action {
-            ShareAction::WriteNodes(values) => {
-                let Some(store) = store else {
-                    log::warn!(
-                        "grant-share: {key}: no xenstore to write {} node(s)",
-                        values.len()
+            let Some(result) = store.take_reply(id) else {
+                continue;
+            };
+            match self.glue.pending.answer(id, result) {
+                Answered::NodesRead { key, nodes } => {
+                    let read: Vec<(&'static str, Option<&[u8]>)> = nodes
+                        .iter()
+                        .map(|(name, value)| (*name, value.as_deref()))
+                        .collect();
+                    self.deliver(
+                        Some(store),
+                        pmap,
+                        key,
+                        PeerEvent::PeerNodesRead(&read),
+                        counters,
                     );
-                    return Vec::new();
-                };
-                let directory = self.backend_dir(key);
-                for (name, value) in values {
-                    if let Err(error) =
-                        store.write(NONE, &format!("{directory}/{name}"), value.as_bytes())
-                    {
-                        log::warn!("grant-share: {key}: writing {directory}/{name}: {error}");
-                    }
                 }
-                Vec::new()
-            }
-            ShareAction::ReadFrontendNodes => {
-                let Some(store) = store else {
-                    return self.registry.handle(key, ShareEvent::FrontendRemoved);
-                };
-                let directory = nodes::frontend_path(key.peer, key.device);
-                let mut read = |name: &str| read_optional(store, &format!("{directory}/{name}"));
-                let nr_pages = read(frontend::NR_PAGES);
-                let refs = read(frontend::REFS);
-                let event_channel = read(frontend::EVENT_CHANNEL);
-                let pattern_seed = read(frontend::PATTERN_SEED);
-                let writable = read(frontend::WRITABLE);
-                let raw = RawFrontendNodes {
-                    nr_pages: nr_pages.as_deref(),
-                    refs: refs.as_deref(),
-                    event_channel: event_channel.as_deref(),
-                    pattern_seed: pattern_seed.as_deref(),
-                    writable: writable.as_deref(),
-                };
-                self.registry
-                    .handle(key, ShareEvent::FrontendNodesRead(raw))
-            }
-            ShareAction::MapGrants {
-                peer,
-                refs,
-                writable,
-            } => {
-                let result = self.map(key, peer, &refs, writable);
-                self.registry.handle(key, ShareEvent::Mapped(result))
-            }
-            ShareAction::BindInterdomain { peer, remote_port } => {
-                // The decoder checked the port's range; Xen would refuse one beyond it the same way.
-                let result = EvtchnPort::new(remote_port.0)
-                    .ok_or(XenError::EINVAL)
-                    .and_then(|remote_port| event_channel::bind_interdomain(peer, remote_port))
-                    .map_err(|error| i32::try_from(error.0).unwrap_or(GENERAL_ERROR));
-                if let Ok(port) = result {
-                    // A fresh port may keep the mask of an earlier one with its number.
-                    if let Err(error) = event_channel::unmask(port) {
-                        log::warn!("grant-share: {key}: unmasking port {port}: {error}");
-                    }
-                }
-                self.registry.handle(key, ShareEvent::PortBound(result))
-            }
-            ShareAction::Unmap(region) => {
-                self.unmap(key, region);
-                Vec::new()
-            }
-            ShareAction::Notify(port) => {
-                if let Err(error) = event_channel::send(port) {
-                    log::warn!("grant-share: {key}: notifying port {port}: {error}");
-                }
-                Vec::new()
-            }
-            ShareAction::ClosePort(port) => {
-                if let Err(error) = event_channel::close(port) {
-                    log::warn!("grant-share: {key}: closing port {port}: {error}");
-                }
-                Vec::new()
-            }
-            ShareAction::ReportConnected(verification) => {
-                self.report_connected(key, &verification);
-                Vec::new()
-            }
-            ShareAction::ReportClosed(reason) => {
-                self.report_closed(store, key, &reason);
-                Vec::new()
+                Answered::WriteFailed { key, node, error } => log::warn!(
+                    "grant-share: peer domain {} device {}: writing {node} failed: {error}",
+                    key.peer,
+                    key.device
+                ),
+                Answered::Nothing => {}
             }
         }
     }
+}
 
-    /// Maps the refs through the kernel's pmap at addresses it chooses.
-    fn map(
-        &self,
-        key: ShareKey,
-        peer: DomId,
-        refs: &[GrantRef],
-        writable: bool,
-    ) -> Result<ShareRegion, i32> {
-        let Some(pmap) = address_space::pmap() else {
-            log::error!("grant-share: {key}: no pmap to map with");
-            return Err(GENERAL_ERROR);
-        };
-        GrantMapping::map(pmap, peer, refs, !writable).map_err(|error| {
-            log::warn!(
-                "grant-share: peer domain {peer} device {}: mapping {} ref(s) failed: {error}",
-                key.device,
-                refs.len()
-            );
-            map_status(&error)
-        })
+impl ProtocolGlue<ShareProtocol> for ShareGlue {
+    fn pending(&mut self) -> &mut PendingRequests<ShareKey> {
+        &mut self.pending
     }
 
-    /// Unmaps a region (the pmap lock is not held here, so the mapping may take it).
-    fn unmap(&self, key: ShareKey, region: ShareRegion) {
-        let pages = region.range().pages();
-        let start = region.start();
-        match region.unmap() {
-            Ok(()) => log::info!(
-                "grant-share: peer domain {} device {}: unmapped {pages} page(s) at {start}, every unmap status okay",
-                key.peer,
-                key.device
-            ),
-            Err(error) => log::error!(
-                "grant-share: peer domain {} device {}: unmapping {pages} page(s) at {start} failed: {error}",
-                key.peer,
-                key.device
-            ),
-        }
+    fn own_directory(&self, key: ShareKey) -> Option<String> {
+        Some(nodes::backend_path(self.own, key.peer, key.device))
     }
 
-    fn report_connected(&self, key: ShareKey, verification: &Verification) {
-        let start = match self.registry.session(key).map(|session| session.state()) {
-            Some(ShareState::Connected { region, .. }) => format!("{}", region.start()),
-            _ => String::from("?"),
-        };
+    fn peer_directory(&self, key: ShareKey) -> String {
+        nodes::frontend_path(key.peer, key.device)
+    }
+
+    fn mapped(&mut self, key: ShareKey, _: ShareMapping, _: usize, start: VirtAddr) {
+        self.mapped_at.insert(key, start);
+    }
+
+    fn unmapped(&mut self, key: ShareKey, _: ShareMapping, pages: usize, start: VirtAddr) {
+        log::info!(
+            "grant-share: peer domain {} device {}: unmapped {pages} page(s) at {start}, every unmap status okay",
+            key.peer,
+            key.device
+        );
+    }
+
+    fn connected(&mut self, key: ShareKey, verification: &Verification) {
+        let start = self
+            .mapped_at
+            .get(&key)
+            .map_or_else(|| String::from("?"), |start| format!("{start}"));
         log::info!(
             "grant-share: peer domain {} device {} connected: {} page(s) mapped at {start}, pattern {}, digest {:08x}, {}",
             key.peer,
@@ -505,13 +571,17 @@ impl ShareBackend {
         );
     }
 
-    fn report_closed(&mut self, store: Option<&mut Xenstore>, key: ShareKey, reason: &CloseReason) {
+    fn closed(
+        &mut self,
+        store: Option<&mut Xenstore>,
+        key: ShareKey,
+        reason: &CloseReason,
+        _unmapped_pages: usize,
+    ) {
+        self.mapped_at.remove(&key);
         match reason {
-            CloseReason::Fault(fault) => {
-                self.faults += 1;
-                log::warn!("grant-share: fault: {fault}");
-            }
-            CloseReason::RegionTooSmall { .. } => {
+            CloseReason::Fault(fault) => log::warn!("grant-share: fault: {fault}"),
+            CloseReason::Protocol(_) => {
                 log::error!("grant-share: {key}: {reason}; session ended");
             }
             _ => log::info!(
@@ -528,7 +598,7 @@ impl ShareBackend {
         if let Some(token) = token {
             self.watches.remove(&token);
             if let Some(store) = store {
-                if let Err(error) = store.unwatch(&token) {
+                if let Err(error) = store.unwatch_later(&token) {
                     log::debug!("grant-share: {key}: removing watch {token}: {error}");
                 }
             }

@@ -6,7 +6,7 @@
 use super::boot::entry;
 use super::booted::Kernel;
 use super::xen::{platform, ring_pages, sched, shared_info};
-use super::{address_space, console, events, logger, memory};
+use super::{address_space, console, event_wait, logger, memory};
 use alloc::string::String;
 use grantsvc::abi::sched::ShutdownReason;
 use grantsvc::boot_info::{BootInfo, BootInfoError};
@@ -90,7 +90,7 @@ pub fn start(recorded: Result<&'static BootInfo, BootInfoError>) -> Kernel {
         Err(error) => panic!("the pmap could not take over the address space: {error}"),
     }
 
-    match events::initialise() {
+    match event_wait::initialise() {
         Ok(timer_port) => log::debug!("event upcall registered; timer on port {timer_port}"),
         Err(error) => panic!("registering the event upcall failed: {error}"),
     }

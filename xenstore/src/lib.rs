@@ -11,6 +11,8 @@
 //!   requests and routes watch events to their owners; the caller moves the bytes;
 //! - [`ring`], [`ring_transport`]: the shared-page ring a guest kernel talks over, as index
 //!   arithmetic and a copy loop over a memory trait the kernel implements;
+//! - [`ring_client`]: the client over that ring with no waiting of its own: several requests in
+//!   flight, replies kept by id, watch events queued until taken;
 //! - `connection` (feature `std`): a blocking client over any `Read + Write`, such as dom0's
 //!   `/dev/xen/xenbus`.
 #![cfg_attr(not(any(test, feature = "std")), no_std)]
@@ -22,6 +24,8 @@ pub mod client;
 #[cfg(feature = "std")]
 pub mod connection;
 pub mod error;
+#[cfg(any(test, feature = "testing"))]
+pub mod fake_xenstored;
 pub mod ids;
 pub mod message_type;
 pub mod parser;
@@ -30,6 +34,7 @@ pub mod permissions;
 pub mod reply;
 pub mod request;
 pub mod ring;
+pub mod ring_client;
 pub mod ring_transport;
 pub mod transaction;
 pub mod watch;

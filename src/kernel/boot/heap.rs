@@ -5,7 +5,7 @@
 use core::alloc::{GlobalAlloc, Layout};
 use core::cell::UnsafeCell;
 use core::ptr::NonNull;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use linked_list_allocator::Heap;
 
 /// Bytes of the heap arena.
@@ -20,6 +20,8 @@ unsafe impl Sync for Arena {}
 
 static ARENA: Arena = Arena(UnsafeCell::new([0; HEAP_SIZE]));
 static INITIALISED: AtomicBool = AtomicBool::new(false);
+/// Most bytes in use at once since boot (updated on each allocation, under the heap's lock).
+static PEAK: AtomicUsize = AtomicUsize::new(0);
 
 /// The global allocator: a first-fit linked-list heap behind a spin lock.
 pub struct KernelHeap(spin::Mutex<Heap>);
@@ -44,14 +46,20 @@ pub fn usage() -> (usize, usize) {
     (heap.used(), heap.free())
 }
 
+/// Bytes in use now and the most in use at once since boot, for the published counters.
+pub fn in_use_and_peak() -> (usize, usize) {
+    let used = HEAP.0.lock().used();
+    (used, PEAK.load(Ordering::Relaxed).max(used))
+}
+
 // SAFETY: allocation and deallocation go through `Heap`, which returns blocks of at least the
 // requested size and alignment from the arena and never hands one out twice.
 unsafe impl GlobalAlloc for KernelHeap {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        self.0
-            .lock()
-            .allocate_first_fit(layout)
-            .map_or(core::ptr::null_mut(), NonNull::as_ptr)
+        let mut heap = self.0.lock();
+        let block = heap.allocate_first_fit(layout);
+        PEAK.fetch_max(heap.used(), Ordering::Relaxed);
+        block.map_or(core::ptr::null_mut(), NonNull::as_ptr)
     }
 
     unsafe fn dealloc(&self, pointer: *mut u8, layout: Layout) {

@@ -57,7 +57,7 @@ extern "C" {
 /// Called by `hypervisor_event_callback` with events masked and every register saved.
 #[no_mangle]
 extern "C" fn event_upcall() {
-    crate::kernel::events::on_upcall();
+    crate::kernel::event_wait::on_upcall();
 }
 
 /// Xen's failsafe frame (see the asm above).

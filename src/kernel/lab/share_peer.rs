@@ -2,27 +2,27 @@
 //!
 //! The toolstack (in the lab, a dom0 script acting as `xl` would) creates the device:
 //! our `device/grantsvc-share/0/` with `backend` and `backend-id`, readable by the backend, and
-//! the backend's directory. We then do the frontend's part of `grantsvc::share`'s steps:
+//! the backend's directory. We then do the frontend's part of `grantsvc::peer::share`'s steps:
 //! grant the pages filled with the pattern, allocate an unbound port for the backend, write
 //! our nodes and `state` = Initialised, wait for the backend to connect, check its answer in
 //! our own pages, and then idle with the pages granted, until the domain is destroyed.
 
 use super::own_grants;
 use crate::kernel::booted::Kernel;
-use crate::kernel::events;
+use crate::kernel::event_wait;
 use crate::kernel::xen::event_channel;
 use crate::kernel::xen::own_pages::OwnPages;
-use crate::kernel::xenstore::Xenstore;
+use crate::kernel::store_connection::Xenstore;
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec;
 use alloc::vec::Vec;
 use grantsvc::addr::PAGE_SIZE;
 use grantsvc::ids::{DomId, GrantRef};
-use grantsvc::share::nodes::{answer, backend, frontend, FrontendNodes, DEVICE_TYPE};
-use grantsvc::share::pattern;
-use grantsvc::xenbus::state::XenbusState;
-use grantsvc::xenbus::value::parse_u32;
+use grantsvc::peer::share::nodes::{answer, backend, frontend, FrontendNodes, DEVICE_TYPE};
+use grantsvc::peer::share::pattern;
+use grantsvc::peer::value::parse_u32;
+use grantsvc::peer::xenbus_state::XenbusState;
 use xenstore::TransactionId;
 
 /// Our device, relative to our home.
@@ -53,15 +53,15 @@ pub fn run(kernel: &Kernel, pages: u32) -> ! {
     };
     log::info!("share-peer: idling with the pages granted");
     loop {
-        let _ = events::take_ready();
-        events::wait(None);
+        let _ = event_wait::take_ready();
+        event_wait::wait(None);
     }
 }
 
 fn share(kernel: &Kernel, count: u32) -> Result<Shared, String> {
     let mut store =
         Xenstore::connect(kernel.boot_info).map_err(|error| format!("xenstore: {error}"))?;
-    let deadline = events::now_ns().saturating_add(PATIENCE_NS);
+    let deadline = event_wait::now_ns().saturating_add(PATIENCE_NS);
     let backend_id = wait_for_node(
         &mut store,
         &format!("{DEVICE}/{}", frontend::BACKEND_ID),
@@ -106,7 +106,7 @@ fn share(kernel: &Kernel, count: u32) -> Result<Shared, String> {
         shared.seed
     );
 
-    let deadline = events::now_ns().saturating_add(PATIENCE_NS);
+    let deadline = event_wait::now_ns().saturating_add(PATIENCE_NS);
     let state_path = format!("{backend_dir}/{}", backend::STATE);
     loop {
         let state = wait_for_node(&mut store, &state_path, deadline)?;
@@ -121,10 +121,10 @@ fn share(kernel: &Kernel, count: u32) -> Result<Shared, String> {
                     error.escape_ascii()
                 ));
             }
-            _ if events::now_ns() >= deadline => {
+            _ if event_wait::now_ns() >= deadline => {
                 return Err(String::from("the backend did not connect within 60 s"))
             }
-            _ => events::wait(Some(events::now_ns().saturating_add(POLL_NS))),
+            _ => event_wait::wait(Some(event_wait::now_ns().saturating_add(POLL_NS))),
         }
     }
     let found = store
@@ -148,13 +148,13 @@ fn wait_for_node(store: &mut Xenstore, path: &str, deadline: u64) -> Result<Vec<
     loop {
         match store.read(NONE, path) {
             Ok(value) => return Ok(value),
-            Err(error) if events::now_ns() >= deadline => {
+            Err(error) if event_wait::now_ns() >= deadline => {
                 return Err(format!("{path} did not appear: {error}"))
             }
             Err(_) => {
                 // Watch events of nobody's accumulate otherwise.
                 let _ = store.take_watch_events();
-                events::wait(Some(events::now_ns().saturating_add(POLL_NS)));
+                event_wait::wait(Some(event_wait::now_ns().saturating_add(POLL_NS)));
             }
         }
     }
@@ -165,7 +165,7 @@ fn grant_pages(backend: DomId, count: u32) -> Result<Shared, String> {
     let table = own_grants::table().map_err(|error| format!("our grant table: {error}"))?;
     let pages = OwnPages::allocate(count as usize)
         .ok_or_else(|| format!("could not allocate {count} page(s)"))?;
-    let seed = (events::now_ns() as u32) | 1;
+    let seed = (event_wait::now_ns() as u32) | 1;
     for number in 0..count {
         pages
             .write(number as usize, 0, &pattern::page(seed, number))

@@ -17,7 +17,7 @@ use grantsvc::abi::shared_info::{
     OFFSET_UPCALL_PENDING,
 };
 use grantsvc::addr::{MachineAddr, VirtAddr};
-use grantsvc::events::PendingBitmaps;
+use grantsvc::event_delivery::PendingBitmaps;
 use grantsvc::hypervisor::XenError;
 use grantsvc::ids::EvtchnPort;
 

@@ -6,8 +6,8 @@ use crate::vchan_args;
 use crate::vchan_garbage::VchanGarbageOptions;
 use crate::vchan_server::VchanServerOptions;
 use grantsvc::ids::DomId;
-use grantsvc::share::device_id::DeviceId;
-use grantsvc::share::nodes::MAX_PAGES;
+use grantsvc::peer::device_id::DeviceId;
+use grantsvc::peer::share::nodes::MAX_PAGES;
 use std::time::Duration;
 
 pub const USAGE: &str = "\

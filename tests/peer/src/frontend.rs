@@ -2,9 +2,9 @@
 
 use grantsvc::addr::PAGE_SIZE;
 use grantsvc::ids::{EvtchnPort, GrantRef};
-use grantsvc::share::nodes::{answer, frontend, FrontendNodes};
-use grantsvc::share::pattern;
-use grantsvc::xenbus::state::XenbusState;
+use grantsvc::peer::share::nodes::{answer, frontend, FrontendNodes};
+use grantsvc::peer::share::pattern;
+use grantsvc::peer::xenbus_state::XenbusState;
 
 /// The frontend nodes' values, before publication (garbage kinds spoil them here).
 #[derive(Clone, Debug, PartialEq, Eq)]

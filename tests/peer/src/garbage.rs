@@ -1,8 +1,8 @@
 //! The bad values `share --garbage KIND` publishes, and what grantsvc must answer to each.
 
 use crate::frontend::Publication;
-use grantsvc::share::fault::ShareFaultKind;
-use grantsvc::share::nodes::MAX_PAGES;
+use grantsvc::peer::share::fault::ShareFaultKind;
+use grantsvc::peer::share::nodes::MAX_PAGES;
 
 /// A ref no domain has granted (far beyond any grant table's default 64 frames).
 pub const UNGRANTED_REF: u32 = 0x0fff_ffff;
@@ -150,7 +150,7 @@ const _: () = assert!(MAX_PAGES < UNGRANTED_REF);
 mod tests {
     use super::*;
     use grantsvc::ids::{EvtchnPort, GrantRef};
-    use grantsvc::share::nodes::{FrontendNodes, RawFrontendNodes};
+    use grantsvc::peer::share::nodes::{FrontendNodes, RawFrontendNodes};
 
     fn publication(pages: u32) -> Publication {
         let refs: Vec<GrantRef> = (0..pages).map(|index| GrantRef::new(10 + index)).collect();

@@ -5,9 +5,10 @@ use crate::garbage::{Expectation, Garbage};
 use grantsvc::addr::PAGE_SIZE;
 use grantsvc::ids::DomId;
 use grantsvc::ids::{EvtchnPort, GrantRef};
-use grantsvc::share::device_id::DeviceId;
-use grantsvc::share::nodes::RawFrontendNodes;
-use grantsvc::share::session::{ShareAction, ShareEvent, ShareSession};
+use grantsvc::peer::device_id::DeviceId;
+use grantsvc::peer::share::nodes::RawFrontendNodes;
+use grantsvc::peer::share::protocol::ShareMapping;
+use grantsvc::peer::share::session::{ShareAction, ShareEvent, ShareSession};
 use grantsvc::shared_memory::{check_bounds, OutOfBounds, SharedMemory};
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -80,9 +81,10 @@ impl Backend {
                         *slot = Some(value);
                     }
                 }
-                ShareAction::MapGrants { .. } => {
-                    follow_ups.push(ShareEvent::Mapped(Ok(pages.clone())))
-                }
+                ShareAction::MapGrants { .. } => follow_ups.push(ShareEvent::Mapped {
+                    purpose: ShareMapping::Pages,
+                    result: Ok(pages.clone()),
+                }),
                 ShareAction::BindInterdomain { remote_port, .. } => {
                     follow_ups.push(ShareEvent::PortBound(if remote_port.0 < 4096 {
                         Ok(EvtchnPort::new(9).unwrap())
@@ -129,7 +131,10 @@ fn exchange(count: u32, writable: bool, garbage: Option<Garbage>) -> (Shared, Pa
         pattern_seed: Some(publication.pattern_seed.as_bytes()),
         writable: Some(publication.writable.as_bytes()),
     };
-    let mut events = backend.apply(session.handle(ShareEvent::FrontendNodesRead(raw)), &pages);
+    let mut events = backend.apply(
+        session.handle(ShareEvent::PeerNodesRead(&raw.to_peer_nodes())),
+        &pages,
+    );
     while let Some(event) = events.pop() {
         events.extend(backend.apply(session.handle(event), &pages));
     }

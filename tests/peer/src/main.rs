@@ -1,6 +1,6 @@
 //! grantsvc-peer: the dom0-side peer tool used by the Xen lab and by people trying grantsvc out.
 //!
-//! It speaks the grant-share protocol (`grantsvc::share`, documented there) as toolstack and
+//! It speaks the grant-share protocol (`grantsvc::peer::share`, documented there) as toolstack and
 //! frontend at once: it grants pages through `/dev/xen/gntalloc`, publishes them with an event
 //! channel in xenstore, checks what grantsvc did with them, revokes them and checks that grantsvc
 //! let go. See `grantsvc-peer --help`. The last line of output is the verdict, for scripts:

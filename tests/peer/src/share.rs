@@ -8,8 +8,8 @@ use crate::gntalloc::GrantedPages;
 use crate::pins;
 use crate::store::Store;
 use grantsvc::ids::{DomId, EvtchnPort};
-use grantsvc::share::nodes::{self, backend, frontend};
-use grantsvc::xenbus::state::XenbusState;
+use grantsvc::peer::share::nodes::{self, backend, frontend};
+use grantsvc::peer::xenbus_state::XenbusState;
 use std::time::{Duration, Instant};
 use xenstore::NodePermissions;
 

@@ -1,8 +1,8 @@
 //! The tool's xenstore access: the xenstore crate's blocking connection over `/dev/xen/xenbus`, with bounded waits by polling.
 
 use crate::frontend::{parse_state, BackendResults};
-use grantsvc::share::nodes::backend;
-use grantsvc::xenbus::state::XenbusState;
+use grantsvc::peer::share::nodes::backend;
+use grantsvc::peer::xenbus_state::XenbusState;
 use std::fs::{File, OpenOptions};
 use std::time::{Duration, Instant};
 use xenstore::connection::{Connection, ConnectionError};

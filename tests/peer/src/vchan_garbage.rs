@@ -185,9 +185,9 @@ pub fn run(options: &VchanGarbageOptions) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use grantsvc::peer::vchan::fault::VchanFault;
+    use grantsvc::peer::vchan::layout::VchanLayout;
     use grantsvc::shared_memory::{check_bounds, OutOfBounds, SharedMemory};
-    use grantsvc::vchan::fault::VchanFault;
-    use grantsvc::vchan::layout::VchanLayout;
 
     /// The page as grantsvc's decoder reads it (reads only: decoding writes nothing).
     struct Page([u8; PAGE_SIZE]);

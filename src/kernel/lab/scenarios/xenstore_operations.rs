@@ -6,8 +6,8 @@
 
 use super::Outcome;
 use crate::kernel::booted::Kernel;
-use crate::kernel::events;
-use crate::kernel::xenstore::{WatchOwner, Xenstore, XenstoreError};
+use crate::kernel::event_wait;
+use crate::kernel::store_connection::{WatchOwner, Xenstore, XenstoreError};
 use alloc::format;
 use alloc::string::String;
 use xenstore::{DomId, NodePermissions, TransactionId, WatchEvent};
@@ -48,7 +48,7 @@ fn wait_for_event(
     path: &str,
     patience_ns: u64,
 ) -> Result<WatchEvent, String> {
-    let deadline = events::now_ns().saturating_add(patience_ns);
+    let deadline = event_wait::now_ns().saturating_add(patience_ns);
     loop {
         store.pump();
         for (_, event) in store.take_watch_events() {
@@ -64,13 +64,13 @@ fn wait_for_event(
         if let Some(reason) = store.broken() {
             return Err(format!("waiting for a watch event on {path}: {reason}"));
         }
-        if events::now_ns() >= deadline {
+        if event_wait::now_ns() >= deadline {
             return Err(format!(
                 "no watch event for {path} within {} s",
                 patience_ns / 1_000_000_000
             ));
         }
-        events::wait_for_port(store.port(), deadline);
+        event_wait::wait_for_port(store.port(), deadline);
     }
 }
 
@@ -207,7 +207,7 @@ fn scenario(kernel: &Kernel) -> Result<(), String> {
         "write result",
         store.write(NONE, &format!("{base}/result"), b"PASS"),
     )?;
-    let (upcalls, delivered, blocks) = events::counters();
+    let (upcalls, delivered, blocks) = event_wait::counters();
     log::info!("xenstore: {upcalls} upcalls, {delivered} events delivered, {blocks} blocks; {} stray replies", store.faults());
     Ok(())
 }

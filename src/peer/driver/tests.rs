@@ -1,0 +1,195 @@
+//! Tests of the executor loop over a fake world: results fed back in order, unmaps counted, late answers released.
+
+use super::*;
+use crate::peer::share::nodes::{RawFrontendNodes, FRONTEND_NODES};
+use crate::peer::share::protocol::{ShareMapping, ShareProtocol};
+use crate::peer::share::registry::{open_device, ShareKey, ShareRegistry};
+use crate::peer::vchan::testing::FakeMemory;
+use crate::shared_memory::SharedMemory;
+use alloc::format;
+use alloc::string::ToString;
+use alloc::vec;
+
+/// A fake world that logs what was done.
+#[derive(Default)]
+struct World {
+    log: Vec<String>,
+    /// Answer reads later instead of at once.
+    defer_reads: bool,
+}
+
+const NODES: RawFrontendNodes<'static> = RawFrontendNodes {
+    nr_pages: Some(b"1"),
+    refs: Some(b"8"),
+    event_channel: Some(b"3"),
+    pattern_seed: Some(b"0"),
+    writable: Some(b"0"),
+};
+
+impl Effects<ShareProtocol, FakeMemory> for World {
+    fn map(
+        &mut self,
+        _: ShareKey,
+        peer: DomId,
+        refs: &[GrantRef],
+        writable: bool,
+        _: ShareMapping,
+    ) -> Result<FakeMemory, i32> {
+        self.log.push(format!(
+            "map d{peer} {} ref(s) writable={writable}",
+            refs.len()
+        ));
+        let memory = FakeMemory::new(4096);
+        memory
+            .write_bytes(0, &crate::peer::share::pattern::page(0, 0))
+            .map_err(|_| -1)?;
+        Ok(memory)
+    }
+    fn unmap(&mut self, _: ShareKey, _: ShareMapping, _: FakeMemory) -> usize {
+        self.log.push("unmap".to_string());
+        1
+    }
+    fn bind(&mut self, _: ShareKey, _: DomId, remote: RemotePort) -> Result<EvtchnPort, i32> {
+        self.log.push(format!("bind {remote}"));
+        Ok(EvtchnPort::new(40).unwrap())
+    }
+    fn notify(&mut self, _: ShareKey, port: EvtchnPort) {
+        self.log.push(format!("notify {port}"));
+    }
+    fn close_port(&mut self, _: ShareKey, port: EvtchnPort) {
+        self.log.push(format!("close {port}"));
+    }
+    fn read_peer_nodes(
+        &mut self,
+        _: ShareKey,
+        names: &'static [&'static str],
+    ) -> Option<OwnedNodes> {
+        self.log.push(format!("read {}", names.len()));
+        if self.defer_reads {
+            return None;
+        }
+        Some(
+            NODES
+                .to_peer_nodes()
+                .iter()
+                .map(|(name, value)| (*name, value.map(<[u8]>::to_vec)))
+                .collect(),
+        )
+    }
+    fn write_nodes(&mut self, _: ShareKey, nodes: Vec<(&'static str, String)>) {
+        let names: Vec<&str> = nodes.iter().map(|(name, _)| *name).collect();
+        self.log.push(format!("write {}", names.join(",")));
+    }
+    fn connected(&mut self, key: ShareKey, _: &crate::peer::share::session::Verification) {
+        self.log.push(format!("connected {key}"));
+    }
+    fn closed(&mut self, key: ShareKey, reason: &CloseReason<ShareProtocol>, pages: usize) {
+        self.log
+            .push(format!("closed {key}: {reason}; {pages} page(s)"));
+    }
+}
+
+fn opened(registry: &mut ShareRegistry<FakeMemory>, world: &mut World) -> ShareKey {
+    let counters = ServiceCounters::new();
+    let mut last = None;
+    for (key, actions) in open_device(
+        registry,
+        DomId::new(4).unwrap(),
+        crate::peer::device_id::DeviceId(0),
+    ) {
+        drive(registry, key, actions, world, &counters);
+        last = Some(key);
+    }
+    last.unwrap()
+}
+
+#[test]
+fn one_event_runs_the_whole_chain_of_results_in_order() {
+    let counters = ServiceCounters::new();
+    let mut registry = ShareRegistry::default();
+    let mut world = World::default();
+    let key = opened(&mut registry, &mut world);
+    deliver(
+        &mut registry,
+        key,
+        PeerEvent::PeerState(b"3"),
+        &mut world,
+        &counters,
+    );
+    assert_eq!(
+        world.log,
+        [
+            "write state",
+            "read 5",
+            "map d4 1 ref(s) writable=false",
+            "bind 3",
+            "write mapped-pages,pattern,digest,answer,state",
+            "notify 40",
+            "connected d4/share0#1",
+        ]
+    );
+    world.log.clear();
+    deliver(
+        &mut registry,
+        key,
+        PeerEvent::PeerState(b"5"),
+        &mut world,
+        &counters,
+    );
+    assert_eq!(
+        world.log,
+        [
+            "unmap",
+            "close 40",
+            "write mapped-pages,state",
+            "closed d4/share0#1: frontend state Closing (5); 1 page(s)",
+        ]
+    );
+    assert!(registry.is_empty());
+}
+
+#[test]
+fn a_deferred_read_is_answered_later_and_a_late_answer_for_a_gone_session_releases() {
+    let counters = ServiceCounters::new();
+    let mut registry = ShareRegistry::default();
+    let mut world = World {
+        defer_reads: true,
+        ..World::default()
+    };
+    let key = opened(&mut registry, &mut world);
+    deliver(
+        &mut registry,
+        key,
+        PeerEvent::PeerState(b"3"),
+        &mut world,
+        &counters,
+    );
+    assert_eq!(world.log, ["write state", "read 5"]);
+    let nodes = NODES.to_peer_nodes();
+    deliver(
+        &mut registry,
+        key,
+        PeerEvent::PeerNodesRead(&nodes),
+        &mut world,
+        &counters,
+    );
+    assert!(world.log.iter().any(|line| line.starts_with("connected")));
+    deliver(
+        &mut registry,
+        key,
+        PeerEvent::DomainDied,
+        &mut world,
+        &counters,
+    );
+    assert!(registry.is_empty());
+    world.log.clear();
+    // A map finishing for the ended session is released, not delivered.
+    let late = PeerEvent::Mapped {
+        purpose: ShareMapping::Pages,
+        result: Ok(FakeMemory::new(4096)),
+    };
+    deliver(&mut registry, key, late, &mut world, &counters);
+    assert_eq!(world.log, ["unmap"]);
+    let _ = FRONTEND_NODES;
+    let _ = vec![0u8];
+}
