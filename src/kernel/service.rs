@@ -11,10 +11,10 @@
 //! is closed (its grants unmapped) before the domain goes with the matching shutdown reason.
 
 use super::boot::heap;
+use super::booted::Kernel;
 use super::event_wait;
 use super::peer_executor::PmapHandle;
 use super::share_backend::{self, ShareBackend};
-use super::booted::Kernel;
 use super::store_connection::{WatchOwner, Xenstore, XenstoreError};
 use super::vchan_client::{self, VchanClient};
 use super::xen::sched;

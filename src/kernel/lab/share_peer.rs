@@ -10,9 +10,9 @@
 use super::own_grants;
 use crate::kernel::booted::Kernel;
 use crate::kernel::event_wait;
+use crate::kernel::store_connection::Xenstore;
 use crate::kernel::xen::event_channel;
 use crate::kernel::xen::own_pages::OwnPages;
-use crate::kernel::store_connection::Xenstore;
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec;
