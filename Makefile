@@ -2,6 +2,7 @@
 #   make          build the PV kernel
 #   make test     host tests, clippy (both targets), rustfmt check, then the Xen lab
 #   make lab      the Xen lab scenarios (SCENARIOS="boot panic" for some of them)
+#   make bench-host  the host scaling benchmark (10 vs 10,000 live regions; prints GOAL lines)
 #   make fresh-check  the lab's first-run path from nothing (install script in a clean Debian root,
 #                 dom0 image into an empty cache); make test runs it when its recipe changed
 #   make demo     the main job inside the Xen lab, console shown live
@@ -13,7 +14,7 @@ PEER        := target/release/grantsvc-peer
 SCENARIOS   ?=
 CARGO       ?= cargo
 
-.PHONY: all kernel peer target-installed packages host-test clippy fmt-check fresh-check fresh-check-if-changed test lab demo run clean
+.PHONY: bench-host all kernel peer target-installed packages host-test clippy fmt-check fresh-check fresh-check-if-changed test lab demo run clean
 
 all: kernel
 
@@ -42,6 +43,9 @@ clippy: target-installed
 
 fmt-check:
 	$(CARGO) fmt --all -- --check
+
+bench-host:
+	$(CARGO) bench --features sim --bench host_scaling
 
 lab: kernel peer
 	tests/lab/run $(SCENARIOS)

@@ -14,6 +14,7 @@ mod layout;
 mod mapping;
 mod prot;
 mod remove;
+mod scratch;
 mod stats;
 mod tables;
 mod va_allocator;
@@ -36,4 +37,5 @@ pub use self::layout::{
 pub use self::mapping::{GrantMapping, PmapLock};
 pub use self::prot::Prot;
 pub use self::stats::PmapStats;
+pub use self::tables::MAX_KEPT_EMPTY_TABLES;
 pub use self::va_allocator::{NotAllocated, VaAllocator};

@@ -1,6 +1,6 @@
 //! Ordinary mappings on the simulated Xen: adoption, enter/extract/protect/remove, foreign frames, the direct map.
 
-use super::fixture::{check, pmap, range, va, HVM_PEER, PEER};
+use super::fixture::{check, pmap, range, tables_in_use, va, HVM_PEER, PEER};
 use crate::abi::mmu::pte;
 use crate::addr::{Pfn, VirtAddr};
 use crate::hypervisor::XenError;
@@ -56,8 +56,12 @@ fn enter_then_remove_frees_every_table_it_made() {
         expected_mfn
     );
     let summary = pmap.remove(range(0, 16)).unwrap();
-    assert_eq!((summary.ordinary_pages, summary.page_tables_freed), (1, 3));
+    // The chosen region's tables stay, empty, for the next mapping; reclaiming frees them.
+    assert_eq!((summary.ordinary_pages, summary.page_tables_freed), (1, 0));
     assert_eq!(pmap.extract(va(5)), None);
+    assert_eq!(pmap.stats().page_table_pages, baseline + 3);
+    check(&pmap);
+    assert_eq!(pmap.reclaim_empty_tables(), 3);
     assert_eq!(pmap.stats().page_table_pages, baseline);
     assert_eq!(pmap.frames().allocated(), allocated);
     check(&pmap);
@@ -197,7 +201,7 @@ fn foreign_frames_map_with_their_owner_and_the_no_translate_flag() {
 #[test]
 fn a_failed_update_leaves_no_empty_table_behind() {
     let mut pmap = pmap();
-    let baseline = pmap.stats().page_table_pages;
+    let baseline = tables_in_use(&mut pmap);
     // The table batch has 6 requests (3 tables); fail the 4th: L3 and L2... partly built.
     pmap.hypervisor_mut()
         .fail_next_mmu_update(3, XenError::ENOMEM);
@@ -209,7 +213,7 @@ fn a_failed_update_leaves_no_empty_table_behind() {
             ..
         }
     ));
-    assert_eq!(pmap.stats().page_table_pages, baseline);
+    assert_eq!(tables_in_use(&mut pmap), baseline);
     check(&pmap);
     // Failing the leaf itself also releases the fresh tables.
     let leaf = pmap.enter_foreign(
@@ -220,6 +224,8 @@ fn a_failed_update_leaves_no_empty_table_behind() {
         ForeignFlags::default(),
     );
     assert!(leaf.is_err());
+    assert_eq!(tables_in_use(&mut pmap), baseline);
+    pmap.reclaim_empty_tables();
     assert_eq!(pmap.stats().page_table_pages, baseline);
     check(&pmap);
     let present = pmap.hypervisor().mapped_in(range(0, 1));
