@@ -62,8 +62,13 @@ test: host-test clippy fmt-check fresh-check-if-changed lab
 demo: kernel peer
 	tests/lab/run --demo
 
+# Created paused, admitted to xenstored's @releaseDomain watch events (XSA-115 sends them to an
+# unprivileged domain only when the special node's permissions admit it: grantsvc then learns of
+# a dead peer at once, and otherwise within its event-channel liveness period), then started.
 run: kernel
-	xl create domain.cfg
+	xl create -p domain.cfg
+	xenstore-chmod @releaseDomain n0 r$$(xl domid grantsvc)
+	xl unpause grantsvc
 
 clean:
 	$(CARGO) clean

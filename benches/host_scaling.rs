@@ -45,7 +45,7 @@ static GLOBAL: CountingAllocator = CountingAllocator;
 const SMALL: usize = 10;
 const LARGE: usize = 10_000;
 const ROUNDS: usize = 7;
-const PEER: DomId = DomId(7);
+const PEER: DomId = DomId::new(7).unwrap();
 
 /// A deterministic scramble of `0..count` (a multiplicative step coprime with count).
 fn scrambled(count: usize, length: usize) -> Vec<usize> {
@@ -96,8 +96,8 @@ fn grant_list(count: usize) -> GrantList {
             peer: PEER,
             readonly: false,
             pages: vec![GrantPage {
-                grant_ref: GrantRef(index as u32),
-                handle: GrantHandle(index as u32),
+                grant_ref: GrantRef::new(index as u32),
+                handle: GrantHandle::new(index as u32),
             }],
         });
     }
@@ -161,7 +161,8 @@ fn pmap_with_regions(count: usize) -> (SimPmap, GrantRef) {
     let root = sim.root();
     let pages = sim.pages();
     let mut pmap = Pmap::adopt(sim, frames, root).expect("adopt");
-    pmap.extend_direct_map(Pfn(0), pages).expect("direct map");
+    pmap.extend_direct_map(Pfn::new(0).expect("frame 0"), pages)
+        .expect("direct map");
     let mut refs = Vec::with_capacity(count + 1);
     for index in 0..=count {
         let sim = pmap.hypervisor_mut();

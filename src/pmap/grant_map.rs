@@ -142,7 +142,10 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
             let in_table = (ENTRIES_PER_TABLE - index) as u64;
             let count = in_table.min(range.pages() - done);
             for offset in 0..count {
-                targets.push((table, MachineAddr(first.0 + offset * 8)));
+                let host_addr = first
+                    .checked_add(offset * 8)
+                    .ok_or(super::PmapError::BadRange)?;
+                targets.push((table, host_addr));
             }
             done += count;
         }
@@ -238,10 +241,10 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
                     continue;
                 };
                 ops.push(GnttabMapGrantRef {
-                    host_addr: host_addr.0,
+                    host_addr: host_addr.get(),
                     flags,
-                    ref_: grant_ref.0,
-                    dom: peer.0,
+                    ref_: grant_ref.get(),
+                    dom: peer.get(),
                     status: STATUS_NOT_REACHED,
                     handle: u32::MAX,
                     dev_bus_addr: 0,
@@ -253,7 +256,7 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
             for (op, &index) in ops.iter().zip(pending.iter()) {
                 if op.status == 0 {
                     if let Some(slot) = handles.get_mut(index) {
-                        *slot = Some(GrantHandle(op.handle));
+                        *slot = Some(GrantHandle::new(op.handle));
                     }
                     if let Some((table, _)) = targets.get(index) {
                         self.add_wire(*table);
@@ -272,7 +275,7 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
                     again.push(index);
                 } else {
                     failure.get_or_insert(MapFailure::Grant {
-                        grant_ref: GrantRef(op.ref_),
+                        grant_ref: GrantRef::new(op.ref_),
                         status,
                     });
                 }
@@ -289,7 +292,7 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
             attempt += 1;
             if attempt > MAX_EAGAIN_RETRIES {
                 return Err(MapFailure::Grant {
-                    grant_ref: refs.get(first_again).copied().unwrap_or(GrantRef(0)),
+                    grant_ref: refs.get(first_again).copied().unwrap_or(GrantRef::new(0)),
                     status: GrantStatus::Eagain,
                 });
             }
@@ -355,7 +358,7 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
                     .zip(handles)
                     .map(|(grant_ref, handle)| GrantPage {
                         grant_ref: *grant_ref,
-                        handle: handle.unwrap_or(GrantHandle(u32::MAX)),
+                        handle: handle.unwrap_or(GrantHandle::new(u32::MAX)),
                     })
                     .collect(),
             };
@@ -383,9 +386,9 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
         for chunk in items.chunks(MAX_GRANT_BATCH) {
             ops.clear();
             ops.extend(chunk.iter().map(|item| GnttabUnmapGrantRef {
-                host_addr: item.host_addr.0,
+                host_addr: item.host_addr.get(),
                 dev_bus_addr: 0,
-                handle: item.handle.0,
+                handle: item.handle.get(),
                 status: STATUS_NOT_REACHED,
             }));
             let call: Result<(), XenError> = self.hypervisor.grant_unmap(&mut ops);

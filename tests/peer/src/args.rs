@@ -64,10 +64,9 @@ fn number<T: std::str::FromStr>(option: &str, value: Option<&String>) -> Result<
 /// dom0, grantsvc in a domU).
 pub(crate) fn domu(option: &str, value: Option<&String>) -> Result<DomId, String> {
     let id: u16 = number(option, value)?;
-    if !DomId(id).is_ordinary() || id == 0 {
-        return Err(format!("{option} {id} is not a domU"));
-    }
-    Ok(DomId(id))
+    DomId::new(id)
+        .filter(|domain| *domain != DomId::DOM0)
+        .ok_or_else(|| format!("{option} {id} is not a domU"))
 }
 
 /// Parses the arguments after the program name.
@@ -91,7 +90,7 @@ pub fn parse(arguments: &[String]) -> Result<Command, String> {
     }
     let mut domid = None;
     let mut options = ShareOptions {
-        domid: DomId(0),
+        domid: DomId::DOM0,
         pages: 1,
         device: DeviceId(0),
         writable: true,
@@ -156,7 +155,7 @@ mod tests {
         let Ok(Command::Share(options)) = parse_words("share --domid 5") else {
             panic!("not a share");
         };
-        assert_eq!(options.domid, DomId(5));
+        assert_eq!(options.domid, DomId::new(5).unwrap());
         assert_eq!((options.pages, options.device), (1, DeviceId(0)));
         assert!(options.writable && !options.check_pins);
         assert_eq!(options.timeout, Duration::from_secs(30));
@@ -169,7 +168,7 @@ mod tests {
         assert_eq!(
             options,
             ShareOptions {
-                domid: DomId(3),
+                domid: DomId::new(3).unwrap(),
                 pages: 256,
                 device: DeviceId(7),
                 writable: false,
