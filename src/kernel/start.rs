@@ -96,6 +96,10 @@ pub fn start(raw: &StartInfo, start_info_address: u64) -> ! {
         ),
         Err(error) => panic!("the pmap could not take over the address space: {error}"),
     }
+    match super::boot::heap::grow_from_free_frames() {
+        Ok(bytes) => log::info!("heap: {} KiB of the domain's free frames", bytes / 1024),
+        Err(error) => log::warn!("heap: only the bootstrap arena: {error}"),
+    }
 
     match events::initialise() {
         Ok(timer_port) => log::debug!("event upcall registered; timer on port {timer_port}"),
