@@ -4,7 +4,9 @@ use super::fixture::{check, pmap, range, tables_in_use, va, HVM_PEER, PEER};
 use crate::abi::mmu::pte;
 use crate::addr::{Pfn, VirtAddr};
 use crate::hypervisor::XenError;
-use crate::pmap::{direct_map_address, ForeignFlags, Mapping, PmapError, Prot, ProtectError};
+use crate::pmap::{
+    direct_map_address, ForeignFlags, Mapping, PmapError, Prot, ProtectError, MAX_KEPT_EMPTY_TABLES,
+};
 
 #[test]
 fn adoption_counts_xen_tables_and_extension_maps_every_frame() {
@@ -241,4 +243,54 @@ fn a_failed_update_leaves_no_empty_table_behind() {
     check(&pmap);
     let present = pmap.hypervisor().mapped_in(range(0, 1));
     assert!(present.values().all(|entry| entry & pte::PRESENT == 0));
+}
+
+/// Page `n * 512`: the first page of the n-th 2 MiB slot of the chosen region (its own L1).
+fn slot(n: u64) -> VirtAddr {
+    va(n * 512)
+}
+
+#[test]
+fn at_most_the_bound_of_empty_tables_stays_hooked() {
+    let mut pmap = pmap();
+    let frame = Pfn::new(1).unwrap();
+    let slots = MAX_KEPT_EMPTY_TABLES as u64 + 6;
+    for n in 0..slots {
+        pmap.enter(slot(n), frame, Prot::READ_ONLY).unwrap();
+    }
+    let summary = pmap.remove(range(0, slots * 512)).unwrap();
+    assert_eq!(summary.ordinary_pages, slots);
+    assert_eq!(pmap.kept_empty_tables(), MAX_KEPT_EMPTY_TABLES);
+    assert_eq!(summary.page_tables_freed, 6);
+    check(&pmap);
+}
+
+#[test]
+fn a_new_table_with_no_free_frame_takes_the_kept_ones_back() {
+    let mut pmap = pmap();
+    let frame = Pfn::new(1).unwrap();
+    // One page per 2 MiB slot, each with its own L1, until the frames run out.
+    let mut used = 0;
+    loop {
+        match pmap.enter(slot(used), frame, Prot::READ_ONLY) {
+            Ok(()) => used += 1,
+            Err(PmapError::OutOfFrames) => break,
+            Err(other) => panic!("slot {used}: {other:?}"),
+        }
+    }
+    assert!(used > 100, "only {used} slots mapped");
+    check(&pmap);
+    // Emptied, the first ten L1s stay hooked: no frame is free.
+    for n in 0..10 {
+        pmap.remove(range(n * 512, 1)).unwrap();
+    }
+    assert_eq!(pmap.kept_empty_tables(), 10);
+    // A fresh slot needs a table: the kept ones are reclaimed to make room, and it maps.
+    pmap.enter(slot(used), frame, Prot::READ_ONLY).unwrap();
+    assert_eq!(pmap.kept_empty_tables(), 0);
+    assert!(matches!(
+        pmap.extract(slot(used)),
+        Some(Mapping::Ordinary { .. })
+    ));
+    check(&pmap);
 }
