@@ -47,7 +47,8 @@ admit_release_watch() {
 # 'extra="loglevel=info selftest"' or 'on_poweroff="preserve"'. Like `make run`, the domain is
 # created paused, admitted to @releaseDomain events and then unpaused, so it sees them from its
 # first instruction; LAB_NO_RELEASE_WATCH=1 leaves it unadmitted (what a host that skipped the
-# step gives it: peer death must then be noticed without @releaseDomain).
+# step gives it: peer death must then be noticed without @releaseDomain). LAB_XL_CREATE_FLAGS
+# adds xl create flags (-e: no xl daemon waits for the domain's death to clean up after it).
 create_guest() {
     local name=$LAB_GUEST argument output status
     for argument in "$@"; do
@@ -57,8 +58,9 @@ create_guest() {
     done
     # Checked first, so that a domain existing after a failed create can only be this one.
     ! domain_exists "$name" || fail "create_guest: a domain named $name already exists"
-    step "xl create -p domain.cfg $*"
-    output=$(xl create -p domain.cfg "$@" 2>&1)
+    step "xl create -p ${LAB_XL_CREATE_FLAGS:+$LAB_XL_CREATE_FLAGS }domain.cfg $*"
+    # shellcheck disable=SC2086 # the flags are words
+    output=$(xl create -p ${LAB_XL_CREATE_FLAGS:-} domain.cfg "$@" 2>&1)
     status=$?
     echo "$output"
     if [ "$status" -eq 0 ]; then

@@ -27,7 +27,12 @@ usage: grantsvc-peer share --domid D [--pages N] [--devid K] [--readonly] [--see
                   refs-non-numeric refs-count refs-ungranted nr-pages-zero nr-pages-huge
                   nr-pages-non-numeric port-zero port-unbound state-garbage pattern
   --check-pins    also check with 'xl debug-keys g' / 'xl dmesg' that Xen shows the pages pinned
-                  by D while connected and none of them once grantsvc has closed";
+                  by D while connected and none of them once grantsvc has closed
+
+usage: grantsvc-peer destroy-domain --domid D
+
+  Destroys domain D with the XEN_DOMCTL_destroydomain hypercall alone, as a crash of the
+  toolstack would leave it: its xenstore nodes stay, so a backend must notice the death itself.";
 
 /// What to do.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -36,6 +41,8 @@ pub enum Command {
     VchanGarbage(VchanGarbageOptions),
     VchanServer(VchanServerOptions),
     SocketExchange(ExchangeOptions),
+    /// `destroy-domain --domid D`: the domain-destroy hypercall alone (its xenstore nodes stay).
+    DestroyDomain(DomId),
     Help,
 }
 
@@ -83,6 +90,14 @@ pub fn parse(arguments: &[String]) -> Result<Command, String> {
         Some("socket-exchange") => {
             return vchan_args::parse_socket_exchange(arguments.as_slice())
                 .map(Command::SocketExchange)
+        }
+        Some("destroy-domain") => {
+            return match arguments.as_slice() {
+                [option, value] if option == "--domid" => {
+                    domu(option, Some(value)).map(Command::DestroyDomain)
+                }
+                _ => Err("destroy-domain takes exactly --domid D".to_string()),
+            }
         }
         Some("-h" | "--help" | "help") => return Ok(Command::Help),
         Some(other) => return Err(format!("unknown subcommand '{other}'")),
