@@ -4,6 +4,7 @@
 #   make image-check  fail if the production image carries a lab symbol
 #   make test     host tests, clippy (both targets, both builds), rustfmt check, image check, then the Xen lab
 #   make lab      the Xen lab scenarios on the lab kernel (SCENARIOS="boot panic" for some of them)
+#   make bench-host  the host scaling benchmark (10 vs 10,000 live regions; prints GOAL lines)
 #   make fresh-check  the lab's first-run path from nothing (install script in a clean Debian root,
 #                 dom0 image into an empty cache); make test runs it when its recipe changed
 #   make demo     the main job inside the Xen lab on the production image, console shown live
@@ -24,7 +25,7 @@ PEER        := target/release/grantsvc-peer
 SCENARIOS   ?=
 CARGO       ?= cargo
 
-.PHONY: all kernel lab-kernel image-check peer target-installed packages host-test clippy fmt-check fresh-check fresh-check-if-changed nightly-tools miri fuzz fuzz-smoke test lab demo run clean
+.PHONY: bench-host all kernel lab-kernel image-check peer target-installed packages host-test clippy fmt-check fresh-check fresh-check-if-changed nightly-tools miri fuzz fuzz-smoke test lab demo run clean
 
 all: kernel
 
@@ -62,6 +63,9 @@ clippy: target-installed
 
 fmt-check:
 	$(CARGO) fmt --all -- --check
+
+bench-host:
+	$(CARGO) bench --features sim --bench host_scaling
 
 lab: lab-kernel peer
 	GRANTSVC_KERNEL=$(LAB_KERNEL) tests/lab/run $(SCENARIOS)

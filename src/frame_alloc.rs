@@ -122,6 +122,35 @@ impl BitmapFrameAllocator {
         Ok(())
     }
 
+    /// Takes the highest `count` frames out of circulation for good, if every one of them is
+    /// free, and returns the first: a contiguous run (contiguous in the direct map too) for
+    /// the kernel heap. Lowest-first allocation leaves the top of memory free at boot.
+    pub fn reserve_top(&mut self, count: u64) -> Option<Pfn> {
+        if count == 0 || count > self.frames {
+            return None;
+        }
+        let first_index = self.frames - count;
+        let first = self.first.checked_add(first_index)?;
+        let all_free = (first_index..self.frames).all(|index| {
+            self.first
+                .checked_add(index)
+                .and_then(|frame| self.is_allocated(frame))
+                == Some(false)
+        });
+        if !all_free {
+            return None;
+        }
+        for index in first_index..self.frames {
+            let frame = self.first.checked_add(index)?;
+            let (word, bit) = self.position(frame)?;
+            if let Some(bits) = self.free_bits.get_mut(word) {
+                *bits &= !(1 << bit);
+            }
+        }
+        self.free_count -= count;
+        Some(first)
+    }
+
     /// The bitmap word and bit of a managed frame.
     fn position(&self, frame: Pfn) -> Option<(usize, u32)> {
         let index = frame.get().checked_sub(self.first.get())?;
@@ -230,6 +259,25 @@ mod tests {
         assert_eq!(allocator.is_allocated(Pfn::new(4).unwrap()), None);
         allocator.free(Pfn::new(0).unwrap());
         assert_eq!(allocator.allocate(), Some(Pfn::new(0).unwrap()));
+    }
+
+    #[test]
+    fn the_top_frames_are_reserved_only_when_all_are_free() {
+        let mut allocator =
+            BitmapFrameAllocator::new(Pfn::new(100).unwrap(), Pfn::new(300).unwrap()).unwrap();
+        let low = allocator.allocate().unwrap();
+        assert_eq!(allocator.reserve_top(0), None);
+        assert_eq!(allocator.reserve_top(201), None);
+        assert_eq!(allocator.reserve_top(50), Pfn::new(250));
+        assert_eq!(allocator.free_frames(), 200 - 1 - 50);
+        assert_eq!(allocator.is_allocated(Pfn::new(299).unwrap()), Some(true));
+        // Overlapping the reserved run: refused, nothing changes.
+        assert_eq!(allocator.reserve_top(60), None);
+        assert_eq!(allocator.free_frames(), 149);
+        // The rest is still handed out lowest first and never reaches the reserved run.
+        let rest: Vec<Pfn> = core::iter::from_fn(|| allocator.allocate()).collect();
+        assert_eq!(rest.len(), 149);
+        assert!(rest.iter().all(|frame| *frame > low && frame.get() < 250));
     }
 
     #[derive(Clone, Debug)]

@@ -89,6 +89,10 @@ pub fn start(recorded: Result<&'static BootInfo, BootInfoError>) -> Kernel {
         ),
         Err(error) => panic!("the pmap could not take over the address space: {error}"),
     }
+    match super::boot::heap::grow_from_free_frames() {
+        Ok(bytes) => log::info!("heap: {} KiB of the domain's free frames", bytes / 1024),
+        Err(error) => log::warn!("heap: only the bootstrap arena: {error}"),
+    }
 
     match event_wait::initialise() {
         Ok(timer_port) => log::debug!("event upcall registered; timer on port {timer_port}"),

@@ -2,6 +2,8 @@
 
 use super::grant_list::GrantList;
 use super::layout::{bytes_per_entry, PageRange, ENTRIES_PER_TABLE, XEN_L4_SLOTS};
+use super::scratch::Scratch;
+use super::tables::MAX_KEPT_EMPTY_TABLES;
 use super::va_allocator::VaAllocator;
 use super::PmapError;
 use crate::abi::mmu::pte;
@@ -24,6 +26,8 @@ pub(super) struct TableInfo {
     pub parent: Option<(Pfn, usize)>,
     /// Tables Xen built are kept for good: the frame allocator never handed them out.
     pub adopted: bool,
+    /// Empty, but left hooked for the next mapping (see [`MAX_KEPT_EMPTY_TABLES`]).
+    pub kept: bool,
 }
 
 /// A mapping of another domain's (or a non-RAM) machine frame made with `enter_foreign`.
@@ -78,6 +82,10 @@ pub struct Pmap<H: Hypervisor, A: FrameAllocator> {
     pub(super) va_allocator: VaAllocator,
     pub(super) counters: Counters,
     pub(super) backoff: Option<Backoff>,
+    /// Tables with `kept` set; never more than [`MAX_KEPT_EMPTY_TABLES`].
+    pub(super) kept_empty_tables: usize,
+    /// Buffers the map/unmap path reuses instead of allocating per call.
+    pub(super) scratch: Scratch,
 }
 
 impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
@@ -95,6 +103,8 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
             va_allocator: VaAllocator::new(),
             counters: Counters::default(),
             backoff: None,
+            kept_empty_tables: 0,
+            scratch: Scratch::default(),
         };
         pmap.adopt_table(root_pfn, 4, None)?;
         Ok(pmap)
@@ -132,6 +142,7 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
                 wire,
                 parent,
                 adopted: true,
+                kept: false,
             },
         );
         for (child, index) in children {
@@ -177,6 +188,15 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
         self.tables
             .iter()
             .map(|(frame, info)| (*frame, info.level, info.wire))
+    }
+
+    /// The tables kept hooked while empty, for the tests' checks of the kept-table books.
+    #[cfg(test)]
+    pub fn kept_table_frames(&self) -> impl Iterator<Item = (Pfn, u32)> + '_ {
+        self.tables
+            .iter()
+            .filter(|(_, info)| info.kept)
+            .map(|(frame, info)| (*frame, info.wire))
     }
 
     /// True when `frame` is one of our page-table pages.
@@ -248,6 +268,20 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
     /// and skipping absent subtrees whole.
     pub(super) fn present_leaves(&self, range: &PageRange) -> Result<Vec<Leaf>, PmapError> {
         let mut leaves = Vec::new();
+        self.visit_present_leaves(range, |leaf| {
+            leaves.push(leaf);
+            true
+        })?;
+        Ok(leaves)
+    }
+
+    /// Calls `visit` on each present leaf entry of `range` in address order until it returns
+    /// false; each table entry is read once and absent subtrees are skipped whole.
+    pub(super) fn visit_present_leaves(
+        &self,
+        range: &PageRange,
+        mut visit: impl FnMut(Leaf) -> bool,
+    ) -> Result<(), PmapError> {
         let mut cursor = range.start().as_u64();
         let end = range.end_raw();
         while cursor < end {
@@ -258,13 +292,15 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
                 let index = address.table_index(level);
                 let entry = self.hypervisor.read_pte(table, index);
                 if level == 1 {
-                    if entry & pte::PRESENT != 0 {
-                        leaves.push(Leaf {
+                    if entry & pte::PRESENT != 0
+                        && !visit(Leaf {
                             address,
                             table,
                             index,
                             entry,
-                        });
+                        })
+                    {
+                        return Ok(());
                     }
                     break PAGE_SIZE as u64;
                 }
@@ -285,7 +321,13 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
                 None => break,
             }
         }
-        Ok(leaves)
+        Ok(())
+    }
+
+    /// Empty tables kept hooked now (each one a frame; at most [`MAX_KEPT_EMPTY_TABLES`]).
+    pub fn kept_empty_tables(&self) -> usize {
+        debug_assert!(self.kept_empty_tables <= MAX_KEPT_EMPTY_TABLES);
+        self.kept_empty_tables
     }
 }
 

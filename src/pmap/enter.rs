@@ -129,9 +129,7 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
             });
         }
         if !was_present {
-            if let Some(info) = self.tables.get_mut(&table) {
-                info.wire += 1;
-            }
+            self.add_wire(table);
         }
         match foreign {
             Some(mapping) => self.foreign.insert(address.as_u64(), mapping),
@@ -302,9 +300,7 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
                 Err(failure) => failure.done.min(updates.len()),
             };
             for table in &tables[..done] {
-                if let Some(info) = self.tables.get_mut(table) {
-                    info.wire += 1;
-                }
+                self.add_wire(*table);
             }
             mapped += done as u64;
             if let Err(failure) = result {

@@ -2,7 +2,8 @@
 
 use super::core::Walk;
 use super::grant_list::{GrantPage, GrantRegion, RegionId};
-use super::layout::PageRange;
+use super::layout::{bytes_per_entry, PageRange, ENTRIES_PER_TABLE};
+use super::scratch;
 use super::{GrantMapError, Pmap, UnmapCause};
 use crate::abi::grant_table::{gntmap, GnttabMapGrantRef, GnttabUnmapGrantRef, GrantStatus};
 use crate::addr::{MachineAddr, Pfn, VirtAddr};
@@ -31,7 +32,7 @@ pub const MAX_EAGAIN_RETRIES: u32 = 16;
 const STATUS_NOT_REACHED: i16 = 1;
 
 /// One grant page to unmap: its PTE address, handle, and where it lives.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 pub(super) struct UnmapItem {
     pub host_addr: MachineAddr,
     pub handle: GrantHandle,
@@ -65,39 +66,33 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
         batch: usize,
     ) -> Result<RegionId, GrantMapError> {
         let range = self.check_grant_request(address, refs)?;
-        let addresses: Vec<VirtAddr> = (0..range.pages()).filter_map(|i| range.page(i)).collect();
-        self.ensure_tables(&addresses)
+        let spans = l1_spans(&range);
+        self.ensure_tables(&spans)
             .map_err(GrantMapError::PageTables)?;
-        let mut targets = Vec::with_capacity(addresses.len());
-        for &page in &addresses {
-            match self.walk(page) {
-                Ok(Walk::Leaf { table, index, .. }) => match self.entry_address(table, index) {
-                    Ok(host_addr) => targets.push((table, host_addr)),
-                    Err(error) => return Err(self.abandon_tables(&addresses, error)),
-                },
-                Ok(Walk::Missing) => {
-                    let error = super::PmapError::UnknownTable(page);
-                    return Err(self.abandon_tables(&addresses, error));
-                }
-                Err(error) => return Err(self.abandon_tables(&addresses, error)),
-            }
+        let mut targets = scratch::take(&mut self.scratch.targets);
+        if let Err(error) = self.page_table_targets(&range, &mut targets) {
+            return Err(self.abandon_tables(&spans, error));
         }
         let mut flags = gntmap::HOST_MAP | gntmap::CONTAINS_PTE;
         if readonly {
             flags |= gntmap::READONLY;
         }
-        let mut handles: Vec<Option<GrantHandle>> = vec![None; refs.len()];
+        let mut handles = scratch::take(&mut self.scratch.handles);
+        handles.resize(refs.len(), None);
+        let mut pending = scratch::take(&mut self.scratch.pending);
         let batch = batch.clamp(1, MAX_GRANT_BATCH);
         let mut failure = None;
         let mut start = 0;
         while start < refs.len() && failure.is_none() {
             let end = refs.len().min(start + batch);
-            let pending: Vec<usize> = (start..end).collect();
+            pending.clear();
+            pending.extend(start..end);
             failure = self
-                .map_with_retries(pending, peer, refs, &targets, flags, &mut handles)
+                .map_with_retries(&mut pending, peer, refs, &targets, flags, &mut handles)
                 .err();
             start = end;
         }
+        scratch::give_back(&mut self.scratch.pending, pending);
         if let Some(failure) = failure {
             let left_mapped = self.roll_back(address, peer, readonly, refs, &targets, &handles);
             return Err(match failure {
@@ -111,16 +106,15 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
             });
         }
         let id = self.grants.next_id();
-        let pages = refs
-            .iter()
-            .zip(&handles)
-            .filter_map(|(grant_ref, handle)| {
-                handle.map(|handle| GrantPage {
-                    grant_ref: *grant_ref,
-                    handle,
-                })
+        let mut pages = self.scratch.page_vector(refs.len());
+        pages.extend(refs.iter().zip(&handles).filter_map(|(grant_ref, handle)| {
+            handle.map(|handle| GrantPage {
+                grant_ref: *grant_ref,
+                handle,
             })
-            .collect();
+        }));
+        scratch::give_back(&mut self.scratch.targets, targets);
+        scratch::give_back(&mut self.scratch.handles, handles);
         self.grants.insert(GrantRegion {
             id,
             start: address,
@@ -129,6 +123,33 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
             pages,
         });
         Ok(id)
+    }
+
+    /// For each page of `range`: its L1 table and the machine address of its entry, with one
+    /// walk per L1 table (the entries of one table are consecutive).
+    fn page_table_targets(
+        &self,
+        range: &PageRange,
+        targets: &mut Vec<(Pfn, MachineAddr)>,
+    ) -> Result<(), super::PmapError> {
+        let mut done = 0;
+        while done < range.pages() {
+            let page = range.page(done).ok_or(super::PmapError::BadRange)?;
+            let Walk::Leaf { table, index, .. } = self.walk(page)? else {
+                return Err(super::PmapError::UnknownTable(page));
+            };
+            let first = self.entry_address(table, index)?;
+            let in_table = (ENTRIES_PER_TABLE - index) as u64;
+            let count = in_table.min(range.pages() - done);
+            for offset in 0..count {
+                let host_addr = first
+                    .checked_add(offset * 8)
+                    .ok_or(super::PmapError::BadRange)?;
+                targets.push((table, host_addr));
+            }
+            done += count;
+        }
+        Ok(())
     }
 
     /// The refusals that come before anything is touched.
@@ -153,11 +174,14 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
         if let Some(region_start) = self.grants.overlapping(&range) {
             return Err(GrantMapError::OverlapsRegion { region_start });
         }
-        let occupied = self
-            .present_leaves(&range)
-            .map_err(GrantMapError::PageTables)?;
-        if let Some(leaf) = occupied.first() {
-            return Err(GrantMapError::AlreadyMapped(leaf.address));
+        let mut occupied = None;
+        self.visit_present_leaves(&range, |leaf| {
+            occupied = Some(leaf.address);
+            false
+        })
+        .map_err(GrantMapError::PageTables)?;
+        if let Some(address) = occupied {
+            return Err(GrantMapError::AlreadyMapped(address));
         }
         Ok(range)
     }
@@ -179,17 +203,39 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
     /// Maps the ops at `pending` in one hypercall, retrying those that said `GNTST_eagain`.
     fn map_with_retries(
         &mut self,
-        mut pending: Vec<usize>,
+        pending: &mut Vec<usize>,
         peer: DomId,
         refs: &[GrantRef],
         targets: &[(Pfn, MachineAddr)],
         flags: u32,
         handles: &mut [Option<GrantHandle>],
     ) -> Result<(), MapFailure> {
+        let mut ops = scratch::take(&mut self.scratch.map_ops);
+        let mut again = scratch::take(&mut self.scratch.again);
+        let result = self.map_pending(
+            pending,
+            &mut ops,
+            &mut again,
+            (peer, refs, targets, flags),
+            handles,
+        );
+        scratch::give_back(&mut self.scratch.map_ops, ops);
+        scratch::give_back(&mut self.scratch.again, again);
+        result
+    }
+
+    fn map_pending(
+        &mut self,
+        pending: &mut Vec<usize>,
+        ops: &mut Vec<GnttabMapGrantRef>,
+        again: &mut Vec<usize>,
+        (peer, refs, targets, flags): (DomId, &[GrantRef], &[(Pfn, MachineAddr)], u32),
+        handles: &mut [Option<GrantHandle>],
+    ) -> Result<(), MapFailure> {
         let mut attempt = 0;
         loop {
-            let mut ops: Vec<GnttabMapGrantRef> = Vec::with_capacity(pending.len());
-            for &index in &pending {
+            ops.clear();
+            for &index in pending.iter() {
                 let (Some(grant_ref), Some((_, host_addr))) = (refs.get(index), targets.get(index))
                 else {
                     continue;
@@ -204,18 +250,16 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
                     dev_bus_addr: 0,
                 });
             }
-            let result = self.hypervisor.grant_map(&mut ops);
-            let mut again = Vec::new();
+            let result = self.hypervisor.grant_map(ops);
+            again.clear();
             let mut failure = None;
-            for (op, &index) in ops.iter().zip(&pending) {
+            for (op, &index) in ops.iter().zip(pending.iter()) {
                 if op.status == 0 {
                     if let Some(slot) = handles.get_mut(index) {
                         *slot = Some(GrantHandle::new(op.handle));
                     }
                     if let Some((table, _)) = targets.get(index) {
-                        if let Some(info) = self.tables.get_mut(table) {
-                            info.wire += 1;
-                        }
+                        self.add_wire(*table);
                     }
                     self.counters.maps += 1;
                     continue;
@@ -256,7 +300,7 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
             if let Some(backoff) = self.backoff.as_mut() {
                 backoff(attempt);
             }
-            pending = again;
+            core::mem::swap(pending, again);
         }
     }
 
@@ -286,7 +330,8 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
                 positions.push(index);
             }
         }
-        let results = self.unmap_grants(&items);
+        let mut results = Vec::new();
+        self.unmap_grants(&items, &mut results);
         let mut keep = vec![false; refs.len()];
         let mut left = 0;
         for ((result, &index), item) in results.iter().zip(&positions).zip(&items) {
@@ -328,19 +373,24 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
     }
 
     /// `GNTTABOP_unmap_grant_ref` over `items` in batches of [`MAX_GRANT_BATCH`], every status
-    /// checked; books each success (wire count, counter) and returns one result per item.
-    pub(super) fn unmap_grants(&mut self, items: &[UnmapItem]) -> Vec<Result<(), UnmapCause>> {
-        let mut results = Vec::with_capacity(items.len());
+    /// checked; books each success (wire count, counter) and appends one result per item to
+    /// `results`. Xen flushes the TLBs of our vcpus itself after the unmaps of each batch
+    /// (`common/grant_table.c`, `gnttab_flush_tlb` on the domain's dirty cpu mask), so no
+    /// flush of ours follows.
+    pub(super) fn unmap_grants(
+        &mut self,
+        items: &[UnmapItem],
+        results: &mut Vec<Result<(), UnmapCause>>,
+    ) {
+        let mut ops = scratch::take(&mut self.scratch.unmap_ops);
         for chunk in items.chunks(MAX_GRANT_BATCH) {
-            let mut ops: Vec<GnttabUnmapGrantRef> = chunk
-                .iter()
-                .map(|item| GnttabUnmapGrantRef {
-                    host_addr: item.host_addr.get(),
-                    dev_bus_addr: 0,
-                    handle: item.handle.get(),
-                    status: STATUS_NOT_REACHED,
-                })
-                .collect();
+            ops.clear();
+            ops.extend(chunk.iter().map(|item| GnttabUnmapGrantRef {
+                host_addr: item.host_addr.get(),
+                dev_bus_addr: 0,
+                handle: item.handle.get(),
+                status: STATUS_NOT_REACHED,
+            }));
             let call: Result<(), XenError> = self.hypervisor.grant_unmap(&mut ops);
             for (op, item) in ops.iter().zip(chunk) {
                 let result = if op.status == 0 {
@@ -365,8 +415,28 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
                 results.push(result);
             }
         }
-        results
+        scratch::give_back(&mut self.scratch.unmap_ops, ops);
     }
+}
+
+/// One address in each L1 table's span that `range` touches (a region of at most
+/// [`MAX_REGION_PAGES`] pages touches at most 9), for `ensure_tables`.
+fn l1_spans(
+    range: &PageRange,
+) -> heapless::Vec<VirtAddr, { MAX_REGION_PAGES / ENTRIES_PER_TABLE + 1 }> {
+    let span = bytes_per_entry(2);
+    let mut spans = heapless::Vec::new();
+    let mut cursor = range.start().as_u64();
+    while cursor < range.end_raw() {
+        let Some(address) = VirtAddr::try_new(cursor) else {
+            break;
+        };
+        if spans.push(address).is_err() {
+            break;
+        }
+        cursor = (cursor / span + 1) * span;
+    }
+    spans
 }
 
 /// The first failure of a map batch, before the rollback count is known.

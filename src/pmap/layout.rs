@@ -10,6 +10,8 @@ pub const DIRECT_MAP_BASE: u64 = 0xffff_ffff_8000_0000;
 pub const CHOSEN_REGION_START: u64 = 0xffff_c000_0000_0000;
 /// One past the last address of that region (512 GiB, exactly one L4 slot).
 pub const CHOSEN_REGION_END: u64 = 0xffff_c080_0000_0000;
+/// The root (L4) slot that translates the chosen-VA region.
+pub const CHOSEN_L4_SLOT: usize = VirtAddr::new_const(CHOSEN_REGION_START).table_index(4);
 
 /// L4 slots 256..=271 belong to Xen in every PV address space: the pmap never touches them.
 pub const XEN_L4_SLOTS: core::ops::RangeInclusive<usize> = 256..=271;

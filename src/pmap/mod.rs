@@ -17,6 +17,7 @@ mod mapped_access;
 mod mapping;
 mod prot;
 mod remove;
+mod scratch;
 mod stats;
 mod tables;
 mod va_allocator;
@@ -40,4 +41,5 @@ pub use self::layout::{
 pub use self::mapping::{GrantMapping, PmapLock};
 pub use self::prot::Prot;
 pub use self::stats::PmapStats;
+pub use self::tables::MAX_KEPT_EMPTY_TABLES;
 pub use self::va_allocator::{NotAllocated, VaAllocator};

@@ -3,13 +3,13 @@
 use super::error::check_range;
 use super::grant_map::UnmapItem;
 use super::layout::PageRange;
+use super::scratch;
 use super::{Pmap, RemoveError, RemoveSummary, UnmapCause, UnmapFailure};
 use crate::abi::mmu::{MmuUpdate, MMU_NORMAL_PT_UPDATE};
-use crate::addr::{Pfn, VirtAddr};
+use crate::addr::VirtAddr;
 use crate::frame_alloc::FrameAllocator;
 use crate::hypervisor::Hypervisor;
 use crate::ids::DomId;
-use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::vec;
 use alloc::vec::Vec;
 
@@ -21,10 +21,15 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
     /// A page whose unmap fails stays mapped and accounted, and is listed in the error.
     pub fn remove(&mut self, range: PageRange) -> Result<RemoveSummary, RemoveError> {
         check_range(&range).map_err(RemoveError::Refused)?;
-        let leaves = self.present_leaves(&range).map_err(RemoveError::Refused)?;
-        let mut grant_items = Vec::new();
-        // For each grant item: (region start, page index in region, address).
-        let mut grant_places: Vec<(VirtAddr, usize, VirtAddr)> = Vec::new();
+        let mut leaves = scratch::take(&mut self.scratch.leaves);
+        self.visit_present_leaves(&range, |leaf| {
+            leaves.push(leaf);
+            true
+        })
+        .map_err(RemoveError::Refused)?;
+        let mut grant_items = scratch::take(&mut self.scratch.unmap_items);
+        // For each grant item: the start of its region and its page index there.
+        let mut grant_places = scratch::take(&mut self.scratch.unmap_places);
         let mut ordinary = Vec::new();
         for leaf in &leaves {
             let host_addr = self
@@ -41,7 +46,7 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
                         grant_ref: page.grant_ref,
                         table: leaf.table,
                     });
-                    grant_places.push((region.start, index, leaf.address));
+                    grant_places.push((region.start, index));
                 }
                 None => ordinary.push((
                     MmuUpdate::new(host_addr, 0, MMU_NORMAL_PT_UPDATE),
@@ -54,34 +59,46 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
         let mut failures = Vec::new();
 
         // Grant pages: by handle, never by touching their PTEs.
-        let results = self.unmap_grants(&grant_items);
-        let mut removed_by_region: BTreeMap<VirtAddr, Vec<usize>> = BTreeMap::new();
-        for (result, (region_start, index, address)) in results.into_iter().zip(grant_places) {
-            match result {
-                Ok(()) => {
-                    summary.grant_pages += 1;
-                    removed_by_region
-                        .entry(region_start)
-                        .or_default()
-                        .push(index);
-                }
-                Err(cause) => failures.push(UnmapFailure { address, cause }),
-            }
-        }
-        for (start, removed) in removed_by_region {
-            let Some(region) = self.grants.take(start) else {
-                continue;
+        let mut results = scratch::take(&mut self.scratch.unmap_results);
+        self.unmap_grants(&grant_items, &mut results);
+        // Items are in address order, so each region's items are consecutive.
+        let mut first = 0;
+        while first < results.len() {
+            let Some(&(region_start, _)) = grant_places.get(first) else {
+                break;
             };
-            let mut keep = vec![true; region.pages.len()];
-            for index in removed {
-                if let Some(slot) = keep.get_mut(index) {
-                    *slot = false;
+            let mut end = first;
+            let mut removed = 0;
+            while let Some(&(start, index)) = grant_places.get(end) {
+                if start != region_start {
+                    break;
                 }
+                match results.get(end) {
+                    Some(Ok(())) => removed += 1,
+                    Some(Err(cause)) => failures.push(UnmapFailure {
+                        address: region_start
+                            .checked_add_pages(index as u64)
+                            .unwrap_or(region_start),
+                        cause: *cause,
+                    }),
+                    None => {}
+                }
+                end += 1;
             }
-            for piece in region.keep_runs(&keep) {
-                self.grants.insert(piece);
+            summary.grant_pages += removed as u64;
+            if removed > 0 {
+                self.forget_grant_pages(
+                    region_start,
+                    removed,
+                    &grant_places[first..end],
+                    &results[first..end],
+                );
             }
+            first = end;
         }
+        scratch::give_back(&mut self.scratch.unmap_results, results);
+        scratch::give_back(&mut self.scratch.unmap_items, grant_items);
+        scratch::give_back(&mut self.scratch.unmap_places, grant_places);
 
         // Ordinary pages: one batch; a refused entry is reported and the rest retried.
         let mut next = 0;
@@ -111,8 +128,13 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
             }
         }
 
-        let touched: BTreeSet<Pfn> = Self::tables_of(&leaves);
-        let to_free = self.release_empty_tables(touched);
+        // The L1 tables of the leaves, once each (leaves are in address order).
+        let mut touched = scratch::take(&mut self.scratch.tables);
+        touched.extend(leaves.iter().map(|leaf| leaf.table));
+        touched.dedup();
+        scratch::give_back(&mut self.scratch.leaves, leaves);
+        let to_free = self.release_empty_tables(touched.iter().copied());
+        scratch::give_back(&mut self.scratch.tables, touched);
         summary.page_tables_freed = to_free.len() as u64;
         // Xen flushes for grant unmaps itself; cleared ordinary entries and unhooked tables
         // need this one flush.
@@ -125,6 +147,36 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
         } else {
             failures.sort_by_key(|failure| failure.address);
             Err(RemoveError::Incomplete { summary, failures })
+        }
+    }
+
+    /// Drops the `removed` unmapped pages of the region at `region_start` from the grant list:
+    /// the whole region when all went (its page vector kept for the next region), else the
+    /// region split into the runs that stay.
+    fn forget_grant_pages(
+        &mut self,
+        region_start: VirtAddr,
+        removed: usize,
+        places: &[(VirtAddr, usize)],
+        results: &[Result<(), UnmapCause>],
+    ) {
+        let Some(region) = self.grants.take(region_start) else {
+            return;
+        };
+        if removed == region.pages.len() {
+            self.scratch.recycle_page_vector(region.pages);
+            return;
+        }
+        let mut keep = vec![true; region.pages.len()];
+        for ((_, index), result) in places.iter().zip(results) {
+            if result.is_ok() {
+                if let Some(slot) = keep.get_mut(*index) {
+                    *slot = false;
+                }
+            }
+        }
+        for piece in region.keep_runs(&keep) {
+            self.grants.insert(piece);
         }
     }
 }

@@ -21,10 +21,12 @@ pub struct PmapStats {
     pub live_regions: u64,
     /// Page-table pages in the tree now (Xen's and ours).
     pub page_table_pages: u64,
+    /// Of those, empty ones kept hooked for the next mappings (at most 64).
+    pub empty_tables_kept: u64,
 }
 
 impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
-    /// The counters now.
+    /// The counters now, each kept as operations go (O(1): the service reads them every turn).
     pub fn stats(&self) -> PmapStats {
         PmapStats {
             maps: self.counters.maps,
@@ -34,6 +36,7 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
             live_grant_pages: self.grants.page_count() as u64,
             live_regions: self.grants.region_count() as u64,
             page_table_pages: self.tables.len() as u64,
+            empty_tables_kept: self.kept_empty_tables as u64,
         }
     }
 }

@@ -1,7 +1,7 @@
-//! Page-table pages: allocating, zeroing, write-protecting and hooking them in; unhooking and freeing them when empty.
+//! Page-table pages: allocating, zeroing, write-protecting and hooking them in; keeping empty ones of the chosen-VA region, unhooking and freeing the rest.
 
-use super::core::{Leaf, TableInfo, Walk};
-use super::layout::direct_map_address;
+use super::core::{TableInfo, Walk};
+use super::layout::{direct_map_address, CHOSEN_L4_SLOT};
 use super::prot::TABLE_FLAGS;
 use super::{Pmap, PmapError};
 use crate::abi::mmu::{pte, MmuUpdate, MmuextOp, MMU_NORMAL_PT_UPDATE};
@@ -11,6 +11,14 @@ use crate::hypervisor::Hypervisor;
 use crate::ids::DomId;
 use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::vec::Vec;
+
+/// How many empty page tables of the chosen-VA region stay hooked for the next mapping: 64
+/// frames (256 KiB), enough for the L3, the L2s and the L1s of 32,768 pages (128 MiB) of grant
+/// mappings come and gone. Without them a map+unmap cycle of a page in an empty 2 MiB slot
+/// costs five hypercalls instead of two (hook the L1, map, unmap, unhook, flush the whole TLB).
+/// Beyond the bound, and whenever a new table finds no free frame, empty tables are unhooked
+/// and freed as before ([`Pmap::reclaim_empty_tables`]).
+pub const MAX_KEPT_EMPTY_TABLES: usize = 64;
 
 /// What one planned `mmu_update` of a table change means for the pmap's books.
 #[derive(Clone, Copy)]
@@ -33,8 +41,64 @@ enum TableStep {
 impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
     /// Makes sure every address in `addresses` has an L1 table, creating the missing tables
     /// top-down in ONE `mmu_update` (each table write-protected just before it is hooked, so
-    /// that Xen's validation of the parent entry sees no writable mapping of it).
+    /// that Xen's validation of the parent entry sees no writable mapping of it). When no
+    /// frame is left for a table, the kept empty tables are given back first and it tries
+    /// once more: they are the memory the pmap can return under pressure.
     pub(super) fn ensure_tables(&mut self, addresses: &[VirtAddr]) -> Result<(), PmapError> {
+        match self.ensure_tables_once(addresses) {
+            Err(PmapError::OutOfFrames) if self.kept_empty_tables > 0 => {
+                self.reclaim_empty_tables();
+                self.ensure_tables_once(addresses)
+            }
+            result => result,
+        }
+    }
+
+    /// Unhooks and frees every kept empty table (the chosen-VA region's tables that stayed for
+    /// reuse); returns how many frames went back to the allocator. Scans the table list: it
+    /// runs under memory pressure only, not per operation.
+    pub fn reclaim_empty_tables(&mut self) -> usize {
+        let mut kept = Vec::new();
+        for (frame, info) in self.tables.iter_mut() {
+            if info.kept {
+                info.kept = false;
+                kept.push(*frame);
+            }
+        }
+        self.kept_empty_tables = 0;
+        let to_free = self.release_tables(kept, false);
+        let freed = to_free.len();
+        match self.flush_and_free(false, to_free) {
+            Ok(()) => freed,
+            Err(_) => 0,
+        }
+    }
+
+    /// One more live entry in `table` (a kept empty table is no longer empty).
+    pub(super) fn add_wire(&mut self, table: Pfn) {
+        if let Some(info) = self.tables.get_mut(&table) {
+            if info.kept {
+                info.kept = false;
+                self.kept_empty_tables = self.kept_empty_tables.saturating_sub(1);
+            }
+            info.wire += 1;
+        }
+    }
+
+    /// True when `table` translates part of the chosen-VA region (its ancestor hangs in the
+    /// root's chosen slot): those are the tables worth keeping empty.
+    fn in_chosen_region(&self, mut table: Pfn) -> bool {
+        while let Some(info) = self.tables.get(&table) {
+            match info.parent {
+                Some((parent, index)) if parent == self.root => return index == CHOSEN_L4_SLOT,
+                Some((parent, _)) => table = parent,
+                None => return false,
+            }
+        }
+        false
+    }
+
+    fn ensure_tables_once(&mut self, addresses: &[VirtAddr]) -> Result<(), PmapError> {
         let mut planned: BTreeMap<(Pfn, usize), Pfn> = BTreeMap::new();
         let mut updates = Vec::new();
         let mut steps = Vec::new();
@@ -222,11 +286,10 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
                             wire: 0,
                             parent: Some((parent, index)),
                             adopted: false,
+                            kept: false,
                         },
                     );
-                    if let Some(info) = self.tables.get_mut(&parent) {
-                        info.wire += 1;
-                    }
+                    self.add_wire(parent);
                     hooked.push(table);
                 }
                 TableStep::Unhook { table } => {
@@ -245,16 +308,40 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
     }
 
     /// Unhooks every table among `candidates` (and, in cascade, their parents) whose wire count
-    /// is zero, in ONE `mmu_update`. Returns the frames to free once the TLB is flushed.
+    /// is zero, in ONE `mmu_update`, except empty tables of the chosen-VA region, which stay
+    /// hooked while fewer than [`MAX_KEPT_EMPTY_TABLES`] are kept. Returns the frames to free
+    /// once the TLB is flushed.
     pub(super) fn release_empty_tables(
         &mut self,
         candidates: impl IntoIterator<Item = Pfn>,
     ) -> Vec<Pfn> {
+        self.release_tables(candidates, true)
+    }
+
+    fn release_tables(
+        &mut self,
+        candidates: impl IntoIterator<Item = Pfn>,
+        keep_allowed: bool,
+    ) -> Vec<Pfn> {
         let mut queue: BTreeSet<(u32, Pfn)> = BTreeSet::new();
         for table in candidates {
-            if let Some(info) = self.tables.get(&table) {
-                queue.insert((info.level, table));
+            let Some(info) = self.tables.get(&table).copied() else {
+                continue;
+            };
+            if info.wire != 0 || info.kept || info.adopted || info.level >= 4 {
+                continue;
             }
+            if keep_allowed
+                && self.kept_empty_tables < MAX_KEPT_EMPTY_TABLES
+                && self.in_chosen_region(table)
+            {
+                if let Some(info) = self.tables.get_mut(&table) {
+                    info.kept = true;
+                    self.kept_empty_tables += 1;
+                }
+                continue;
+            }
+            queue.insert((info.level, table));
         }
         // Wire counts as they will be once the planned unhooks are applied.
         let mut planned_wire: BTreeMap<Pfn, u32> = BTreeMap::new();
@@ -344,10 +431,5 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
         self.hypervisor
             .mmuext_op(&[MmuextOp::invlpg_all(address.as_u64())])
             .map_err(PmapError::Mmuext)
-    }
-
-    /// The L1 tables holding `leaves` (for release after their entries went away).
-    pub(super) fn tables_of(leaves: &[Leaf]) -> BTreeSet<Pfn> {
-        leaves.iter().map(|leaf| leaf.table).collect()
     }
 }

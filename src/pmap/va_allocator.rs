@@ -1,18 +1,22 @@
-//! First-fit allocator of page ranges in the chosen-VA region, with coalescing of freed ranges.
+//! Best-fit allocator of page ranges in the chosen-VA region: free ranges indexed by address and by (size, address), O(log n) per call.
 
 use super::layout::{PageRange, CHOSEN_REGION_END, CHOSEN_REGION_START};
 use crate::addr::{VirtAddr, PAGE_SIZE};
-use alloc::collections::BTreeMap;
+use alloc::collections::{BTreeMap, BTreeSet};
 
 /// A free that does not match an allocation: part of the range is already free or outside the region.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NotAllocated(pub PageRange);
 
-/// Free ranges kept as start page -> length in pages; adjacent free ranges are always merged.
+/// Free ranges kept twice: start page -> length (to merge neighbours on free) and
+/// (length, start) (to find the smallest range that fits in O(log n) instead of scanning every
+/// hole, as the first-fit list did). Adjacent free ranges are always merged.
 #[derive(Debug)]
 pub struct VaAllocator {
     /// Keyed by first page number (address / 4096, in the region's upper half).
     free: BTreeMap<u64, u64>,
+    /// The same ranges as (length in pages, first page).
+    by_size: BTreeSet<(u64, u64)>,
     first_page: u64,
     end_page: u64,
 }
@@ -31,26 +35,41 @@ impl VaAllocator {
     }
 
     fn over(first_page: u64, end_page: u64) -> VaAllocator {
-        let mut free = BTreeMap::new();
-        free.insert(first_page, end_page - first_page);
-        VaAllocator {
-            free,
+        let mut allocator = VaAllocator {
+            free: BTreeMap::new(),
+            by_size: BTreeSet::new(),
             first_page,
             end_page,
-        }
+        };
+        allocator.add_free(first_page, end_page - first_page);
+        allocator
     }
 
-    /// The lowest free range of `pages` pages, or `None` when none is large enough.
+    fn add_free(&mut self, start: u64, length: u64) {
+        self.free.insert(start, length);
+        self.by_size.insert((length, start));
+    }
+
+    fn remove_free(&mut self, start: u64) -> Option<u64> {
+        let length = self.free.remove(&start)?;
+        self.by_size.remove(&(length, start));
+        Some(length)
+    }
+
+    /// `pages` pages from the start of the smallest free range that holds them (the lowest
+    /// such range among equals), or `None` when none is large enough. Best fit keeps the
+    /// large ranges whole for large requests; the search is one tree descent.
     pub fn allocate(&mut self, pages: u64) -> Option<PageRange> {
         if pages == 0 {
             return None;
         }
-        let (&start, &length) = self.free.iter().find(|(_, &length)| length >= pages)?;
-        self.free.remove(&start);
+        let &(length, start) = self.by_size.range((pages, 0)..).next()?;
+        let range = PageRange::new(page_address(start)?, pages)?;
+        self.remove_free(start);
         if length > pages {
-            self.free.insert(start + pages, length - pages);
+            self.add_free(start + pages, length - pages);
         }
-        PageRange::new(page_address(start)?, pages)
+        Some(range)
     }
 
     /// Gives a range back, merging it with free neighbours. Refuses (changing nothing) a range
@@ -72,14 +91,14 @@ impl VaAllocator {
         let mut merged_end = end;
         if let Some((free_start, free_length)) = before {
             if free_start + free_length == start {
-                self.free.remove(&free_start);
+                self.remove_free(free_start);
                 merged_start = free_start;
             }
         }
-        if let Some(after_length) = self.free.remove(&end) {
+        if let Some(after_length) = self.remove_free(end) {
             merged_end = end + after_length;
         }
-        self.free.insert(merged_start, merged_end - merged_start);
+        self.add_free(merged_start, merged_end - merged_start);
         Ok(())
     }
 
@@ -90,9 +109,15 @@ impl VaAllocator {
     }
 
     /// Number of separate free ranges (1 when everything is free again; for tests' checks
-    /// that freeing coalesces).
+    /// that freeing coalesces). Also checks that the two indexes hold the same ranges.
     #[cfg(test)]
     pub fn free_ranges(&self) -> usize {
+        let by_size: BTreeSet<(u64, u64)> = self
+            .free
+            .iter()
+            .map(|(&start, &length)| (length, start))
+            .collect();
+        assert_eq!(by_size, self.by_size, "the size index lost step");
         self.free.len()
     }
 }
@@ -110,7 +135,7 @@ mod tests {
     const FIRST_PAGE: u64 = CHOSEN_REGION_START / PAGE_SIZE as u64;
 
     #[test]
-    fn allocation_is_first_fit_and_frees_coalesce() {
+    fn allocation_is_best_fit_and_frees_coalesce() {
         let mut allocator = VaAllocator::new();
         let total = allocator.free_pages();
         let a = allocator.allocate(4).unwrap();
@@ -119,9 +144,13 @@ mod tests {
         assert_eq!(a.start().as_u64(), CHOSEN_REGION_START);
         assert_eq!(b.start().as_u64(), CHOSEN_REGION_START + 4 * 4096);
         allocator.free(a).unwrap();
-        // A 3-page request fits in a's hole: first fit.
+        // A 3-page request fits in a's hole, the smallest free range that holds it.
         let d = allocator.allocate(3).unwrap();
         assert_eq!(d.start(), a.start());
+        // A 2-page request goes past the remaining 1-page hole to the large range.
+        let e = allocator.allocate(2).unwrap();
+        assert_eq!(e.start().as_u64(), CHOSEN_REGION_START + 14 * 4096);
+        allocator.free(e).unwrap();
         assert_eq!(allocator.free(b), Ok(()));
         assert_eq!(
             allocator.free(b),

@@ -177,9 +177,14 @@ impl SimXen {
         if self.read_raw(table, index) & pte::PRESENT != 0 {
             return Err(GrantStatus::GeneralError);
         }
-        let handle = (0u32..)
-            .find(|handle| !self.maptrack.contains_key(handle))
-            .unwrap_or(u32::MAX);
+        let handle = match self.free_handles.pop_first() {
+            Some(handle) => handle,
+            None => {
+                let handle = self.next_handle;
+                self.next_handle = self.next_handle.saturating_add(1);
+                handle
+            }
+        };
         let mut value = frame.base().get()
             | pte::PRESENT
             | pte::ACCESSED
@@ -240,6 +245,7 @@ impl SimXen {
         self.write_raw(host.frame(), (host.page_offset() / 8) as usize, 0);
         self.grant_ptes.remove(&host);
         self.maptrack.remove(&op.handle);
+        self.free_handles.insert(op.handle);
         if let Some(entry) = self.entry_mut(mapping.granter, mapping.grant_ref) {
             if mapping.readonly {
                 entry.readers = entry.readers.saturating_sub(1);

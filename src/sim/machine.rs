@@ -8,7 +8,7 @@ use crate::hypervisor::XenError;
 use crate::ids::{DomId, GrantRef};
 use crate::pmap::{DIRECT_MAP_BASE, XEN_L4_SLOTS};
 use alloc::boxed::Box;
-use alloc::collections::BTreeMap;
+use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::vec;
 use alloc::vec::Vec;
 
@@ -88,6 +88,11 @@ pub struct SimXen {
     pub(super) domains: BTreeMap<DomId, SimDomain>,
     pub(super) maptrack: BTreeMap<u32, Maptrack>,
     pub(super) maptrack_limit: usize,
+    /// Handles below `next_handle` not in use: the lowest is handed out first, as the old
+    /// linear search did, in O(log n).
+    pub(super) free_handles: BTreeSet<u32>,
+    /// One past the highest handle ever handed out.
+    pub(super) next_handle: u32,
     /// PTE machine address -> handle of the grant mapping Xen wrote there.
     pub(super) grant_ptes: BTreeMap<MachineAddr, u32>,
     pub(super) violations: Vec<Violation>,
@@ -111,6 +116,8 @@ impl SimXen {
             domains: BTreeMap::new(),
             maptrack: BTreeMap::new(),
             maptrack_limit: config.maptrack_limit,
+            free_handles: BTreeSet::new(),
+            next_handle: 0,
             grant_ptes: BTreeMap::new(),
             violations: Vec::new(),
             calls: HypercallCounts::default(),

@@ -2,7 +2,7 @@
 
 use crate::addr::{Pfn, VirtAddr};
 use crate::ids::{DomId, GrantRef};
-use crate::pmap::{PageRange, Pmap, CHOSEN_REGION_START};
+use crate::pmap::{PageRange, Pmap, CHOSEN_REGION_START, MAX_KEPT_EMPTY_TABLES};
 use crate::sim::{SimConfig, SimFrameAllocator, SimXen, SIM_DOMID};
 use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::vec::Vec;
@@ -56,6 +56,14 @@ pub fn grant_peer_pages(
         .collect()
 }
 
+/// Page-table pages once the empty ones kept for reuse are reclaimed: what a failed or undone
+/// operation must bring back to its baseline.
+pub fn tables_in_use(pmap: &mut SimPmap) -> u64 {
+    pmap.reclaim_empty_tables();
+    assert_eq!(pmap.kept_empty_tables(), 0);
+    pmap.stats().page_table_pages
+}
+
 /// The invariants that hold after every operation, whatever it returned.
 pub fn check(pmap: &SimPmap) {
     let sim = pmap.hypervisor();
@@ -80,6 +88,14 @@ pub fn check(pmap: &SimPmap) {
         "handles leaked or lost"
     );
     assert_eq!(pmap.frames().bad_frees, 0);
+    // Kept empty tables are empty, counted and bounded.
+    let kept: Vec<(Pfn, u32)> = pmap.kept_table_frames().collect();
+    assert!(
+        kept.iter().all(|(_, wire)| *wire == 0),
+        "a kept table is not empty"
+    );
+    assert_eq!(kept.len(), pmap.kept_empty_tables());
+    assert!(kept.len() <= MAX_KEPT_EMPTY_TABLES);
     // No address and no handle appears twice in the grant list; every grant page's PTE is
     // a live grant PTE of the simulation.
     let mut handles = BTreeSet::new();

@@ -1,24 +1,24 @@
 //! enter_gnt's refusals and failures: typed errors naming the ref and status, nothing left mapped, counts back to baseline.
 
-use super::fixture::{check, grant_peer_pages, pmap, range, va, SimPmap, PEER};
+use super::fixture::{check, grant_peer_pages, pmap, range, tables_in_use, va, SimPmap, PEER};
 use crate::abi::grant_table::GrantStatus;
 use crate::addr::Pfn;
 use crate::hypervisor::XenError;
 use crate::ids::{DomId, GrantRef};
 use crate::pmap::{GrantMapError, Prot, MAX_REGION_PAGES};
 
-fn assert_clean(pmap: &SimPmap, baseline_tables: u64) {
+fn assert_clean(pmap: &mut SimPmap, baseline_tables: u64) {
     check(pmap);
     assert_eq!(pmap.hypervisor().maptrack_in_use(), 0);
     assert_eq!(pmap.stats().live_grant_pages, 0);
-    assert_eq!(pmap.stats().page_table_pages, baseline_tables);
+    assert_eq!(tables_in_use(pmap), baseline_tables);
     assert!(pmap.hypervisor().mapped_in(range(0, 64)).is_empty());
 }
 
 #[test]
 fn requests_are_refused_before_anything_is_mapped() {
     let mut pmap = pmap();
-    let baseline = pmap.stats().page_table_pages;
+    let baseline = tables_in_use(&mut pmap);
     let refs = grant_peer_pages(&mut pmap, 0, 4, false);
     assert_eq!(
         pmap.enter_gnt(va(0), PEER, &[], false),
@@ -41,7 +41,7 @@ fn requests_are_refused_before_anything_is_mapped() {
     );
     let before = pmap.hypervisor().calls();
     assert_eq!(pmap.hypervisor().calls(), before);
-    assert_clean(&pmap, baseline);
+    assert_clean(&mut pmap, baseline);
     // Overlap with a live region, and with an ordinary mapping.
     pmap.enter_gnt(va(4), PEER, &refs[..2], false).unwrap();
     assert_eq!(
@@ -64,13 +64,13 @@ fn requests_are_refused_before_anything_is_mapped() {
     );
     check(&pmap);
     pmap.remove(range(0, 64)).unwrap();
-    assert_clean(&pmap, baseline);
+    assert_clean(&mut pmap, baseline);
 }
 
 #[test]
 fn each_bad_grant_is_named_and_the_batch_is_unmapped() {
     let mut pmap = pmap();
-    let baseline = pmap.stats().page_table_pages;
+    let baseline = tables_in_use(&mut pmap);
     let good = grant_peer_pages(&mut pmap, 0, 4, false);
     let invalid = pmap.hypervisor_mut().add_invalid_grant(PEER);
     let revoked = grant_peer_pages(&mut pmap, 4, 1, false)[0];
@@ -95,7 +95,7 @@ fn each_bad_grant_is_named_and_the_batch_is_unmapped() {
             }
         );
         assert_eq!(pmap.hypervisor().active_mappings(PEER, good[0]), 0);
-        assert_clean(&pmap, baseline);
+        assert_clean(&mut pmap, baseline);
     }
     let error = pmap
         .enter_gnt(va(0), DomId::new(55).unwrap(), &good, false)
@@ -107,13 +107,13 @@ fn each_bad_grant_is_named_and_the_batch_is_unmapped() {
             ..
         }
     ));
-    assert_clean(&pmap, baseline);
+    assert_clean(&mut pmap, baseline);
 }
 
 #[test]
 fn maptrack_exhaustion_and_hypercall_failure_are_clean_errors() {
     let mut pmap = pmap();
-    let baseline = pmap.stats().page_table_pages;
+    let baseline = tables_in_use(&mut pmap);
     let refs = grant_peer_pages(&mut pmap, 0, 8, false);
     pmap.hypervisor_mut().set_maptrack_limit(5);
     let error = pmap.enter_gnt(va(0), PEER, &refs, false).unwrap_err();
@@ -126,7 +126,7 @@ fn maptrack_exhaustion_and_hypercall_failure_are_clean_errors() {
             left_mapped: 0
         }
     );
-    assert_clean(&pmap, baseline);
+    assert_clean(&mut pmap, baseline);
     pmap.hypervisor_mut().set_maptrack_limit(1000);
     pmap.hypervisor_mut().fail_next_grant_map(XenError::EFAULT);
     let error = pmap.enter_gnt(va(0), PEER, &refs, false).unwrap_err();
@@ -137,7 +137,7 @@ fn maptrack_exhaustion_and_hypercall_failure_are_clean_errors() {
             left_mapped: 0
         }
     );
-    assert_clean(&pmap, baseline);
+    assert_clean(&mut pmap, baseline);
 }
 
 #[test]

@@ -46,10 +46,43 @@ fn a_512_page_region_maps_in_one_grant_hypercall_and_one_table_update() {
     let after = pmap.hypervisor().calls();
     assert_eq!(summary.grant_pages, 512);
     assert_eq!(after.grant_unmap - before.grant_unmap, 1);
-    // Only the table unhooks go through mmu_update; no grant PTE was cleared by it.
-    assert_eq!(after.mmu_update - before.mmu_update, 1);
+    // Nothing else: no mmu_update (no grant PTE cleared by it, the empty tables stay) and no
+    // TLB flush (Xen's unmap flushed).
+    assert_eq!(after.mmu_update - before.mmu_update, 0);
+    assert_eq!(after.tlb_flushes - before.tlb_flushes, 0);
+    assert_eq!(after.page_flushes - before.page_flushes, 0);
     assert_eq!(pmap.hypervisor().active_mappings(PEER, refs[7]), 0);
     check(&pmap);
+}
+
+#[test]
+fn a_map_unmap_cycle_after_the_first_is_two_hypercalls_at_any_batch_size() {
+    let mut pmap = pmap();
+    let refs = grant_peer_pages(&mut pmap, 0, 512, false);
+    // The first cycle hooks the chosen region's L3, L2 and L1; its unmap keeps them.
+    pmap.enter_gnt(va(0), PEER, &refs[..1], false).unwrap();
+    pmap.remove(range(0, 1)).unwrap();
+    assert_eq!(pmap.kept_empty_tables(), 1);
+    for pages in [1usize, 8, 64, 512] {
+        let before = pmap.hypervisor().calls();
+        pmap.enter_gnt(va(0), PEER, &refs[..pages], false).unwrap();
+        check(&pmap);
+        let summary = pmap.remove(range(0, pages as u64)).unwrap();
+        let after = pmap.hypervisor().calls();
+        assert_eq!(summary.grant_pages, pages as u64);
+        assert_eq!(
+            (
+                after.grant_map - before.grant_map,
+                after.grant_unmap - before.grant_unmap
+            ),
+            (1, 1),
+            "{pages} pages"
+        );
+        assert_eq!(after.mmu_update, before.mmu_update, "{pages} pages");
+        assert_eq!(after.mmuext_op, before.mmuext_op, "{pages} pages: no flush");
+        check(&pmap);
+    }
+    assert_eq!(pmap.kept_empty_tables(), 1);
 }
 
 #[test]

@@ -1,6 +1,6 @@
 //! GrantMapping: bounds-checked access through the guard, unmap on drop, refusal after the pages went away.
 
-use super::fixture::{check, grant_peer_pages, pmap, PEER};
+use super::fixture::{check, grant_peer_pages, pmap, tables_in_use, PEER};
 use crate::pmap::{grant_map_benchmark, GrantMapping, PageRange};
 use crate::shared_memory::SharedMemory;
 use alloc::sync::Arc;
@@ -9,7 +9,7 @@ use alloc::sync::Arc;
 fn the_guard_reads_writes_and_unmaps_on_drop() {
     let mut pmap = pmap();
     let refs = grant_peer_pages(&mut pmap, 0, 3, false);
-    let baseline = pmap.stats().page_table_pages;
+    let baseline = tables_in_use(&mut pmap);
     let shared = Arc::new(spin::Mutex::new(pmap));
     {
         let mapping = GrantMapping::map(shared.clone(), PEER, &refs, false).unwrap();
@@ -30,9 +30,9 @@ fn the_guard_reads_writes_and_unmaps_on_drop() {
         assert_eq!(&frame[16..20], &0xdead_beef_u32.to_le_bytes());
         check(&shared.lock());
     }
-    let pmap = shared.lock();
+    let mut pmap = shared.lock();
     assert_eq!(pmap.stats().live_grant_pages, 0);
-    assert_eq!(pmap.stats().page_table_pages, baseline);
+    assert_eq!(tables_in_use(&mut pmap), baseline);
     check(&pmap);
 }
 

@@ -312,6 +312,10 @@ proptest! {
         harness.pmap.remove(window_range(0, WINDOW_PAGES)).unwrap();
         harness.model.clear();
         harness.agree();
+        // The emptied tables of the window stayed for reuse; reclaiming gives them back.
+        harness.pmap.reclaim_empty_tables();
+        prop_assert_eq!(harness.pmap.kept_empty_tables(), 0);
+        harness.agree();
         prop_assert_eq!(harness.pmap.stats().page_table_pages, baseline_tables);
         prop_assert_eq!(harness.pmap.frames().allocated(), baseline_frames);
         prop_assert_eq!(harness.pmap.hypervisor().maptrack_in_use(), 0);

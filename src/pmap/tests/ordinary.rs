@@ -1,10 +1,12 @@
 //! Ordinary mappings on the simulated Xen: adoption, enter/extract/protect/remove, foreign frames, the direct map.
 
-use super::fixture::{check, pmap, range, va, HVM_PEER, PEER};
+use super::fixture::{check, pmap, range, tables_in_use, va, HVM_PEER, PEER};
 use crate::abi::mmu::pte;
 use crate::addr::{Pfn, VirtAddr};
 use crate::hypervisor::XenError;
-use crate::pmap::{direct_map_address, ForeignFlags, Mapping, PmapError, Prot, ProtectError};
+use crate::pmap::{
+    direct_map_address, ForeignFlags, Mapping, PmapError, Prot, ProtectError, MAX_KEPT_EMPTY_TABLES,
+};
 
 #[test]
 fn adoption_counts_xen_tables_and_extension_maps_every_frame() {
@@ -60,8 +62,12 @@ fn enter_then_remove_frees_every_table_it_made() {
         expected_mfn
     );
     let summary = pmap.remove(range(0, 16)).unwrap();
-    assert_eq!((summary.ordinary_pages, summary.page_tables_freed), (1, 3));
+    // The chosen region's tables stay, empty, for the next mapping; reclaiming frees them.
+    assert_eq!((summary.ordinary_pages, summary.page_tables_freed), (1, 0));
     assert_eq!(pmap.extract(va(5)), None);
+    assert_eq!(pmap.stats().page_table_pages, baseline + 3);
+    check(&pmap);
+    assert_eq!(pmap.reclaim_empty_tables(), 3);
     assert_eq!(pmap.stats().page_table_pages, baseline);
     assert_eq!(pmap.frames().allocated(), allocated);
     check(&pmap);
@@ -206,7 +212,7 @@ fn foreign_frames_map_with_their_owner_and_the_no_translate_flag() {
 #[test]
 fn a_failed_update_leaves_no_empty_table_behind() {
     let mut pmap = pmap();
-    let baseline = pmap.stats().page_table_pages;
+    let baseline = tables_in_use(&mut pmap);
     // The table batch has 6 requests (3 tables); fail the 4th: L3 and L2... partly built.
     pmap.hypervisor_mut()
         .fail_next_mmu_update(3, XenError::ENOMEM);
@@ -220,7 +226,7 @@ fn a_failed_update_leaves_no_empty_table_behind() {
             ..
         }
     ));
-    assert_eq!(pmap.stats().page_table_pages, baseline);
+    assert_eq!(tables_in_use(&mut pmap), baseline);
     check(&pmap);
     // Failing the leaf itself also releases the fresh tables.
     let leaf = pmap.enter_foreign(
@@ -231,6 +237,8 @@ fn a_failed_update_leaves_no_empty_table_behind() {
         ForeignFlags::default(),
     );
     assert!(leaf.is_err());
+    assert_eq!(tables_in_use(&mut pmap), baseline);
+    pmap.reclaim_empty_tables();
     assert_eq!(pmap.stats().page_table_pages, baseline);
     check(&pmap);
     let present = pmap.hypervisor().mapped_in(range(0, 1));
@@ -305,5 +313,55 @@ fn mapped_access_reaches_only_the_pmaps_own_pages_in_the_chosen_region() {
     let direct = direct_map_address(Pfn::new(5).unwrap()).unwrap();
     assert!(pmap.read_mapped(direct, &mut read).is_err());
     assert!(pmap.write_mapped(direct, b"x").is_err());
+    check(&pmap);
+}
+
+/// Page `n * 512`: the first page of the n-th 2 MiB slot of the chosen region (its own L1).
+fn slot(n: u64) -> VirtAddr {
+    va(n * 512)
+}
+
+#[test]
+fn at_most_the_bound_of_empty_tables_stays_hooked() {
+    let mut pmap = pmap();
+    let frame = Pfn::new(1).unwrap();
+    let slots = MAX_KEPT_EMPTY_TABLES as u64 + 6;
+    for n in 0..slots {
+        pmap.enter(slot(n), frame, Prot::READ_ONLY).unwrap();
+    }
+    let summary = pmap.remove(range(0, slots * 512)).unwrap();
+    assert_eq!(summary.ordinary_pages, slots);
+    assert_eq!(pmap.kept_empty_tables(), MAX_KEPT_EMPTY_TABLES);
+    assert_eq!(summary.page_tables_freed, 6);
+    check(&pmap);
+}
+
+#[test]
+fn a_new_table_with_no_free_frame_takes_the_kept_ones_back() {
+    let mut pmap = pmap();
+    let frame = Pfn::new(1).unwrap();
+    // One page per 2 MiB slot, each with its own L1, until the frames run out.
+    let mut used = 0;
+    loop {
+        match pmap.enter(slot(used), frame, Prot::READ_ONLY) {
+            Ok(()) => used += 1,
+            Err(PmapError::OutOfFrames) => break,
+            Err(other) => panic!("slot {used}: {other:?}"),
+        }
+    }
+    assert!(used > 100, "only {used} slots mapped");
+    check(&pmap);
+    // Emptied, the first ten L1s stay hooked: no frame is free.
+    for n in 0..10 {
+        pmap.remove(range(n * 512, 1)).unwrap();
+    }
+    assert_eq!(pmap.kept_empty_tables(), 10);
+    // A fresh slot needs a table: the kept ones are reclaimed to make room, and it maps.
+    pmap.enter(slot(used), frame, Prot::READ_ONLY).unwrap();
+    assert_eq!(pmap.kept_empty_tables(), 0);
+    assert!(matches!(
+        pmap.extract(slot(used)),
+        Some(Mapping::Ordinary { .. })
+    ));
     check(&pmap);
 }

@@ -1,0 +1,76 @@
+//! Buffers the grant map/unmap path reuses from call to call, so that a steady map/unmap cycle does not allocate.
+
+use super::core::Leaf;
+use super::error::UnmapCause;
+use super::grant_list::GrantPage;
+use super::grant_map::{UnmapItem, MAX_GRANT_BATCH};
+use crate::abi::grant_table::{GnttabMapGrantRef, GnttabUnmapGrantRef};
+use crate::addr::{MachineAddr, Pfn, VirtAddr};
+use crate::ids::GrantHandle;
+use alloc::vec::Vec;
+
+/// Spare page vectors of removed regions kept for the next regions (beyond this they are freed).
+const SPARE_PAGE_VECTORS: usize = 16;
+
+/// The buffers. Each user takes one out with [`take`], uses it, and puts it back with
+/// [`give_back`]; a buffer lost on an error path is simply allocated again next time.
+#[derive(Debug, Default)]
+pub(super) struct Scratch {
+    pub leaves: Vec<Leaf>,
+    pub unmap_items: Vec<UnmapItem>,
+    /// For each unmap item of `remove`: the start of its region and its page index there.
+    pub unmap_places: Vec<(VirtAddr, usize)>,
+    pub unmap_results: Vec<Result<(), UnmapCause>>,
+    pub unmap_ops: Vec<GnttabUnmapGrantRef>,
+    pub map_ops: Vec<GnttabMapGrantRef>,
+    /// For each page of an `enter_gnt`: its L1 table and the machine address of its PTE.
+    pub targets: Vec<(Pfn, MachineAddr)>,
+    pub handles: Vec<Option<GrantHandle>>,
+    pub pending: Vec<usize>,
+    pub again: Vec<usize>,
+    pub tables: Vec<Pfn>,
+    /// Page vectors of removed regions, reused for new regions.
+    pub spare_pages: Vec<Vec<GrantPage>>,
+}
+
+/// Takes the buffer out of `slot`, empty (its capacity kept).
+pub(super) fn take<T>(slot: &mut Vec<T>) -> Vec<T> {
+    let mut buffer = core::mem::take(slot);
+    buffer.clear();
+    buffer
+}
+
+/// Puts `buffer` back into `slot`, emptied; a buffer grown far beyond one batch by a large
+/// request is shrunk so that one big call does not pin its memory for good.
+pub(super) fn give_back<T>(slot: &mut Vec<T>, mut buffer: Vec<T>) {
+    buffer.clear();
+    if buffer.capacity() > 2 * MAX_GRANT_BATCH {
+        buffer.shrink_to(MAX_GRANT_BATCH);
+    }
+    *slot = buffer;
+}
+
+impl Scratch {
+    /// An empty page vector for a new region of `pages` pages, reused when one is spare.
+    pub fn page_vector(&mut self, pages: usize) -> Vec<GrantPage> {
+        let mut vector = self.spare_pages.pop().unwrap_or_default();
+        vector.clear();
+        vector.reserve(pages);
+        vector
+    }
+
+    /// Keeps the page vector of a region that went away, for the next one.
+    pub fn recycle_page_vector(&mut self, vector: Vec<GrantPage>) {
+        if self.spare_pages.len() < SPARE_PAGE_VECTORS {
+            give_back_into(&mut self.spare_pages, vector);
+        }
+    }
+}
+
+fn give_back_into(spares: &mut Vec<Vec<GrantPage>>, mut vector: Vec<GrantPage>) {
+    vector.clear();
+    if vector.capacity() > 2 * MAX_GRANT_BATCH {
+        vector.shrink_to(MAX_GRANT_BATCH);
+    }
+    spares.push(vector);
+}
