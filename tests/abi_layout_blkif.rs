@@ -179,6 +179,13 @@ fn facts() -> Vec<(String, u64)> {
         "4096 / sizeof(struct blkif_request_segment)",
         SEGMENTS_PER_INDIRECT_PAGE as i64,
     );
+    for (c_name, rust) in [
+        ("XEN_IO_PROTO_ABI_X86_64", PROTOCOL_X86_64),
+        ("XEN_IO_PROTO_ABI_X86_32", PROTOCOL_X86_32),
+    ] {
+        // 1 when the C string equals Rust's.
+        facts.push((format!("strcmp({c_name}, \"{rust}\") == 0"), 1));
+    }
     facts
 }
 
@@ -190,8 +197,8 @@ fn blkif_abi_matches_the_c_header() {
     );
     let facts = facts();
     let mut source = String::from(
-        "#include <stddef.h>\n#include <stdint.h>\n#include <stdio.h>\n\
-         #include <xen/xen.h>\n#include <xen/io/blkif.h>\nint main(void) {\n",
+        "#include <stddef.h>\n#include <stdint.h>\n#include <stdio.h>\n#include <string.h>\n\
+         #include <xen/xen.h>\n#include <xen/io/blkif.h>\n#include <xen/io/protocols.h>\nint main(void) {\n",
     );
     for (expression, _) in &facts {
         source.push_str(&format!(

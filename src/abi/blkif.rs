@@ -46,6 +46,10 @@ pub mod vdisk {
 
 /// `BLKIF_DISCARD_SECURE`: the discard flag asking for the data to be made unrecoverable.
 pub const DISCARD_SECURE: u8 = 1 << 0;
+/// `XEN_IO_PROTO_ABI_X86_64` (`public/io/protocols.h`): the frontend's `protocol` for this ABI.
+pub const PROTOCOL_X86_64: &str = "x86_64-abi";
+/// `XEN_IO_PROTO_ABI_X86_32`: the packed i386 ABI, refused by grantsvc.
+pub const PROTOCOL_X86_32: &str = "x86_32-abi";
 /// `BLKIF_MAX_SEGMENTS_PER_REQUEST`: segments carried in a direct request.
 pub const MAX_SEGMENTS_PER_REQUEST: usize = 11;
 /// `BLKIF_MAX_INDIRECT_PAGES_PER_REQUEST`: granted segment pages an indirect request may name.

@@ -16,6 +16,7 @@
 //! Every value is parsed strictly ([`crate::xenbus::value`]); a fault names the node.
 
 use super::request::grant_ref;
+use crate::abi::blkif::{PROTOCOL_X86_32, PROTOCOL_X86_64};
 use crate::ids::GrantRef;
 use crate::xenbus::value::{parse_u32, Excerpt, RemotePort, ValueFault};
 use alloc::format;
@@ -149,8 +150,11 @@ impl FrontendConfig {
         offer: &BackendOffer,
     ) -> Result<FrontendConfig, FrontendFault> {
         let protocol = match nodes.read("protocol") {
-            None | Some(b"x86_64-abi") => Protocol::X86_64,
-            Some(b"x86_32-abi") => return Err(FrontendFault::X86_32Refused),
+            None => Protocol::X86_64,
+            Some(value) if value == PROTOCOL_X86_64.as_bytes() => Protocol::X86_64,
+            Some(value) if value == PROTOCOL_X86_32.as_bytes() => {
+                return Err(FrontendFault::X86_32Refused)
+            }
             Some(other) => return Err(FrontendFault::UnknownProtocol(Excerpt::of(other))),
         };
         let persistent = boolean(nodes, "feature-persistent")?;

@@ -10,6 +10,21 @@
 //! against the disk ([`validate::DiskLimits`]), producing either a [`validate::ValidRequest`] or a
 //! [`validate::Refusal`] that becomes an error response for that id; [`execute`] carries a valid
 //! request out on a [`store::BackingStore`]; [`service::serve_ring`] strings these together.
+//!
+//! # What the kernel supplies
+//! - Per device: [`backend_nodes::ToolstackRequest::decode`] on the toolstack's nodes, a
+//!   [`ram_disk::RamDisk`] attached against one service-wide [`ram_disk::MemoryBudget`], the
+//!   [`backend_nodes::before_init_wait`] nodes, then InitWait.
+//! - At frontend Initialised/Connected: [`frontend_nodes::FrontendConfig::decode`], then per
+//!   queue the `2^order` ring grants mapped contiguously and wrapped in a `SharedMemory` for
+//!   [`ring::BackRing::attach`], the event channel bound, and the
+//!   [`backend_nodes::at_connect`] nodes written in one transaction before Connected.
+//! - Per wake-up: [`service::take_batch`], one batched map of the batch's
+//!   [`validate::ValidRequest::grants`] (or [`persistent_grants::PersistentGrants::acquire`]
+//!   when both ends offered `feature-persistent`) behind an [`execute::DataPages`],
+//!   [`service::finish_batch`], one batched unmap, a notify when it says so.
+//! - At Closing, frontend death or shutdown: stop serving, `close` the persistent grants,
+//!   unmap the rings, detach the disk, Closed, remove the backend directory.
 #![deny(
     clippy::unwrap_used,
     clippy::expect_used,

@@ -1,4 +1,4 @@
-//! Property tests: random request streams from a model frontend, through the ring, validator and executor, leave the RAM disk equal to a model disk.
+//! Property and service tests: random request streams from a model frontend, through the ring, validator and executor, leave the RAM disk equal to a model disk.
 //!
 //! The model is a plain byte vector and an independent statement of the rules (a request is good
 //! when its segments lie in their page and its sectors end inside the disk); every response's
@@ -14,7 +14,7 @@ use super::indirect::PageCopy;
 use super::ram_disk::{MemoryBudget, RamDisk};
 use super::request::{encode, grant_ref, RequestBytes, Segment};
 use super::ring::BackRing;
-use super::service::{serve_ring, DeviceCounters};
+use super::service::{finish_batch, serve_ring, take_batch, DeviceCounters};
 use super::store::BackingStore;
 use super::testing::{FakeGrants, ModelFrontend};
 use super::validate::DiskLimits;
@@ -418,4 +418,47 @@ fn the_budget_bounds_one_call_and_more_says_so() {
     .unwrap();
     assert!(!served.more);
     assert_eq!(harness.front.take_responses().len(), 6);
+}
+
+#[test]
+fn a_batch_names_all_its_data_grants_before_any_data_moves() {
+    let mut harness = Harness::new(0);
+    let first = harness.segments(&[(0, 7), (0, 3)]);
+    let second = harness.segments(&[(0, 7)]);
+    harness
+        .front
+        .queue(&encode::direct(op::WRITE, 1, 0, &first));
+    harness
+        .front
+        .queue(&encode::direct(op::READ, 2, 8, &second));
+    harness
+        .front
+        .queue(&encode::direct(op::READ, 3, DISK_SECTORS, &second));
+    harness.front.push();
+    let batch = take_batch(&mut harness.ring, &LIMITS, &mut harness.grants, 16).unwrap();
+    let grants: Vec<GrantRef> = batch
+        .iter()
+        .filter_map(|taken| taken.checked.as_ref().ok())
+        .flat_map(|request| request.grants())
+        .collect();
+    assert_eq!(grants, [first[0].gref, first[1].gref, second[0].gref]);
+    assert!(
+        batch[2].checked.is_err(),
+        "the read past the end is refused before mapping"
+    );
+    // Nothing answered yet: the kernel maps between the halves.
+    assert!(harness.front.take_responses().is_empty());
+    let served = finish_batch(
+        &mut harness.ring,
+        batch,
+        &mut harness.disk,
+        &mut harness.grants,
+        &mut harness.counters,
+    )
+    .unwrap();
+    assert!(served.notify);
+    let statuses: Vec<i16> = harness.front.take_responses().iter().map(|r| r.2).collect();
+    assert_eq!(statuses, [status::OKAY, status::OKAY, status::ERROR]);
+    assert_eq!(harness.counters.bytes_written, 12 * SECTOR_SIZE as u64);
+    assert_eq!(harness.counters.bytes_read, 8 * SECTOR_SIZE as u64);
 }

@@ -1,9 +1,11 @@
 //! Serving one ring: take requests off it, refuse the bad ones, carry out the good ones, answer each, and say whether to notify.
 //!
-//! [`serve_ring`] is the whole loop for one wake-up, over the traits the kernel implements; it
-//! stops after `budget` requests so that one busy frontend cannot starve the others (the
-//! answer's `more` then says to come back). A [`RingFault`] ends the device: the caller logs it
-//! naming the frontend, writes the `error` node and unmaps everything.
+//! [`serve_ring`] is the whole loop for one wake-up, over the traits the kernel implements. It
+//! comes in two halves ([`take_batch`], [`finish_batch`]) so that the kernel can map the data
+//! grants of a whole batch in one hypercall between them. It stops after `budget` requests so
+//! that one busy frontend cannot starve the others (the answer's `more` then says to come
+//! back). A [`RingFault`] ends the device: the caller logs it naming the frontend, writes the
+//! `error` node and unmaps everything.
 
 use super::execute::{execute, DataPages, Outcome};
 use super::indirect::{decode_page, PageCopy};
@@ -11,7 +13,7 @@ use super::request::decode;
 use super::ring::{BackRing, RingFault};
 use super::store::BackingStore;
 use super::validate::{
-    validate, validate_indirect_segments, Checked, DiskLimits, Refusal, RefusalReason,
+    validate, validate_indirect_segments, Checked, DiskLimits, Refusal, RefusalReason, ValidRequest,
 };
 use crate::abi::blkif::status;
 use crate::addr::PAGE_SIZE;
@@ -39,26 +41,51 @@ pub struct Served {
     pub refusals: Vec<Refusal>,
 }
 
-/// Serves up to `budget` requests from `ring`.
-pub fn serve_ring<M: SharedMemory>(
+/// A request taken off the ring and checked, waiting for its data grants to be mapped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Taken {
+    pub id: u64,
+    /// The operation byte the response echoes.
+    pub operation: u8,
+    pub checked: Result<ValidRequest, Refusal>,
+}
+
+/// First half of a wake-up: takes up to `budget` requests off `ring` and checks each (copying
+/// indirect segment pages through `pages`). The caller may then map the data grants of every
+/// valid request ([`ValidRequest::grants`]) in one batch before [`finish_batch`].
+pub fn take_batch<M: SharedMemory>(
     ring: &mut BackRing<M>,
     limits: &DiskLimits,
-    store: &mut impl BackingStore,
     pages: &mut impl DataPages,
-    counters: &mut DeviceCounters,
     budget: usize,
-) -> Result<Served, RingFault> {
-    let mut served = Served::default();
-    let mut taken = 0;
-    while taken < budget {
+) -> Result<Vec<Taken>, RingFault> {
+    let mut batch = Vec::new();
+    while batch.len() < budget {
         let Some(bytes) = ring.next_request()? else {
             break;
         };
-        taken += 1;
+        batch.push(Taken {
+            id: bytes.id(),
+            operation: bytes.operation(),
+            checked: check(&decode(&bytes), limits, pages),
+        });
+    }
+    Ok(batch)
+}
+
+/// Second half: carries out each taken request in ring order, writes its response, publishes
+/// them, and re-arms the ring.
+pub fn finish_batch<M: SharedMemory>(
+    ring: &mut BackRing<M>,
+    batch: Vec<Taken>,
+    store: &mut impl BackingStore,
+    pages: &mut impl DataPages,
+    counters: &mut DeviceCounters,
+) -> Result<Served, RingFault> {
+    let mut served = Served::default();
+    for taken in batch {
         counters.requests += 1;
-        let operation = bytes.operation();
-        let id = bytes.id();
-        let answer = match check(&decode(&bytes), limits, pages) {
+        let answer = match taken.checked {
             Ok(request) => {
                 let outcome = execute(&request, store, pages);
                 counters.bytes_read += outcome.bytes_read;
@@ -76,11 +103,24 @@ pub fn serve_ring<M: SharedMemory>(
         if answer.status != status::OKAY {
             counters.errors += 1;
         }
-        ring.put_response(id, operation, answer.status)?;
+        ring.put_response(taken.id, taken.operation, answer.status)?;
     }
     served.notify = ring.push_responses()?;
     served.more = ring.final_check_for_requests()?;
     Ok(served)
+}
+
+/// Serves up to `budget` requests from `ring`: [`take_batch`] then [`finish_batch`].
+pub fn serve_ring<M: SharedMemory>(
+    ring: &mut BackRing<M>,
+    limits: &DiskLimits,
+    store: &mut impl BackingStore,
+    pages: &mut impl DataPages,
+    counters: &mut DeviceCounters,
+    budget: usize,
+) -> Result<Served, RingFault> {
+    let batch = take_batch(ring, limits, pages, budget)?;
+    finish_batch(ring, batch, store, pages, counters)
 }
 
 /// Validates a decoded request, copying an indirect request's segment pages out once.
@@ -88,7 +128,7 @@ fn check(
     decoded: &super::request::Decoded,
     limits: &DiskLimits,
     pages: &mut impl DataPages,
-) -> Result<super::validate::ValidRequest, Refusal> {
+) -> Result<ValidRequest, Refusal> {
     match validate(decoded, limits)? {
         Checked::Ready(request) => Ok(request),
         Checked::NeedsIndirectPages(header) => {
