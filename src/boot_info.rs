@@ -40,6 +40,9 @@ pub struct BootInfo {
     /// First pfn after Xen's bootstrap area: the kernel image, start_info, the p2m, the store
     /// and console pages, the page tables and the boot stack all lie below it.
     pub first_free_pfn: Pfn,
+    /// `nr_pages - 1` and `nr_pages` as frame numbers.
+    last_pfn: Pfn,
+    end_pfn: Pfn,
     command_line: [u8; MAX_GUEST_CMDLINE],
     command_line_length: usize,
 }
@@ -55,6 +58,8 @@ pub enum BootInfoError {
     BadPageCount(u64),
     /// A VIRTUAL address Xen gave (named) is misaligned or outside the domain's direct map.
     BadAddress(&'static str, u64),
+    /// A frame number, machine address or port Xen gave (named) is out of the range of its kind.
+    OutOfRange(&'static str, u64),
     /// The bootstrap area ends at or past the last page: nothing left to allocate.
     NoFreeFrames { first_free: u64, nr_pages: u64 },
     /// The command line is not valid UTF-8.
@@ -81,6 +86,9 @@ impl fmt::Display for BootInfoError {
             ),
             BootInfoError::BadAddress(what, address) => {
                 write!(formatter, "start_info {what} {address:#x} is not inside the domain")
+            }
+            BootInfoError::OutOfRange(what, value) => {
+                write!(formatter, "start_info {what} {value:#x} is out of range")
             }
             BootInfoError::NoFreeFrames {
                 first_free,
@@ -154,18 +162,26 @@ impl BootInfo {
         let mfn_list = VirtAddr::try_new(raw.mfn_list)
             .ok_or(BootInfoError::BadAddress("mfn_list", raw.mfn_list))?;
 
+        let out_of_range = |what, value| BootInfoError::OutOfRange(what, value);
         Ok(BootInfo {
             nr_pages,
-            shared_info: MachineAddr(raw.shared_info),
+            shared_info: MachineAddr::new(raw.shared_info)
+                .ok_or(out_of_range("shared_info", raw.shared_info))?,
             flags: raw.flags,
-            store_mfn: Mfn(raw.store_mfn),
-            store_port: EvtchnPort(raw.store_evtchn),
-            console_mfn: Mfn(raw.console.mfn),
-            console_port: EvtchnPort(raw.console.evtchn),
+            store_mfn: Mfn::new(raw.store_mfn).ok_or(out_of_range("store_mfn", raw.store_mfn))?,
+            store_port: EvtchnPort::new(raw.store_evtchn)
+                .ok_or(out_of_range("store_evtchn", raw.store_evtchn.into()))?,
+            console_mfn: Mfn::new(raw.console.mfn)
+                .ok_or(out_of_range("console.mfn", raw.console.mfn))?,
+            console_port: EvtchnPort::new(raw.console.evtchn)
+                .ok_or(out_of_range("console.evtchn", raw.console.evtchn.into()))?,
             page_table_base,
             page_table_frames: raw.nr_pt_frames,
             mfn_list,
-            first_free_pfn: Pfn(first_free),
+            first_free_pfn: Pfn::new(first_free)
+                .ok_or(out_of_range("first free pfn", first_free))?,
+            last_pfn: Pfn::new(nr_pages - 1).ok_or(out_of_range("nr_pages", nr_pages))?,
+            end_pfn: Pfn::new(nr_pages).ok_or(out_of_range("nr_pages", nr_pages))?,
             command_line: raw.cmd_line,
             command_line_length,
         })
@@ -179,11 +195,21 @@ impl BootInfo {
             .unwrap_or("")
     }
 
+    /// The last pseudo-physical frame of the domain.
+    pub fn last_pfn(&self) -> Pfn {
+        self.last_pfn
+    }
+
+    /// The frame after the last one of the domain: `0..end_pfn` are its pseudo-physical frames.
+    pub fn end_pfn(&self) -> Pfn {
+        self.end_pfn
+    }
+
     /// The pfn a direct-map address lies in, if it is one of this domain's frames.
     pub fn pfn_of(&self, address: VirtAddr) -> Option<Pfn> {
         let offset = address.as_u64().checked_sub(KERNEL_VIRT_BASE)?;
         let pfn = offset / PAGE_SIZE as u64;
-        (pfn < self.nr_pages).then_some(Pfn(pfn))
+        Pfn::new(pfn).filter(|_| pfn < self.nr_pages)
     }
 
     /// A one-line summary for the boot log.
@@ -292,13 +318,13 @@ mod tests {
     fn a_typical_start_info_is_accepted_and_typed() {
         let info = BootInfo::from_start_info(&typical(), start_info_address()).unwrap();
         assert_eq!(info.nr_pages, 16384);
-        assert_eq!(info.store_mfn, Mfn(0x42_0001));
-        assert_eq!(info.store_port, EvtchnPort(1));
-        assert_eq!(info.console_mfn, Mfn(0x42_0002));
-        assert_eq!(info.console_port, EvtchnPort(2));
+        assert_eq!(info.store_mfn, Mfn::new(0x42_0001).unwrap());
+        assert_eq!(info.store_port, EvtchnPort::new(1).unwrap());
+        assert_eq!(info.console_mfn, Mfn::new(0x42_0002).unwrap());
+        assert_eq!(info.console_port, EvtchnPort::new(2).unwrap());
         assert_eq!(info.command_line(), "selftest loglevel");
         // Page tables end at 0x324 + 6 = 0x32a; the boot stack page follows.
-        assert_eq!(info.first_free_pfn, Pfn(0x32b));
+        assert_eq!(info.first_free_pfn, Pfn::new(0x32b).unwrap());
     }
 
     #[test]
@@ -391,7 +417,7 @@ mod tests {
         raw.mfn_list = KERNEL_VIRT_BASE + 0x400 * PAGE;
         let info = BootInfo::from_start_info(&raw, start_info_address()).unwrap();
         // 16384 entries of 8 bytes are 32 pages.
-        assert_eq!(info.first_free_pfn, Pfn(0x420));
+        assert_eq!(info.first_free_pfn, Pfn::new(0x420).unwrap());
     }
 
     #[test]
@@ -426,7 +452,7 @@ mod tests {
     fn direct_map_addresses_convert_to_pfns_inside_the_domain_only() {
         let info = BootInfo::from_start_info(&typical(), start_info_address()).unwrap();
         let inside = VirtAddr::try_new(KERNEL_VIRT_BASE + 5 * PAGE + 12).unwrap();
-        assert_eq!(info.pfn_of(inside), Some(Pfn(5)));
+        assert_eq!(info.pfn_of(inside), Some(Pfn::new(5).unwrap()));
         let beyond = VirtAddr::try_new(KERNEL_VIRT_BASE + 16384 * PAGE).unwrap();
         assert_eq!(info.pfn_of(beyond), None);
         assert_eq!(info.pfn_of(VirtAddr::try_new(0x1000).unwrap()), None);

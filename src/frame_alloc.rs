@@ -57,7 +57,10 @@ pub struct BitmapFrameAllocator {
 impl BitmapFrameAllocator {
     /// An allocator owning every frame in `[first, end)`, all free. `None` when the range is empty.
     pub fn new(first: Pfn, end: Pfn) -> Option<BitmapFrameAllocator> {
-        let frames = end.0.checked_sub(first.0).filter(|&frames| frames > 0)?;
+        let frames = end
+            .get()
+            .checked_sub(first.get())
+            .filter(|&frames| frames > 0)?;
         let words = usize::try_from(frames.div_ceil(64)).ok()?;
         let mut free_bits = vec![u64::MAX; words];
         let tail_bits = frames % 64;
@@ -121,7 +124,7 @@ impl BitmapFrameAllocator {
 
     /// The bitmap word and bit of a managed frame.
     fn position(&self, frame: Pfn) -> Option<(usize, u32)> {
-        let index = frame.0.checked_sub(self.first.0)?;
+        let index = frame.get().checked_sub(self.first.get())?;
         if index >= self.frames {
             return None;
         }
@@ -143,7 +146,7 @@ impl FrameAllocator for BitmapFrameAllocator {
         *bits &= !(1 << bit);
         self.free_count -= 1;
         self.lowest_candidate_word = word;
-        Some(Pfn(self.first.0 + word as u64 * 64 + u64::from(bit)))
+        self.first.checked_add(word as u64 * 64 + u64::from(bit))
     }
 
     fn free(&mut self, frame: Pfn) {
@@ -162,17 +165,19 @@ mod tests {
 
     #[test]
     fn an_empty_range_is_no_allocator() {
-        assert!(BitmapFrameAllocator::new(Pfn(10), Pfn(10)).is_none());
-        assert!(BitmapFrameAllocator::new(Pfn(10), Pfn(9)).is_none());
+        assert!(BitmapFrameAllocator::new(Pfn::new(10).unwrap(), Pfn::new(10).unwrap()).is_none());
+        assert!(BitmapFrameAllocator::new(Pfn::new(10).unwrap(), Pfn::new(9).unwrap()).is_none());
     }
 
     #[test]
     fn frames_come_out_lowest_first_and_stop_at_the_end() {
-        let mut allocator = BitmapFrameAllocator::new(Pfn(0x32b), Pfn(0x32b + 70)).unwrap();
+        let mut allocator =
+            BitmapFrameAllocator::new(Pfn::new(0x32b).unwrap(), Pfn::new(0x32b + 70).unwrap())
+                .unwrap();
         let frames: Vec<Pfn> = core::iter::from_fn(|| allocator.allocate()).collect();
         assert_eq!(frames.len(), 70);
-        assert_eq!(frames.first(), Some(&Pfn(0x32b)));
-        assert_eq!(frames.last(), Some(&Pfn(0x32b + 69)));
+        assert_eq!(frames.first(), Some(&Pfn::new(0x32b).unwrap()));
+        assert_eq!(frames.last(), Some(&Pfn::new(0x32b + 69).unwrap()));
         assert!(frames.windows(2).all(|pair| pair[0] < pair[1]));
         assert_eq!(allocator.free_frames(), 0);
         assert_eq!(allocator.allocate(), None);
@@ -180,18 +185,20 @@ mod tests {
 
     #[test]
     fn a_freed_frame_is_the_next_one_handed_out_when_it_is_lowest() {
-        let mut allocator = BitmapFrameAllocator::new(Pfn(100), Pfn(300)).unwrap();
+        let mut allocator =
+            BitmapFrameAllocator::new(Pfn::new(100).unwrap(), Pfn::new(300).unwrap()).unwrap();
         let taken: Vec<Pfn> = (0..150).map(|_| allocator.allocate().unwrap()).collect();
         allocator.free(taken[3]);
         allocator.free(taken[140]);
-        assert_eq!(allocator.allocate(), Some(Pfn(103)));
-        assert_eq!(allocator.allocate(), Some(Pfn(240)));
-        assert_eq!(allocator.allocate(), Some(Pfn(250)));
+        assert_eq!(allocator.allocate(), Some(Pfn::new(103).unwrap()));
+        assert_eq!(allocator.allocate(), Some(Pfn::new(240).unwrap()));
+        assert_eq!(allocator.allocate(), Some(Pfn::new(250).unwrap()));
     }
 
     #[test]
     fn double_frees_and_foreign_frames_are_refused_and_counted() {
-        let mut allocator = BitmapFrameAllocator::new(Pfn(100), Pfn(200)).unwrap();
+        let mut allocator =
+            BitmapFrameAllocator::new(Pfn::new(100).unwrap(), Pfn::new(200).unwrap()).unwrap();
         let frame = allocator.allocate().unwrap();
         assert_eq!(allocator.try_free(frame), Ok(()));
         assert_eq!(
@@ -199,29 +206,30 @@ mod tests {
             Err(FreeError::NotAllocated(frame))
         );
         assert_eq!(
-            allocator.try_free(Pfn(99)),
-            Err(FreeError::NotManaged(Pfn(99)))
+            allocator.try_free(Pfn::new(99).unwrap()),
+            Err(FreeError::NotManaged(Pfn::new(99).unwrap()))
         );
         assert_eq!(
-            allocator.try_free(Pfn(200)),
-            Err(FreeError::NotManaged(Pfn(200)))
+            allocator.try_free(Pfn::new(200).unwrap()),
+            Err(FreeError::NotManaged(Pfn::new(200).unwrap()))
         );
         allocator.free(frame);
-        allocator.free(Pfn(5));
+        allocator.free(Pfn::new(5).unwrap());
         assert_eq!(allocator.refused_frees(), 2);
         assert_eq!(allocator.free_frames(), 100);
     }
 
     #[test]
     fn allocation_state_is_reported_and_a_freed_frame_comes_back() {
-        let mut allocator = BitmapFrameAllocator::new(Pfn(0), Pfn(4)).unwrap();
-        assert_eq!(allocator.allocate(), Some(Pfn(0)));
-        assert_eq!(allocator.allocate(), Some(Pfn(1)));
-        assert_eq!(allocator.is_allocated(Pfn(0)), Some(true));
-        assert_eq!(allocator.is_allocated(Pfn(2)), Some(false));
-        assert_eq!(allocator.is_allocated(Pfn(4)), None);
-        allocator.free(Pfn(0));
-        assert_eq!(allocator.allocate(), Some(Pfn(0)));
+        let mut allocator =
+            BitmapFrameAllocator::new(Pfn::new(0).unwrap(), Pfn::new(4).unwrap()).unwrap();
+        assert_eq!(allocator.allocate(), Some(Pfn::new(0).unwrap()));
+        assert_eq!(allocator.allocate(), Some(Pfn::new(1).unwrap()));
+        assert_eq!(allocator.is_allocated(Pfn::new(0).unwrap()), Some(true));
+        assert_eq!(allocator.is_allocated(Pfn::new(2).unwrap()), Some(false));
+        assert_eq!(allocator.is_allocated(Pfn::new(4).unwrap()), None);
+        allocator.free(Pfn::new(0).unwrap());
+        assert_eq!(allocator.allocate(), Some(Pfn::new(0).unwrap()));
     }
 
     #[derive(Clone, Debug)]
@@ -245,14 +253,14 @@ mod tests {
         #[test]
         fn the_bitmap_agrees_with_a_model(steps in proptest::collection::vec(step(), 1..400)) {
             let (first, end) = (100u64, 333u64);
-            let mut allocator = BitmapFrameAllocator::new(Pfn(first), Pfn(end)).unwrap();
+            let mut allocator = BitmapFrameAllocator::new(Pfn::new(first).unwrap(), Pfn::new(end).unwrap()).unwrap();
             let mut free: BTreeSet<u64> = (first..end).collect();
             let mut allocated: Vec<u64> = Vec::new();
             for step in steps {
                 match step {
                     Step::Allocate => {
                         let expected = free.iter().next().copied();
-                        prop_assert_eq!(allocator.allocate().map(|frame| frame.0), expected);
+                        prop_assert_eq!(allocator.allocate().map(|frame| frame.get()), expected);
                         if let Some(frame) = expected {
                             free.remove(&frame);
                             allocated.push(frame);
@@ -261,12 +269,12 @@ mod tests {
                     Step::Free(choice) => {
                         if !allocated.is_empty() {
                             let frame = allocated.swap_remove(choice % allocated.len());
-                            prop_assert_eq!(allocator.try_free(Pfn(frame)), Ok(()));
+                            prop_assert_eq!(allocator.try_free(Pfn::new(frame).unwrap()), Ok(()));
                             free.insert(frame);
                         }
                     }
                     Step::FreeAnything(frame) => {
-                        let result = allocator.try_free(Pfn(frame));
+                        let result = allocator.try_free(Pfn::new(frame).unwrap());
                         if allocated.contains(&frame) {
                             prop_assert_eq!(result, Ok(()));
                             allocated.retain(|&other| other != frame);

@@ -1,36 +1,72 @@
 //! Distinct types for the identifiers Xen hands out: domains, grant references, grant handles, event-channel ports.
+//!
+//! Every type keeps its number private: a value is built through a checked constructor (or a
+//! named constant), and `get` gives the raw number back only where the ABI needs it.
 
 use core::fmt;
 
-/// A domain id.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
-pub struct DomId(pub u16);
-
-impl DomId {
-    /// The calling domain itself (`DOMID_SELF`).
-    pub const SELF: DomId = DomId(0x7ff0);
-    /// Domain 0.
-    pub const DOM0: DomId = DomId(0);
-    /// The first id that is not an ordinary domain (`DOMID_FIRST_RESERVED`).
-    pub const FIRST_RESERVED: u16 = 0x7ff0;
-
-    /// True for ids that name an ordinary domain rather than a special one.
-    pub const fn is_ordinary(self) -> bool {
-        self.0 < Self::FIRST_RESERVED
-    }
-}
+/// A domain id: the workspace's one domain-id type, defined in the `xenstore` crate (the one
+/// crate beneath both this one and the peer tool) and re-exported here.
+pub use xenstore::DomId;
 
 /// A grant reference: an index into a granting domain's grant table.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
-pub struct GrantRef(pub u32);
+pub struct GrantRef(u32);
+
+impl GrantRef {
+    /// A grant reference. Total: the ABI's `grant_ref_t` is a `uint32_t` and every value names
+    /// a possible entry; whether the entry exists is for Xen to say when the reference is used.
+    pub const fn new(raw: u32) -> GrantRef {
+        GrantRef(raw)
+    }
+
+    /// The raw reference, as the ABI carries it.
+    pub const fn get(self) -> u32 {
+        self.0
+    }
+}
 
 /// A grant handle: Xen's name for one live grant mapping in our maptrack table.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
-pub struct GrantHandle(pub u32);
+pub struct GrantHandle(u32);
+
+impl GrantHandle {
+    /// A grant handle. Total: the ABI's `grant_handle_t` is a `uint32_t` that Xen hands out and
+    /// checks itself on unmap, so every value is a possible handle.
+    pub const fn new(raw: u32) -> GrantHandle {
+        GrantHandle(raw)
+    }
+
+    /// The raw handle, as the ABI carries it.
+    pub const fn get(self) -> u32 {
+        self.0
+    }
+}
 
 /// An event-channel port of this domain.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
-pub struct EvtchnPort(pub u32);
+pub struct EvtchnPort(u32);
+
+impl EvtchnPort {
+    /// Ports below this exist in some event-channel ABI (`EVTCHN_FIFO_NR_CHANNELS`, 2^17, in
+    /// `public/event_channel.h`); the 2-level ABI has fewer, and Xen refuses those it lacks.
+    pub const LIMIT: u32 = 1 << 17;
+
+    /// A port, or `None` at or beyond [`EvtchnPort::LIMIT`]. Port 0 is accepted: it is a valid
+    /// index (Xen never allocates it, so it reads as "no port" where the ABI uses it so).
+    pub const fn new(raw: u32) -> Option<EvtchnPort> {
+        if raw < Self::LIMIT {
+            Some(EvtchnPort(raw))
+        } else {
+            None
+        }
+    }
+
+    /// The raw port number, as the ABI carries it.
+    pub const fn get(self) -> u32 {
+        self.0
+    }
+}
 
 macro_rules! plain_display {
     ($($name:ident),*) => {$(
@@ -41,4 +77,28 @@ macro_rules! plain_display {
         }
     )*};
 }
-plain_display!(DomId, GrantRef, GrantHandle, EvtchnPort);
+plain_display!(GrantRef, GrantHandle, EvtchnPort);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ports_beyond_the_fifo_abi_are_refused() {
+        assert_eq!(EvtchnPort::new(0).map(EvtchnPort::get), Some(0));
+        assert_eq!(
+            EvtchnPort::new(EvtchnPort::LIMIT - 1).map(EvtchnPort::get),
+            Some(EvtchnPort::LIMIT - 1)
+        );
+        assert_eq!(EvtchnPort::new(EvtchnPort::LIMIT), None);
+        assert_eq!(EvtchnPort::new(u32::MAX), None);
+    }
+
+    #[test]
+    fn references_and_handles_round_trip_every_value() {
+        for raw in [0, 1, 0x8000_0000, u32::MAX] {
+            assert_eq!(GrantRef::new(raw).get(), raw);
+            assert_eq!(GrantHandle::new(raw).get(), raw);
+        }
+    }
+}

@@ -25,14 +25,14 @@ impl MmuUpdate {
     /// A checked write of `value` to the PTE at `pte`, with the given `MMU_*` command.
     pub const fn new(pte: MachineAddr, value: u64, command: u64) -> MmuUpdate {
         MmuUpdate {
-            ptr: pte.0 | command,
+            ptr: pte.get() | command,
             val: value,
         }
     }
 
     /// The machine address of the PTE this request writes.
     pub const fn pte_address(&self) -> MachineAddr {
-        MachineAddr(self.ptr & !3)
+        MachineAddr::new_truncate(self.ptr & !3)
     }
 
     /// The `MMU_*` command.
@@ -111,8 +111,12 @@ mod tests {
 
     #[test]
     fn command_bits_ride_in_the_low_bits_of_ptr() {
-        let update = MmuUpdate::new(MachineAddr(0x1234_5008), 7, MMU_PT_UPDATE_NO_TRANSLATE);
-        assert_eq!(update.pte_address(), MachineAddr(0x1234_5008));
+        let update = MmuUpdate::new(
+            MachineAddr::new(0x1234_5008).unwrap(),
+            7,
+            MMU_PT_UPDATE_NO_TRANSLATE,
+        );
+        assert_eq!(update.pte_address(), MachineAddr::new(0x1234_5008).unwrap());
         assert_eq!(update.command(), MMU_PT_UPDATE_NO_TRANSLATE);
     }
 }

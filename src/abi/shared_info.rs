@@ -101,9 +101,9 @@ pub const OFFSET_WC_VERSION: usize = core::mem::offset_of!(SharedInfo, wc_versio
 
 /// The word and bit of `port` in the 2-level pending and mask bitmaps, if the port exists there.
 pub const fn evtchn_word_and_bit(port: EvtchnPort) -> Option<(usize, u32)> {
-    let word = (port.0 / 64) as usize;
+    let word = (port.get() / 64) as usize;
     if word < EVTCHN_WORDS {
-        Some((word, port.0 % 64))
+        Some((word, port.get() % 64))
     } else {
         None
     }
@@ -115,10 +115,19 @@ mod tests {
 
     #[test]
     fn ports_map_to_words_and_bits() {
-        assert_eq!(evtchn_word_and_bit(EvtchnPort(0)), Some((0, 0)));
-        assert_eq!(evtchn_word_and_bit(EvtchnPort(65)), Some((1, 1)));
-        assert_eq!(evtchn_word_and_bit(EvtchnPort(4095)), Some((63, 63)));
-        assert_eq!(evtchn_word_and_bit(EvtchnPort(4096)), None);
+        assert_eq!(
+            evtchn_word_and_bit(EvtchnPort::new(0).unwrap()),
+            Some((0, 0))
+        );
+        assert_eq!(
+            evtchn_word_and_bit(EvtchnPort::new(65).unwrap()),
+            Some((1, 1))
+        );
+        assert_eq!(
+            evtchn_word_and_bit(EvtchnPort::new(4095).unwrap()),
+            Some((63, 63))
+        );
+        assert_eq!(evtchn_word_and_bit(EvtchnPort::new(4096).unwrap()), None);
     }
 
     #[test]

@@ -30,10 +30,10 @@ impl ReadyPorts {
 
     /// Marks `port` ready; false for a port beyond the 2-level ABI (ignored).
     pub fn mark(&self, port: EvtchnPort) -> bool {
-        if port.0 >= EVTCHN_2L_NR_CHANNELS {
+        if port.get() >= EVTCHN_2L_NR_CHANNELS {
             return false;
         }
-        let (word, bit) = (port.0 as usize / 64, port.0 % 64);
+        let (word, bit) = (port.get() as usize / 64, port.get() % 64);
         self.words
             .get(word)
             .map(|slot| slot.fetch_or(1 << bit, Ordering::AcqRel))
@@ -51,7 +51,7 @@ impl ReadyPorts {
 
     /// Takes `port` alone if it is ready, leaving the others for the run loop.
     pub fn take_port(&self, port: EvtchnPort) -> bool {
-        let (word, bit) = (port.0 as usize / 64, port.0 % 64);
+        let (word, bit) = (port.get() as usize / 64, port.get() % 64);
         self.words
             .get(word)
             .is_some_and(|slot| slot.fetch_and(!(1 << bit), Ordering::AcqRel) & (1 << bit) != 0)
@@ -81,7 +81,7 @@ impl Default for ReadySnapshot {
 
 impl ReadySnapshot {
     pub fn contains(&self, port: EvtchnPort) -> bool {
-        let (word, bit) = (port.0 as usize / 64, port.0 % 64);
+        let (word, bit) = (port.get() as usize / 64, port.get() % 64);
         self.words
             .get(word)
             .is_some_and(|value| value & (1 << bit) != 0)
@@ -96,7 +96,7 @@ impl ReadySnapshot {
         self.words.iter().enumerate().flat_map(|(index, &word)| {
             (0..64u32)
                 .filter(move |bit| word & (1 << bit) != 0)
-                .map(move |bit| EvtchnPort(index as u32 * 64 + bit))
+                .filter_map(move |bit| EvtchnPort::new(index as u32 * 64 + bit))
         })
     }
 }
@@ -111,17 +111,20 @@ mod tests {
         let ready = ReadyPorts::new();
         assert!(!ready.any());
         for port in [0, 63, 64, 4095] {
-            assert!(ready.mark(EvtchnPort(port)));
+            assert!(ready.mark(EvtchnPort::new(port).unwrap()));
         }
-        assert!(ready.mark(EvtchnPort(63)), "marking twice is harmless");
+        assert!(
+            ready.mark(EvtchnPort::new(63).unwrap()),
+            "marking twice is harmless"
+        );
         assert!(ready.any());
         let snapshot = ready.take();
         assert_eq!(
-            snapshot.ports().map(|port| port.0).collect::<Vec<_>>(),
+            snapshot.ports().map(|port| port.get()).collect::<Vec<_>>(),
             [0, 63, 64, 4095]
         );
-        assert!(snapshot.contains(EvtchnPort(64)));
-        assert!(!snapshot.contains(EvtchnPort(65)));
+        assert!(snapshot.contains(EvtchnPort::new(64).unwrap()));
+        assert!(!snapshot.contains(EvtchnPort::new(65).unwrap()));
         assert!(!ready.any());
         assert!(ready.take().is_empty());
     }
@@ -129,13 +132,17 @@ mod tests {
     #[test]
     fn one_port_can_be_taken_alone() {
         let ready = ReadyPorts::new();
-        ready.mark(EvtchnPort(7));
-        ready.mark(EvtchnPort(9));
-        assert!(ready.take_port(EvtchnPort(7)));
-        assert!(!ready.take_port(EvtchnPort(7)));
-        assert!(!ready.take_port(EvtchnPort(5000)));
+        ready.mark(EvtchnPort::new(7).unwrap());
+        ready.mark(EvtchnPort::new(9).unwrap());
+        assert!(ready.take_port(EvtchnPort::new(7).unwrap()));
+        assert!(!ready.take_port(EvtchnPort::new(7).unwrap()));
+        assert!(!ready.take_port(EvtchnPort::new(5000).unwrap()));
         assert_eq!(
-            ready.take().ports().map(|port| port.0).collect::<Vec<_>>(),
+            ready
+                .take()
+                .ports()
+                .map(|port| port.get())
+                .collect::<Vec<_>>(),
             [9]
         );
     }
@@ -143,9 +150,10 @@ mod tests {
     #[test]
     fn ports_beyond_the_two_level_abi_are_refused() {
         let ready = ReadyPorts::new();
-        assert!(!ready.mark(EvtchnPort(4096)));
-        assert!(!ready.mark(EvtchnPort(u32::MAX)));
+        assert!(!ready.mark(EvtchnPort::new(4096).unwrap()));
+        let last = EvtchnPort::new(EvtchnPort::LIMIT - 1).unwrap();
+        assert!(!ready.mark(last));
         assert!(!ready.any());
-        assert!(!ready.take().contains(EvtchnPort(u32::MAX)));
+        assert!(!ready.take().contains(last));
     }
 }

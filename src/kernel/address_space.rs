@@ -82,7 +82,7 @@ pub fn initialise(boot_info: &BootInfo) -> Result<Adopted, AddressSpaceError> {
     let adopted_tables = pmap.stats().page_table_pages;
     // Frames come lowest-first, so each new page table lies in memory already mapped.
     let pages_added = pmap
-        .extend_direct_map(Pfn(0), boot_info.nr_pages)
+        .extend_direct_map(Pfn::default(), boot_info.nr_pages)
         .map_err(AddressSpaceError::Pmap)?;
     let tables_added = pmap.stats().page_table_pages - adopted_tables;
     pmap.set_eagain_backoff(Box::new(wait_milliseconds));

@@ -76,7 +76,7 @@ fn set_up() -> Result<OwnGrantTable, OwnGrantError> {
     let domain = own_domain_id()?;
     let (in_use, most) = grant_table::query_size().map_err(OwnGrantError::QuerySize)?;
     let wanted = WANTED_FRAMES.max(in_use).min(most) as usize;
-    let mut frames = vec![Mfn(0); wanted.min(MAX_SETUP_FRAMES)];
+    let mut frames = vec![Mfn::default(); wanted.min(MAX_SETUP_FRAMES)];
     grant_table::setup_table(frames.len(), &mut frames).map_err(OwnGrantError::Setup)?;
     let entries = map_own_table(&mut pmap.lock(), &frames).map_err(OwnGrantError::Map)?;
     let free = (FIRST_FREE_REF..entries.len()).collect();
@@ -115,16 +115,16 @@ impl OwnGrantTable {
 
     /// An unused ref, lowest first, or `None` when all are handed out.
     pub fn allocate_ref(&mut self) -> Option<GrantRef> {
-        self.free.pop_first().map(GrantRef)
+        self.free.pop_first().map(GrantRef::new)
     }
 
     /// Gives back a ref whose access has ended (refused, and kept, while it is granted).
     pub fn free_ref(&mut self, grant_ref: GrantRef) -> Result<(), EntryError> {
         let flags = self.entries.flags(grant_ref)?;
-        if flags != 0 || grant_ref.0 < FIRST_FREE_REF {
+        if flags != 0 || grant_ref.get() < FIRST_FREE_REF {
             return Err(EntryError::Busy { grant_ref, flags });
         }
-        self.free.insert(grant_ref.0);
+        self.free.insert(grant_ref.get());
         Ok(())
     }
 
@@ -151,6 +151,6 @@ impl OwnGrantTable {
 
     /// The first ref beyond the table (for error tests).
     pub fn first_ref_beyond(&self) -> GrantRef {
-        GrantRef(self.entries.len())
+        GrantRef::new(self.entries.len())
     }
 }

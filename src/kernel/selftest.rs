@@ -93,8 +93,9 @@ fn frames_come_lowest_first_and_return(kernel: &Kernel) -> Result<String, String
         // The pmap's page tables (direct map, grant table) took the lowest frames at boot:
         // every managed frame below the first one handed out must be in use.
         let first_is_first_free = taken.first().is_some_and(|first| {
-            (kernel.boot_info.first_free_pfn.0..first.0)
-                .all(|frame| frames.is_allocated(Pfn(frame)) == Some(true))
+            (kernel.boot_info.first_free_pfn.get()..first.get()).all(|frame| {
+                Pfn::new(frame).and_then(|frame| frames.is_allocated(frame)) == Some(true)
+            })
         });
         for &frame in &taken {
             frames.free(frame);
@@ -165,7 +166,7 @@ fn allocated_frames_are_mapped_and_translate(kernel: &Kernel) -> Result<String, 
 fn the_pmap_maps_every_pfn(kernel: &Kernel) -> Result<String, String> {
     let pmap = address_space::pmap().ok_or("the pmap is not set up")?;
     let pmap = pmap.lock();
-    let last = Pfn(kernel.boot_info.nr_pages - 1);
+    let last = kernel.boot_info.last_pfn();
     let address = direct_map_address(last).ok_or("the last pfn has no direct-map address")?;
     match pmap.extract(address) {
         Some(Mapping::Ordinary { frame, prot }) if frame == last && prot.contains(Prot::WRITE) => {}
@@ -305,14 +306,14 @@ fn poll_returns_at_its_deadline(_: &Kernel) -> Result<String, String> {
 }
 
 fn grant_table_answers(_: &Kernel) -> Result<String, String> {
-    let mut frames = [Mfn(0); 1];
+    let mut frames = [Mfn::default(); 1];
     grant_table::setup_table(1, &mut frames).map_err(|error| format!("setup_table: {error}"))?;
     let (in_use, most) =
         grant_table::query_size().map_err(|error| format!("query_size: {error}"))?;
     if in_use < 1 || most < in_use {
         return Err(format!("{in_use} frames in use of at most {most}"));
     }
-    if frames[0] == Mfn(0) {
+    if frames[0] == Mfn::default() {
         return Err("setup_table returned machine frame 0".into());
     }
     Ok(format!(

@@ -16,7 +16,7 @@ use grantsvc::abi::sched::ShutdownReason;
 use grantsvc::domain_control::{CounterPublisher, ServiceCounters, ServiceState, ShutdownRequest};
 use grantsvc::events::TimerDeadlines;
 use grantsvc::ids::DomId;
-use xenstore::{DomainId, TransactionId};
+use xenstore::TransactionId;
 
 /// Counters are rewritten at most this often.
 const PUBLISH_INTERVAL_NS: u64 = 1_000_000_000;
@@ -47,11 +47,11 @@ impl Presence {
     fn announce(kernel: &Kernel) -> Result<Presence, XenstoreError> {
         let mut store = Xenstore::connect(&kernel.boot_info)?;
         let domid_text = store.read_string(NONE, "domid")?;
-        let own = domid_text.parse::<u16>().ok();
+        let own = domid_text.parse::<u16>().ok().and_then(DomId::new);
         let home = match own {
-            Some(domid) => store.get_domain_path(DomainId(domid))?,
+            Some(domid) => store.get_domain_path(domid)?,
             None => {
-                log::warn!("xenstore: domid {domid_text:?} is not a number");
+                log::warn!("xenstore: domid {domid_text:?} is not a domain id");
                 String::from("(unknown)")
             }
         };
@@ -64,7 +64,7 @@ impl Presence {
         store.watch("control/shutdown", SHUTDOWN_TOKEN, CONTROL_OWNER)?;
         log::info!("watching control/shutdown: xl shutdown and xl reboot stop the service cleanly");
         match own {
-            Some(domid) => peers::start(&mut store, DomId(domid), &home),
+            Some(domid) => peers::start(&mut store, domid, &home),
             None => log::error!("xenstore: our domid is unknown: no peer is served"),
         }
         Ok(Presence {

@@ -25,6 +25,7 @@ use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use grantsvc::events::ReadySnapshot;
+use grantsvc::hypervisor::XenError;
 use grantsvc::ids::{DomId, EvtchnPort, GrantRef};
 use grantsvc::pmap::{GrantMapError, GrantMapping};
 use grantsvc::share::device_id::DeviceId;
@@ -404,7 +405,10 @@ impl ShareBackend {
                 self.registry.handle(key, ShareEvent::Mapped(result))
             }
             ShareAction::BindInterdomain { peer, remote_port } => {
-                let result = event_channel::bind_interdomain(peer, EvtchnPort(remote_port.0))
+                // The decoder checked the port's range; Xen would refuse one beyond it the same way.
+                let result = EvtchnPort::new(remote_port.0)
+                    .ok_or(XenError::EINVAL)
+                    .and_then(|remote_port| event_channel::bind_interdomain(peer, remote_port))
                     .map_err(|error| i32::try_from(error.0).unwrap_or(GENERAL_ERROR));
                 if let Ok(port) = result {
                     // A fresh port may keep the mask of an earlier one with its number.

@@ -70,8 +70,7 @@ fn share(kernel: &Kernel, count: u32) -> Result<Shared, String> {
     let backend_id = parse_u32(&backend_id)
         .ok()
         .and_then(|number| u16::try_from(number).ok())
-        .map(DomId)
-        .filter(|domain| domain.is_ordinary())
+        .and_then(DomId::new)
         .ok_or("the toolstack's backend-id is not a domain id")?;
     let backend_dir = wait_for_node(
         &mut store,

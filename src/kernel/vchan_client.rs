@@ -35,6 +35,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use grantsvc::addr::PAGE_SIZE;
 use grantsvc::events::ReadySnapshot;
+use grantsvc::hypervisor::XenError;
 use grantsvc::ids::{DomId, EvtchnPort};
 use grantsvc::pmap::{GrantMapError, GrantMapping};
 use grantsvc::shared_memory::SharedMemory;
@@ -243,7 +244,7 @@ impl VchanClient {
     fn open(&mut self, store: &mut Xenstore, name: String, nodes: NodeValues) {
         let path = format!("{}/{name}", self.base);
         let server = match store.get_permissions(&format!("{path}/ring-ref")) {
-            Ok(permissions) => DomId(permissions.owner.0),
+            Ok(permissions) => permissions.owner,
             Err(error) => {
                 log::warn!("vchan: permissions of {path}/ring-ref: {error}; not connecting");
                 return;
@@ -309,7 +310,10 @@ impl VchanClient {
         while let Some(action) = queue.pop_front() {
             let follow_up = match action {
                 SessionAction::BindInterdomain { peer, remote_port } => {
-                    let result = event_channel::bind_interdomain(peer, EvtchnPort(remote_port.0))
+                    // The decoder checked the port's range; Xen would refuse one beyond it the same way.
+                    let result = EvtchnPort::new(remote_port.0)
+                        .ok_or(XenError::EINVAL)
+                        .and_then(|remote_port| event_channel::bind_interdomain(peer, remote_port))
                         .map_err(|error| {
                             log::warn!("vchan: session {key}: binding port {remote_port} of domain {peer}: {error}");
                             i32::try_from(error.0).unwrap_or(-1)
@@ -421,7 +425,7 @@ pub fn owns(owner: WatchOwner) -> bool {
 /// Starts the client: watches `/local/domain/0/data/vchan/<own>` and `@releaseDomain`. Servers
 /// already published are found when the directory watch first fires.
 pub fn start(store: &mut Xenstore, own: DomId) {
-    match VchanClient::start(store, own.0) {
+    match VchanClient::start(store, own.get()) {
         Ok(client) => *CLIENT.lock() = Some(client),
         Err(error) => log::error!("vchan: cannot watch for servers: {error}; vchan is not served"),
     }

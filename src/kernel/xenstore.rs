@@ -16,13 +16,13 @@ use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt;
 use grantsvc::boot_info::BootInfo;
-use grantsvc::ids::EvtchnPort;
+use grantsvc::ids::{DomId, EvtchnPort};
 use grantsvc::shared_memory::{OutOfBounds, SharedMemory};
 use xenstore::ring_transport::{RingMemory, XenstoreRing};
 use xenstore::transaction::{retry_transaction, TryAgain};
 use xenstore::{
-    Client, DomainId, Event, NodePermissions, Operation, Reply, ReplyError, RequestError,
-    RequestId, TransactionId, WatchEvent,
+    Client, Event, NodePermissions, Operation, Reply, ReplyError, RequestError, RequestId,
+    TransactionId, WatchEvent,
 };
 
 /// How long a blocking request waits for its reply.
@@ -392,7 +392,7 @@ impl Xenstore {
         )
     }
 
-    pub fn get_domain_path(&mut self, domain: DomainId) -> Result<String, XenstoreError> {
+    pub fn get_domain_path(&mut self, domain: DomId) -> Result<String, XenstoreError> {
         match self.request(TransactionId::NONE, &Operation::GetDomainPath { domain })? {
             Reply::DomainPath(path) => Ok(path),
             other => Err(XenstoreError::Unexpected(other)),

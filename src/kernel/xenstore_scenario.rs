@@ -10,7 +10,7 @@ use super::start::Kernel;
 use super::xenstore::{WatchOwner, Xenstore, XenstoreError};
 use alloc::format;
 use alloc::string::String;
-use xenstore::{DomainId, NodePermissions, TransactionId, WatchEvent};
+use xenstore::{DomId, NodePermissions, TransactionId, WatchEvent};
 
 const NONE: TransactionId = TransactionId::NONE;
 /// The watch owner key of this scenario's watches.
@@ -82,10 +82,12 @@ fn scenario(kernel: &Kernel) -> Result<(), String> {
 
     // Who we are: "domid" and "name" are relative paths, resolved under our home.
     let domid_text = step("read domid", store.read_string(NONE, "domid"))?;
-    let domid: u16 = domid_text
+    let domid = domid_text
         .parse()
-        .map_err(|_| format!("domid {domid_text:?} is not a domain id"))?;
-    let home = step("get_domain_path", store.get_domain_path(DomainId(domid)))?;
+        .ok()
+        .and_then(DomId::new)
+        .ok_or_else(|| format!("domid {domid_text:?} is not a domain id"))?;
+    let home = step("get_domain_path", store.get_domain_path(domid))?;
     check(home == format!("/local/domain/{domid}"), || {
         format!("home {home:?} is not /local/domain/{domid}")
     })?;
@@ -135,7 +137,7 @@ fn scenario(kernel: &Kernel) -> Result<(), String> {
     log::info!("xenstore: write, read, mkdir, directory and rm work");
 
     // Permissions: ours, nobody else's except dom0 may read.
-    let permissions = NodePermissions::owner_and_reader(DomainId(domid), DomainId(0));
+    let permissions = NodePermissions::owner_and_reader(domid, DomId::DOM0);
     step(
         "set perms",
         store.set_permissions(&value_path, &permissions),

@@ -206,7 +206,10 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
             .hypervisor
             .pfn_to_mfn(table)
             .ok_or(PmapError::NoMachineFrame(table))?;
-        Ok(MachineAddr(frame.base().0 + (index as u64) * 8))
+        frame
+            .base()
+            .checked_add(index as u64 * 8)
+            .ok_or(PmapError::BadRange)
     }
 
     /// Walks the tree for one address.
@@ -283,5 +286,5 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
 
 /// The machine frame an entry points at.
 pub(super) const fn entry_frame(entry: u64) -> Mfn {
-    Mfn((entry & pte::FRAME_MASK) >> 12)
+    Mfn::of_page_table_entry(entry)
 }

@@ -53,7 +53,7 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
             .hypervisor
             .pfn_to_mfn(frame)
             .ok_or(PmapError::NoMachineFrame(frame))?;
-        let value = machine.base().0 | prot.leaf_flags();
+        let value = machine.base().get() | prot.leaf_flags();
         self.enter_leaf(address, value, DomId::SELF, MMU_NORMAL_PT_UPDATE, None)
     }
 
@@ -73,7 +73,7 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
         } else {
             MMU_NORMAL_PT_UPDATE
         };
-        let value = frame.base().0 | prot.leaf_flags();
+        let value = frame.base().get() | prot.leaf_flags();
         let foreign = ForeignMapping {
             domain,
             no_translate: flags.no_translate,
@@ -189,7 +189,7 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
             .present_leaves(&range)
             .map_err(ProtectError::PageTables)?;
         // Grouped by (owner, command): the owner rides on the whole mmu_update call.
-        let mut groups: BTreeMap<(u16, u64), Vec<(MmuUpdate, VirtAddr)>> = BTreeMap::new();
+        let mut groups: BTreeMap<(DomId, u64), Vec<(MmuUpdate, VirtAddr)>> = BTreeMap::new();
         for leaf in &leaves {
             let mut value = (leaf.entry & pte::FRAME_MASK) | prot.leaf_flags();
             let frame = entry_frame(leaf.entry);
@@ -217,7 +217,7 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
                 .entry_address(leaf.table, leaf.index)
                 .map_err(ProtectError::PageTables)?;
             groups
-                .entry((domain.0, command))
+                .entry((domain, command))
                 .or_default()
                 .push((MmuUpdate::new(address, value, command), leaf.address));
         }
@@ -225,7 +225,7 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
         let mut result = Ok(());
         for ((domain, _), group) in groups {
             let updates: Vec<MmuUpdate> = group.iter().map(|(update, _)| *update).collect();
-            if let Err(failure) = self.hypervisor.mmu_update(&updates, DomId(domain)) {
+            if let Err(failure) = self.hypervisor.mmu_update(&updates, domain) {
                 let address = group
                     .get(failure.done)
                     .map_or(range.start(), |(_, address)| *address);
@@ -249,14 +249,14 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
     /// allocator lowest-first, so they are already mapped when needed. Returns pages mapped.
     pub fn extend_direct_map(&mut self, first: Pfn, count: u64) -> Result<u64, PmapError> {
         let mut mapped = 0;
-        let mut next = first.0;
-        let end = first.0.checked_add(count).ok_or(PmapError::BadRange)?;
+        let mut next = first.get();
+        let end = first.get().checked_add(count).ok_or(PmapError::BadRange)?;
         while next < end {
             // One L1 table's worth per batch.
             let chunk_end =
                 end.min((next / ENTRIES_PER_TABLE as u64 + 1) * ENTRIES_PER_TABLE as u64);
             let mut wanted = Vec::new();
-            for frame in (next..chunk_end).map(Pfn) {
+            for frame in (next..chunk_end).map_while(Pfn::new) {
                 let address = direct_map_address(frame).ok_or(PmapError::BadRange)?;
                 match self.walk(address)? {
                     Walk::Leaf { entry, .. } if entry & pte::PRESENT != 0 => {}
@@ -286,7 +286,7 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
                 };
                 updates.push(MmuUpdate::new(
                     self.entry_address(table, index)?,
-                    machine.base().0 | prot.leaf_flags(),
+                    machine.base().get() | prot.leaf_flags(),
                     MMU_NORMAL_PT_UPDATE,
                 ));
                 tables.push(table);

@@ -130,12 +130,12 @@ mod tests {
         GrantRegion {
             id: RegionId(id),
             start: VirtAddr::try_new(start).unwrap(),
-            peer: DomId(3),
+            peer: DomId::new(3).unwrap(),
             readonly: false,
             pages: (0..pages)
                 .map(|index| GrantPage {
-                    grant_ref: GrantRef(index),
-                    handle: GrantHandle(100 + index),
+                    grant_ref: GrantRef::new(index),
+                    handle: GrantHandle::new(100 + index),
                 })
                 .collect(),
         }
@@ -188,7 +188,7 @@ mod tests {
             .collect();
         assert_eq!(shapes, [(0, 1), (2, 2), (5, 1)]);
         assert!(pieces.iter().all(|piece| piece.id == RegionId(7)));
-        assert_eq!(pieces[1].pages[0].grant_ref, GrantRef(2));
+        assert_eq!(pieces[1].pages[0].grant_ref, GrantRef::new(2));
         assert!(region(1, BASE, 2).keep_runs(&[false, false]).is_empty());
     }
 }

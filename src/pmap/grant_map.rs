@@ -195,10 +195,10 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
                     continue;
                 };
                 ops.push(GnttabMapGrantRef {
-                    host_addr: host_addr.0,
+                    host_addr: host_addr.get(),
                     flags,
-                    ref_: grant_ref.0,
-                    dom: peer.0,
+                    ref_: grant_ref.get(),
+                    dom: peer.get(),
                     status: STATUS_NOT_REACHED,
                     handle: u32::MAX,
                     dev_bus_addr: 0,
@@ -210,7 +210,7 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
             for (op, &index) in ops.iter().zip(&pending) {
                 if op.status == 0 {
                     if let Some(slot) = handles.get_mut(index) {
-                        *slot = Some(GrantHandle(op.handle));
+                        *slot = Some(GrantHandle::new(op.handle));
                     }
                     if let Some((table, _)) = targets.get(index) {
                         if let Some(info) = self.tables.get_mut(table) {
@@ -231,7 +231,7 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
                     again.push(index);
                 } else {
                     failure.get_or_insert(MapFailure::Grant {
-                        grant_ref: GrantRef(op.ref_),
+                        grant_ref: GrantRef::new(op.ref_),
                         status,
                     });
                 }
@@ -248,7 +248,7 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
             attempt += 1;
             if attempt > MAX_EAGAIN_RETRIES {
                 return Err(MapFailure::Grant {
-                    grant_ref: refs.get(first_again).copied().unwrap_or(GrantRef(0)),
+                    grant_ref: refs.get(first_again).copied().unwrap_or(GrantRef::new(0)),
                     status: GrantStatus::Eagain,
                 });
             }
@@ -313,7 +313,7 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
                     .zip(handles)
                     .map(|(grant_ref, handle)| GrantPage {
                         grant_ref: *grant_ref,
-                        handle: handle.unwrap_or(GrantHandle(u32::MAX)),
+                        handle: handle.unwrap_or(GrantHandle::new(u32::MAX)),
                     })
                     .collect(),
             };
@@ -335,9 +335,9 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
             let mut ops: Vec<GnttabUnmapGrantRef> = chunk
                 .iter()
                 .map(|item| GnttabUnmapGrantRef {
-                    host_addr: item.host_addr.0,
+                    host_addr: item.host_addr.get(),
                     dev_bus_addr: 0,
-                    handle: item.handle.0,
+                    handle: item.handle.get(),
                     status: STATUS_NOT_REACHED,
                 })
                 .collect();

@@ -24,7 +24,7 @@ pub const fn bytes_per_entry(level: u32) -> u64 {
 
 /// The direct-map address of a frame, if it is representable (frames beyond 2 GiB are not).
 pub fn direct_map_address(frame: Pfn) -> Option<VirtAddr> {
-    VirtAddr::try_new(DIRECT_MAP_BASE).and_then(|base| base.checked_add_pages(frame.0))
+    VirtAddr::try_new(DIRECT_MAP_BASE).and_then(|base| base.checked_add_pages(frame.get()))
 }
 
 /// True when `address` is translated by one of Xen's reserved L4 slots.
@@ -133,9 +133,9 @@ mod tests {
     #[test]
     fn direct_map_addresses_follow_the_frame_number() {
         assert_eq!(
-            direct_map_address(Pfn(3)).unwrap().as_u64(),
+            direct_map_address(Pfn::new(3).unwrap()).unwrap().as_u64(),
             DIRECT_MAP_BASE + 3 * 4096
         );
-        assert!(direct_map_address(Pfn(1 << 19)).is_none());
+        assert!(direct_map_address(Pfn::new(1 << 19).unwrap()).is_none());
     }
 }

@@ -156,7 +156,7 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
             let write_protect = self.direct_map_update(frame, false)?;
             let hook = MmuUpdate::new(
                 self.entry_address(parent, index)?,
-                machine.base().0 | TABLE_FLAGS,
+                machine.base().get() | TABLE_FLAGS,
                 MMU_NORMAL_PT_UPDATE,
             );
             Ok((write_protect, hook))

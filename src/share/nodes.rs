@@ -70,10 +70,8 @@ pub fn device_of_backend_path(root: &str, path: &str) -> Option<(DomId, DeviceId
     let mut parts = rest.split('/');
     let frontend = parse_u32(parts.next()?.as_bytes()).ok()?;
     let device = parse_u32(parts.next()?.as_bytes()).ok()?;
-    let frontend = DomId(u16::try_from(frontend).ok()?);
-    frontend
-        .is_ordinary()
-        .then_some((frontend, DeviceId(device)))
+    let frontend = DomId::new(u16::try_from(frontend).ok()?)?;
+    Some((frontend, DeviceId(device)))
 }
 
 /// The frontend's nodes as read, raw and untrusted (`None`: the node does not exist).
@@ -145,7 +143,7 @@ impl FrontendNodes {
                 index: index as u32,
                 fault,
             })?;
-            refs.push(GrantRef(number));
+            refs.push(GrantRef::new(number));
         }
         if refs.len() != nr_pages as usize {
             return Err(ShareFaultKind::RefCount {

@@ -1,5 +1,6 @@
 //! A lowest-first frame allocator over the simulated domain's free frames, refusing double frees.
 
+use super::machine::sim_pfn;
 use crate::addr::Pfn;
 use crate::frame_alloc::FrameAllocator;
 use alloc::collections::BTreeSet;
@@ -17,7 +18,7 @@ impl SimFrameAllocator {
     /// An allocator owning frames `first .. end`.
     pub fn new(first: u64, end: u64) -> SimFrameAllocator {
         SimFrameAllocator {
-            free: (first..end).map(Pfn).collect(),
+            free: (first..end).map(sim_pfn).collect(),
             allocated: BTreeSet::new(),
             bad_frees: 0,
         }

@@ -1,7 +1,7 @@
 //! Simulated grant tables and our maptrack: GNTTABOP_map/unmap_grant_ref with Xen's checks and statuses.
 
 use super::domain::{GrantEntry, GrantEntryState};
-use super::machine::{normalise, Maptrack, SimXen, SIM_DOMID};
+use super::machine::{normalise, sim_mfn, Maptrack, SimXen, SIM_DOMID};
 use crate::abi::grant_table::{gntmap, GnttabMapGrantRef, GnttabUnmapGrantRef, GrantStatus};
 use crate::abi::mmu::pte;
 use crate::addr::{MachineAddr, Mfn, Pfn};
@@ -23,7 +23,7 @@ impl SimXen {
     ) -> GrantRef {
         let granter = normalise(granter);
         let Some(domain) = self.domains.get_mut(&granter) else {
-            return GrantRef(u32::MAX);
+            return GrantRef::new(u32::MAX);
         };
         domain.grants.push(GrantEntry {
             state: GrantEntryState::Permitted {
@@ -36,12 +36,16 @@ impl SimXen {
             eagain_left: 0,
             unmap_failures_left: 0,
         });
-        GrantRef(domain.grants.len() as u32 - 1)
+        GrantRef::new(domain.grants.len() as u32 - 1)
     }
 
     /// Our own frame `frame` granted to ourselves (what the kernel's lab scenarios do).
     pub fn grant_own_frame(&mut self, frame: Pfn, readonly: bool) -> GrantRef {
-        let mfn = self.p2m.get(frame.0 as usize).copied().unwrap_or(Mfn(0));
+        let mfn = self
+            .p2m
+            .get(frame.get() as usize)
+            .copied()
+            .unwrap_or(sim_mfn(0));
         self.grant_access(SIM_DOMID, mfn, SIM_DOMID, readonly)
     }
 
@@ -49,7 +53,7 @@ impl SimXen {
     pub fn add_invalid_grant(&mut self, granter: DomId) -> GrantRef {
         let granter = normalise(granter);
         let Some(domain) = self.domains.get_mut(&granter) else {
-            return GrantRef(u32::MAX);
+            return GrantRef::new(u32::MAX);
         };
         domain.grants.push(GrantEntry {
             state: GrantEntryState::Invalid,
@@ -58,7 +62,7 @@ impl SimXen {
             eagain_left: 0,
             unmap_failures_left: 0,
         });
-        GrantRef(domain.grants.len() as u32 - 1)
+        GrantRef::new(domain.grants.len() as u32 - 1)
     }
 
     /// The granter ends access; refused while a mapping lives, as for a real granter.
@@ -90,7 +94,7 @@ impl SimXen {
     /// Live mappings through `grant_ref` of `granter` (read-only + writable).
     pub fn active_mappings(&self, granter: DomId, grant_ref: GrantRef) -> u32 {
         self.domain(granter)
-            .and_then(|domain| domain.grants.get(grant_ref.0 as usize))
+            .and_then(|domain| domain.grants.get(grant_ref.get() as usize))
             .map_or(0, |entry| entry.readers + entry.writers)
     }
 
@@ -108,7 +112,7 @@ impl SimXen {
         self.domains
             .get_mut(&normalise(granter))?
             .grants
-            .get_mut(grant_ref.0 as usize)
+            .get_mut(grant_ref.get() as usize)
     }
 
     pub(super) fn map_grants(&mut self, ops: &mut [GnttabMapGrantRef]) -> Result<(), XenError> {
@@ -134,7 +138,7 @@ impl SimXen {
             // The simulation supports PTE-address host mappings only: all the pmap makes.
             return Err(GrantStatus::GeneralError);
         }
-        let granter = DomId(op.dom);
+        let granter = DomId::new(op.dom).ok_or(GrantStatus::BadDomain)?;
         if !self.domains.contains_key(&granter) {
             return Err(GrantStatus::BadDomain);
         }
@@ -144,7 +148,7 @@ impl SimXen {
         }
         let readonly = op.flags & gntmap::READONLY != 0;
         let entry = self
-            .entry_mut(granter, GrantRef(op.ref_))
+            .entry_mut(granter, GrantRef::new(op.ref_))
             .ok_or(GrantStatus::BadGntref)?;
         if entry.eagain_left > 0 {
             entry.eagain_left -= 1;
@@ -159,13 +163,13 @@ impl SimXen {
             _ => return Err(GrantStatus::GeneralError),
         };
         // GNTMAP_contains_pte: an 8-aligned, not-present entry of one of our L1 tables.
-        let host = MachineAddr(op.host_addr);
-        if host.0 % 8 != 0 {
+        let host = MachineAddr::new(op.host_addr).ok_or(GrantStatus::GeneralError)?;
+        if host.get() % 8 != 0 {
             return Err(GrantStatus::GeneralError);
         }
         let table = host.frame();
         let index = (host.page_offset() / 8) as usize;
-        match self.frames.get(table.0 as usize) {
+        match self.frames.get(table.get() as usize) {
             Some(table_frame)
                 if table_frame.owner == SIM_DOMID && table_frame.table_level == Some(1) => {}
             _ => return Err(GrantStatus::GeneralError),
@@ -176,7 +180,7 @@ impl SimXen {
         let handle = (0u32..)
             .find(|handle| !self.maptrack.contains_key(handle))
             .unwrap_or(u32::MAX);
-        let mut value = frame.base().0
+        let mut value = frame.base().get()
             | pte::PRESENT
             | pte::ACCESSED
             | pte::DIRTY
@@ -191,12 +195,12 @@ impl SimXen {
             handle,
             Maptrack {
                 granter,
-                grant_ref: GrantRef(op.ref_),
+                grant_ref: GrantRef::new(op.ref_),
                 host_addr: host,
                 readonly,
             },
         );
-        if let Some(entry) = self.entry_mut(granter, GrantRef(op.ref_)) {
+        if let Some(entry) = self.entry_mut(granter, GrantRef::new(op.ref_)) {
             if readonly {
                 entry.readers += 1;
             } else {
@@ -229,7 +233,7 @@ impl SimXen {
                 return Err(GrantStatus::GeneralError);
             }
         }
-        let host = MachineAddr(op.host_addr);
+        let host = MachineAddr::new(op.host_addr).ok_or(GrantStatus::GeneralError)?;
         if host != mapping.host_addr || self.grant_ptes.get(&host) != Some(&op.handle) {
             return Err(GrantStatus::GeneralError);
         }

@@ -1,6 +1,6 @@
 //! What tests can ask the simulated Xen: hypercall counts, violations, wire counts recomputed from scratch, live mappings.
 
-use super::machine::SimXen;
+use super::machine::{sim_mfn, SimXen};
 use crate::abi::mmu::pte;
 use crate::addr::{MachineAddr, Mfn, Pfn, VirtAddr};
 use crate::pmap::{PageRange, XEN_L4_SLOTS};
@@ -64,7 +64,7 @@ impl SimXen {
             }
             live += 1;
             if level > 1 {
-                self.recount_table(Mfn((entry & pte::FRAME_MASK) >> 12), level - 1, counts);
+                self.recount_table(Mfn::of_page_table_entry(entry), level - 1, counts);
             }
         }
         if let Some(pfn) = self.m2p.get(&table) {
@@ -86,7 +86,7 @@ impl SimXen {
                 if entry & pte::PRESENT == 0 {
                     break;
                 }
-                table = Mfn((entry & pte::FRAME_MASK) >> 12);
+                table = Mfn::of_page_table_entry(entry);
             }
             if entry & pte::PRESENT != 0 {
                 mapped.insert(address, entry);
@@ -106,12 +106,12 @@ impl SimXen {
             .iter()
             .enumerate()
             .filter(|(_, frame)| frame.table_level.is_some())
-            .map(|(index, _)| Mfn(index as u64))
+            .map(|(index, _)| sim_mfn(index as u64))
             .collect()
     }
 
     /// The machine frame of one of our pseudo-physical frames.
     pub fn machine_frame(&self, frame: Pfn) -> Option<Mfn> {
-        self.p2m.get(frame.0 as usize).copied()
+        self.p2m.get(frame.get() as usize).copied()
     }
 }

@@ -13,9 +13,23 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 /// The simulated guest's domain id.
-pub const SIM_DOMID: DomId = DomId(1);
+pub const SIM_DOMID: DomId = match DomId::new(1) {
+    Some(domain) => domain,
+    None => panic!("1 is an ordinary domain id"),
+};
 /// `DOMID_XEN`: owner of Xen's own frames.
-pub const DOMID_XEN: DomId = DomId(0x7ff2);
+pub const DOMID_XEN: DomId = DomId::XEN;
+
+/// A frame number the simulator made up itself. Its machines have a few thousand frames, so a
+/// number at or beyond 2^40 is a bug in the simulator, not a case to handle.
+pub(crate) fn sim_pfn(raw: u64) -> Pfn {
+    Pfn::new(raw).expect("simulated frame numbers are far below 2^40")
+}
+
+/// A machine frame number the simulator made up itself (see [`sim_pfn`]).
+pub(crate) fn sim_mfn(raw: u64) -> Mfn {
+    Mfn::new(raw).expect("simulated frame numbers are far below 2^40")
+}
 
 /// First machine frame numbers are Xen's, so no mfn equals its pfn by accident.
 const XEN_FRAMES: u64 = 0x40;
@@ -93,7 +107,7 @@ impl SimXen {
             frames: Vec::new(),
             p2m: Vec::new(),
             m2p: BTreeMap::new(),
-            root: Mfn(0),
+            root: sim_mfn(0),
             domains: BTreeMap::new(),
             maptrack: BTreeMap::new(),
             maptrack_limit: config.maptrack_limit,
@@ -109,12 +123,12 @@ impl SimXen {
             sim.new_frame(DOMID_XEN);
         }
         // Our frames in reverse machine order: pfn N is mfn XEN_FRAMES + pages - 1 - N.
-        let mut ours = vec![Mfn(0); config.pages as usize];
+        let mut ours = vec![sim_mfn(0); config.pages as usize];
         for pfn in (0..config.pages).rev() {
             ours[pfn as usize] = sim.new_frame(SIM_DOMID);
         }
         for (pfn, mfn) in ours.iter().enumerate() {
-            sim.m2p.insert(*mfn, Pfn(pfn as u64));
+            sim.m2p.insert(*mfn, sim_pfn(pfn as u64));
         }
         sim.p2m = ours.clone();
         sim.domains.insert(
@@ -130,7 +144,7 @@ impl SimXen {
     }
 
     fn new_frame(&mut self, owner: DomId) -> Mfn {
-        let mfn = Mfn(self.frames.len() as u64);
+        let mfn = sim_mfn(self.frames.len() as u64);
         self.frames.push(Frame {
             owner,
             data: Box::new([0; PAGE_SIZE]),
@@ -145,29 +159,31 @@ impl SimXen {
         let mapped = self.config.initially_mapped;
         let l1_count = mapped.div_ceil(512);
         let first_table = self.config.kernel_pages;
-        let l4 = Pfn(first_table);
-        let l3 = Pfn(first_table + 1);
-        let l2 = Pfn(first_table + 2);
-        let l1s: Vec<Pfn> = (0..l1_count).map(|i| Pfn(first_table + 3 + i)).collect();
+        let l4 = sim_pfn(first_table);
+        let l3 = sim_pfn(first_table + 1);
+        let l2 = sim_pfn(first_table + 2);
+        let l1s: Vec<Pfn> = (0..l1_count)
+            .map(|i| sim_pfn(first_table + 3 + i))
+            .collect();
         self.page_table_frames = 3 + l1_count;
         let table_flags = pte::PRESENT | pte::WRITABLE | pte::USER | pte::ACCESSED;
         let direct = DIRECT_MAP_BASE;
         let index = |level: u32| ((direct >> (12 + 9 * (level - 1))) & 0x1ff) as usize;
         self.write_raw(
-            self.p2m[l4.0 as usize],
+            self.p2m[l4.get() as usize],
             index(4),
-            self.p2m[l3.0 as usize].base().0 | table_flags,
+            self.p2m[l3.get() as usize].base().get() | table_flags,
         );
         self.write_raw(
-            self.p2m[l3.0 as usize],
+            self.p2m[l3.get() as usize],
             index(3),
-            self.p2m[l2.0 as usize].base().0 | table_flags,
+            self.p2m[l2.get() as usize].base().get() | table_flags,
         );
         for (i, l1) in l1s.iter().enumerate() {
             self.write_raw(
-                self.p2m[l2.0 as usize],
+                self.p2m[l2.get() as usize],
                 index(2) + i,
-                self.p2m[l1.0 as usize].base().0 | table_flags,
+                self.p2m[l1.get() as usize].base().get() | table_flags,
             );
         }
         let is_table = |pfn: u64| pfn >= first_table && pfn < first_table + 3 + l1_count;
@@ -178,31 +194,31 @@ impl SimXen {
             }
             let l1 = l1s[(pfn / 512) as usize];
             self.write_raw(
-                self.p2m[l1.0 as usize],
+                self.p2m[l1.get() as usize],
                 (pfn % 512) as usize,
-                self.p2m[pfn as usize].base().0 | flags,
+                self.p2m[pfn as usize].base().get() | flags,
             );
         }
         // Xen's slots: present entries pointing at a frame of Xen's, which we must never follow.
-        let xen_table = Mfn(1);
+        let xen_table = sim_mfn(1);
         for slot in XEN_L4_SLOTS {
             self.write_raw(
-                self.p2m[l4.0 as usize],
+                self.p2m[l4.get() as usize],
                 slot,
-                xen_table.base().0 | table_flags,
+                xen_table.base().get() | table_flags,
             );
         }
-        self.root = self.p2m[l4.0 as usize];
+        self.root = self.p2m[l4.get() as usize];
         // Validate the tree as Xen does when it installs the root.
         if self.promote(self.root, 4).is_err() {
             self.violations.push(Violation::InitialTreeInvalid);
         }
-        self.frames[self.root.0 as usize].table_refs = 1;
+        self.frames[self.root.get() as usize].table_refs = 1;
     }
 
     /// Writes a table entry without any check (only while building the initial state).
     pub(super) fn write_raw(&mut self, table: Mfn, index: usize, value: u64) {
-        if let Some(frame) = self.frames.get_mut(table.0 as usize) {
+        if let Some(frame) = self.frames.get_mut(table.get() as usize) {
             let offset = index * 8;
             frame.data[offset..offset + 8].copy_from_slice(&value.to_le_bytes());
         }
@@ -210,7 +226,7 @@ impl SimXen {
 
     /// Reads entry `index` of machine frame `table` (0 for frames that do not exist).
     pub(super) fn read_raw(&self, table: Mfn, index: usize) -> u64 {
-        let Some(frame) = self.frames.get(table.0 as usize) else {
+        let Some(frame) = self.frames.get(table.get() as usize) else {
             return 0;
         };
         let offset = index * 8;
@@ -259,12 +275,14 @@ impl SimXen {
 
     /// The bytes of a machine frame.
     pub fn frame_bytes(&self, frame: Mfn) -> Option<&[u8; PAGE_SIZE]> {
-        self.frames.get(frame.0 as usize).map(|frame| &*frame.data)
+        self.frames
+            .get(frame.get() as usize)
+            .map(|frame| &*frame.data)
     }
 
     /// Writes bytes into a machine frame directly (what the granting peer does to its page).
     pub fn write_frame(&mut self, frame: Mfn, offset: usize, bytes: &[u8]) {
-        if let Some(frame) = self.frames.get_mut(frame.0 as usize) {
+        if let Some(frame) = self.frames.get_mut(frame.get() as usize) {
             if let Some(target) = frame.data.get_mut(offset..offset + bytes.len()) {
                 target.copy_from_slice(bytes);
             }

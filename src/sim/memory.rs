@@ -14,7 +14,7 @@ impl SimXen {
             if entry & pte::PRESENT == 0 || (write && entry & pte::WRITABLE == 0) {
                 return None;
             }
-            table = Mfn((entry & pte::FRAME_MASK) >> 12);
+            table = Mfn::of_page_table_entry(entry);
         }
         Some((table, (address.as_u64() % PAGE_SIZE as u64) as usize))
     }
@@ -33,7 +33,7 @@ impl SimXen {
             let here = address.checked_add(done as u64).ok_or(fault)?;
             let (frame, offset) = self.translate(here, write).ok_or(fault)?;
             let take = (PAGE_SIZE - offset).min(length - done);
-            let data = &mut self.frames.get_mut(frame.0 as usize).ok_or(fault)?.data;
+            let data = &mut self.frames.get_mut(frame.get() as usize).ok_or(fault)?.data;
             piece(&mut data[offset..offset + take], done);
             done += take;
         }
@@ -52,7 +52,7 @@ impl VirtualMemory for SimXen {
             let here = address.checked_add(done as u64).ok_or(fault)?;
             let (frame, offset) = self.translate(here, false).ok_or(fault)?;
             let take = (PAGE_SIZE - offset).min(into.len() - done);
-            let data = &self.frames.get(frame.0 as usize).ok_or(fault)?.data;
+            let data = &self.frames.get(frame.get() as usize).ok_or(fault)?.data;
             into[done..done + take].copy_from_slice(&data[offset..offset + take]);
             done += take;
         }

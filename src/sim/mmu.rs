@@ -16,7 +16,10 @@ impl SimXen {
     /// Validates a frame as a table of `level`: every present entry must be acceptable, and
     /// takes the references its entries hold (undone on failure).
     pub(super) fn promote(&mut self, table: Mfn, level: u32) -> Result<(), XenError> {
-        let frame = self.frames.get(table.0 as usize).ok_or(XenError::EINVAL)?;
+        let frame = self
+            .frames
+            .get(table.get() as usize)
+            .ok_or(XenError::EINVAL)?;
         if frame.writable_refs > 0 || frame.owner != SIM_DOMID {
             return Err(XenError::EINVAL);
         }
@@ -36,7 +39,7 @@ impl SimXen {
                 return Err(error);
             }
         }
-        if let Some(frame) = self.frames.get_mut(table.0 as usize) {
+        if let Some(frame) = self.frames.get_mut(table.get() as usize) {
             frame.table_level = Some(level);
         }
         Ok(())
@@ -53,19 +56,19 @@ impl SimXen {
         if entry & pte::PRESENT == 0 {
             return Ok(());
         }
-        let mut target = Mfn((entry & pte::FRAME_MASK) >> 12);
+        let mut target = Mfn::of_page_table_entry(entry);
         if level == 1 {
             let domain = self.domains.get(&owner).ok_or(XenError::ESRCH)?;
             if domain.translated && command != MMU_PT_UPDATE_NO_TRANSLATE {
                 // A translated domain's plain updates carry guest frame numbers.
                 target = *domain
                     .frames
-                    .get(target.0 as usize)
+                    .get(target.get() as usize)
                     .ok_or(XenError::EINVAL)?;
             }
             let frame = self
                 .frames
-                .get_mut(target.0 as usize)
+                .get_mut(target.get() as usize)
                 .ok_or(XenError::EINVAL)?;
             if frame.owner != owner {
                 return Err(XenError::EINVAL);
@@ -81,13 +84,16 @@ impl SimXen {
         if entry & pte::HUGE != 0 {
             return Err(XenError::EINVAL);
         }
-        let frame = self.frames.get(target.0 as usize).ok_or(XenError::EINVAL)?;
+        let frame = self
+            .frames
+            .get(target.get() as usize)
+            .ok_or(XenError::EINVAL)?;
         match frame.table_level {
             Some(existing) if existing == level - 1 => {}
             Some(_) => return Err(XenError::EINVAL),
             None => self.promote(target, level - 1)?,
         }
-        if let Some(frame) = self.frames.get_mut(target.0 as usize) {
+        if let Some(frame) = self.frames.get_mut(target.get() as usize) {
             frame.table_refs += 1;
         }
         Ok(())
@@ -99,9 +105,9 @@ impl SimXen {
         if entry & pte::PRESENT == 0 {
             return;
         }
-        let target = Mfn((entry & pte::FRAME_MASK) >> 12);
+        let target = Mfn::of_page_table_entry(entry);
         if level == 1 {
-            let address = MachineAddr(table.base().0 + index as u64 * 8);
+            let address = MachineAddr::new_truncate(table.base().get() + index as u64 * 8);
             if let Some(handle) = self.grant_ptes.remove(&address) {
                 self.violations.push(Violation::ImplicitGrantUnmap {
                     pte: address,
@@ -110,13 +116,13 @@ impl SimXen {
                 return;
             }
             if entry & pte::WRITABLE != 0 {
-                if let Some(frame) = self.frames.get_mut(target.0 as usize) {
+                if let Some(frame) = self.frames.get_mut(target.get() as usize) {
                     frame.writable_refs = frame.writable_refs.saturating_sub(1);
                 }
             }
             return;
         }
-        let Some(frame) = self.frames.get_mut(target.0 as usize) else {
+        let Some(frame) = self.frames.get_mut(target.get() as usize) else {
             return;
         };
         frame.table_refs = frame.table_refs.saturating_sub(1);
@@ -142,12 +148,15 @@ impl SimXen {
             return Err(XenError::ENOSYS);
         }
         let address = update.pte_address();
-        if address.0 % 8 != 0 {
+        if address.get() % 8 != 0 {
             return Err(XenError::EINVAL);
         }
         let table = address.frame();
         let index = (address.page_offset() / 8) as usize;
-        let frame = self.frames.get(table.0 as usize).ok_or(XenError::EINVAL)?;
+        let frame = self
+            .frames
+            .get(table.get() as usize)
+            .ok_or(XenError::EINVAL)?;
         let level = match frame.table_level {
             Some(level) if frame.owner == SIM_DOMID => level,
             _ => return Err(XenError::EINVAL),
@@ -182,7 +191,7 @@ impl SimXen {
 
     /// Our machine frame of pseudo-physical frame `frame`.
     fn machine(&self, frame: Pfn) -> Option<Mfn> {
-        self.p2m.get(frame.0 as usize).copied()
+        self.p2m.get(frame.get() as usize).copied()
     }
 }
 
@@ -244,7 +253,7 @@ impl Hypervisor for SimXen {
             self.violations.push(Violation::BadZero(frame));
             return;
         }
-        if let Some(frame) = self.frames.get_mut(mfn.0 as usize) {
+        if let Some(frame) = self.frames.get_mut(mfn.get() as usize) {
             frame.data.fill(0);
         }
     }

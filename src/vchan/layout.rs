@@ -101,7 +101,7 @@ fn read_grants(
             abi::GRANTS_OFFSET + index * abi::GRANT_ENTRY_SIZE,
             &mut bytes,
         )?;
-        refs.push(GrantRef(u32::from_le_bytes(bytes)));
+        refs.push(GrantRef::new(u32::from_le_bytes(bytes)));
     }
     Ok(refs)
 }
@@ -184,10 +184,18 @@ mod tests {
         let refs: Vec<u32> = (100..100 + 2 + 4).collect();
         let page = ServerPage::new(13, 14, &refs).into_memory();
         let layout = VchanLayout::decode(&page).unwrap();
-        assert_eq!(layout.left.grant_refs(), &[GrantRef(100), GrantRef(101)]);
+        assert_eq!(
+            layout.left.grant_refs(),
+            &[GrantRef::new(100), GrantRef::new(101)]
+        );
         assert_eq!(
             layout.right.grant_refs(),
-            &[GrantRef(102), GrantRef(103), GrantRef(104), GrantRef(105)]
+            &[
+                GrantRef::new(102),
+                GrantRef::new(103),
+                GrantRef::new(104),
+                GrantRef::new(105)
+            ]
         );
     }
 

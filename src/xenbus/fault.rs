@@ -106,7 +106,7 @@ mod tests {
     #[test]
     fn the_log_line_names_the_peer_and_the_fault() {
         let fault = PeerFault {
-            peer: DomId(7),
+            peer: DomId::new(7).unwrap(),
             kind: FaultKind::Vchan(VchanFault::IndexBeyondRing {
                 ring: RingSide::Right,
                 ours: 0,

@@ -148,12 +148,12 @@ mod tests {
     fn a_restarted_peer_gets_a_new_key_and_old_results_are_released() {
         let counters = ServiceCounters::default();
         let mut registry = PeerRegistry::default();
-        let old = start(&mut registry, DomId(5));
-        let other = start(&mut registry, DomId(6));
-        let died = registry.domain_died(DomId(5), &counters);
+        let old = start(&mut registry, DomId::new(5).unwrap());
+        let other = start(&mut registry, DomId::new(6).unwrap());
+        let died = registry.domain_died(DomId::new(5).unwrap(), &counters);
         assert_eq!(died.len(), 1);
         assert_eq!(died[0].0, old);
-        let new = start(&mut registry, DomId(5));
+        let new = start(&mut registry, DomId::new(5).unwrap());
         assert_ne!(old, new);
         assert_eq!(registry.len(), 2);
         // A map for the old session finishing now must not reach the new one.
@@ -167,10 +167,14 @@ mod tests {
             &counters,
         );
         assert!(matches!(actions[..], [SessionAction::Unmap { .. }]));
-        let actions = registry.handle(old, SessionEvent::PortBound(Ok(EvtchnPort(9))), &counters);
+        let actions = registry.handle(
+            old,
+            SessionEvent::PortBound(Ok(EvtchnPort::new(9).unwrap())),
+            &counters,
+        );
         assert!(matches!(
             actions[..],
-            [SessionAction::ClosePort(EvtchnPort(9))]
+            [SessionAction::ClosePort(port)] if port.get() == 9
         ));
         assert!(matches!(
             registry.session(new).map(|session| session.state()),
@@ -183,8 +187,8 @@ mod tests {
     fn shutdown_closes_every_session_and_empties_the_registry() {
         let counters = ServiceCounters::default();
         let mut registry: PeerRegistry<FakeMemory> = PeerRegistry::default();
-        start(&mut registry, DomId(1));
-        start(&mut registry, DomId(2));
+        start(&mut registry, DomId::new(1).unwrap());
+        start(&mut registry, DomId::new(2).unwrap());
         let closed = registry.shutdown(&counters);
         assert_eq!(closed.len(), 2);
         assert!(registry.is_empty());
@@ -195,10 +199,20 @@ mod tests {
     fn events_are_routed_by_port() {
         let counters = ServiceCounters::default();
         let mut registry: PeerRegistry<FakeMemory> = PeerRegistry::default();
-        let key = start(&mut registry, DomId(3));
-        assert_eq!(registry.key_for_port(EvtchnPort(40)), None);
-        registry.handle(key, SessionEvent::PortBound(Ok(EvtchnPort(40))), &counters);
-        assert_eq!(registry.key_for_port(EvtchnPort(40)), Some(key));
-        assert_eq!(registry.keys_of(DomId(3)).collect::<Vec<_>>(), vec![key]);
+        let key = start(&mut registry, DomId::new(3).unwrap());
+        assert_eq!(registry.key_for_port(EvtchnPort::new(40).unwrap()), None);
+        registry.handle(
+            key,
+            SessionEvent::PortBound(Ok(EvtchnPort::new(40).unwrap())),
+            &counters,
+        );
+        assert_eq!(
+            registry.key_for_port(EvtchnPort::new(40).unwrap()),
+            Some(key)
+        );
+        assert_eq!(
+            registry.keys_of(DomId::new(3).unwrap()).collect::<Vec<_>>(),
+            vec![key]
+        );
     }
 }

@@ -385,7 +385,7 @@ impl<R: SharedMemory> VchanSession<R> {
         }
         let port = parse_u32(event_channel).map_err(FaultKind::BadEventChannel)?;
         let port = RemotePort::new(port).ok_or(FaultKind::EventChannelOutOfRange(port))?;
-        Ok((GrantRef(ring_ref), port))
+        Ok((GrantRef::new(ring_ref), port))
     }
 
     /// The ring mapping still missing, if any (left first).

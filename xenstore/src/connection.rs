@@ -10,7 +10,7 @@ use std::string::String;
 use std::vec::Vec;
 
 use crate::client::{Client, Event, Fault};
-use crate::ids::{DomainId, TransactionId};
+use crate::ids::{DomId, TransactionId};
 use crate::permissions::NodePermissions;
 use crate::reply::{Reply, ReplyError};
 use crate::request::{Operation, RequestError};
@@ -175,7 +175,7 @@ impl<T: Read + Write> Connection<T> {
         )
     }
 
-    pub fn get_domain_path(&mut self, domain: DomainId) -> Result<String, ConnectionError> {
+    pub fn get_domain_path(&mut self, domain: DomId) -> Result<String, ConnectionError> {
         match self.request(TransactionId::NONE, &Operation::GetDomainPath { domain })? {
             Reply::DomainPath(path) => Ok(path),
             other => Err(ConnectionError::UnexpectedReply(other)),

@@ -37,7 +37,7 @@ pub mod wire;
 
 pub use client::{Client, Event, Fault, Outgoing};
 pub use error::XsError;
-pub use ids::{DomainId, RequestId, TransactionId};
+pub use ids::{DomId, RequestId, TransactionId};
 pub use message_type::MessageType;
 pub use parser::{Malformation, Message, Parsed, Parser};
 pub use permissions::{Access, NodePermissions, Permission};

@@ -7,7 +7,7 @@
 use alloc::string::ToString;
 use alloc::vec::Vec;
 
-use crate::ids::DomainId;
+use crate::ids::DomId;
 
 /// What a domain may do with a node.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -42,12 +42,14 @@ impl Access {
 /// One entry of a permission list.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Permission {
-    pub domain: DomainId,
+    pub domain: DomId,
     pub access: Access,
 }
 
 impl Permission {
-    /// Parses one entry such as `"r5"`: a letter then a decimal domain id, nothing else.
+    /// Parses one entry such as `"r5"`: a letter then a decimal domain id, nothing else. The id
+    /// must name an ordinary domain ([`DomId::new`]): permissions name real domains, and a
+    /// reserved id in a reply is malformed rather than a value to pass on.
     pub fn parse(text: &[u8]) -> Option<Permission> {
         let (&letter, digits) = text.split_first()?;
         let access = Access::from_letter(letter)?;
@@ -57,13 +59,13 @@ impl Permission {
         let value = digits
             .iter()
             .fold(0u32, |value, digit| value * 10 + u32::from(digit - b'0'));
-        let domain = DomainId(u16::try_from(value).ok()?);
+        let domain = DomId::new(u16::try_from(value).ok()?)?;
         Some(Permission { domain, access })
     }
 
     fn append_to(self, payload: &mut Vec<u8>) {
         payload.push(self.access.letter());
-        payload.extend_from_slice(self.domain.0.to_string().as_bytes());
+        payload.extend_from_slice(self.domain.get().to_string().as_bytes());
         payload.push(0);
     }
 }
@@ -72,7 +74,7 @@ impl Permission {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NodePermissions {
     /// The owning domain, which always has full access.
-    pub owner: DomainId,
+    pub owner: DomId,
     /// The access of every domain not listed in `grants`.
     pub others: Access,
     /// Per-domain access, in order.
@@ -82,7 +84,7 @@ pub struct NodePermissions {
 impl NodePermissions {
     /// Owned by `owner`, readable by `reader`, closed to every other domain: a node one domain
     /// publishes for one peer (a device's or a vchan's nodes).
-    pub fn owner_and_reader(owner: DomainId, reader: DomainId) -> NodePermissions {
+    pub fn owner_and_reader(owner: DomId, reader: DomId) -> NodePermissions {
         NodePermissions {
             owner,
             others: Access::None,
@@ -127,39 +129,40 @@ mod tests {
 
     #[test]
     fn a_node_for_one_reader_is_closed_to_others() {
-        let permissions = NodePermissions::owner_and_reader(DomainId(3), DomainId(0));
+        let permissions =
+            NodePermissions::owner_and_reader(DomId::new(3).unwrap(), DomId::new(0).unwrap());
         assert_eq!(permissions.encode(), b"n3\0r0\0");
     }
 
     #[test]
     fn a_get_perms_reply_decodes_to_owner_default_and_grants() {
-        let permissions = NodePermissions::decode(b"n0\0r5\0b65535\0").expect("valid");
-        assert_eq!(permissions.owner, DomainId(0));
+        let permissions = NodePermissions::decode(b"n0\0r5\0b32751\0").expect("valid");
+        assert_eq!(permissions.owner, DomId::new(0).unwrap());
         assert_eq!(permissions.others, Access::None);
         assert_eq!(
             permissions.grants,
             [
                 Permission {
-                    domain: DomainId(5),
+                    domain: DomId::new(5).unwrap(),
                     access: Access::Read
                 },
                 Permission {
-                    domain: DomainId(65535),
+                    domain: DomId::new(32751).unwrap(),
                     access: Access::ReadWrite
                 }
             ]
         );
-        assert_eq!(permissions.encode(), b"n0\0r5\0b65535\0");
+        assert_eq!(permissions.encode(), b"n0\0r5\0b32751\0");
     }
 
     #[test]
     fn every_access_round_trips() {
         for access in [Access::None, Access::Read, Access::Write, Access::ReadWrite] {
             let permissions = NodePermissions {
-                owner: DomainId(7),
+                owner: DomId::new(7).unwrap(),
                 others: access,
                 grants: Vec::from([Permission {
-                    domain: DomainId(12),
+                    domain: DomId::new(12).unwrap(),
                     access,
                 }]),
             };
@@ -180,6 +183,8 @@ mod tests {
             b"n\0",
             b"n-1\0",
             b"n65536\0",
+            b"n32752\0",
+            b"n0\0r65535\0",
             b"n123456\0",
             b"n0\0\0",
             b"n0\0r\0",

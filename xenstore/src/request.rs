@@ -4,7 +4,7 @@ use alloc::string::ToString;
 use alloc::vec::Vec;
 use core::fmt;
 
-use crate::ids::{DomainId, RequestId, TransactionId};
+use crate::ids::{DomId, RequestId, TransactionId};
 use crate::message_type::MessageType;
 use crate::path::{validate_path, validate_token, validate_watch_path, PathError};
 use crate::permissions::NodePermissions;
@@ -58,7 +58,7 @@ pub enum Operation<'a> {
     },
     /// The home path of a domain, `/local/domain/<domid>`.
     GetDomainPath {
-        domain: DomainId,
+        domain: DomId,
     },
 }
 
@@ -201,7 +201,7 @@ impl Operation<'_> {
                 push_string(&mut payload, if *commit { "T" } else { "F" })
             }
             Operation::GetDomainPath { domain } => {
-                push_string(&mut payload, &domain.0.to_string());
+                push_string(&mut payload, &domain.get().to_string());
             }
         }
         if payload.len() > PAYLOAD_MAX {
@@ -259,15 +259,15 @@ mod tests {
         assert_eq!(payload(Operation::TransactionStart), b"\0");
         assert_eq!(
             payload(Operation::GetDomainPath {
-                domain: DomainId(42)
+                domain: DomId::new(42).unwrap()
             }),
             b"42\0"
         );
         let permissions = NodePermissions {
-            owner: DomainId(3),
+            owner: DomId::new(3).unwrap(),
             others: Access::Read,
             grants: Vec::from([Permission {
-                domain: DomainId(0),
+                domain: DomId::new(0).unwrap(),
                 access: Access::Write,
             }]),
         };

@@ -6,8 +6,7 @@ use std::io::{self, Read, Write};
 use xenstore::connection::{Connection, ConnectionError};
 use xenstore::wire::encode_message;
 use xenstore::{
-    DomainId, MessageType, Parsed, Parser, ReplyError, RequestId, TransactionId, WatchEvent,
-    XsError,
+    DomId, MessageType, Parsed, Parser, ReplyError, RequestId, TransactionId, WatchEvent, XsError,
 };
 
 /// Just enough of xenstored: a flat map of nodes, watches by prefix, and transactions whose
@@ -163,7 +162,9 @@ fn write_read_directory_and_errors() {
         )))
     ));
     assert_eq!(
-        connection.get_domain_path(DomainId(5)).expect("path"),
+        connection
+            .get_domain_path(DomId::new(5).unwrap())
+            .expect("path"),
         "/local/domain/5"
     );
     assert!(matches!(

@@ -33,8 +33,8 @@ fn body(kernel: &Kernel) -> Result<String, String> {
     log::info!(
         "grant-map: {PAGES} pages granted to ourselves (domain {}) as refs {}..={}",
         grants.domain,
-        grants.refs.first().map_or(0, |grant_ref| grant_ref.0),
-        grants.refs.last().map_or(0, |grant_ref| grant_ref.0)
+        grants.refs.first().map_or(0, |grant_ref| grant_ref.get()),
+        grants.refs.last().map_or(0, |grant_ref| grant_ref.get())
     );
     grants.fill(FIRST_SEED)?;
 

@@ -218,7 +218,7 @@ impl SelfGrants {
             if flags & (gtf::READING | gtf::WRITING) != 0 {
                 return Err(format!(
                     "grant ref {} still in use by a mapping (flags {flags:#06x})",
-                    self.refs.get(index).map_or(0, |grant_ref| grant_ref.0)
+                    self.refs.get(index).map_or(0, |grant_ref| grant_ref.get())
                 ));
             }
         }

@@ -7,7 +7,7 @@ use grantsvc::boot_info::{BootInfo, KERNEL_VIRT_BASE};
 /// The direct-map address of `frame` (callers keep `frame` below the domain's size, which
 /// `BootInfo` bounds to the 2 GiB the direct map can hold).
 pub fn address_of(frame: Pfn) -> VirtAddr {
-    VirtAddr::new_const(KERNEL_VIRT_BASE.wrapping_add(frame.0.wrapping_mul(PAGE_SIZE as u64)))
+    VirtAddr::new_const(KERNEL_VIRT_BASE.wrapping_add(frame.get().wrapping_mul(PAGE_SIZE as u64)))
 }
 
 /// The domain's p2m: machine frame of each pfn, as Xen wrote it at `mfn_list`.
@@ -29,10 +29,11 @@ impl P2m {
         P2m { entries }
     }
 
-    /// The machine frame backing `frame`.
+    /// The machine frame backing `frame` (`None` also for an entry that is no frame, such as
+    /// `INVALID_P2M_ENTRY`).
     pub fn machine_frame(&self, frame: Pfn) -> Option<Mfn> {
-        let index = usize::try_from(frame.0).ok()?;
-        self.entries.get(index).map(|&mfn| Mfn(mfn))
+        let index = usize::try_from(frame.get()).ok()?;
+        self.entries.get(index).and_then(|&mfn| Mfn::new(mfn))
     }
 
     /// Pages in the domain.
@@ -54,11 +55,12 @@ impl P2m {
 /// ours or one a page table of ours references, as reading the entry of a frame beyond the
 /// host's memory may fault.
 pub fn m2p_entry(frame: Mfn) -> Option<Pfn> {
-    if frame.0 >= MACH2PHYS_NR_ENTRIES {
+    if frame.get() >= MACH2PHYS_NR_ENTRIES {
         return None;
     }
-    let entry = (MACH2PHYS_VIRT_START + frame.0 * 8) as *const u64;
+    let entry = (MACH2PHYS_VIRT_START + frame.get() * 8) as *const u64;
     // SAFETY: inside Xen's read-only M2P (bounded above), which Xen keeps mapped in every PV
     // address space; volatile because Xen updates it when frames change owner.
-    Some(Pfn(unsafe { core::ptr::read_volatile(entry) }))
+    // The entry of a frame that is no one's pfn is garbage (often `INVALID_M2P_ENTRY`): None.
+    Pfn::new(unsafe { core::ptr::read_volatile(entry) })
 }

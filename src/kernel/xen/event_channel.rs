@@ -24,26 +24,41 @@ fn operation<T>(command: u32, argument: &mut T) -> Result<(), XenError> {
     XenError::check(result).map(|_| ())
 }
 
+/// A port Xen handed back. Xen never names one beyond the FIFO ABI's limit; if it did, the answer
+/// is refused as an invalid one rather than trusted.
+fn port_from_xen(raw: u32) -> Result<EvtchnPort, XenError> {
+    EvtchnPort::new(raw).ok_or(XenError::EINVAL)
+}
+
+/// A domain Xen named in a port's status: always an ordinary domain for an inter-domain or
+/// unbound port (Xen resolves `DOMID_SELF` when the port is made), refused otherwise.
+fn domain_from_xen(raw: u32) -> Result<DomId, XenError> {
+    u16::try_from(raw)
+        .ok()
+        .and_then(DomId::new)
+        .ok_or(XenError::EINVAL)
+}
+
 /// A new port of ours that `remote` may bind to.
 pub fn alloc_unbound(remote: DomId) -> Result<EvtchnPort, XenError> {
     let mut argument = EvtchnAllocUnbound {
-        dom: DomId::SELF.0,
-        remote_dom: remote.0,
+        dom: DomId::SELF.get(),
+        remote_dom: remote.get(),
         port: 0,
     };
     operation(EVTCHNOP_ALLOC_UNBOUND, &mut argument)?;
-    Ok(EvtchnPort(argument.port))
+    port_from_xen(argument.port)
 }
 
 /// A new port of ours connected to `remote_port` of `remote`.
 pub fn bind_interdomain(remote: DomId, remote_port: EvtchnPort) -> Result<EvtchnPort, XenError> {
     let mut argument = EvtchnBindInterdomain {
-        remote_dom: remote.0,
-        remote_port: remote_port.0,
+        remote_dom: remote.get(),
+        remote_port: remote_port.get(),
         local_port: 0,
     };
     operation(EVTCHNOP_BIND_INTERDOMAIN, &mut argument)?;
-    Ok(EvtchnPort(argument.local_port))
+    port_from_xen(argument.local_port)
 }
 
 /// A new port of ours that Xen raises for virtual interrupt `virq` on `vcpu`.
@@ -54,22 +69,25 @@ pub fn bind_virq(virq: u32, vcpu: u32) -> Result<EvtchnPort, XenError> {
         port: 0,
     };
     operation(EVTCHNOP_BIND_VIRQ, &mut argument)?;
-    Ok(EvtchnPort(argument.port))
+    port_from_xen(argument.port)
 }
 
 /// Notifies the other end of `port`.
 pub fn send(port: EvtchnPort) -> Result<(), XenError> {
-    operation(EVTCHNOP_SEND, &mut EvtchnPortArgument { port: port.0 })
+    operation(EVTCHNOP_SEND, &mut EvtchnPortArgument { port: port.get() })
 }
 
 /// Closes `port`.
 pub fn close(port: EvtchnPort) -> Result<(), XenError> {
-    operation(EVTCHNOP_CLOSE, &mut EvtchnPortArgument { port: port.0 })
+    operation(EVTCHNOP_CLOSE, &mut EvtchnPortArgument { port: port.get() })
 }
 
 /// Unmasks `port` (Xen re-raises the upcall if it is pending).
 pub fn unmask(port: EvtchnPort) -> Result<(), XenError> {
-    operation(EVTCHNOP_UNMASK, &mut EvtchnPortArgument { port: port.0 })
+    operation(
+        EVTCHNOP_UNMASK,
+        &mut EvtchnPortArgument { port: port.get() },
+    )
 }
 
 /// What one of our ports is bound to.
@@ -92,8 +110,8 @@ pub enum PortStatus {
 /// The status of one of our ports.
 pub fn port_status(port: EvtchnPort) -> Result<PortStatus, XenError> {
     let mut argument = EvtchnStatus {
-        dom: DomId::SELF.0,
-        port: port.0,
+        dom: DomId::SELF.get(),
+        port: port.get(),
         ..EvtchnStatus::default()
     };
     operation(EVTCHNOP_STATUS, &mut argument)?;
@@ -101,11 +119,11 @@ pub fn port_status(port: EvtchnPort) -> Result<PortStatus, XenError> {
     Ok(match argument.status {
         status::CLOSED => PortStatus::Closed,
         status::UNBOUND => PortStatus::Unbound {
-            remote: DomId(first as u16),
+            remote: domain_from_xen(first)?,
         },
         status::INTERDOMAIN => PortStatus::Interdomain {
-            remote: DomId(first as u16),
-            remote_port: EvtchnPort(second),
+            remote: domain_from_xen(first)?,
+            remote_port: port_from_xen(second)?,
         },
         status::PIRQ => PortStatus::Pirq(first),
         status::VIRQ => PortStatus::Virq(first),

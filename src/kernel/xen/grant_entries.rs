@@ -138,13 +138,13 @@ impl GrantEntries {
 
     /// The address of entry `grant_ref`, if it is in the table.
     fn entry(&self, grant_ref: GrantRef) -> Result<u64, EntryError> {
-        if grant_ref.0 >= self.entries {
+        if grant_ref.get() >= self.entries {
             return Err(EntryError::OutOfRange {
                 grant_ref,
                 entries: self.entries,
             });
         }
-        Ok(self.base + u64::from(grant_ref.0) * ENTRY_SIZE as u64)
+        Ok(self.base + u64::from(grant_ref.get()) * ENTRY_SIZE as u64)
     }
 
     /// The flags word of `grant_ref`.
@@ -170,7 +170,8 @@ impl GrantEntries {
         frame: Mfn,
         readonly: bool,
     ) -> Result<(), EntryError> {
-        let frame_number = u32::try_from(frame.0).map_err(|_| EntryError::FrameTooLarge(frame))?;
+        let frame_number =
+            u32::try_from(frame.get()).map_err(|_| EntryError::FrameTooLarge(frame))?;
         let flags = self.flags(grant_ref)?;
         if flags & (gtf::TYPE_MASK | gtf::READING | gtf::WRITING) != 0 {
             return Err(EntryError::Busy { grant_ref, flags });
@@ -185,7 +186,7 @@ impl GrantEntries {
             )
         };
         frame_word.store(frame_number, Ordering::Relaxed);
-        domid_word.store(domain.0, Ordering::Relaxed);
+        domid_word.store(domain.get(), Ordering::Relaxed);
         // Xen must never see the valid flags with a stale frame or domid.
         fence(Ordering::Release);
         let mut valid = gtf::PERMIT_ACCESS;

@@ -67,6 +67,8 @@ pub enum GrantTableError {
     Hypercall(XenError),
     Status(GrantStatus),
     TooManyFrames(usize),
+    /// Xen named a frame number beyond 2^40, which no machine has.
+    FrameOutOfRange(u64),
 }
 
 impl core::fmt::Display for GrantTableError {
@@ -78,6 +80,12 @@ impl core::fmt::Display for GrantTableError {
                 write!(
                     formatter,
                     "{frames} frames asked, at most {MAX_SETUP_FRAMES}"
+                )
+            }
+            GrantTableError::FrameOutOfRange(frame) => {
+                write!(
+                    formatter,
+                    "Xen answered frame {frame:#x}, beyond any machine"
                 )
             }
         }
@@ -92,7 +100,7 @@ pub fn setup_table(frames: usize, into: &mut [Mfn]) -> Result<(), GrantTableErro
     }
     let mut frame_list = [0u64; MAX_SETUP_FRAMES];
     let mut argument = GnttabSetupTable {
-        dom: DomId::SELF.0,
+        dom: DomId::SELF.get(),
         nr_frames: frames as u32,
         status: 0,
         frame_list: frame_list.as_mut_ptr() as u64,
@@ -106,7 +114,7 @@ pub fn setup_table(frames: usize, into: &mut [Mfn]) -> Result<(), GrantTableErro
         return Err(GrantTableError::Status(status));
     }
     for (slot, frame) in into.iter_mut().zip(frame_list.iter().take(frames)) {
-        *slot = Mfn(*frame);
+        *slot = Mfn::new(*frame).ok_or(GrantTableError::FrameOutOfRange(*frame))?;
     }
     Ok(())
 }
@@ -114,7 +122,7 @@ pub fn setup_table(frames: usize, into: &mut [Mfn]) -> Result<(), GrantTableErro
 /// `GNTTABOP_query_size` for our own table: (frames in use, most frames allowed).
 pub fn query_size() -> Result<(u32, u32), GrantTableError> {
     let mut argument = GnttabQuerySize {
-        dom: DomId::SELF.0,
+        dom: DomId::SELF.get(),
         ..GnttabQuerySize::default()
     };
     // SAFETY: one query_size struct on our stack.

@@ -27,7 +27,7 @@ impl XenHypervisor {
 
     /// True when `frame` is one of the domain's pfns.
     fn owns(&self, frame: Pfn) -> bool {
-        frame.0 < self.p2m.len()
+        frame.get() < self.p2m.len()
     }
 }
 

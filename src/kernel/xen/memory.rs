@@ -26,7 +26,7 @@ pub fn mmu_update(updates: &[MmuUpdate], foreign: DomId) -> Result<(), MmuUpdate
             updates.as_ptr() as u64,
             u64::from(count),
             core::ptr::addr_of_mut!(done) as u64,
-            u64::from(foreign.0),
+            u64::from(foreign.get()),
         )
     };
     XenError::check(result)
@@ -51,7 +51,7 @@ pub fn mmuext_op(operations: &[MmuextOp]) -> Result<(), XenError> {
             operations.as_ptr() as u64,
             u64::from(count),
             core::ptr::addr_of_mut!(done) as u64,
-            u64::from(DomId::SELF.0),
+            u64::from(DomId::SELF.get()),
         )
     };
     XenError::check(result).map(|_| ())

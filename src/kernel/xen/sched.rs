@@ -49,7 +49,7 @@ pub fn poll(ports: &[EvtchnPort], deadline_ns: Option<u64>) -> Result<(), XenErr
     }
     let mut raw_ports = [0u32; SCHED_POLL_MAX_PORTS];
     for (slot, port) in raw_ports.iter_mut().zip(ports) {
-        *slot = port.0;
+        *slot = port.get();
     }
     let argument = SchedPoll {
         ports: raw_ports.as_ptr() as u64,

@@ -36,7 +36,7 @@ fn base() -> *mut u8 {
 /// upcall handler does real work yet).
 pub fn map(machine_address: MachineAddr) -> Result<(), XenError> {
     let address = VirtAddr::try_new(base() as u64).ok_or(XenError::EINVAL)?;
-    let entry = (machine_address.0 & pte::FRAME_MASK)
+    let entry = (machine_address.get() & pte::FRAME_MASK)
         | pte::PRESENT
         | pte::WRITABLE
         | pte::ACCESSED

@@ -10,9 +10,9 @@ use alloc::vec::Vec;
 pub type SimPmap = Pmap<SimXen, SimFrameAllocator>;
 
 /// A PV peer with pages to grant.
-pub const PEER: DomId = DomId(7);
+pub const PEER: DomId = DomId::new(7).unwrap();
 /// A translated (HVM-like) peer.
-pub const HVM_PEER: DomId = DomId(9);
+pub const HVM_PEER: DomId = DomId::new(9).unwrap();
 
 /// A pmap adopted from the simulation's initial tree, with the whole direct map in place.
 pub fn pmap() -> SimPmap {
@@ -23,7 +23,8 @@ pub fn pmap() -> SimPmap {
     let root = sim.root();
     let pages = sim.pages();
     let mut pmap = Pmap::adopt(sim, frames, root).expect("adopt");
-    pmap.extend_direct_map(Pfn(0), pages).expect("direct map");
+    pmap.extend_direct_map(Pfn::new(0).unwrap(), pages)
+        .expect("direct map");
     check(&pmap);
     pmap
 }

@@ -56,7 +56,8 @@ fn requests_are_refused_before_anything_is_mapped() {
             region_start: va(4)
         })
     );
-    pmap.enter(va(20), Pfn(1), Prot::READ_ONLY).unwrap();
+    pmap.enter(va(20), Pfn::new(1).unwrap(), Prot::READ_ONLY)
+        .unwrap();
     assert_eq!(
         pmap.enter_gnt(va(19), PEER, &refs[2..], false),
         Err(GrantMapError::AlreadyMapped(va(20)))
@@ -76,7 +77,7 @@ fn each_bad_grant_is_named_and_the_batch_is_unmapped() {
     pmap.hypervisor_mut().revoke(PEER, revoked).unwrap();
     let readonly = grant_peer_pages(&mut pmap, 5, 1, true)[0];
     let cases = [
-        (GrantRef(100_000), GrantStatus::BadGntref),
+        (GrantRef::new(100_000), GrantStatus::BadGntref),
         (invalid, GrantStatus::GeneralError),
         (revoked, GrantStatus::GeneralError),
         (readonly, GrantStatus::GeneralError),
@@ -96,7 +97,9 @@ fn each_bad_grant_is_named_and_the_batch_is_unmapped() {
         assert_eq!(pmap.hypervisor().active_mappings(PEER, good[0]), 0);
         assert_clean(&pmap, baseline);
     }
-    let error = pmap.enter_gnt(va(0), DomId(55), &good, false).unwrap_err();
+    let error = pmap
+        .enter_gnt(va(0), DomId::new(55).unwrap(), &good, false)
+        .unwrap_err();
     assert!(matches!(
         error,
         GrantMapError::Grant {
@@ -141,7 +144,7 @@ fn maptrack_exhaustion_and_hypercall_failure_are_clean_errors() {
 fn a_rollback_unmap_that_fails_keeps_the_page_accounted() {
     let mut pmap = pmap();
     let refs = grant_peer_pages(&mut pmap, 0, 3, false);
-    let bad = GrantRef(77_777);
+    let bad = GrantRef::new(77_777);
     pmap.hypervisor_mut().inject_unmap_failure(PEER, refs[1], 1);
     let error = pmap
         .enter_gnt(va(0), PEER, &[refs[0], refs[1], bad], false)

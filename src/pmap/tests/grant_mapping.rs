@@ -35,7 +35,7 @@ fn a_512_page_region_maps_in_one_grant_hypercall_and_one_table_update() {
         .hypervisor()
         .domain(PEER)
         .unwrap()
-        .grant_flags(refs[7].0 as usize)
+        .grant_flags(refs[7].get() as usize)
         .unwrap();
     assert_eq!(
         flags & (gtf::READING | gtf::WRITING),
@@ -66,7 +66,7 @@ fn one_page_per_hypercall_mode_exists_for_the_benchmark() {
 #[test]
 fn writes_through_the_mapping_reach_the_granted_frame_and_readonly_is_enforced() {
     let mut pmap = pmap();
-    let own = Pfn(9);
+    let own = Pfn::new(9).unwrap();
     let grant = pmap.hypervisor_mut().grant_own_frame(own, false);
     let readonly = grant_peer_pages(&mut pmap, 0, 1, true);
     pmap.enter_gnt(va(0), SIM_DOMID, &[grant], false).unwrap();

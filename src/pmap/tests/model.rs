@@ -106,7 +106,9 @@ impl Harness {
                 } else {
                     Prot::READ_ONLY
                 };
-                let result = self.pmap.enter(address(page), Pfn(frame), prot);
+                let result = self
+                    .pmap
+                    .enter(address(page), Pfn::new(frame).unwrap(), prot);
                 match self.model.get(&page) {
                     Some(Page::Grant { .. }) => assert!(result.is_err()),
                     _ => {
@@ -255,10 +257,10 @@ impl Harness {
         assert_eq!(mapped_pages, model_pages);
         for (&page, expected) in &self.model {
             let entry = mapped[&address(page)];
-            let mfn = crate::addr::Mfn((entry & pte::FRAME_MASK) >> 12);
+            let mfn = crate::addr::Mfn::of_page_table_entry(entry);
             match *expected {
                 Page::Ordinary { frame, write } => {
-                    assert_eq!(Some(mfn), sim.machine_frame(Pfn(frame)));
+                    assert_eq!(Some(mfn), sim.machine_frame(Pfn::new(frame).unwrap()));
                     assert_eq!(entry & pte::WRITABLE != 0, write);
                     let prot = if write {
                         Prot::READ_WRITE
@@ -268,7 +270,7 @@ impl Harness {
                     assert_eq!(
                         self.pmap.extract(address(page)),
                         Some(Mapping::Ordinary {
-                            frame: Pfn(frame),
+                            frame: Pfn::new(frame).unwrap(),
                             prot
                         })
                     );

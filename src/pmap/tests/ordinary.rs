@@ -13,11 +13,11 @@ fn adoption_counts_xen_tables_and_extension_maps_every_frame() {
     // Xen's 5 tables plus the L1 tables for frames 1024..2048 (two of them).
     assert_eq!(pmap.stats().page_table_pages, sim.initial_page_tables() + 2);
     for frame in [0, 700, 1024, 2047] {
-        let address = direct_map_address(Pfn(frame)).unwrap();
+        let address = direct_map_address(Pfn::new(frame).unwrap()).unwrap();
         assert_eq!(
             pmap.extract(address),
             Some(Mapping::Ordinary {
-                frame: Pfn(frame),
+                frame: Pfn::new(frame).unwrap(),
                 prot: Prot::READ_WRITE
             })
         );
@@ -39,18 +39,22 @@ fn enter_then_remove_frees_every_table_it_made() {
     let mut pmap = pmap();
     let baseline = pmap.stats().page_table_pages;
     let allocated = pmap.frames().allocated();
-    pmap.enter(va(5), Pfn(3), Prot::READ_WRITE).unwrap();
+    pmap.enter(va(5), Pfn::new(3).unwrap(), Prot::READ_WRITE)
+        .unwrap();
     check(&pmap);
     // A fresh L4 slot: L3, L2 and L1 created, in one mmu_update with the leaf separate.
     assert_eq!(pmap.stats().page_table_pages, baseline + 3);
     assert_eq!(
         pmap.extract(va(5).checked_add(17).unwrap()),
         Some(Mapping::Ordinary {
-            frame: Pfn(3),
+            frame: Pfn::new(3).unwrap(),
             prot: Prot::READ_WRITE
         })
     );
-    let expected_mfn = pmap.hypervisor().machine_frame(Pfn(3)).unwrap();
+    let expected_mfn = pmap
+        .hypervisor()
+        .machine_frame(Pfn::new(3).unwrap())
+        .unwrap();
     assert_eq!(
         pmap.hypervisor().translate(va(5), true).unwrap().0,
         expected_mfn
@@ -68,12 +72,12 @@ fn refusals_change_nothing() {
     let mut pmap = pmap();
     let xen = VirtAddr::try_new(0xffff_8000_0000_0000).unwrap();
     assert_eq!(
-        pmap.enter(xen, Pfn(1), Prot::READ_ONLY),
+        pmap.enter(xen, Pfn::new(1).unwrap(), Prot::READ_ONLY),
         Err(PmapError::XenSlots(xen))
     );
     let unaligned = va(1).checked_add(8).unwrap();
     assert_eq!(
-        pmap.enter(unaligned, Pfn(1), Prot::READ_ONLY),
+        pmap.enter(unaligned, Pfn::new(1).unwrap(), Prot::READ_ONLY),
         Err(PmapError::BadRange)
     );
     let table = pmap.root();
@@ -89,14 +93,16 @@ fn refusals_change_nothing() {
 #[test]
 fn replacing_a_mapping_keeps_the_wire_count_and_flushes_the_page() {
     let mut pmap = pmap();
-    pmap.enter(va(0), Pfn(1), Prot::READ_WRITE).unwrap();
+    pmap.enter(va(0), Pfn::new(1).unwrap(), Prot::READ_WRITE)
+        .unwrap();
     let flushes = pmap.hypervisor().calls().page_flushes;
-    pmap.enter(va(0), Pfn(2), Prot::READ_ONLY).unwrap();
+    pmap.enter(va(0), Pfn::new(2).unwrap(), Prot::READ_ONLY)
+        .unwrap();
     assert_eq!(pmap.hypervisor().calls().page_flushes, flushes + 1);
     assert_eq!(
         pmap.extract(va(0)),
         Some(Mapping::Ordinary {
-            frame: Pfn(2),
+            frame: Pfn::new(2).unwrap(),
             prot: Prot::READ_ONLY
         })
     );
@@ -107,7 +113,7 @@ fn replacing_a_mapping_keeps_the_wire_count_and_flushes_the_page() {
 fn protect_rewrites_entries_in_one_batch_with_one_flush() {
     let mut pmap = pmap();
     for page in 0..4 {
-        pmap.enter(va(page), Pfn(page + 1), Prot::READ_WRITE)
+        pmap.enter(va(page), Pfn::new(page + 1).unwrap(), Prot::READ_WRITE)
             .unwrap();
     }
     let before = pmap.hypervisor().calls();
@@ -185,7 +191,10 @@ fn foreign_frames_map_with_their_owner_and_the_no_translate_flag() {
     pmap.protect(range(0, 3), Prot::READ_ONLY).unwrap();
     assert!(pmap.hypervisor().translate(va(2), true).is_none());
     // Own machine frames through the foreign path (the lab's pmap-foreign scenario).
-    let own = pmap.hypervisor().machine_frame(Pfn(4)).unwrap();
+    let own = pmap
+        .hypervisor()
+        .machine_frame(Pfn::new(4).unwrap())
+        .unwrap();
     pmap.enter_foreign(va(3), own, crate::ids::DomId::SELF, Prot::READ_WRITE, flags)
         .unwrap();
     check(&pmap);
@@ -201,7 +210,9 @@ fn a_failed_update_leaves_no_empty_table_behind() {
     // The table batch has 6 requests (3 tables); fail the 4th: L3 and L2... partly built.
     pmap.hypervisor_mut()
         .fail_next_mmu_update(3, XenError::ENOMEM);
-    let error = pmap.enter(va(0), Pfn(1), Prot::READ_WRITE).unwrap_err();
+    let error = pmap
+        .enter(va(0), Pfn::new(1).unwrap(), Prot::READ_WRITE)
+        .unwrap_err();
     assert!(matches!(
         error,
         PmapError::MmuUpdate {
@@ -214,7 +225,7 @@ fn a_failed_update_leaves_no_empty_table_behind() {
     // Failing the leaf itself also releases the fresh tables.
     let leaf = pmap.enter_foreign(
         va(0),
-        crate::addr::Mfn(0),
+        crate::addr::Mfn::new(0).unwrap(),
         crate::ids::DomId::SELF,
         Prot::READ_ONLY,
         ForeignFlags::default(),

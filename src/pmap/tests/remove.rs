@@ -11,7 +11,7 @@ fn a_mixed_range_is_removed_in_one_call_without_touching_grant_ptes() {
     let baseline = pmap.stats().page_table_pages;
     // ordinary 0..3, grants 3..7, hole 7, ordinary 8, grants 9..11, ordinary 600 (another L1).
     for page in [0, 1, 2, 8, 600] {
-        pmap.enter(va(page), Pfn(page % 20 + 1), Prot::READ_WRITE)
+        pmap.enter(va(page), Pfn::new(page % 20 + 1).unwrap(), Prot::READ_WRITE)
             .unwrap();
     }
     let first = grant_peer_pages(&mut pmap, 0, 4, false);
@@ -58,7 +58,8 @@ fn removing_part_of_a_region_splits_it_and_keeps_the_rest_mapped() {
     assert_eq!(pmap.hypervisor().active_mappings(PEER, refs[3]), 0);
     assert_eq!(pmap.hypervisor().active_mappings(PEER, refs[5]), 1);
     // The hole can be reused, then everything goes.
-    pmap.enter(va(4), Pfn(2), Prot::READ_ONLY).unwrap();
+    pmap.enter(va(4), Pfn::new(2).unwrap(), Prot::READ_ONLY)
+        .unwrap();
     pmap.remove(range(0, 8)).unwrap();
     assert_eq!(pmap.stats().live_grant_pages, 0);
     check(&pmap);
@@ -69,7 +70,8 @@ fn a_failed_grant_unmap_is_reported_and_the_page_stays_tracked() {
     let mut pmap = pmap();
     let refs = grant_peer_pages(&mut pmap, 0, 4, false);
     pmap.enter_gnt(va(0), PEER, &refs, false).unwrap();
-    pmap.enter(va(4), Pfn(1), Prot::READ_WRITE).unwrap();
+    pmap.enter(va(4), Pfn::new(1).unwrap(), Prot::READ_WRITE)
+        .unwrap();
     pmap.hypervisor_mut().inject_unmap_failure(PEER, refs[2], 1);
     let error = pmap.remove(range(0, 5)).unwrap_err();
     let RemoveError::Incomplete { summary, failures } = error else {

@@ -17,7 +17,10 @@ fn raw<'a>(nr_pages: &'a [u8], refs: &'a [u8]) -> RawFrontendNodes<'a> {
 #[test]
 fn good_nodes_decode() {
     let nodes = FrontendNodes::decode(&raw(b"3", b"8 9 4000")).unwrap();
-    assert_eq!(nodes.refs, vec![GrantRef(8), GrantRef(9), GrantRef(4000)]);
+    assert_eq!(
+        nodes.refs,
+        vec![GrantRef::new(8), GrantRef::new(9), GrantRef::new(4000)]
+    );
     assert_eq!(nodes.event_channel, RemotePort(17));
     assert_eq!(nodes.pattern_seed, u32::MAX);
     assert!(nodes.writable);
@@ -26,7 +29,7 @@ fn good_nodes_decode() {
 
 #[test]
 fn the_largest_device_fits_in_one_xenstore_value() {
-    let refs: Vec<GrantRef> = (0..MAX_PAGES).map(|_| GrantRef(u32::MAX)).collect();
+    let refs: Vec<GrantRef> = (0..MAX_PAGES).map(|_| GrantRef::new(u32::MAX)).collect();
     let encoded = FrontendNodes::encode_refs(&refs);
     assert!(encoded.len() < 4096, "{}", encoded.len());
     let count = MAX_PAGES.to_string();
@@ -129,22 +132,22 @@ fn ports_seeds_flags_and_missing_nodes_are_checked() {
 #[test]
 fn paths_follow_the_xenbus_layout() {
     assert_eq!(
-        frontend_path(DomId(0), DeviceId(3)),
+        frontend_path(DomId::new(0).unwrap(), DeviceId(3)),
         "/local/domain/0/device/grantsvc-share/3"
     );
     assert_eq!(
-        backend_path(DomId(7), DomId(0), DeviceId(3)),
+        backend_path(DomId::new(7).unwrap(), DomId::new(0).unwrap(), DeviceId(3)),
         "/local/domain/7/backend/grantsvc-share/0/3"
     );
     let root = backend_root("/local/domain/7");
     assert_eq!(root, "/local/domain/7/backend/grantsvc-share");
     assert_eq!(
         device_of_backend_path(&root, "/local/domain/7/backend/grantsvc-share/5/2/state"),
-        Some((DomId(5), DeviceId(2)))
+        Some((DomId::new(5).unwrap(), DeviceId(2)))
     );
     assert_eq!(
         device_of_backend_path(&root, "/local/domain/7/backend/grantsvc-share/5/2"),
-        Some((DomId(5), DeviceId(2)))
+        Some((DomId::new(5).unwrap(), DeviceId(2)))
     );
     for not_a_device in [
         "/local/domain/7/backend/grantsvc-share",

@@ -5,7 +5,7 @@ use crate::share::nodes::RawFrontendNodes;
 use crate::vchan::testing::FakeMemory;
 
 fn open(registry: &mut ShareRegistry<FakeMemory>, peer: u16, device: u32) -> ShareKey {
-    let opened = registry.open(DomId(peer), DeviceId(device));
+    let opened = registry.open(DomId::new(peer).unwrap(), DeviceId(device));
     opened.last().map(|(key, _)| *key).unwrap()
 }
 
@@ -31,7 +31,7 @@ fn a_recreated_device_gets_a_new_key_and_the_old_sessions_results_are_released()
     let old = open(&mut registry, 5, 0);
     let other = open(&mut registry, 5, 1);
     to_mapping(&mut registry, old);
-    let reopened = registry.open(DomId(5), DeviceId(0));
+    let reopened = registry.open(DomId::new(5).unwrap(), DeviceId(0));
     assert_eq!(reopened.len(), 2);
     assert_eq!(reopened[0].0, old);
     assert!(matches!(
@@ -40,7 +40,10 @@ fn a_recreated_device_gets_a_new_key_and_the_old_sessions_results_are_released()
     ));
     let new = reopened[1].0;
     assert_ne!(new, old);
-    assert_eq!(registry.find(DomId(5), DeviceId(0)), Some(new));
+    assert_eq!(
+        registry.find(DomId::new(5).unwrap(), DeviceId(0)),
+        Some(new)
+    );
     // The old session's map finishing now is released, not handed to the new one.
     let late = registry.handle(old, ShareEvent::Mapped(Ok(FakeMemory::new(4096))));
     assert!(matches!(late[..], [ShareAction::Unmap(_)]));
@@ -62,12 +65,15 @@ fn a_death_ends_only_that_peers_sessions() {
     let page = FakeMemory::new(4096);
     registry.handle(first, ShareEvent::Mapped(Ok(page)));
     assert_eq!(registry.mapped_pages(), 1);
-    let died = registry.domain_died(DomId(3));
+    let died = registry.domain_died(DomId::new(3).unwrap());
     let keys: Vec<ShareKey> = died.iter().map(|(key, _)| *key).collect();
     assert_eq!(keys, [first, second]);
     assert!(matches!(died[0].1[0], ShareAction::Unmap(_)));
     assert_eq!(registry.mapped_pages(), 0);
-    assert_eq!(registry.keys_of(DomId(4)).collect::<Vec<_>>(), [bystander]);
+    assert_eq!(
+        registry.keys_of(DomId::new(4).unwrap()).collect::<Vec<_>>(),
+        [bystander]
+    );
     assert_eq!(registry.shutdown().len(), 1);
     assert!(registry.is_empty());
     assert_eq!(format!("{bystander}"), "d4/share0#3");

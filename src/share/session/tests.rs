@@ -4,9 +4,9 @@ use super::*;
 use crate::share::nodes::RawFrontendNodes;
 use crate::vchan::testing::FakeMemory;
 
-const PEER: DomId = DomId(4);
+const PEER: DomId = DomId::new(4).unwrap();
 const DEVICE: DeviceId = DeviceId(0);
-const PORT: EvtchnPort = EvtchnPort(21);
+const PORT: EvtchnPort = EvtchnPort::new(21).unwrap();
 const SEED: u32 = 0xdead_beef;
 
 /// One action as carried out, for asserting order.

@@ -6,8 +6,8 @@ use crate::vchan::testing::{FakeMemory, FakeServer};
 use alloc::collections::VecDeque;
 use alloc::string::ToString;
 
-const PEER: DomId = DomId(5);
-const PORT: EvtchnPort = EvtchnPort(33);
+const PEER: DomId = DomId::new(5).unwrap();
+const PORT: EvtchnPort = EvtchnPort::new(33).unwrap();
 
 /// One action as carried out, for asserting order.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -36,8 +36,19 @@ fail() {
 # console_log [NAME]: the path of a guest's console log (xenconsoled writes it).
 console_log() { echo "$LAB_CONSOLE_DIR/guest-${1:-$LAB_GUEST}.log"; }
 
+# admit_release_watch DOMID: the documented toolstack step for a grantsvc domain (README, make
+# run): xenstored (XSA-115) sends @releaseDomain watch events to an unprivileged domain only when
+# the special node's permissions admit it, so they are set to dom0 owner plus read for DOMID.
+admit_release_watch() {
+    xenstore-chmod @releaseDomain n0 "r$1" || fail "xenstore-chmod @releaseDomain n0 r$1 failed"
+}
+
 # create_guest [XL-OVERRIDE...]: xl create of the project's domain.cfg, with overrides such as
-# 'extra="loglevel=info selftest"' or 'on_poweroff="preserve"'.
+# 'extra="loglevel=info selftest"' or 'on_poweroff="preserve"'. Like `make run`, the domain is
+# created paused, admitted to @releaseDomain events and then unpaused, so it sees them from its
+# first instruction; LAB_NO_RELEASE_WATCH=1 leaves it unadmitted (what a host that skipped the
+# step gives it: peer death must then be noticed without @releaseDomain). LAB_XL_CREATE_FLAGS
+# adds xl create flags (-e: no xl daemon waits for the domain's death to clean up after it).
 create_guest() {
     local name=$LAB_GUEST argument output status
     for argument in "$@"; do
@@ -47,11 +58,15 @@ create_guest() {
     done
     # Checked first, so that a domain existing after a failed create can only be this one.
     ! domain_exists "$name" || fail "create_guest: a domain named $name already exists"
-    step "xl create domain.cfg $*"
-    output=$(xl create domain.cfg "$@" 2>&1)
+    step "xl create -p ${LAB_XL_CREATE_FLAGS:+$LAB_XL_CREATE_FLAGS }domain.cfg $*"
+    # shellcheck disable=SC2086 # the flags are words
+    output=$(xl create -p ${LAB_XL_CREATE_FLAGS:-} domain.cfg "$@" 2>&1)
     status=$?
     echo "$output"
-    [ "$status" -eq 0 ] && return 0
+    if [ "$status" -eq 0 ]; then
+        start_paused_guest "$name"
+        return 0
+    fi
     # Debian's xl 4.17.7 sometimes crashes after building and unpausing the domain, while it
     # forks its domain-monitoring daemon ("daemonizing child ... died due to fatal signal",
     # "corrupted double-linked list"): about one create in twenty under TCG. A failed
@@ -59,9 +74,20 @@ create_guest() {
     # on_crash handling may be missing, which the scenarios' "preserve" and cleanup do not need.
     if domain_exists "$name"; then
         step "xl create exited with status $status but domain $name exists; going on"
+        start_paused_guest "$name"
         return 0
     fi
     fail "xl create failed: $(echo "$output" | grep -v '^Parsing config' | head -n 1)"
+}
+
+# start_paused_guest NAME: the step between `xl create -p` and the guest's first instruction.
+start_paused_guest() {
+    local domid
+    domid=$(xl domid "$1") || fail "no domid for $1 after xl create -p"
+    if [ "${LAB_NO_RELEASE_WATCH:-0}" != 1 ]; then
+        admit_release_watch "$domid"
+    fi
+    xl unpause "$1" || fail "xl unpause $1 failed"
 }
 
 # wait_for_log [-i] PATTERN SECONDS [NAME]: true once the guest console log matches the extended

@@ -27,7 +27,12 @@ usage: grantsvc-peer share --domid D [--pages N] [--devid K] [--readonly] [--see
                   refs-non-numeric refs-count refs-ungranted nr-pages-zero nr-pages-huge
                   nr-pages-non-numeric port-zero port-unbound state-garbage pattern
   --check-pins    also check with 'xl debug-keys g' / 'xl dmesg' that Xen shows the pages pinned
-                  by D while connected and none of them once grantsvc has closed";
+                  by D while connected and none of them once grantsvc has closed
+
+usage: grantsvc-peer destroy-domain --domid D
+
+  Destroys domain D with the XEN_DOMCTL_destroydomain hypercall alone, as a crash of the
+  toolstack would leave it: its xenstore nodes stay, so a backend must notice the death itself.";
 
 /// What to do.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -36,6 +41,8 @@ pub enum Command {
     VchanGarbage(VchanGarbageOptions),
     VchanServer(VchanServerOptions),
     SocketExchange(ExchangeOptions),
+    /// `destroy-domain --domid D`: the domain-destroy hypercall alone (its xenstore nodes stay).
+    DestroyDomain(DomId),
     Help,
 }
 
@@ -64,10 +71,9 @@ fn number<T: std::str::FromStr>(option: &str, value: Option<&String>) -> Result<
 /// dom0, grantsvc in a domU).
 pub(crate) fn domu(option: &str, value: Option<&String>) -> Result<DomId, String> {
     let id: u16 = number(option, value)?;
-    if !DomId(id).is_ordinary() || id == 0 {
-        return Err(format!("{option} {id} is not a domU"));
-    }
-    Ok(DomId(id))
+    DomId::new(id)
+        .filter(|domain| *domain != DomId::DOM0)
+        .ok_or_else(|| format!("{option} {id} is not a domU"))
 }
 
 /// Parses the arguments after the program name.
@@ -85,13 +91,21 @@ pub fn parse(arguments: &[String]) -> Result<Command, String> {
             return vchan_args::parse_socket_exchange(arguments.as_slice())
                 .map(Command::SocketExchange)
         }
+        Some("destroy-domain") => {
+            return match arguments.as_slice() {
+                [option, value] if option == "--domid" => {
+                    domu(option, Some(value)).map(Command::DestroyDomain)
+                }
+                _ => Err("destroy-domain takes exactly --domid D".to_string()),
+            }
+        }
         Some("-h" | "--help" | "help") => return Ok(Command::Help),
         Some(other) => return Err(format!("unknown subcommand '{other}'")),
         None => return Err("no subcommand".to_string()),
     }
     let mut domid = None;
     let mut options = ShareOptions {
-        domid: DomId(0),
+        domid: DomId::DOM0,
         pages: 1,
         device: DeviceId(0),
         writable: true,
@@ -156,7 +170,7 @@ mod tests {
         let Ok(Command::Share(options)) = parse_words("share --domid 5") else {
             panic!("not a share");
         };
-        assert_eq!(options.domid, DomId(5));
+        assert_eq!(options.domid, DomId::new(5).unwrap());
         assert_eq!((options.pages, options.device), (1, DeviceId(0)));
         assert!(options.writable && !options.check_pins);
         assert_eq!(options.timeout, Duration::from_secs(30));
@@ -169,7 +183,7 @@ mod tests {
         assert_eq!(
             options,
             ShareOptions {
-                domid: DomId(3),
+                domid: DomId::new(3).unwrap(),
                 pages: 256,
                 device: DeviceId(7),
                 writable: false,

@@ -49,7 +49,7 @@ impl EventChannels {
     /// Allocates a port that `remote` may bind to.
     pub fn allocate_unbound(&self, remote: DomId) -> io::Result<EvtchnPort> {
         let request = BindUnboundPort {
-            remote_domain: libc::c_uint::from(remote.0),
+            remote_domain: libc::c_uint::from(remote.get()),
         };
         // SAFETY: the ioctl only reads `request`, which lives across the call.
         let result = unsafe {
@@ -59,14 +59,18 @@ impl EventChannels {
                 &request as *const BindUnboundPort,
             )
         };
-        u32::try_from(result)
-            .map(EvtchnPort)
-            .map_err(|_| io::Error::last_os_error())
+        let raw = u32::try_from(result).map_err(|_| io::Error::last_os_error())?;
+        EvtchnPort::new(raw).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("the kernel allocated port {raw}, beyond any event-channel ABI"),
+            )
+        })
     }
 
     /// Closes `port`.
     pub fn unbind(&self, port: EvtchnPort) -> io::Result<()> {
-        let request = PortRequest { port: port.0 };
+        let request = PortRequest { port: port.get() };
         // SAFETY: the ioctl only reads `request`, which lives across the call.
         let result = unsafe {
             libc::ioctl(
@@ -83,7 +87,7 @@ impl EventChannels {
 
     /// Signals the other end of `port` (`IOCTL_EVTCHN_NOTIFY`).
     pub fn notify(&self, port: EvtchnPort) -> io::Result<()> {
-        let request = PortRequest { port: port.0 };
+        let request = PortRequest { port: port.get() };
         // SAFETY: the ioctl only reads `request`, which lives across the call.
         let result = unsafe {
             libc::ioctl(
@@ -117,7 +121,13 @@ impl EventChannels {
         let mut bytes = [0u8; 4];
         self.device.read_exact(&mut bytes)?;
         self.device.write_all(&bytes)?;
-        Ok(Some(EvtchnPort(u32::from_ne_bytes(bytes))))
+        let raw = u32::from_ne_bytes(bytes);
+        EvtchnPort::new(raw).map(Some).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("the kernel reported port {raw}, beyond any event-channel ABI"),
+            )
+        })
     }
 }
 

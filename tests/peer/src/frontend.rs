@@ -176,7 +176,12 @@ mod tests {
 
     #[test]
     fn publication_matches_the_protocol() {
-        let publication = Publication::new(&[GrantRef(8), GrantRef(12)], EvtchnPort(40), 5, false);
+        let publication = Publication::new(
+            &[GrantRef::new(8), GrantRef::new(12)],
+            EvtchnPort::new(40).unwrap(),
+            5,
+            false,
+        );
         assert_eq!(
             publication.nodes(),
             [

@@ -153,8 +153,8 @@ mod tests {
     use grantsvc::share::nodes::{FrontendNodes, RawFrontendNodes};
 
     fn publication(pages: u32) -> Publication {
-        let refs: Vec<GrantRef> = (0..pages).map(|index| GrantRef(10 + index)).collect();
-        Publication::new(&refs, EvtchnPort(30), 77, true)
+        let refs: Vec<GrantRef> = (0..pages).map(|index| GrantRef::new(10 + index)).collect();
+        Publication::new(&refs, EvtchnPort::new(30).unwrap(), 77, true)
     }
 
     /// What grantsvc's own validation says about `publication`.
@@ -189,7 +189,9 @@ mod tests {
                 }
                 // Ungranted refs and unbound ports are well-formed: only Xen refuses them.
                 (Expectation::Refused(_), Ok(nodes)) => match kind {
-                    Garbage::RefsUngranted => assert_eq!(nodes.refs[0], GrantRef(UNGRANTED_REF)),
+                    Garbage::RefsUngranted => {
+                        assert_eq!(nodes.refs[0], GrantRef::new(UNGRANTED_REF))
+                    }
                     Garbage::PortUnbound => assert_eq!(nodes.event_channel.0, UNBOUND_PORT),
                     _ => panic!("{kind:?} was accepted"),
                 },

@@ -68,7 +68,7 @@ impl GrantedPages {
         let bytes = REFS_OFFSET + 4 * count as usize;
         let mut request = vec![0u64; bytes.div_ceil(8).max(3)];
         let header = AllocGref {
-            domid: domid.0,
+            domid: domid.get(),
             flags: if writable { GNTALLOC_FLAG_WRITABLE } else { 0 },
             count,
             index: 0,
@@ -97,7 +97,7 @@ impl GrantedPages {
                 let offset = REFS_OFFSET + 4 * slot;
                 let word = request.get(offset / 8).copied().unwrap_or(0);
                 let value = (word >> ((offset % 8) * 8)) as u32;
-                GrantRef(value)
+                GrantRef::new(value)
             })
             .collect();
         let length = count as usize * PAGE_SIZE;

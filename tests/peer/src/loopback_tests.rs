@@ -85,7 +85,7 @@ impl Backend {
                 }
                 ShareAction::BindInterdomain { remote_port, .. } => {
                     follow_ups.push(ShareEvent::PortBound(if remote_port.0 < 4096 {
-                        Ok(EvtchnPort(9))
+                        Ok(EvtchnPort::new(9).unwrap())
                     } else {
                         Err(-22)
                     }))
@@ -111,12 +111,13 @@ fn exchange(count: u32, writable: bool, garbage: Option<Garbage>) -> (Shared, Pa
             .write_bytes(number as usize * PAGE_SIZE, &shared.written_page(number))
             .unwrap();
     }
-    let refs: Vec<GrantRef> = (0..count).map(|index| GrantRef(100 + index)).collect();
-    let mut publication = Publication::new(&refs, EvtchnPort(30), shared.seed, writable);
+    let refs: Vec<GrantRef> = (0..count).map(|index| GrantRef::new(100 + index)).collect();
+    let mut publication =
+        Publication::new(&refs, EvtchnPort::new(30).unwrap(), shared.seed, writable);
     if let Some(kind) = garbage {
         kind.corrupt(&mut publication);
     }
-    let (mut session, actions) = ShareSession::new(DomId(0), DeviceId(0));
+    let (mut session, actions) = ShareSession::new(DomId::new(0).unwrap(), DeviceId(0));
     let mut backend = Backend::default();
     backend.apply(actions, &pages);
     assert_eq!(backend.state.as_deref(), Some("2"));

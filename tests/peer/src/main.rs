@@ -8,6 +8,7 @@
 //! exit 2.
 
 mod args;
+mod domctl;
 mod echo_diff;
 mod evtchn;
 mod frontend;
@@ -41,6 +42,12 @@ fn main() -> ExitCode {
         Ok(args::Command::SocketExchange(options)) => {
             verdict("socket-exchange", socket_exchange::run(&options))
         }
+        Ok(args::Command::DestroyDomain(domain)) => verdict(
+            "destroy-domain",
+            domctl::destroy_domain(domain)
+                .map(|()| format!("domain {} destroyed", domain.get()))
+                .map_err(|error| format!("destroying domain {}: {error}", domain.get())),
+        ),
         Ok(args::Command::Share(options)) => match share::run(&options) {
             Ok(summary) => {
                 println!("grantsvc-peer: share ok: {summary}");

@@ -52,8 +52,8 @@ fn parse_entry(line: &str) -> Option<Pin> {
     let mut words = line
         .split_whitespace()
         .skip_while(|word| !word.starts_with("[0x"));
-    let grant_ref = GrantRef(hex(words.next()?.strip_prefix('[')?.strip_suffix(']')?)?);
-    let mapper = DomId(words.next()?.parse().ok()?);
+    let grant_ref = GrantRef::new(hex(words.next()?.strip_prefix('[')?.strip_suffix(']')?)?);
+    let mapper = DomId::new(words.next()?.parse().ok()?)?;
     let _frame = words.next()?;
     let pin = hex(words.next()?)?;
     Some(Pin {
@@ -146,31 +146,34 @@ mod tests {
 
     #[test]
     fn entries_of_one_table_are_read_and_others_ignored() {
-        let entries = active_entries(DUMP, DomId(0)).unwrap();
+        let entries = active_entries(DUMP, DomId::new(0).unwrap()).unwrap();
         assert_eq!(
             entries,
             [
                 Pin {
-                    grant_ref: GrantRef(0xa),
-                    mapper: DomId(5),
+                    grant_ref: GrantRef::new(0xa),
+                    mapper: DomId::new(5).unwrap(),
                     pin: 1
                 },
                 Pin {
-                    grant_ref: GrantRef(0xb),
-                    mapper: DomId(5),
+                    grant_ref: GrantRef::new(0xb),
+                    mapper: DomId::new(5).unwrap(),
                     pin: 0x100
                 },
                 Pin {
-                    grant_ref: GrantRef(0x10),
-                    mapper: DomId(3),
+                    grant_ref: GrantRef::new(0x10),
+                    mapper: DomId::new(3).unwrap(),
                     pin: 1
                 },
             ]
         );
-        assert_eq!(active_entries(DUMP, DomId(5)).unwrap().len(), 1);
         assert_eq!(
-            active_entries(DUMP, DomId(7)),
-            Err(DumpError::NoTable(DomId(7)))
+            active_entries(DUMP, DomId::new(5).unwrap()).unwrap().len(),
+            1
+        );
+        assert_eq!(
+            active_entries(DUMP, DomId::new(7).unwrap()),
+            Err(DumpError::NoTable(DomId::new(7).unwrap()))
         );
     }
 
@@ -185,10 +188,10 @@ mod tests {
 (XEN) [  12.6] [0x008]      0 0x22345 0x00000001          0 0x0bbbbb 0x19
 (XEN) [  12.6] gnttab_usage_print_all ] done
 ";
-        assert_eq!(active_entries(text, DomId(0)), Ok(Vec::new()));
+        assert_eq!(active_entries(text, DomId::new(0).unwrap()), Ok(Vec::new()));
         assert_eq!(
-            active_entries(text, DomId(5)).unwrap()[0].grant_ref,
-            GrantRef(8)
+            active_entries(text, DomId::new(5).unwrap()).unwrap()[0].grant_ref,
+            GrantRef::new(8)
         );
     }
 
@@ -199,14 +202,20 @@ mod tests {
             "{older}{}",
             DUMP.replace("[0x00a]      5", "[0x00a]      4")
         );
-        assert_eq!(active_entries(&text, DomId(0)).unwrap()[0].mapper, DomId(4));
+        assert_eq!(
+            active_entries(&text, DomId::new(0).unwrap()).unwrap()[0].mapper,
+            DomId::new(4).unwrap()
+        );
         // A dump still being printed (no end yet) is incomplete, not empty.
         let cut = &DUMP[..DUMP.find("(XEN) [0x00b]").unwrap()];
-        assert_eq!(active_entries(cut, DomId(0)), Err(DumpError::Incomplete));
+        assert_eq!(
+            active_entries(cut, DomId::new(0).unwrap()),
+            Err(DumpError::Incomplete)
+        );
         // A dump whose start left the ring is incomplete too.
         let wrapped = &DUMP[DUMP.find("(XEN) [0x00b]").unwrap()..];
         assert_eq!(
-            active_entries(wrapped, DomId(0)),
+            active_entries(wrapped, DomId::new(0).unwrap()),
             Err(DumpError::Incomplete)
         );
     }

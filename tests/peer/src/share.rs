@@ -11,7 +11,7 @@ use grantsvc::ids::{DomId, EvtchnPort};
 use grantsvc::share::nodes::{self, backend, frontend};
 use grantsvc::xenbus::state::XenbusState;
 use std::time::{Duration, Instant};
-use xenstore::{DomainId, NodePermissions};
+use xenstore::NodePermissions;
 
 /// How long to wait for grantsvc's signal once it is connected (reported, not required).
 const NOTIFY_WAIT: Duration = Duration::from_secs(1);
@@ -21,8 +21,8 @@ fn say(line: &str) {
 }
 
 /// A node readable by its owner and one other domain only.
-fn owned_by(owner: u16, reader: u16) -> NodePermissions {
-    NodePermissions::owner_and_reader(DomainId(owner), DomainId(reader))
+fn owned_by(owner: DomId, reader: DomId) -> NodePermissions {
+    NodePermissions::owner_and_reader(owner, reader)
 }
 
 /// Everything one run set up, released by [`Device::tear_down`].
@@ -67,8 +67,8 @@ fn clock_seed() -> u32 {
 fn set_up(options: &ShareOptions, shared: &Shared) -> Result<Device, String> {
     let mut store = Store::open()?;
     let own = store.own_domid()?;
-    let frontend_dir = nodes::frontend_path(DomId(own), options.device);
-    let backend_dir = nodes::backend_path(options.domid, DomId(own), options.device);
+    let frontend_dir = nodes::frontend_path(own, options.device);
+    let backend_dir = nodes::backend_path(options.domid, own, options.device);
     // Leftovers of an earlier run would be taken for this device.
     store.remove(&frontend_dir)?;
     store.remove(&backend_dir)?;
@@ -108,7 +108,7 @@ fn publish(options: &ShareOptions, shared: &Shared, mut device: Device) -> Resul
         .store
         .create_directory(
             &device.frontend_dir,
-            &owned_by(own, options.domid.0),
+            &owned_by(own, options.domid),
             &[
                 (frontend::BACKEND, device.backend_dir.clone()),
                 (frontend::BACKEND_ID, options.domid.to_string()),
@@ -118,7 +118,7 @@ fn publish(options: &ShareOptions, shared: &Shared, mut device: Device) -> Resul
         .and_then(|()| {
             device.store.create_directory(
                 &device.backend_dir,
-                &owned_by(options.domid.0, own),
+                &owned_by(options.domid, own),
                 &[
                     (backend::FRONTEND, device.frontend_dir.clone()),
                     (backend::FRONTEND_ID, own.to_string()),
@@ -301,7 +301,7 @@ fn expect_refusal(
 
 /// Checks with Xen's grant-table dump that exactly `expected` of our refs are pinned by grantsvc.
 fn check_pins(options: &ShareOptions, device: &mut Device, expected: usize) -> Result<(), String> {
-    let own = DomId(device.store.own_domid()?);
+    let own = device.store.own_domid()?;
     let refs = device.pages.refs();
     let pinned = pins::pinned_now(own, options.domid, refs)?;
     if pinned.len() != expected {

@@ -6,7 +6,7 @@ use grantsvc::xenbus::state::XenbusState;
 use std::fs::{File, OpenOptions};
 use std::time::{Duration, Instant};
 use xenstore::connection::{Connection, ConnectionError};
-use xenstore::{NodePermissions, ReplyError, TransactionId, XsError};
+use xenstore::{DomId, NodePermissions, ReplyError, TransactionId, XsError};
 
 /// How often a wait re-reads a node.
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
@@ -42,12 +42,13 @@ impl Store {
     }
 
     /// This domain's id (the `domid` node of its home; dom0 when it has none).
-    pub fn own_domid(&mut self) -> Result<u16, String> {
+    pub fn own_domid(&mut self) -> Result<DomId, String> {
         match self.read_optional("domid")? {
-            None => Ok(0),
+            None => Ok(DomId::DOM0),
             Some(value) => std::str::from_utf8(&value)
                 .ok()
                 .and_then(|text| text.parse().ok())
+                .and_then(DomId::new)
                 .ok_or_else(|| {
                     format!(
                         "own domid node holds {:?}",

@@ -181,7 +181,7 @@ mod tests {
             "--domid 4 --path /local/domain/0/data/vchan/4/bad --kind index-beyond-ring --timeout 9",
         ))
         .unwrap();
-        assert_eq!(options.domid, DomId(4));
+        assert_eq!(options.domid, DomId::new(4).unwrap());
         assert_eq!(options.kind, VchanGarbage::IndexBeyondRing);
         assert_eq!(options.timeout, Duration::from_secs(9));
         for (line, reason) in [

@@ -15,7 +15,7 @@ use grantsvc::abi::vchan as abi;
 use grantsvc::addr::PAGE_SIZE;
 use grantsvc::ids::DomId;
 use std::time::{Duration, Instant};
-use xenstore::{DomainId, NodePermissions};
+use xenstore::NodePermissions;
 
 /// A port number valid in form that is no unbound port of ours for grantsvc.
 const NOT_OUR_PORT: u32 = (1 << 17) - 1;
@@ -113,14 +113,18 @@ pub fn run(options: &VchanGarbageOptions) -> Result<String, String> {
         .map_err(|error| format!("allocating a port for domain {}: {error}", options.domid))?;
     let ring_ref = match options.kind {
         VchanGarbage::RingRefNonNumeric => "12ab".to_string(),
-        _ => pages.refs().first().map_or(0, |grant| grant.0).to_string(),
+        _ => pages
+            .refs()
+            .first()
+            .map_or(0, |grant| grant.get())
+            .to_string(),
     };
     let event_channel = match options.kind {
         VchanGarbage::EventChannelInvalid => NOT_OUR_PORT,
-        _ => port.0,
+        _ => port.get(),
     }
     .to_string();
-    let permissions = NodePermissions::owner_and_reader(DomainId(own), DomainId(options.domid.0));
+    let permissions = NodePermissions::owner_and_reader(own, options.domid);
     store.create_directory(
         &options.path,
         &permissions,

@@ -16,7 +16,7 @@ use grantsvc::abi::vchan as abi;
 use grantsvc::addr::PAGE_SIZE;
 use grantsvc::ids::DomId;
 use std::time::{Duration, Instant};
-use xenstore::{DomainId, NodePermissions};
+use xenstore::NodePermissions;
 
 /// Options of `vchan-server`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -102,7 +102,7 @@ pub fn run(options: &VchanServerOptions) -> Result<String, String> {
     let total_pages = 1 + left_pages + right_pages;
     let pages = GrantedPages::allocate(options.domid, total_pages as u32, true)
         .map_err(io("granting the vchan's pages"))?;
-    let refs: Vec<u32> = pages.refs().iter().map(|grant| grant.0).collect();
+    let refs: Vec<u32> = pages.refs().iter().map(|grant| grant.get()).collect();
     let left = Ring {
         base: ring_base(options.left_order, 1),
         size: 1 << options.left_order,
@@ -138,14 +138,14 @@ pub fn run(options: &VchanServerOptions) -> Result<String, String> {
     let port = channels
         .allocate_unbound(options.domid)
         .map_err(io("allocating the event channel"))?;
-    let permissions = NodePermissions::owner_and_reader(DomainId(own), DomainId(options.domid.0));
+    let permissions = NodePermissions::owner_and_reader(own, options.domid);
     let ring_ref = refs.first().copied().unwrap_or(0).to_string();
     store.create_directory(
         &options.path,
         &permissions,
         &[
             ("ring-ref", ring_ref),
-            ("event-channel", port.0.to_string()),
+            ("event-channel", port.get().to_string()),
         ],
     )?;
 
