@@ -86,7 +86,7 @@ impl Segment {
 
 /// The one place a raw grant reference from the ring becomes a [`GrantRef`].
 pub fn grant_ref(raw: u32) -> GrantRef {
-    GrantRef(raw)
+    GrantRef::new(raw)
 }
 
 /// A request slot read according to its operation byte.
@@ -291,7 +291,7 @@ pub mod encode {
             put(
                 &mut bytes,
                 base + index * size_of::<u32>(),
-                &page.0.to_le_bytes(),
+                &page.get().to_le_bytes(),
             );
         }
         RequestBytes(bytes)
@@ -299,7 +299,7 @@ pub mod encode {
 
     /// The 8 bytes of `struct blkif_request_segment`.
     pub fn segment_bytes(segment: &Segment) -> [u8; size_of::<RequestSegment>()] {
-        let [g0, g1, g2, g3] = segment.gref.0.to_le_bytes();
+        let [g0, g1, g2, g3] = segment.gref.get().to_le_bytes();
         [g0, g1, g2, g3, segment.first_sect, segment.last_sect, 0, 0]
     }
 }

@@ -72,7 +72,7 @@ struct Pages(Vec<Vec<u8>>);
 
 impl Pages {
     fn page(&mut self, gref: GrantRef) -> Result<&mut Vec<u8>, PageFault> {
-        self.0.get_mut(gref.0 as usize).ok_or(PageFault { gref })
+        self.0.get_mut(gref.get() as usize).ok_or(PageFault { gref })
     }
 }
 
