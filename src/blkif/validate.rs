@@ -130,6 +130,16 @@ pub struct Refusal {
     pub reason: RefusalReason,
 }
 
+impl fmt::Display for Refusal {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            formatter,
+            "request {:#x} (operation {}) answered {}: {}",
+            self.id, self.operation, self.status, self.reason
+        )
+    }
+}
+
 /// What a valid request does.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Action {

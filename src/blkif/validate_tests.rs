@@ -355,3 +355,17 @@ fn indirect_segments_are_checked_like_direct_ones() {
         RefusalReason::BadSegment { index: 1, .. }
     ));
 }
+
+#[test]
+fn a_refusal_reads_as_a_log_line() {
+    use alloc::string::ToString;
+    let refusal = check(
+        encode::direct(op::WRITE, 0x2a, 1020, &[segment(0, 7)]),
+        &DISK,
+    )
+    .unwrap_err();
+    assert_eq!(
+        refusal.to_string(),
+        "request 0x2a (operation 1) answered -1: 8 sectors from 1020 end past the disk's 1024"
+    );
+}
