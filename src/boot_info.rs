@@ -18,28 +18,34 @@ pub const KERNEL_VIRT_BASE: u64 = 0xffff_ffff_8000_0000;
 pub const MAX_DIRECT_MAP_PAGES: u64 = (u64::MAX - KERNEL_VIRT_BASE + 1) / PAGE_SIZE as u64;
 
 /// What start_info says, checked.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// Fields are private and the type is not `Clone`: the kernel's hypervisor-interface layer
+/// parses Xen's real start_info once at entry and keeps the one value (see
+/// `kernel::xen::start_of_day`); whatever needs the boot facts borrows that value, and the
+/// layer never takes a `BootInfo` from a caller to build a mapping or a slice from, so a value
+/// made elsewhere with [`BootInfo::from_start_info`] (a host test's) cannot reach memory.
+#[derive(Debug, PartialEq, Eq)]
 pub struct BootInfo {
     /// Pages Xen gave this domain: its pseudo-physical frames are `0..nr_pages`.
-    pub nr_pages: u64,
+    nr_pages: u64,
     /// Machine address of the shared-info page.
-    pub shared_info: MachineAddr,
+    shared_info: MachineAddr,
     /// `SIF_*` flags.
-    pub flags: u32,
+    flags: u32,
     /// The xenstore ring page and its event channel.
-    pub store_mfn: Mfn,
-    pub store_port: EvtchnPort,
+    store_mfn: Mfn,
+    store_port: EvtchnPort,
     /// The console ring page and its event channel.
-    pub console_mfn: Mfn,
-    pub console_port: EvtchnPort,
+    console_mfn: Mfn,
+    console_port: EvtchnPort,
     /// The bootstrap L4 page table and how many page-table frames Xen built.
-    pub page_table_base: VirtAddr,
-    pub page_table_frames: u64,
+    page_table_base: VirtAddr,
+    page_table_frames: u64,
     /// The p2m: `nr_pages` machine frame numbers indexed by pfn.
-    pub mfn_list: VirtAddr,
+    mfn_list: VirtAddr,
     /// First pfn after Xen's bootstrap area: the kernel image, start_info, the p2m, the store
     /// and console pages, the page tables and the boot stack all lie below it.
-    pub first_free_pfn: Pfn,
+    first_free_pfn: Pfn,
     /// `nr_pages - 1` and `nr_pages` as frame numbers.
     last_pfn: Pfn,
     end_pfn: Pfn,
@@ -195,6 +201,63 @@ impl BootInfo {
             .unwrap_or("")
     }
 
+    /// Pages Xen gave this domain: its pseudo-physical frames are `0..nr_pages`.
+    pub fn nr_pages(&self) -> u64 {
+        self.nr_pages
+    }
+
+    /// Machine address of the shared-info page.
+    pub fn shared_info(&self) -> MachineAddr {
+        self.shared_info
+    }
+
+    /// `SIF_*` flags.
+    pub fn flags(&self) -> u32 {
+        self.flags
+    }
+
+    /// The xenstore ring page.
+    pub fn store_mfn(&self) -> Mfn {
+        self.store_mfn
+    }
+
+    /// The xenstore ring's event channel.
+    pub fn store_port(&self) -> EvtchnPort {
+        self.store_port
+    }
+
+    /// The console ring page.
+    pub fn console_mfn(&self) -> Mfn {
+        self.console_mfn
+    }
+
+    /// The console ring's event channel.
+    pub fn console_port(&self) -> EvtchnPort {
+        self.console_port
+    }
+
+    /// The bootstrap L4 page table.
+    pub fn page_table_base(&self) -> VirtAddr {
+        self.page_table_base
+    }
+
+    /// How many page-table frames Xen built.
+    pub fn page_table_frames(&self) -> u64 {
+        self.page_table_frames
+    }
+
+    /// The p2m Xen left: `nr_pages` machine frame numbers indexed by pfn, checked to lie
+    /// 8-aligned inside the bootstrap area.
+    pub fn mfn_list(&self) -> VirtAddr {
+        self.mfn_list
+    }
+
+    /// First pfn after Xen's bootstrap area (image, start_info, p2m, rings, page tables, boot
+    /// stack): the frame allocator manages `first_free_pfn .. nr_pages` only.
+    pub fn first_free_pfn(&self) -> Pfn {
+        self.first_free_pfn
+    }
+
     /// The last pseudo-physical frame of the domain.
     pub fn last_pfn(&self) -> Pfn {
         self.last_pfn
@@ -257,18 +320,18 @@ impl fmt::Display for Summary<'_> {
             formatter,
             "start_info: {} pages ({} MiB), first free pfn {}, shared_info ma {}, store mfn {} port {}, \
              console mfn {} port {}, pt_base {} ({} frames), mfn_list {}, flags {:#x}, cmdline \"{}\"",
-            info.nr_pages,
-            info.nr_pages * PAGE_SIZE as u64 / (1024 * 1024),
-            info.first_free_pfn,
-            info.shared_info,
-            info.store_mfn,
-            info.store_port,
-            info.console_mfn,
-            info.console_port,
-            info.page_table_base,
-            info.page_table_frames,
-            info.mfn_list,
-            info.flags,
+            info.nr_pages(),
+            info.nr_pages() * PAGE_SIZE as u64 / (1024 * 1024),
+            info.first_free_pfn(),
+            info.shared_info(),
+            info.store_mfn(),
+            info.store_port(),
+            info.console_mfn(),
+            info.console_port(),
+            info.page_table_base(),
+            info.page_table_frames(),
+            info.mfn_list(),
+            info.flags(),
             info.command_line().escape_debug(),
         )
     }
@@ -317,14 +380,14 @@ mod tests {
     #[test]
     fn a_typical_start_info_is_accepted_and_typed() {
         let info = BootInfo::from_start_info(&typical(), start_info_address()).unwrap();
-        assert_eq!(info.nr_pages, 16384);
-        assert_eq!(info.store_mfn, Mfn::new(0x42_0001).unwrap());
-        assert_eq!(info.store_port, EvtchnPort::new(1).unwrap());
-        assert_eq!(info.console_mfn, Mfn::new(0x42_0002).unwrap());
-        assert_eq!(info.console_port, EvtchnPort::new(2).unwrap());
+        assert_eq!(info.nr_pages(), 16384);
+        assert_eq!(info.store_mfn(), Mfn::new(0x42_0001).unwrap());
+        assert_eq!(info.store_port(), EvtchnPort::new(1).unwrap());
+        assert_eq!(info.console_mfn(), Mfn::new(0x42_0002).unwrap());
+        assert_eq!(info.console_port(), EvtchnPort::new(2).unwrap());
         assert_eq!(info.command_line(), "selftest loglevel");
         // Page tables end at 0x324 + 6 = 0x32a; the boot stack page follows.
-        assert_eq!(info.first_free_pfn, Pfn::new(0x32b).unwrap());
+        assert_eq!(info.first_free_pfn(), Pfn::new(0x32b).unwrap());
     }
 
     #[test]
@@ -417,7 +480,7 @@ mod tests {
         raw.mfn_list = KERNEL_VIRT_BASE + 0x400 * PAGE;
         let info = BootInfo::from_start_info(&raw, start_info_address()).unwrap();
         // 16384 entries of 8 bytes are 32 pages.
-        assert_eq!(info.first_free_pfn, Pfn::new(0x420).unwrap());
+        assert_eq!(info.first_free_pfn(), Pfn::new(0x420).unwrap());
     }
 
     #[test]

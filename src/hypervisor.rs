@@ -55,6 +55,21 @@ impl fmt::Display for XenError {
 }
 
 /// The MMU and grant-table hypercalls the pmap needs, plus the frame-number translations a PV guest keeps.
+///
+/// # Soundness: a value is a capability
+/// The methods are safe so that the pmap, which denies `unsafe`, can drive the MMU; so they
+/// can rewrite any page table, map grants anywhere, zero frames and (with `VirtualMemory`)
+/// touch any address. What makes that sound is who holds a value, not the trait:
+/// - a real implementation (the kernel's `XenHypervisor`) is made in exactly one place, once,
+///   and moved straight into the kernel's [`Pmap`](crate::pmap::Pmap), which is then the
+///   sole owner of the page tables and of the VA it maps;
+/// - the pmap never hands the value out in production (`Pmap::hypervisor` and
+///   `hypervisor_mut` exist only for tests and the simulation), calls `zero_frame` only for
+///   frames its allocator just gave it, and its safe API changes only the chosen-VA region,
+///   never the direct map.
+///
+/// An implementation that touches real memory must keep its constructor private to the
+/// hypervisor-interface layer in the same way (see `src/kernel/xen/mod.rs`).
 pub trait Hypervisor {
     /// `HYPERVISOR_mmu_update`: applies `updates` in order with `foreign` as the owner of the data
     /// frames they reference. On error, returns how many were done before the failing one.
@@ -74,7 +89,10 @@ pub trait Hypervisor {
     /// are readable by the guest, only writes go through Xen).
     fn read_pte(&self, table: Pfn, index: usize) -> u64;
 
-    /// Fills a frame of ours with zeroes through its writable direct-map mapping.
+    /// Fills a frame of ours with zeroes through its writable direct-map mapping. The pmap
+    /// calls it only for a frame its allocator just handed it, before the frame becomes a
+    /// page table; the kernel's implementation also refuses frames outside the allocator's
+    /// range (image, heap, stacks, Xen's bootstrap area).
     fn zero_frame(&mut self, frame: Pfn);
 
     /// The p2m: the machine frame backing pseudo-physical frame `frame`.
@@ -120,9 +138,11 @@ impl fmt::Display for MemoryFault {
 /// Loads and stores through this domain's own virtual mappings: raw pointers in the kernel, a
 /// walk of the simulated page tables on the host.
 ///
-/// Contract: callers touch only addresses the pmap has mapped and keep the pmap locked while
-/// they do (the pmap's grant mapping guard is the one caller), so the kernel may dereference
-/// the address directly. Each call is a single access of the shared bytes (no double fetch).
+/// Contract: callers touch only addresses the pmap has mapped and keep the pmap borrowed while
+/// they do, so the kernel may dereference the address directly. The callers are the pmap's
+/// own `GrantMapping` guard and `Pmap::read_mapped` / `write_mapped`, which check each page
+/// first; the implementing value never leaves the pmap in production (see [`Hypervisor`]).
+/// Each call is a single access of the shared bytes (no double fetch).
 pub trait VirtualMemory {
     /// Copies `into.len()` bytes starting at `address`.
     fn read_virtual(&self, address: VirtAddr, into: &mut [u8]) -> Result<(), MemoryFault>;

@@ -6,6 +6,7 @@ pub const SET_CALLBACKS: u32 = 4;
 pub const UPDATE_VA_MAPPING: u32 = 14;
 pub const SET_TIMER_OP: u32 = 15;
 pub const XEN_VERSION: u32 = 17;
+pub const MEMORY_OP: u32 = 12;
 pub const CONSOLE_IO: u32 = 18;
 pub const GRANT_TABLE_OP: u32 = 20;
 pub const VM_ASSIST: u32 = 21;
@@ -26,6 +27,10 @@ pub const HYPERCALL_PAGE_ENTRIES: u32 = 128;
 pub const XENVER_VERSION: u32 = 0;
 /// `XENVER_extraversion`: fills a 16-byte string such as ".7".
 pub const XENVER_EXTRAVERSION: u32 = 1;
+
+/// `XENMEM_maximum_ram_page` of `HYPERVISOR_memory_op`: returns the host's highest machine
+/// frame number plus one (Xen's `max_page`); takes no argument.
+pub const XENMEM_MAXIMUM_RAM_PAGE: u32 = 2;
 
 /// `CONSOLEIO_write` of `HYPERVISOR_console_io`.
 pub const CONSOLEIO_WRITE: u32 = 0;

@@ -5,8 +5,7 @@
 //! is held (its drop takes the lock).
 
 use super::memory;
-use super::xen::direct_map::P2m;
-use super::xen::hypervisor::XenHypervisor;
+use super::xen::hypervisor::{adopt_address_space, AdoptError, XenHypervisor};
 use super::xen::{sched, time};
 use alloc::boxed::Box;
 use core::sync::atomic::{AtomicBool, Ordering};
@@ -47,22 +46,17 @@ pub struct Adopted {
 /// Why the pmap could not be set up.
 #[derive(Clone, Copy, Debug)]
 pub enum AddressSpaceError {
-    /// start_info's `pt_base` is not one of our frames.
-    RootNotOurs,
-    /// Adopting or extending failed.
+    /// Adopting Xen's tree failed (or ran before).
+    Adopt(AdoptError),
+    /// Extending the direct map failed.
     Pmap(PmapError),
-    /// `initialise` ran twice.
-    AlreadyInitialised,
 }
 
 impl core::fmt::Display for AddressSpaceError {
     fn fmt(&self, formatter: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            AddressSpaceError::RootNotOurs => {
-                formatter.write_str("start_info's pt_base is not a frame of ours")
-            }
+            AddressSpaceError::Adopt(error) => write!(formatter, "{error}"),
             AddressSpaceError::Pmap(error) => write!(formatter, "{error}"),
-            AddressSpaceError::AlreadyInitialised => formatter.write_str("already initialised"),
         }
     }
 }
@@ -70,19 +64,12 @@ impl core::fmt::Display for AddressSpaceError {
 /// Adopts the tree Xen started us with (its L4 is at `pt_base`) and maps every pfn of the
 /// domain at its direct-map address. Needs the frame allocator.
 pub fn initialise(boot_info: &BootInfo) -> Result<Adopted, AddressSpaceError> {
-    if PMAP.is_completed() {
-        return Err(AddressSpaceError::AlreadyInitialised);
-    }
-    let root = boot_info
-        .pfn_of(boot_info.page_table_base)
-        .and_then(|pfn| P2m::from_boot_info(boot_info).machine_frame(pfn))
-        .ok_or(AddressSpaceError::RootNotOurs)?;
-    let mut pmap = Pmap::adopt(XenHypervisor::new(boot_info), KernelFrames, root)
-        .map_err(AddressSpaceError::Pmap)?;
+    // Works once: the hypervisor interface hands out its one pmap a single time.
+    let mut pmap = adopt_address_space(KernelFrames).map_err(AddressSpaceError::Adopt)?;
     let adopted_tables = pmap.stats().page_table_pages;
     // Frames come lowest-first, so each new page table lies in memory already mapped.
     let pages_added = pmap
-        .extend_direct_map(Pfn::default(), boot_info.nr_pages)
+        .extend_direct_map(Pfn::default(), boot_info.nr_pages())
         .map_err(AddressSpaceError::Pmap)?;
     let tables_added = pmap.stats().page_table_pages - adopted_tables;
     pmap.set_eagain_backoff(Box::new(wait_milliseconds));

@@ -8,7 +8,7 @@ static FRAMES: spin::Mutex<Option<BitmapFrameAllocator>> = spin::Mutex::new(None
 /// Creates the allocator for `boot_info`'s domain; false if it has no free frame (BootInfo
 /// already refuses such a domain, so this does not happen in practice).
 pub fn initialise(boot_info: &BootInfo) -> bool {
-    let allocator = BitmapFrameAllocator::new(boot_info.first_free_pfn, boot_info.end_pfn());
+    let allocator = BitmapFrameAllocator::new(boot_info.first_free_pfn(), boot_info.end_pfn());
     let created = allocator.is_some();
     *FRAMES.lock() = allocator;
     created

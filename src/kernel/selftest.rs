@@ -6,15 +6,14 @@
 use super::boot::heap;
 use super::start::Kernel;
 use super::xen::event_channel::{self, PortStatus};
-use super::xen::hypervisor::XenHypervisor;
-use super::xen::{grant_table, sched, shared_info, time};
+use super::xen::own_pages::OwnPages;
+use super::xen::{grant_table, sched, shared_info, start_of_day, time};
 use super::{address_space, console, memory};
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
-use grantsvc::addr::{Mfn, Pfn};
+use grantsvc::addr::{Mfn, Pfn, PAGE_SIZE};
 use grantsvc::frame_alloc::{FrameAllocator, FreeError};
-use grantsvc::hypervisor::Hypervisor;
 use grantsvc::ids::{DomId, EvtchnPort};
 use grantsvc::pmap::{direct_map_address, Mapping, Prot};
 
@@ -93,7 +92,7 @@ fn frames_come_lowest_first_and_return(kernel: &Kernel) -> Result<String, String
         // The pmap's page tables (direct map, grant table) took the lowest frames at boot:
         // every managed frame below the first one handed out must be in use.
         let first_is_first_free = taken.first().is_some_and(|first| {
-            (kernel.boot_info.first_free_pfn.get()..first.get()).all(|frame| {
+            (kernel.boot_info.first_free_pfn().get()..first.get()).all(|frame| {
                 Pfn::new(frame).and_then(|frame| frames.is_allocated(frame)) == Some(true)
             })
         });
@@ -107,7 +106,7 @@ fn frames_come_lowest_first_and_return(kernel: &Kernel) -> Result<String, String
         if !lowest_first || !first_is_first_free {
             return Err(format!(
                 "frames {taken:?} are not the lowest free ones (managed from {})",
-                kernel.boot_info.first_free_pfn
+                kernel.boot_info.first_free_pfn()
             ));
         }
         if frames.free_frames() != free_before {
@@ -130,17 +129,20 @@ fn frames_come_lowest_first_and_return(kernel: &Kernel) -> Result<String, String
 }
 
 fn allocated_frames_are_mapped_and_translate(kernel: &Kernel) -> Result<String, String> {
-    let mut hypervisor = XenHypervisor::new(&kernel.boot_info);
-    let frame = memory::with_frames(|frames| frames.allocate())
-        .flatten()
-        .ok_or("no frame to test with")?;
-    // Zeroing writes every word through the direct map; reading back proves the mapping.
-    hypervisor.zero_frame(frame);
-    let all_zero = (0..512).all(|index| hypervisor.read_pte(frame, index) == 0);
-    let machine_frame = hypervisor.pfn_to_mfn(frame);
-    let back = machine_frame.and_then(|mfn| hypervisor.mfn_to_pfn(mfn));
-    let console_pfn = hypervisor.mfn_to_pfn(kernel.boot_info.console_mfn);
-    memory::with_frames(|frames| frames.free(frame));
+    let p2m = start_of_day::p2m().ok_or("no p2m recorded")?;
+    let page = OwnPages::allocate(1).ok_or("no frame to test with")?;
+    let frame = page.pfn(0).ok_or("the page has no frame")?;
+    // Writing the whole page through the direct map and reading it back proves the mapping.
+    let zeroes = alloc::vec![0u8; PAGE_SIZE];
+    let mut back_bytes = alloc::vec![0xffu8; PAGE_SIZE];
+    page.write(0, 0, &zeroes)
+        .and_then(|()| page.read(0, 0, &mut back_bytes))
+        .map_err(|error| format!("pfn {frame} through the direct map: {error:?}"))?;
+    let all_zero = back_bytes.iter().all(|&byte| byte == 0);
+    let machine_frame = p2m.machine_frame(frame);
+    let back = machine_frame.and_then(|mfn| p2m.pseudo_physical_frame(mfn));
+    let console_pfn = p2m.pseudo_physical_frame(kernel.boot_info.console_mfn());
+    drop(page);
     if !all_zero {
         return Err(format!(
             "pfn {frame} did not read back zero through the direct map"
@@ -154,7 +156,7 @@ fn allocated_frames_are_mapped_and_translate(kernel: &Kernel) -> Result<String, 
             "p2m {frame} -> {machine_frame}, M2P back to {back:?}"
         ));
     }
-    if console_pfn.is_none_or(|pfn| pfn >= kernel.boot_info.first_free_pfn) {
+    if console_pfn.is_none_or(|pfn| pfn >= kernel.boot_info.first_free_pfn()) {
         return Err(format!("console mfn translates to {console_pfn:?}"));
     }
     Ok(format!(
@@ -172,8 +174,6 @@ fn the_pmap_maps_every_pfn(kernel: &Kernel) -> Result<String, String> {
         Some(Mapping::Ordinary { frame, prot }) if frame == last && prot.contains(Prot::WRITE) => {}
         other => return Err(format!("the last pfn {last} at {address} maps {other:?}")),
     }
-    // A read through the direct map would fault if the entry were not live.
-    let word = pmap.hypervisor().read_pte(last, 511);
     let root = pmap.root();
     let root_address = direct_map_address(root).ok_or("root beyond the direct map")?;
     match pmap.extract(root_address) {
@@ -183,7 +183,7 @@ fn the_pmap_maps_every_pfn(kernel: &Kernel) -> Result<String, String> {
     }
     let stats = pmap.stats();
     Ok(format!(
-        "pfn {last} mapped read-write at {address} (last word {word:#x}), L4 pfn {root} read-only, {} page-table pages",
+        "pfn {last} mapped read-write at {address}, L4 pfn {root} read-only, {} page-table pages",
         stats.page_table_pages
     ))
 }
@@ -214,8 +214,8 @@ fn shared_info_is_mapped_and_time_advances(_: &Kernel) -> Result<String, String>
 fn console_and_store_ports_are_bound_to_dom0(kernel: &Kernel) -> Result<String, String> {
     let mut found = String::new();
     for (what, port) in [
-        ("console", kernel.boot_info.console_port),
-        ("xenstore", kernel.boot_info.store_port),
+        ("console", kernel.boot_info.console_port()),
+        ("xenstore", kernel.boot_info.store_port()),
     ] {
         match event_channel::port_status(port) {
             Ok(PortStatus::Interdomain { remote, .. }) if remote == DomId::DOM0 => {

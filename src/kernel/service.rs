@@ -45,7 +45,7 @@ struct Presence {
 impl Presence {
     /// Reads who we are, announces the shutdown features and watches `control/shutdown`.
     fn announce(kernel: &Kernel) -> Result<Presence, XenstoreError> {
-        let mut store = Xenstore::connect(&kernel.boot_info)?;
+        let mut store = Xenstore::connect(kernel.boot_info)?;
         let domid_text = store.read_string(NONE, "domid")?;
         let own = domid_text.parse::<u16>().ok().and_then(DomId::new);
         let home = match own {

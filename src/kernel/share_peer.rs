@@ -60,7 +60,7 @@ pub fn run(kernel: &Kernel, pages: u32) -> ! {
 
 fn share(kernel: &Kernel, count: u32) -> Result<Shared, String> {
     let mut store =
-        Xenstore::connect(&kernel.boot_info).map_err(|error| format!("xenstore: {error}"))?;
+        Xenstore::connect(kernel.boot_info).map_err(|error| format!("xenstore: {error}"))?;
     let deadline = events::now_ns().saturating_add(PATIENCE_NS);
     let backend_id = wait_for_node(
         &mut store,
@@ -81,7 +81,7 @@ fn share(kernel: &Kernel, count: u32) -> Result<Shared, String> {
         String::from_utf8(backend_dir).map_err(|_| "the toolstack's backend path is not text")?;
     log::info!("share-peer: backend domain {backend_id} at {backend_dir}");
 
-    let shared = grant_pages(kernel, backend_id, count)?;
+    let shared = grant_pages(backend_id, count)?;
     let port = event_channel::alloc_unbound(backend_id)
         .map_err(|error| format!("allocating a port for domain {backend_id}: {error}"))?;
     let values = [
@@ -161,9 +161,9 @@ fn wait_for_node(store: &mut Xenstore, path: &str, deadline: u64) -> Result<Vec<
 }
 
 /// Fresh pages filled with the pattern, each granted writable to `backend`.
-fn grant_pages(kernel: &Kernel, backend: DomId, count: u32) -> Result<Shared, String> {
+fn grant_pages(backend: DomId, count: u32) -> Result<Shared, String> {
     let table = own_grants::table().map_err(|error| format!("our grant table: {error}"))?;
-    let pages = OwnPages::allocate(&kernel.boot_info, count as usize)
+    let pages = OwnPages::allocate(count as usize)
         .ok_or_else(|| format!("could not allocate {count} page(s)"))?;
     let seed = (events::now_ns() as u32) | 1;
     for number in 0..count {

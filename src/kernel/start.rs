@@ -7,8 +7,7 @@ use super::{
 };
 use alloc::string::String;
 use grantsvc::abi::sched::ShutdownReason;
-use grantsvc::abi::start_info::StartInfo;
-use grantsvc::boot_info::BootInfo;
+use grantsvc::boot_info::{BootInfo, BootInfoError};
 use grantsvc::cmdline::CommandLine;
 
 /// The unmapped address the `fault` switch reads: inside the pmap's chosen-VA region, which
@@ -17,28 +16,29 @@ const DELIBERATE_FAULT_ADDRESS: u64 = 0xffff_c0ff_dead_0000;
 
 /// The kernel's state after boot, handed to self-tests and scenarios.
 pub struct Kernel {
-    pub boot_info: BootInfo,
+    /// The one record of start_info (`xen::start_of_day`).
+    pub boot_info: &'static BootInfo,
 }
 
 /// Boots: validate start_info, map shared_info, install traps, console and logger, print the
 /// banner and summary, then do what the command line says.
-pub fn start(raw: &StartInfo, start_info_address: u64) -> ! {
-    let boot_info = match BootInfo::from_start_info(raw, start_info_address) {
+pub fn start(recorded: Result<&'static BootInfo, BootInfoError>) -> ! {
+    let boot_info = match recorded {
         Ok(boot_info) => boot_info,
         Err(error) => fatal_early(format_args!("grantsvc: refusing start_info: {error}\n")),
     };
-    if let Err(error) = shared_info::map(boot_info.shared_info) {
+    if let Err(error) = shared_info::map() {
         fatal_early(format_args!(
             "grantsvc: mapping shared_info at {} failed: {error}\n",
-            boot_info.shared_info
+            boot_info.shared_info()
         ));
     }
     if let Err(error) = platform::set_trap_table() {
         fatal_early(format_args!("grantsvc: set_trap_table failed: {error}\n"));
     }
-    let console_problem = match ring_pages::console(&boot_info) {
+    let console_problem = match ring_pages::console() {
         Ok(page) => {
-            console::install(page, boot_info.console_port);
+            console::install(page, boot_info.console_port());
             None
         }
         Err(error) => Some(error),
@@ -78,20 +78,20 @@ pub fn start(raw: &StartInfo, start_info_address: u64) -> ! {
     if let Err(error) = entry::unmap_stack_guard() {
         log::warn!("could not unmap the stack guard page: {error}");
     }
-    if !memory::initialise(&boot_info) {
+    if !memory::initialise(boot_info) {
         panic!("no free frames after Xen's bootstrap area");
     }
     log::debug!(
         "frame allocator: pfns {}..{:#x} free",
-        boot_info.first_free_pfn,
-        boot_info.nr_pages
+        boot_info.first_free_pfn(),
+        boot_info.nr_pages()
     );
-    match address_space::initialise(&boot_info) {
+    match address_space::initialise(boot_info) {
         Ok(adopted) => log::info!(
             "pmap: adopted Xen's {} page-table pages; direct map extended by {} pages to all {} pfns with {} new page-table pages",
             adopted.adopted_tables,
             adopted.pages_added,
-            boot_info.nr_pages,
+            boot_info.nr_pages(),
             adopted.tables_added
         ),
         Err(error) => panic!("the pmap could not take over the address space: {error}"),

@@ -127,13 +127,13 @@ pub struct Xenstore {
 impl Xenstore {
     /// Attaches to the store ring Xen set up for us.
     pub fn connect(boot_info: &BootInfo) -> Result<Xenstore, XenstoreError> {
-        let page = StorePage(ring_pages::xenstore(boot_info).map_err(XenstoreError::Page)?);
+        let page = StorePage(ring_pages::xenstore().map_err(XenstoreError::Page)?);
         let ring = XenstoreRing::attach(&page)
             .map_err(|error| XenstoreError::Broken(error.to_string()))?;
         Ok(Xenstore {
             page,
             ring,
-            port: boot_info.store_port,
+            port: boot_info.store_port(),
             client: Client::new(),
             outgoing: VecDeque::new(),
             replies: BTreeMap::new(),

@@ -77,7 +77,7 @@ fn wait_for_event(
 fn scenario(kernel: &Kernel) -> Result<(), String> {
     let mut store = step(
         "connecting to the store ring",
-        Xenstore::connect(&kernel.boot_info),
+        Xenstore::connect(kernel.boot_info),
     )?;
 
     // Who we are: "domid" and "name" are relative paths, resolved under our home.

@@ -145,12 +145,17 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
         self.backoff = Some(backoff);
     }
 
-    /// The hypervisor (tests inspect the simulation through it).
+    /// The hypervisor (tests inspect the simulation through it). Not in production: the
+    /// kernel's hypervisor is a capability over the whole address space (it writes page
+    /// tables and touches any address), so it never leaves the pmap.
+    #[cfg(any(test, feature = "sim"))]
     pub fn hypervisor(&self) -> &H {
         &self.hypervisor
     }
 
-    /// Mutable access to the hypervisor (for tests driving the simulation).
+    /// Mutable access to the hypervisor (for tests driving the simulation; not in production,
+    /// as [`Pmap::hypervisor`]).
+    #[cfg(any(test, feature = "sim"))]
     pub fn hypervisor_mut(&mut self) -> &mut H {
         &mut self.hypervisor
     }

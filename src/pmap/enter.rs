@@ -2,7 +2,9 @@
 
 use super::core::{entry_frame, ForeignMapping, Walk};
 use super::error::check_range;
-use super::layout::{direct_map_address, in_xen_slots, PageRange, ENTRIES_PER_TABLE};
+use super::layout::{
+    direct_map_address, in_chosen_region, in_xen_slots, PageRange, ENTRIES_PER_TABLE,
+};
 use super::{Pmap, PmapError, Prot, ProtectError};
 use crate::abi::mmu::{pte, MmuUpdate, MMU_NORMAL_PT_UPDATE, MMU_PT_UPDATE_NO_TRANSLATE};
 use crate::addr::{Mfn, Pfn, VirtAddr};
@@ -87,6 +89,9 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
         }
         if in_xen_slots(address) {
             return Err(PmapError::XenSlots(address));
+        }
+        if !in_chosen_region(address) {
+            return Err(PmapError::OutsideChosenRegion(address));
         }
         if self.grants.find(address).is_some() {
             return Err(PmapError::GrantPageInTheWay(address));

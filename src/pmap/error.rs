@@ -15,6 +15,9 @@ pub enum PmapError {
     BadRange,
     /// The address lies in Xen's reserved L4 slots (256..=271).
     XenSlots(VirtAddr),
+    /// The address is outside the chosen-VA region: the direct map (kernel image, heap,
+    /// stacks, page tables) and everything else are not the safe API's to change.
+    OutsideChosenRegion(VirtAddr),
     /// A grant page is mapped there: only `remove` may take it away.
     GrantPageInTheWay(VirtAddr),
     /// A superpage covers the address; the pmap maps 4 KiB pages only.
@@ -42,6 +45,9 @@ impl fmt::Display for PmapError {
         match self {
             PmapError::BadRange => formatter.write_str("misaligned, empty or non-canonical range"),
             PmapError::XenSlots(address) => write!(formatter, "{address} is in Xen's L4 slots"),
+            PmapError::OutsideChosenRegion(address) => {
+                write!(formatter, "{address} is outside the chosen-VA region")
+            }
             PmapError::GrantPageInTheWay(address) => {
                 write!(formatter, "a grant page is mapped at {address}")
             }
@@ -212,6 +218,9 @@ pub enum ProtectError {
 pub(crate) fn check_range(range: &PageRange) -> Result<(), PmapError> {
     if range.touches_xen_slots() {
         return Err(PmapError::XenSlots(range.start()));
+    }
+    if !range.inside_chosen_region() {
+        return Err(PmapError::OutsideChosenRegion(range.start()));
     }
     Ok(())
 }

@@ -27,6 +27,14 @@ pub fn direct_map_address(frame: Pfn) -> Option<VirtAddr> {
     VirtAddr::try_new(DIRECT_MAP_BASE).and_then(|base| base.checked_add_pages(frame.get()))
 }
 
+/// True when `address` lies in the chosen-VA region, the one the VA allocator hands out. The
+/// pmap's safe `enter`, `enter_foreign`, `protect` and `remove` accept nothing else: the
+/// direct map (kernel image, heap, stacks, page tables) is mapped once at boot and never
+/// changed through them, so no safe caller can unmap or alias live kernel memory.
+pub const fn in_chosen_region(address: VirtAddr) -> bool {
+    address.as_u64() >= CHOSEN_REGION_START && address.as_u64() < CHOSEN_REGION_END
+}
+
 /// True when `address` is translated by one of Xen's reserved L4 slots.
 pub const fn in_xen_slots(address: VirtAddr) -> bool {
     let slot = address.table_index(4);
@@ -87,6 +95,12 @@ impl PageRange {
         let start = self.start.as_u64();
         let last = start + (self.pages - 1) * PAGE_SIZE as u64;
         start < xen_end && last >= xen_start
+    }
+
+    /// True when every page of the range lies in the chosen-VA region (see `in_chosen_region`).
+    pub fn inside_chosen_region(&self) -> bool {
+        let last = self.start.as_u64() + (self.pages - 1) * PAGE_SIZE as u64;
+        self.start.as_u64() >= CHOSEN_REGION_START && last < CHOSEN_REGION_END
     }
 
     /// True when `address` is a page of this range.

@@ -169,7 +169,7 @@ impl<L: PmapLock> GrantMapping<L> {
                 }
                 page += PAGE_SIZE as u64;
             }
-            access(pmap.hypervisor_mut(), address).ok_or(refused)
+            access(&mut pmap.hypervisor, address).ok_or(refused)
         })
     }
 }

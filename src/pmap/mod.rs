@@ -11,6 +11,7 @@ mod error;
 mod grant_list;
 mod grant_map;
 mod layout;
+mod mapped_access;
 mod mapping;
 mod prot;
 mod remove;

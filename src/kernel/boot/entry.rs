@@ -65,7 +65,11 @@ unsafe extern "C" fn kernel_entry(start_info: *const StartInfo) -> ! {
     // mapped read-write in the initial mapping; nothing else writes it while we copy it.
     let copy = unsafe { core::ptr::read_volatile(start_info) };
     super::heap::initialise();
-    crate::kernel::start::start(&copy, start_info as u64)
+    // SAFETY: (1) `copy` is the start_info Xen put at `start_info`; (2) nothing has written
+    // Xen's bootstrap area since entry (the heap lies in the image's .bss), and the frame
+    // allocator, made later from this record, manages only frames after that area.
+    let recorded = unsafe { crate::kernel::xen::start_of_day::record(&copy, start_info as u64) };
+    crate::kernel::start::start(recorded)
 }
 
 extern "C" {
@@ -74,14 +78,19 @@ extern "C" {
 }
 
 /// Unmaps the page below the kernel stack so that an overflow faults. The frame stays part of
-/// the image (the frame allocator never hands out image frames).
+/// the image (the frame allocator never hands out image frames). Safe to call again: the page
+/// only ever guards, so unmapping it twice changes nothing.
 pub fn unmap_stack_guard() -> Result<(), grantsvc::hypervisor::XenError> {
     let address = core::ptr::addr_of!(boot_stack_guard) as u64;
     let address =
         grantsvc::addr::VirtAddr::try_new(address).ok_or(grantsvc::hypervisor::XenError::EINVAL)?;
-    crate::kernel::xen::memory::update_va_mapping(
-        address,
-        0,
-        grantsvc::abi::hypercall_numbers::UVMF_INVLPG,
-    )
+    // SAFETY: (1) no Rust code owns or references the guard page: it is a reserved page of
+    // the image that nothing reads or writes; (2) the entry is cleared, naming no frame.
+    unsafe {
+        crate::kernel::xen::memory::update_va_mapping(
+            address,
+            0,
+            grantsvc::abi::hypercall_numbers::UVMF_INVLPG,
+        )
+    }
 }

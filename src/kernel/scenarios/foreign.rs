@@ -14,7 +14,6 @@ use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
 use grantsvc::addr::PAGE_SIZE;
-use grantsvc::hypervisor::VirtualMemory;
 use grantsvc::ids::DomId;
 use grantsvc::pmap::{ForeignFlags, Mapping, Prot};
 
@@ -22,15 +21,15 @@ const SEED: u8 = 0xc3;
 /// What `one_case` answers when the mapping worked both ways.
 const MAPPED: &str = "mapped, read and written back";
 
-pub fn run(kernel: &Kernel) -> Outcome {
-    outcome("pmap-foreign", body(kernel))
+pub fn run(_: &Kernel) -> Outcome {
+    outcome("pmap-foreign", body())
 }
 
-fn body(kernel: &Kernel) -> Result<String, String> {
+fn body() -> Result<String, String> {
     let (pmap, table) = pmap_and_table()?;
     let own_domain = table.lock().domain();
     let before = Baseline::take(pmap);
-    let pages = OwnPages::allocate(&kernel.boot_info, 4).ok_or("no pages")?;
+    let pages = OwnPages::allocate(4).ok_or("no pages")?;
     for page in 0..pages.len() {
         pages
             .write(page, 0, &pattern_page(SEED, page))
@@ -109,11 +108,10 @@ fn one_case(
         }) if mapped == frame && domain == owner && prot.contains(Prot::WRITE) => {}
         other => return Err(format!("extract({address}) says {other:?}")),
     }
-    // The mapping is ours and the pmap lock is held: the VirtualMemory contract.
+    // The pmap checks the page is its own mapping before it reads through it.
     let mut buffer = vec![0u8; PAGE_SIZE];
     locked
-        .hypervisor()
-        .read_virtual(address, &mut buffer)
+        .read_mapped(address, &mut buffer)
         .map_err(|error| format!("{error}"))?;
     let read_ok = buffer
         .iter()
@@ -121,8 +119,7 @@ fn one_case(
         .all(|(offset, &byte)| byte == pattern_byte(SEED, page, offset));
     let marker = [0xde, 0xad, 0xbe, page as u8];
     locked
-        .hypervisor_mut()
-        .write_virtual(address, &marker)
+        .write_mapped(address, &marker)
         .map_err(|error| format!("{error}"))?;
     let summary = locked
         .remove(range)

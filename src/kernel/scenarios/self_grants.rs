@@ -145,12 +145,12 @@ pub struct SelfGrants {
 impl SelfGrants {
     /// `count` fresh pages granted read-write (or read-only) to our own domain.
     pub fn new(
-        kernel: &Kernel,
+        _kernel: &Kernel,
         table: &'static spin::Mutex<OwnGrantTable>,
         count: usize,
         readonly: bool,
     ) -> Result<SelfGrants, String> {
-        let pages = OwnPages::allocate(&kernel.boot_info, count)
+        let pages = OwnPages::allocate(count)
             .ok_or_else(|| format!("could not allocate {count} pages of our own"))?;
         let mut grants = SelfGrants {
             pages,

@@ -32,11 +32,20 @@ unsafe fn grant_table_op(command: u32, operations: u64, count: usize) -> Result<
 }
 
 /// `GNTTABOP_map_grant_ref` on a batch; each op's status, handle and bus address are filled in.
-pub fn map(operations: &mut [GnttabMapGrantRef]) -> Result<(), XenError> {
+///
+/// # Safety
+/// 1. Each op's `host_addr` is either (with `GNTMAP_contains_pte`) the machine address of a
+///    not-present entry of an L1 table the caller (the pmap) owns, translating a page of a
+///    VA region it owns, or (without it) such a virtual address; nothing that Rust code owns
+///    or references lives there.
+/// 2. The caller keeps the handle of each op that succeeded, and unmaps by it before that
+///    page is reused.
+pub unsafe fn map(operations: &mut [GnttabMapGrantRef]) -> Result<(), XenError> {
     if operations.is_empty() {
         return Ok(());
     }
-    // SAFETY: the slice is exclusively ours for the call and holds `len` map ops.
+    // SAFETY: the slice is exclusively ours for the call and holds `len` map ops; where the
+    // mappings go is the caller's to justify (this function's contract).
     unsafe {
         grant_table_op(
             op::MAP_GRANT_REF,
@@ -47,11 +56,17 @@ pub fn map(operations: &mut [GnttabMapGrantRef]) -> Result<(), XenError> {
 }
 
 /// `GNTTABOP_unmap_grant_ref` on a batch; each op's status is filled in.
-pub fn unmap(operations: &mut [GnttabUnmapGrantRef]) -> Result<(), XenError> {
+///
+/// # Safety
+/// 1. Each op names a mapping the caller made with [`map`] (its handle and `host_addr`) and
+///    owns: no other holder of that mapping (such as a live `GrantMapping`) may touch the
+///    page after the call.
+pub unsafe fn unmap(operations: &mut [GnttabUnmapGrantRef]) -> Result<(), XenError> {
     if operations.is_empty() {
         return Ok(());
     }
-    // SAFETY: the slice is exclusively ours for the call and holds `len` unmap ops.
+    // SAFETY: the slice is exclusively ours for the call and holds `len` unmap ops; that
+    // nobody uses the pages afterwards is the caller's to vouch for (this function's contract).
     unsafe {
         grant_table_op(
             op::UNMAP_GRANT_REF,

@@ -4,6 +4,10 @@
 //! calling convention). The stubs use `syscall`, which clobbers rcx and r11, and a debug Xen
 //! overwrites argument registers on return, so every argument register is marked clobbered.
 //! The typed wrappers in the sibling modules are the only callers.
+//!
+//! The `asm!` blocks do not claim `nostack`: `call` pushes a return address below the stack
+//! pointer, which `nostack` forbids. Without it the compiler keeps the stack pointer aligned
+//! for a call and the red zone (disabled on x86_64-unknown-none anyway) free at that point.
 
 use grantsvc::abi::hypercall_numbers::{HYPERCALL_ENTRY_SIZE, HYPERCALL_PAGE_ENTRIES};
 
@@ -22,8 +26,12 @@ fn entry(number: u32) -> u64 {
 /// A hypercall with up to five arguments.
 ///
 /// # Safety
-/// The arguments must be what Xen expects for `number`: in particular every pointer must be
-/// valid for Xen to read and write for the size the operation implies.
+/// 1. The arguments must be what Xen expects for `number`: every pointer among them must be
+///    valid for Xen to read and write for the size the operation implies, for the whole call.
+/// 2. The operation's effects must not break what Rust code relies on: no page-table change
+///    that unmaps, remaps or aliases memory that Rust code owns or references, no frame
+///    given away while Rust code uses it. Each caller's `# Safety` or `// SAFETY:` says which
+///    operation it issues and why its effect is harmless.
 pub unsafe fn hypercall5(number: u32, a1: u64, a2: u64, a3: u64, a4: u64, a5: u64) -> i64 {
     let result: i64;
     // SAFETY: `entry` is a stub in the hypercall page Xen wrote; the caller vouches for the
@@ -40,7 +48,6 @@ pub unsafe fn hypercall5(number: u32, a1: u64, a2: u64, a3: u64, a4: u64, a5: u6
             lateout("rax") result,
             lateout("rcx") _,
             lateout("r11") _,
-            options(nostack),
         );
     }
     result

@@ -1,4 +1,56 @@
 //! The hypervisor interface: hypercalls, the shared-info page, the direct map, and the real `Hypervisor`.
+//!
+//! # Safety of this layer (the SAFETY.md of grantsvc)
+//!
+//! This module and `kernel::boot` are the only places with `unsafe` (`src/main.rs` and
+//! `src/lib.rs` deny `unsafe_code`; the workspace denies `unsafe_op_in_unsafe_fn` and
+//! `clippy::undocumented_unsafe_blocks`). The invariant the layer keeps:
+//!
+//! **No safe function of this layer, called with any arguments in any order, lets safe code
+//! unmap, remap, alias, zero or free memory that Rust code owns, nor read or write through
+//! an address the caller chose.**
+//!
+//! It is kept in four ways, one per kind of operation:
+//! 1. *Raw operations are `unsafe fn`* with numbered `# Safety` lists: the hypercall entry
+//!    (`hypercall::hypercall5` and its shorthands), the MMU hypercalls (`memory::mmu_update`,
+//!    `mmuext_op`, `update_va_mapping`), grant map and unmap (`grant_table::map`, `unmap`),
+//!    `SharedRegion::new`, `P2m::from_boot_info`, and `start_of_day::record`.
+//! 2. *Boot facts exist once.* `boot::entry` calls `start_of_day::record` once with the
+//!    start_info Xen handed over; the p2m is read then, once. Everything that builds a slice
+//!    or a mapping from boot facts (`ring_pages`, `shared_info::map`,
+//!    `hypervisor::adopt_address_space`, `own_pages`) takes them from that record, never from
+//!    a caller's `BootInfo`, which is therefore harmless to forge.
+//! 3. *One-time tokens.* `shared_info::map` and `hypervisor::adopt_address_space` work once
+//!    (an atomic flag each), so the shared-info page cannot be pointed elsewhere and there is
+//!    exactly one `XenHypervisor`.
+//! 4. *Capabilities.* The one `XenHypervisor` (page-table writes, grant maps, `zero_frame`,
+//!    any-address `VirtualMemory`) is created inside the kernel's `Pmap` and never leaves it
+//!    (`Pmap::hypervisor`/`hypervisor_mut` exist only under `cfg(test)` or the `sim`
+//!    feature). The pmap's safe API acts only on the chosen-VA region the VA allocator hands
+//!    out (it refuses the direct map: kernel image, heap, stacks, page tables), reaches bytes
+//!    only through pages it mapped itself (`GrantMapping`, `read_mapped`, `write_mapped`), and
+//!    zeroes only frames its allocator gave it, which `XenHypervisor::zero_frame` also checks
+//!    lie in the allocator's range.
+//!
+//! Every other public function either passes no pointer to Xen, or passes pointers only to
+//! its own locals or to slices it borrows for the call, or takes only typed ids (a port, a
+//! domain) whose misuse Xen refuses. Known limit: the frame allocator's `free` takes a bare
+//! `Pfn`, so safe code can give back a frame someone still uses (a lab `OwnPages` page or a
+//! page table); the worst it reaches is a write fault on a read-only page table or changed
+//! bytes of shared memory that is only ever read volatilely, not a Rust-visible aliasing.
+//!
+//! How a reviewer checks it:
+//! - `grep -rn "pub fn" src/kernel/xen` lists no safe function that takes a raw address,
+//!   pointer or frame to act on (`P2m::machine_frame`/`pseudo_physical_frame` only look a
+//!   frame up; `grant_table::setup_table` only writes frames into the caller's slice).
+//! - `grep -rn "unsafe" src/kernel src/lib.rs src/main.rs` shows `unsafe` only under
+//!   `src/kernel/{boot,xen}`, each block with a `// SAFETY:` comment that names the contract
+//!   item it meets (clippy enforces the comment).
+//! - `grep -rn "XenHypervisor {" src/kernel` finds one construction, in
+//!   `adopt_address_space`, behind its one-time flag; `grep -rn "hypervisor()\|hypervisor_mut()"
+//!   src --include=*.rs` finds uses only in tests and the simulation.
+//! - `cargo test -p grantsvc --lib pmap::tests::ordinary` shows the pmap refusing the direct
+//!   map and reaching only its own pages.
 #![allow(unsafe_code)]
 
 pub mod direct_map;
@@ -14,5 +66,6 @@ pub mod ring_pages;
 pub mod sched;
 pub mod shared_info;
 pub mod shared_region;
+pub mod start_of_day;
 pub mod time;
 pub mod virtual_memory;

@@ -3,11 +3,11 @@
 //! The bytes may also be reached through a grant or foreign mapping of the same frame, so
 //! every access is volatile and no Rust reference to them is ever made.
 
-use super::direct_map::{address_of, P2m};
+use super::direct_map::address_of;
+use super::start_of_day;
 use crate::kernel::{address_space, memory};
 use alloc::vec::Vec;
 use grantsvc::addr::{Mfn, Pfn, PAGE_SIZE};
-use grantsvc::boot_info::BootInfo;
 use grantsvc::frame_alloc::FrameAllocator;
 use grantsvc::shared_memory::{check_bounds, OutOfBounds};
 
@@ -20,11 +20,11 @@ pub struct OwnPages {
 impl OwnPages {
     /// `count` free frames of ours, or `None` when memory runs out or the direct map does
     /// not yet cover the whole domain (the pmap extends it at boot).
-    pub fn allocate(boot_info: &BootInfo, count: usize) -> Option<OwnPages> {
+    pub fn allocate(count: usize) -> Option<OwnPages> {
         if !address_space::direct_map_complete() {
             return None;
         }
-        let p2m = P2m::from_boot_info(boot_info);
+        let p2m = start_of_day::p2m()?;
         let mut pages = OwnPages {
             frames: Vec::with_capacity(count),
         };

@@ -1,9 +1,12 @@
 //! The console and xenstore ring pages: machine frames in start_info, reached through the M2P and the direct map.
+//!
+//! The frames come from the recorded start_info (`start_of_day`), never from a caller, so no
+//! safe caller can make a `SharedRegion` over memory of its choosing.
 
-use super::direct_map::{address_of, P2m};
+use super::direct_map::address_of;
 use super::shared_region::SharedRegion;
+use super::start_of_day;
 use grantsvc::addr::{Mfn, PAGE_SIZE};
-use grantsvc::boot_info::BootInfo;
 
 /// Why a ring page cannot be used.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -12,6 +15,8 @@ pub enum RingPageError {
     NotOurs(Mfn),
     /// The frame is ours but not in Xen's bootstrap area, where Xen puts ring pages.
     OutsideBootstrapArea(Mfn),
+    /// start_info has not been recorded yet.
+    NotBooted,
 }
 
 impl core::fmt::Display for RingPageError {
@@ -21,17 +26,19 @@ impl core::fmt::Display for RingPageError {
             RingPageError::OutsideBootstrapArea(frame) => {
                 write!(formatter, "mfn {frame} is outside Xen's bootstrap area")
             }
+            RingPageError::NotBooted => formatter.write_str("start_info is not recorded yet"),
         }
     }
 }
 
 /// The page of machine frame `frame`, which must be a bootstrap page of ours.
-fn bootstrap_page(boot_info: &BootInfo, frame: Mfn) -> Result<SharedRegion, RingPageError> {
-    let p2m = P2m::from_boot_info(boot_info);
+fn bootstrap_page(frame: Mfn) -> Result<SharedRegion, RingPageError> {
+    let boot_info = start_of_day::boot_info().ok_or(RingPageError::NotBooted)?;
+    let p2m = start_of_day::p2m().ok_or(RingPageError::NotBooted)?;
     let pfn = p2m
         .pseudo_physical_frame(frame)
         .ok_or(RingPageError::NotOurs(frame))?;
-    if pfn >= boot_info.first_free_pfn {
+    if pfn >= boot_info.first_free_pfn() {
         return Err(RingPageError::OutsideBootstrapArea(frame));
     }
     let address = address_of(pfn);
@@ -41,12 +48,14 @@ fn bootstrap_page(boot_info: &BootInfo, frame: Mfn) -> Result<SharedRegion, Ring
     Ok(unsafe { SharedRegion::new(address.as_u64() as *mut u8, PAGE_SIZE) })
 }
 
-/// The PV console ring page.
-pub fn console(boot_info: &BootInfo) -> Result<SharedRegion, RingPageError> {
-    bootstrap_page(boot_info, boot_info.console_mfn)
+/// The PV console ring page named by the recorded start_info.
+pub fn console() -> Result<SharedRegion, RingPageError> {
+    let boot_info = start_of_day::boot_info().ok_or(RingPageError::NotBooted)?;
+    bootstrap_page(boot_info.console_mfn())
 }
 
-/// The xenstore ring page.
-pub fn xenstore(boot_info: &BootInfo) -> Result<SharedRegion, RingPageError> {
-    bootstrap_page(boot_info, boot_info.store_mfn)
+/// The xenstore ring page named by the recorded start_info.
+pub fn xenstore() -> Result<SharedRegion, RingPageError> {
+    let boot_info = start_of_day::boot_info().ok_or(RingPageError::NotBooted)?;
+    bootstrap_page(boot_info.store_mfn())
 }

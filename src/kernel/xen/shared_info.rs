@@ -3,8 +3,11 @@
 //! Xen gives the machine address of shared_info in start_info. `map` points the VA of the
 //! reserved `shared_info_page` (see `boot::entry`) at that frame with `update_va_mapping`; the
 //! frame that was there belongs to the image's .bss and is never used again. Only vcpu 0 exists.
+//! `map` takes the frame from the recorded start_info and works once: no caller can point the
+//! page elsewhere.
 
 use super::memory::update_va_mapping;
+use super::start_of_day;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use grantsvc::abi::hypercall_numbers::UVMF_INVLPG;
 use grantsvc::abi::mmu::pte;
@@ -23,6 +26,8 @@ extern "C" {
     static shared_info_page: [u8; 4096];
 }
 
+/// Set by the first `map`, before anything else happens: the one-time token.
+static MAP_TAKEN: AtomicBool = AtomicBool::new(false);
 static MAPPED: AtomicBool = AtomicBool::new(false);
 
 /// The VA where shared_info is (or will be) mapped.
@@ -32,16 +37,27 @@ fn base() -> *mut u8 {
         .cast_mut()
 }
 
-/// Maps the shared-info frame at `machine_address`, then masks event upcalls for vcpu 0 (no
-/// upcall handler does real work yet).
-pub fn map(machine_address: MachineAddr) -> Result<(), XenError> {
+/// Maps the shared-info frame the recorded start_info names, then masks event upcalls for
+/// vcpu 0 (no upcall handler does real work yet). Only the first call does anything: later
+/// ones (and one before start_info is recorded) return `EBUSY` / `EINVAL`.
+pub fn map() -> Result<(), XenError> {
+    let machine_address: MachineAddr = start_of_day::boot_info()
+        .ok_or(XenError::EINVAL)?
+        .shared_info();
+    if MAP_TAKEN.swap(true, Ordering::AcqRel) {
+        return Err(XenError::EBUSY);
+    }
     let address = VirtAddr::try_new(base() as u64).ok_or(XenError::EINVAL)?;
     let entry = (machine_address.get() & pte::FRAME_MASK)
         | pte::PRESENT
         | pte::WRITABLE
         | pte::ACCESSED
         | pte::DIRTY;
-    update_va_mapping(address, entry, UVMF_INVLPG)?;
+    // SAFETY: (1) the VA is the image's reserved `shared_info_page`, which no Rust code
+    // references: it is reached only through `base()` and only once MAPPED is set below, and
+    // this runs once (MAP_TAKEN); (2) the frame is Xen's shared-info frame from the recorded
+    // start_info, which Rust code reads and writes only with volatile and atomic accesses.
+    unsafe { update_va_mapping(address, entry, UVMF_INVLPG)? };
     MAPPED.store(true, Ordering::Release);
     set_upcall_mask(true);
     Ok(())

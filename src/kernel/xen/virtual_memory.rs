@@ -1,18 +1,16 @@
 //! `VirtualMemory` for the kernel: loads and stores through the live page tables with raw, volatile and atomic accesses.
 //!
-//! The trait's contract (src/hypervisor.rs) makes the caller, the pmap's grant-mapping guard,
-//! responsible for touching only addresses it has mapped while it holds the pmap lock; this
-//! side only refuses what it can see is wrong: ranges that wrap or leave the canonical half,
-//! and misaligned words.
+//! There is no free-standing way in: the only implementor is the one `XenHypervisor`, which
+//! lives inside the kernel's pmap (see `hypervisor.rs`), so the callers are the pmap's
+//! `GrantMapping` guard and its `read_mapped` / `write_mapped`, which check that every page
+//! is one the pmap mapped, with the access needed, while they hold the pmap. This side only
+//! refuses what it can see is wrong: ranges that wrap or leave the canonical half, and
+//! misaligned words.
 
 use super::hypervisor::XenHypervisor;
 use core::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 use grantsvc::addr::VirtAddr;
 use grantsvc::hypervisor::{ByteUpdate, MemoryFault, VirtualMemory};
-
-/// The kernel's own address space.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct KernelVirtualMemory;
 
 /// The address of a `length`-byte access at `address`, if the whole range is canonical.
 fn range(address: VirtAddr, length: usize, write: bool) -> Result<*mut u8, MemoryFault> {
@@ -31,12 +29,14 @@ fn aligned(address: VirtAddr, size: u64, write: bool) -> Result<*mut u8, MemoryF
     range(address, size as usize, write)
 }
 
-impl VirtualMemory for KernelVirtualMemory {
+/// The kernel's pmap holds the one `XenHypervisor`; its grant mappings (and its checked
+/// `read_mapped` / `write_mapped`) reach their bytes through it, and nothing else can.
+impl VirtualMemory for XenHypervisor {
     fn read_virtual(&self, address: VirtAddr, into: &mut [u8]) -> Result<(), MemoryFault> {
         let source = range(address, into.len(), false)?;
         for (index, slot) in into.iter_mut().enumerate() {
-            // SAFETY: the trait's contract: the caller holds the pmap lock and the range is
-            // mapped readable; volatile because a peer may write the page at any moment.
+            // SAFETY: only the pmap calls this, holding itself borrowed, for pages it
+            // checked it mapped readable; volatile because a peer may write the page at any moment.
             *slot = unsafe { core::ptr::read_volatile(source.add(index)) };
         }
         Ok(())
@@ -45,7 +45,8 @@ impl VirtualMemory for KernelVirtualMemory {
     fn write_virtual(&mut self, address: VirtAddr, from: &[u8]) -> Result<(), MemoryFault> {
         let destination = range(address, from.len(), true)?;
         for (index, &byte) in from.iter().enumerate() {
-            // SAFETY: the trait's contract: mapped writable while the caller holds the pmap lock.
+            // SAFETY: only the pmap calls this, holding itself borrowed, for pages it
+            // checked it mapped writable.
             unsafe { core::ptr::write_volatile(destination.add(index), byte) };
         }
         Ok(())
@@ -53,13 +54,13 @@ impl VirtualMemory for KernelVirtualMemory {
 
     fn load_u32_virtual(&self, address: VirtAddr) -> Result<u32, MemoryFault> {
         let word = aligned(address, 4, false)?;
-        // SAFETY: mapped (the contract) and 4-aligned (checked); accessed atomically only.
+        // SAFETY: mapped (the pmap checked it) and 4-aligned (checked); accessed atomically only.
         Ok(unsafe { AtomicU32::from_ptr(word.cast::<u32>()) }.load(Ordering::Acquire))
     }
 
     fn store_u32_virtual(&mut self, address: VirtAddr, value: u32) -> Result<(), MemoryFault> {
         let word = aligned(address, 4, true)?;
-        // SAFETY: mapped writable (the contract) and 4-aligned (checked).
+        // SAFETY: mapped writable (the pmap checked it) and 4-aligned (checked).
         unsafe { AtomicU32::from_ptr(word.cast::<u32>()) }.store(value, Ordering::Release);
         Ok(())
     }
@@ -71,7 +72,7 @@ impl VirtualMemory for KernelVirtualMemory {
     ) -> Result<u8, MemoryFault> {
         let write = !matches!(operation, ByteUpdate::Load);
         let pointer = range(address, 1, write)?;
-        // SAFETY: mapped with the access the operation needs (the contract); atomic only.
+        // SAFETY: mapped with the access the operation needs (the pmap checked it); atomic only.
         let byte = unsafe { AtomicU8::from_ptr(pointer) };
         Ok(match operation {
             ByteUpdate::Load => byte.load(Ordering::Acquire),
@@ -79,32 +80,5 @@ impl VirtualMemory for KernelVirtualMemory {
             ByteUpdate::Or(bits) => byte.fetch_or(bits, Ordering::AcqRel),
             ByteUpdate::And(bits) => byte.fetch_and(bits, Ordering::AcqRel),
         })
-    }
-}
-
-/// The kernel's pmap holds a `XenHypervisor`; its grant mappings reach their bytes through it.
-impl VirtualMemory for XenHypervisor {
-    fn read_virtual(&self, address: VirtAddr, into: &mut [u8]) -> Result<(), MemoryFault> {
-        KernelVirtualMemory.read_virtual(address, into)
-    }
-
-    fn write_virtual(&mut self, address: VirtAddr, from: &[u8]) -> Result<(), MemoryFault> {
-        KernelVirtualMemory.write_virtual(address, from)
-    }
-
-    fn load_u32_virtual(&self, address: VirtAddr) -> Result<u32, MemoryFault> {
-        KernelVirtualMemory.load_u32_virtual(address)
-    }
-
-    fn store_u32_virtual(&mut self, address: VirtAddr, value: u32) -> Result<(), MemoryFault> {
-        KernelVirtualMemory.store_u32_virtual(address, value)
-    }
-
-    fn update_u8_virtual(
-        &mut self,
-        address: VirtAddr,
-        operation: ByteUpdate,
-    ) -> Result<u8, MemoryFault> {
-        KernelVirtualMemory.update_u8_virtual(address, operation)
     }
 }

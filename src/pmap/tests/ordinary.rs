@@ -236,3 +236,74 @@ fn a_failed_update_leaves_no_empty_table_behind() {
     let present = pmap.hypervisor().mapped_in(range(0, 1));
     assert!(present.values().all(|entry| entry & pte::PRESENT == 0));
 }
+
+#[test]
+fn the_direct_map_and_everything_outside_the_chosen_region_are_refused() {
+    let mut pmap = pmap();
+    let baseline = pmap.stats().page_table_pages;
+    let kernel_image = direct_map_address(Pfn::new(0).unwrap()).unwrap();
+    let heap_page = direct_map_address(Pfn::new(700).unwrap()).unwrap();
+    for address in [kernel_image, heap_page] {
+        assert_eq!(
+            pmap.enter(address, Pfn::new(1).unwrap(), Prot::READ_ONLY),
+            Err(PmapError::OutsideChosenRegion(address))
+        );
+        let whole_page = crate::pmap::PageRange::new(address, 1).unwrap();
+        assert!(matches!(
+            pmap.remove(whole_page),
+            Err(crate::pmap::RemoveError::Refused(
+                PmapError::OutsideChosenRegion(_)
+            ))
+        ));
+        assert_eq!(
+            pmap.protect(whole_page, Prot::READ_ONLY),
+            Err(ProtectError::PageTables(PmapError::OutsideChosenRegion(
+                address
+            )))
+        );
+        // Still mapped read-write, as the direct map was.
+        assert!(matches!(
+            pmap.extract(address),
+            Some(Mapping::Ordinary { prot, .. }) if prot == Prot::READ_WRITE
+        ));
+    }
+    let lower_half = VirtAddr::try_new(0x1000).unwrap();
+    assert_eq!(
+        pmap.enter(lower_half, Pfn::new(1).unwrap(), Prot::READ_ONLY),
+        Err(PmapError::OutsideChosenRegion(lower_half))
+    );
+    // A range that starts inside the region but runs past its end is refused too.
+    let last_page = VirtAddr::try_new(crate::pmap::CHOSEN_REGION_END - 4096).unwrap();
+    let overhanging = crate::pmap::PageRange::new(last_page, 2).unwrap();
+    assert!(pmap.remove(overhanging).is_err());
+    assert_eq!(pmap.stats().page_table_pages, baseline);
+    check(&pmap);
+}
+
+#[test]
+fn mapped_access_reaches_only_the_pmaps_own_pages_in_the_chosen_region() {
+    let mut pmap = pmap();
+    pmap.enter(va(3), Pfn::new(5).unwrap(), Prot::READ_WRITE)
+        .unwrap();
+    pmap.enter(va(4), Pfn::new(6).unwrap(), Prot::READ_ONLY)
+        .unwrap();
+    let near_end = va(3).checked_add(4090).unwrap();
+    // Crossing into the read-only page: refused whole, nothing written.
+    pmap.write_mapped(near_end, b"abcdefgh").unwrap_err();
+    pmap.write_mapped(va(3).checked_add(10).unwrap(), b"abc")
+        .unwrap();
+    let mut read = [0u8; 3];
+    pmap.read_mapped(va(3).checked_add(10).unwrap(), &mut read)
+        .unwrap();
+    assert_eq!(&read, b"abc");
+    // Across into the read-only page: readable, not writable.
+    let mut across = [0u8; 8];
+    pmap.read_mapped(near_end, &mut across).unwrap();
+    assert!(pmap.write_mapped(va(4), b"x").is_err());
+    // Unmapped pages and the direct map are refused.
+    assert!(pmap.read_mapped(va(9), &mut read).is_err());
+    let direct = direct_map_address(Pfn::new(5).unwrap()).unwrap();
+    assert!(pmap.read_mapped(direct, &mut read).is_err());
+    assert!(pmap.write_mapped(direct, b"x").is_err());
+    check(&pmap);
+}

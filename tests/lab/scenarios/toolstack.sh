@@ -14,4 +14,8 @@ for device in evtchn gntalloc gntdev privcmd xenbus; do
     [ -c "/dev/xen/$device" ] || fail "/dev/xen/$device is missing"
 done
 [ -f domain.cfg ] || fail "no domain.cfg in the share"
+# xenstored's quotas bound how many peers grantsvc serves (README): record the ones in force.
+quotas=$(xenstore-control quota 2>&1) || fail "xenstore-control quota failed: $quotas"
+echo "$quotas" >"$LAB_OUT/xenstored-quotas"
+note "xenstored quotas: $(echo "$quotas" | tr -s ' \n' ' ')"
 pass
