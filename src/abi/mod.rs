@@ -1,6 +1,7 @@
 //! Xen's public ABI for x86-64 PV guests, as `repr(C)` types and constants (layouts checked against `/usr/include/xen` in tests).
 
 pub mod arch_x86_64;
+pub mod blkif;
 pub mod console;
 pub mod event_channel;
 pub mod grant_table;

@@ -1,0 +1,178 @@
+//! The per-ring persistent-grant cache: data grants kept mapped across requests, bounded, least recently used ones unmapped first.
+//!
+//! Linux blkback's rules (`blkback.c`: `max_persistent_grants` 1056 by default, LRU purge of
+//! unused grants when full, unused grants unmapped after `persistent_grant_unused_seconds` 60):
+//! - a grant is mapped writable once and kept, keyed by its grant reference;
+//! - the cache never holds more than its capacity; when full, the least recently used entry that
+//!   no request is using is unmapped to make room; when every entry is in use the new grant is
+//!   mapped for this request only ([`Acquired::Transient`]) and unmapped after it;
+//! - entries unused for longer than the idle limit are unmapped by [`PersistentGrants::purge_idle`];
+//! - [`PersistentGrants::close`] unmaps everything (disconnect, frontend death, shutdown).
+//!
+//! Mapping goes through [`GrantMapper`], which the kernel implements over the pmap and tests
+//! implement over a fake that counts live mappings.
+
+use crate::ids::GrantRef;
+use alloc::collections::BTreeMap;
+
+/// Linux blkback's default bound per ring.
+pub const DEFAULT_CAPACITY: usize = 1056;
+/// Linux blkback's idle limit, in milliseconds.
+pub const DEFAULT_IDLE_MILLISECONDS: u64 = 60_000;
+
+/// A grant that did not map.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MapFault {
+    pub gref: GrantRef,
+}
+
+/// Maps and unmaps single data grants of one frontend.
+pub trait GrantMapper {
+    /// One live mapping (unmapped only by handing it back to [`GrantMapper::unmap`]).
+    type Mapping;
+
+    /// Maps the page `gref` grants, writable.
+    fn map(&mut self, gref: GrantRef) -> Result<Self::Mapping, MapFault>;
+
+    /// Unmaps `mapping` (the kernel logs a failure; nothing a caller could do about it).
+    fn unmap(&mut self, mapping: Self::Mapping);
+}
+
+#[derive(Debug)]
+struct Entry<T> {
+    mapping: T,
+    last_used: u64,
+    users: u32,
+}
+
+/// How a grant was obtained for a request.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Acquired<T> {
+    /// In the cache (found or newly added); give it back with [`PersistentGrants::release`].
+    Cached,
+    /// The cache is full of grants in use: mapped for this request only; unmap it afterwards.
+    Transient(T),
+}
+
+/// The cache of one ring.
+#[derive(Debug)]
+pub struct PersistentGrants<T> {
+    capacity: usize,
+    idle_limit: u64,
+    entries: BTreeMap<GrantRef, Entry<T>>,
+}
+
+impl<T> PersistentGrants<T> {
+    /// An empty cache holding at most `capacity` grants, unmapping those idle for `idle_limit`
+    /// (in the caller's time unit).
+    pub fn new(capacity: usize, idle_limit: u64) -> Self {
+        PersistentGrants {
+            capacity,
+            idle_limit,
+            entries: BTreeMap::new(),
+        }
+    }
+
+    /// Grants held.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when no grant is held.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The bound.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// The cached mapping of `gref`, if any.
+    pub fn get(&self, gref: GrantRef) -> Option<&T> {
+        self.entries.get(&gref).map(|entry| &entry.mapping)
+    }
+
+    /// Makes `gref` available for a request at time `now`: from the cache, or mapped and added
+    /// (evicting the least recently used idle entry if full), or mapped transiently.
+    pub fn acquire<M: GrantMapper<Mapping = T>>(
+        &mut self,
+        gref: GrantRef,
+        now: u64,
+        mapper: &mut M,
+    ) -> Result<Acquired<T>, MapFault> {
+        if let Some(entry) = self.entries.get_mut(&gref) {
+            entry.users = entry.users.saturating_add(1);
+            entry.last_used = now;
+            return Ok(Acquired::Cached);
+        }
+        if self.entries.len() >= self.capacity && !self.evict_least_recently_used(mapper) {
+            return mapper.map(gref).map(Acquired::Transient);
+        }
+        let mapping = mapper.map(gref)?;
+        self.entries.insert(
+            gref,
+            Entry {
+                mapping,
+                last_used: now,
+                users: 1,
+            },
+        );
+        Ok(Acquired::Cached)
+    }
+
+    /// A request is done with `gref` (acquired as [`Acquired::Cached`]).
+    pub fn release(&mut self, gref: GrantRef, now: u64) {
+        if let Some(entry) = self.entries.get_mut(&gref) {
+            entry.users = entry.users.saturating_sub(1);
+            entry.last_used = now;
+        }
+    }
+
+    /// Unmaps the least recently used entry no request is using; false if there is none.
+    fn evict_least_recently_used<M: GrantMapper<Mapping = T>>(&mut self, mapper: &mut M) -> bool {
+        // A linear scan: eviction happens only when the (at most ~1000-entry) cache is full.
+        let oldest = self
+            .entries
+            .iter()
+            .filter(|(_, entry)| entry.users == 0)
+            .min_by_key(|(_, entry)| entry.last_used)
+            .map(|(&gref, _)| gref);
+        match oldest.and_then(|gref| self.entries.remove(&gref)) {
+            Some(entry) => {
+                mapper.unmap(entry.mapping);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Unmaps every unused entry last used `idle_limit` or more before `now`; returns how many.
+    pub fn purge_idle<M: GrantMapper<Mapping = T>>(&mut self, now: u64, mapper: &mut M) -> usize {
+        let idle_limit = self.idle_limit;
+        let before = self.entries.len();
+        let mut idle = BTreeMap::new();
+        core::mem::swap(&mut idle, &mut self.entries);
+        for (gref, entry) in idle {
+            if entry.users == 0 && now.saturating_sub(entry.last_used) >= idle_limit {
+                mapper.unmap(entry.mapping);
+            } else {
+                self.entries.insert(gref, entry);
+            }
+        }
+        before - self.entries.len()
+    }
+
+    /// Unmaps everything, in use or not (the ring is quiesced); returns how many.
+    pub fn close<M: GrantMapper<Mapping = T>>(&mut self, mapper: &mut M) -> usize {
+        let count = self.entries.len();
+        for (_, entry) in core::mem::take(&mut self.entries) {
+            mapper.unmap(entry.mapping);
+        }
+        count
+    }
+}
+
+#[cfg(test)]
+#[path = "persistent_grants_tests.rs"]
+mod tests;
