@@ -10,7 +10,6 @@ extern crate alloc;
 
 pub mod abi;
 pub mod addr;
-pub mod blkif;
 pub mod boot_info;
 pub mod cmdline;
 pub mod console_ring;

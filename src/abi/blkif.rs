@@ -14,7 +14,7 @@
 //!
 //! The x86_32 ABI (`protocol` = `x86_32-abi`) packs `uint64_t` on 4 bytes: its request is 108
 //! bytes and its response 12, with the same 64-byte ring header. grantsvc refuses that protocol
-//! at connect (see `crate::blkif::frontend_nodes`), so only the x86-64 layouts live here.
+//! at connect (see `crate::peer::blkif::frontend_nodes`), so only the x86-64 layouts live here.
 
 use crate::addr::PAGE_SIZE;
 

@@ -31,6 +31,7 @@
 )]
 
 pub mod action;
+pub mod blkif;
 pub mod counters;
 pub mod device_id;
 pub mod driver;

@@ -5,7 +5,7 @@
 //! (1..=max queues, order <= max, `2^order` ring refs per queue, ports in range).
 #![no_main]
 
-use grantsvc::blkif::frontend_nodes::{BackendOffer, FrontendConfig, FrontendNodes};
+use grantsvc::peer::blkif::frontend_nodes::{BackendOffer, FrontendConfig, FrontendNodes};
 use libfuzzer_sys::fuzz_target;
 use std::collections::BTreeMap;
 

@@ -8,12 +8,12 @@
 #![no_main]
 
 use grantsvc::abi::blkif::{op, status, SECTOR_SIZE};
-use grantsvc::blkif::execute::{DataPages, PageFault};
-use grantsvc::blkif::ram_disk::{MemoryBudget, RamDisk};
-use grantsvc::blkif::request::decode;
-use grantsvc::blkif::ring::BackRing;
-use grantsvc::blkif::service::{serve_ring, DeviceCounters};
-use grantsvc::blkif::validate::{validate, Action, Checked, DiskLimits};
+use grantsvc::peer::blkif::execute::{DataPages, PageFault};
+use grantsvc::peer::blkif::ram_disk::{MemoryBudget, RamDisk};
+use grantsvc::peer::blkif::request::decode;
+use grantsvc::peer::blkif::ring::BackRing;
+use grantsvc::peer::blkif::service::{serve_ring, DeviceCounters};
+use grantsvc::peer::blkif::validate::{validate, Action, Checked, DiskLimits};
 use grantsvc::ids::GrantRef;
 use grantsvc::shared_memory::{check_bounds, OutOfBounds, SharedMemory};
 use libfuzzer_sys::fuzz_target;
@@ -119,7 +119,7 @@ fuzz_target!(|input: &[u8]| {
     for slot in ring_page[64..].chunks_exact(112) {
         let mut bytes = [0u8; 112];
         bytes.copy_from_slice(slot);
-        let decoded = decode(&grantsvc::blkif::request::RequestBytes(bytes));
+        let decoded = decode(&grantsvc::peer::blkif::request::RequestBytes(bytes));
         if let Ok(Checked::Ready(request)) = validate(&decoded, &LIMITS) {
             match &request.action {
                 Action::Read { sector, segments } | Action::Write { sector, segments, .. } => {

@@ -91,7 +91,7 @@ fn model_accepts(sector: u64, spans: &[(u8, u8)], indirect: bool) -> Option<u64>
 
 struct Harness {
     front: ModelFrontend,
-    ring: BackRing<crate::vchan::testing::FakeMemory>,
+    ring: BackRing<crate::peer::vchan::testing::FakeMemory>,
     disk: RamDisk,
     grants: FakeGrants,
     model: Vec<u8>,

@@ -3,8 +3,8 @@
 
 use super::*;
 use crate::abi::blkif::{op, status};
-use crate::blkif::request::{decode, encode, grant_ref, Decoded, Segment};
-use crate::blkif::testing::ModelFrontend;
+use crate::peer::blkif::request::{decode, encode, grant_ref, Decoded, Segment};
+use crate::peer::blkif::testing::ModelFrontend;
 
 fn read_request(id: u64) -> RequestBytes {
     let segment = Segment {

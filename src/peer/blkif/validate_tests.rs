@@ -2,7 +2,7 @@
 #![allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::panic)]
 
 use super::*;
-use crate::blkif::request::{decode, encode, grant_ref};
+use crate::peer::blkif::request::{decode, encode, grant_ref};
 
 const DISK: DiskLimits = DiskLimits {
     sectors: 1024,

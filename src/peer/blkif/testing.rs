@@ -13,7 +13,7 @@ use crate::abi::blkif::{header_offset, ring_bytes, ring_slots, RING_OFFSET, SLOT
 use crate::addr::PAGE_SIZE;
 use crate::ids::GrantRef;
 use crate::shared_memory::SharedMemory;
-use crate::vchan::testing::FakeMemory;
+use crate::peer::vchan::testing::FakeMemory;
 use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::vec;
 use alloc::vec::Vec;

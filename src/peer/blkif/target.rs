@@ -6,7 +6,7 @@
 //! 1024), a whole number of 512-byte sectors, from one sector up to [`MAX_RAM_DISK_BYTES`].
 
 use crate::abi::blkif::SECTOR_SIZE;
-use crate::xenbus::value::Excerpt;
+use crate::peer::value::Excerpt;
 use core::fmt;
 
 /// The largest RAM disk a `params` node may ask for (1 TiB): far above any budget, but low

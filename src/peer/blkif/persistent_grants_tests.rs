@@ -2,8 +2,8 @@
 #![allow(clippy::indexing_slicing, clippy::unwrap_used, clippy::panic)]
 
 use super::*;
-use crate::blkif::request::grant_ref;
-use crate::blkif::testing::CountingMapper;
+use crate::peer::blkif::request::grant_ref;
+use crate::peer::blkif::testing::CountingMapper;
 
 #[test]
 fn hits_map_once_and_the_least_recently_used_idle_entry_makes_room() {

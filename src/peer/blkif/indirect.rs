@@ -35,7 +35,7 @@ pub fn decode_page(page: &PageCopy, total: usize, segments: &mut Vec<Segment>) {
 #[allow(clippy::indexing_slicing)]
 mod tests {
     use super::*;
-    use crate::blkif::request::{encode::segment_bytes, grant_ref};
+    use crate::peer::blkif::request::{encode::segment_bytes, grant_ref};
 
     #[test]
     fn pages_are_counted_in_units_of_512_segments() {

@@ -13,7 +13,7 @@ use super::frontend_nodes::BackendOffer;
 use super::target::{Target, TargetFault};
 use crate::abi::blkif::{vdisk, SECTOR_SIZE};
 use crate::addr::PAGE_SIZE;
-use crate::xenbus::value::Excerpt;
+use crate::peer::value::Excerpt;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec;

@@ -13,12 +13,12 @@
 //!   there), with order n the refs are `ring-ref0` .. `ring-ref<2^n - 1>`.
 //! - `event-channel`: a port of the frontend, 1 up to the event-channel ABI's limit.
 //!
-//! Every value is parsed strictly ([`crate::xenbus::value`]); a fault names the node.
+//! Every value is parsed strictly ([`crate::peer::value`]); a fault names the node.
 
 use super::request::grant_ref;
 use crate::abi::blkif::{PROTOCOL_X86_32, PROTOCOL_X86_64};
 use crate::ids::GrantRef;
-use crate::xenbus::value::{parse_u32, Excerpt, RemotePort, ValueFault};
+use crate::peer::value::{parse_u32, Excerpt, RemotePort, ValueFault};
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
