@@ -82,7 +82,9 @@ miri: nightly-tools
 	$(MIRI_ENV) $(CARGO) +nightly miri test -p xenstore
 
 # Each target of FUZZ_TARGETS ("directory:target") runs FUZZ_SECONDS; a crash fails the run.
-FUZZ_TARGETS := xenstore/fuzz:parser xenstore/fuzz:replies xenstore/fuzz:ring_indices
+FUZZ_TARGETS := xenstore/fuzz:parser xenstore/fuzz:replies xenstore/fuzz:ring_indices \
+	tests/fuzz:blkif_requests tests/fuzz:blkif_frontend_nodes tests/fuzz:share_frontend_nodes \
+	tests/fuzz:vchan_layout
 FUZZ_SECONDS ?= 600
 fuzz: nightly-tools
 	@for entry in $(FUZZ_TARGETS); do \

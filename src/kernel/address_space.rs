@@ -4,8 +4,8 @@
 //! it), never the other way round; and a `GrantMapping` is never dropped while the pmap lock
 //! is held (its drop takes the lock).
 
-use super::memory;
-use super::xen::hypervisor::{adopt_address_space, AdoptError, XenHypervisor};
+use super::frames;
+use super::xen::xen_hypervisor::{adopt_address_space, AdoptError, XenHypervisor};
 use super::xen::{sched, time};
 use alloc::boxed::Box;
 use core::sync::atomic::{AtomicBool, Ordering};
@@ -19,11 +19,11 @@ pub struct KernelFrames;
 
 impl FrameAllocator for KernelFrames {
     fn allocate(&mut self) -> Option<Pfn> {
-        memory::with_frames(|frames| frames.allocate()).flatten()
+        frames::with_frames(|frames| frames.allocate()).flatten()
     }
 
     fn free(&mut self, frame: Pfn) {
-        if memory::with_frames(|frames| frames.free(frame)).is_none() {
+        if frames::with_frames(|frames| frames.free(frame)).is_none() {
             log::error!("pmap: freeing pfn {frame} before the frame allocator exists");
         }
     }

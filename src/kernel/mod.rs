@@ -17,7 +17,7 @@ mod fault_report;
 #[cfg(feature = "lab")]
 pub mod lab;
 mod logger;
-mod memory;
+mod frames;
 mod panic;
 mod peer_executor;
 pub mod service;

@@ -6,7 +6,7 @@
 use super::boot::entry;
 use super::booted::Kernel;
 use super::xen::{platform, ring_pages, sched, shared_info};
-use super::{address_space, console, event_wait, logger, memory};
+use super::{address_space, console, event_wait, frames, logger};
 use alloc::string::String;
 use grantsvc::abi::sched::ShutdownReason;
 use grantsvc::boot_info::{BootInfo, BootInfoError};
@@ -71,7 +71,7 @@ pub fn start(recorded: Result<&'static BootInfo, BootInfoError>) -> Kernel {
     if let Err(error) = entry::unmap_stack_guard() {
         log::warn!("could not unmap the stack guard page: {error}");
     }
-    if !memory::initialise(boot_info) {
+    if !frames::initialise(boot_info) {
         panic!("no free frames after Xen's bootstrap area");
     }
     log::debug!(

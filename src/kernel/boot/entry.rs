@@ -111,7 +111,7 @@ pub fn unmap_stack_guard() -> Result<(), grantsvc::hypervisor::XenError> {
     // SAFETY: (1) no Rust code owns or references the guard page: it is a reserved page of
     // the image that nothing reads or writes; (2) the entry is cleared, naming no frame.
     unsafe {
-        crate::kernel::xen::memory::update_va_mapping(
+        crate::kernel::xen::mmu::update_va_mapping(
             address,
             0,
             grantsvc::abi::hypercall_numbers::UVMF_INVLPG,

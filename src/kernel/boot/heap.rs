@@ -6,7 +6,7 @@
 //! heap: the image no longer carries a fixed 8 MiB array, so it boots in `memory=8`, and a
 //! larger domain gets a larger heap without a rebuild.
 
-use crate::kernel::{address_space, memory};
+use crate::kernel::{address_space, frames};
 use core::alloc::{GlobalAlloc, Layout};
 use core::cell::UnsafeCell;
 use core::fmt;
@@ -109,13 +109,13 @@ pub fn grow_from_free_frames() -> Result<usize, HeapGrowthError> {
         return Err(HeapGrowthError::AlreadyGrown);
     }
     let free =
-        memory::with_frames(|frames| frames.free_frames()).ok_or(HeapGrowthError::NotReady)?;
+        frames::with_frames(|frames| frames.free_frames()).ok_or(HeapGrowthError::NotReady)?;
     let pages = (free / 2).min(MAX_FRAME_HEAP_PAGES);
     if pages == 0 {
         return Err(HeapGrowthError::NoFreeFrames);
     }
     let pmap = address_space::pmap().ok_or(HeapGrowthError::NotReady)?;
-    let first = memory::with_frames(|frames| frames.reserve_top(pages))
+    let first = frames::with_frames(|frames| frames.reserve_top(pages))
         .flatten()
         .ok_or(HeapGrowthError::TopFramesInUse)?;
     // The frames are ours alone now (out of the allocator for good); check that each is

@@ -8,7 +8,7 @@ use crate::kernel::booted::Kernel;
 use crate::kernel::xen::event_channel::{self, PortStatus};
 use crate::kernel::xen::own_pages::OwnPages;
 use crate::kernel::xen::{grant_table, sched, shared_info, start_of_day, time};
-use crate::kernel::{address_space, console, memory};
+use crate::kernel::{address_space, console, frames};
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -82,7 +82,7 @@ fn heap_allocates_and_frees(_: &Kernel) -> Result<String, String> {
 }
 
 fn frames_come_lowest_first_and_return(kernel: &Kernel) -> Result<String, String> {
-    memory::with_frames(|frames| {
+    frames::with_frames(|frames| {
         let free_before = frames.free_frames();
         let taken: Vec<Pfn> = (0..4).filter_map(|_| frames.allocate()).collect();
         if taken.len() != 4 {

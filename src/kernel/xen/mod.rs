@@ -12,15 +12,15 @@
 //!
 //! It is kept in four ways, one per kind of operation:
 //! 1. *Raw operations are `unsafe fn`* with numbered `# Safety` lists: the hypercall entry
-//!    (`hypercall::hypercall5` and its shorthands), the MMU hypercalls (`memory::mmu_update`,
+//!    (`hypercall::hypercall5` and its shorthands), the MMU hypercalls (`mmu::mmu_update`,
 //!    `mmuext_op`, `update_va_mapping`), grant map and unmap (`grant_table::map`, `unmap`),
 //!    `SharedRegion::new`, `P2m::from_boot_info`, and `start_of_day::record`.
 //! 2. *Boot facts exist once.* `boot::entry` calls `start_of_day::record` once with the
 //!    start_info Xen handed over; the p2m is read then, once. Everything that builds a slice
 //!    or a mapping from boot facts (`ring_pages`, `shared_info::map`,
-//!    `hypervisor::adopt_address_space`, `own_pages`) takes them from that record, never from
+//!    `xen_hypervisor::adopt_address_space`, `own_pages`) takes them from that record, never from
 //!    a caller's `BootInfo`, which is therefore harmless to forge.
-//! 3. *One-time tokens.* `shared_info::map` and `hypervisor::adopt_address_space` work once
+//! 3. *One-time tokens.* `shared_info::map` and `xen_hypervisor::adopt_address_space` work once
 //!    (an atomic flag each), so the shared-info page cannot be pointed elsewhere and there is
 //!    exactly one `XenHypervisor`.
 //! 4. *Capabilities.* The one `XenHypervisor` (page-table writes, grant maps, `zero_frame`,
@@ -66,8 +66,8 @@ pub mod grant_entries;
 #[cfg_attr(not(feature = "lab"), allow(dead_code))]
 pub mod grant_table;
 pub mod hypercall;
-pub mod hypervisor;
-pub mod memory;
+pub mod xen_hypervisor;
+pub mod mmu;
 #[cfg(feature = "lab")]
 pub mod own_pages;
 pub mod platform;

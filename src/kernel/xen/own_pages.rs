@@ -8,7 +8,7 @@
 
 use super::direct_map::address_of;
 use super::start_of_day;
-use crate::kernel::{address_space, memory};
+use crate::kernel::{address_space, frames};
 use alloc::vec::Vec;
 use core::cell::Cell;
 use grantsvc::addr::{Mfn, Pfn, PAGE_SIZE};
@@ -41,9 +41,9 @@ impl OwnPages {
             pages: Vec::with_capacity(count),
         };
         for _ in 0..count {
-            let frame = memory::with_frames(|frames| frames.allocate()).flatten()?;
+            let frame = frames::with_frames(|frames| frames.allocate()).flatten()?;
             let Some(machine) = p2m.machine_frame(frame) else {
-                memory::with_frames(|frames| frames.free(frame));
+                frames::with_frames(|frames| frames.free(frame));
                 return None;
             };
             pages.pages.push(OwnPage {
@@ -129,7 +129,7 @@ impl OwnPages {
 impl Drop for OwnPages {
     fn drop(&mut self) {
         let mut kept = 0usize;
-        memory::with_frames(|frames| {
+        frames::with_frames(|frames| {
             for page in &self.pages {
                 if page.grants.get() == 0 {
                     frames.free(page.frame);

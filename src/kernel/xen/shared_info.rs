@@ -6,7 +6,7 @@
 //! `map` takes the frame from the recorded start_info and works once: no caller can point the
 //! page elsewhere.
 
-use super::memory::update_va_mapping;
+use super::mmu::update_va_mapping;
 use super::start_of_day;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use grantsvc::abi::hypercall_numbers::UVMF_INVLPG;

@@ -7,7 +7,7 @@
 //! refuses what it can see is wrong: ranges that wrap or leave the canonical half, and
 //! misaligned words.
 
-use super::hypervisor::XenHypervisor;
+use super::xen_hypervisor::XenHypervisor;
 use core::sync::atomic::{AtomicU32, AtomicU8, Ordering};
 use grantsvc::addr::VirtAddr;
 use grantsvc::hypervisor::{ByteUpdate, MemoryFault, VirtualMemory};

@@ -28,7 +28,10 @@ fuzz_target!(|input: &[u8]| {
     for line in input.split(|&byte| byte == b'\n') {
         if let Some(split) = line.iter().position(|&byte| byte == b'=') {
             let (key, value) = line.split_at(split);
-            nodes.insert(String::from_utf8_lossy(key).into_owned(), value[1..].to_vec());
+            nodes.insert(
+                String::from_utf8_lossy(key).into_owned(),
+                value[1..].to_vec(),
+            );
         }
     }
     if let Ok(config) = FrontendConfig::decode(&Nodes(nodes), &OFFER) {
@@ -37,7 +40,11 @@ fuzz_target!(|input: &[u8]| {
         for queue in &config.queues {
             assert_eq!(queue.ring_refs.len(), 1 << config.ring_page_order);
             // Through Display, so the check survives the port's number becoming private.
-            let port: u32 = queue.event_channel.to_string().parse().expect("a decimal port");
+            let port: u32 = queue
+                .event_channel
+                .to_string()
+                .parse()
+                .expect("a decimal port");
             assert!(port > 0 && port < 1 << 17);
         }
     }

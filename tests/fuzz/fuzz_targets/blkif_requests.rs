@@ -8,63 +8,22 @@
 #![no_main]
 
 use grantsvc::abi::blkif::{op, status, SECTOR_SIZE};
+use grantsvc::ids::GrantRef;
 use grantsvc::peer::blkif::execute::{DataPages, PageFault};
 use grantsvc::peer::blkif::ram_disk::{MemoryBudget, RamDisk};
 use grantsvc::peer::blkif::request::decode;
 use grantsvc::peer::blkif::ring::BackRing;
 use grantsvc::peer::blkif::service::{serve_ring, DeviceCounters};
 use grantsvc::peer::blkif::validate::{validate, Action, Checked, DiskLimits};
-use grantsvc::ids::GrantRef;
-use grantsvc::shared_memory::{check_bounds, OutOfBounds, SharedMemory};
 use libfuzzer_sys::fuzz_target;
+#[path = "shared_page.rs"]
+mod shared_page;
+use grantsvc::shared_memory::SharedMemory;
+use shared_page::Memory;
 use std::cell::RefCell;
 
 const PAGE: usize = 4096;
 const DISK_SECTORS: u64 = 64;
-
-struct Memory(RefCell<Vec<u8>>);
-
-impl SharedMemory for Memory {
-    fn size(&self) -> usize {
-        self.0.borrow().len()
-    }
-    fn read_bytes(&self, offset: usize, into: &mut [u8]) -> Result<(), OutOfBounds> {
-        check_bounds(offset, into.len(), self.size())?;
-        into.copy_from_slice(&self.0.borrow()[offset..offset + into.len()]);
-        Ok(())
-    }
-    fn write_bytes(&self, offset: usize, from: &[u8]) -> Result<(), OutOfBounds> {
-        check_bounds(offset, from.len(), self.size())?;
-        self.0.borrow_mut()[offset..offset + from.len()].copy_from_slice(from);
-        Ok(())
-    }
-    fn load_u32(&self, offset: usize) -> Result<u32, OutOfBounds> {
-        let mut bytes = [0; 4];
-        self.read_bytes(offset, &mut bytes)?;
-        Ok(u32::from_le_bytes(bytes))
-    }
-    fn store_u32(&self, offset: usize, value: u32) -> Result<(), OutOfBounds> {
-        self.write_bytes(offset, &value.to_le_bytes())
-    }
-    fn load_u8(&self, offset: usize) -> Result<u8, OutOfBounds> {
-        let mut byte = [0; 1];
-        self.read_bytes(offset, &mut byte)?;
-        Ok(byte[0])
-    }
-    fn store_u8(&self, offset: usize, value: u8) -> Result<(), OutOfBounds> {
-        self.write_bytes(offset, &[value])
-    }
-    fn fetch_or_u8(&self, offset: usize, bits: u8) -> Result<u8, OutOfBounds> {
-        let previous = self.load_u8(offset)?;
-        self.store_u8(offset, previous | bits)?;
-        Ok(previous)
-    }
-    fn fetch_and_u8(&self, offset: usize, bits: u8) -> Result<u8, OutOfBounds> {
-        let previous = self.load_u8(offset)?;
-        self.store_u8(offset, previous & bits)?;
-        Ok(previous)
-    }
-}
 
 /// Granted pages: grant ref `n` below the page count is page `n` of the input's tail; others
 /// do not map.
@@ -72,20 +31,31 @@ struct Pages(Vec<Vec<u8>>);
 
 impl Pages {
     fn page(&mut self, gref: GrantRef) -> Result<&mut Vec<u8>, PageFault> {
-        self.0.get_mut(gref.get() as usize).ok_or(PageFault { gref })
+        self.0
+            .get_mut(gref.get() as usize)
+            .ok_or(PageFault { gref })
     }
 }
 
 impl DataPages for Pages {
-    fn read_page(&mut self, gref: GrantRef, offset: usize, into: &mut [u8]) -> Result<(), PageFault> {
+    fn read_page(
+        &mut self,
+        gref: GrantRef,
+        offset: usize,
+        into: &mut [u8],
+    ) -> Result<(), PageFault> {
         let page = self.page(gref)?;
-        let source = page.get(offset..offset + into.len()).ok_or(PageFault { gref })?;
+        let source = page
+            .get(offset..offset + into.len())
+            .ok_or(PageFault { gref })?;
         into.copy_from_slice(source);
         Ok(())
     }
     fn write_page(&mut self, gref: GrantRef, offset: usize, from: &[u8]) -> Result<(), PageFault> {
         let page = self.page(gref)?;
-        let target = page.get_mut(offset..offset + from.len()).ok_or(PageFault { gref })?;
+        let target = page
+            .get_mut(offset..offset + from.len())
+            .ok_or(PageFault { gref })?;
         target.copy_from_slice(from);
         Ok(())
     }
@@ -122,19 +92,28 @@ fuzz_target!(|input: &[u8]| {
         let decoded = decode(&grantsvc::peer::blkif::request::RequestBytes(bytes));
         if let Ok(Checked::Ready(request)) = validate(&decoded, &LIMITS) {
             match &request.action {
-                Action::Read { sector, segments } | Action::Write { sector, segments, .. } => {
+                Action::Read { sector, segments }
+                | Action::Write {
+                    sector, segments, ..
+                } => {
                     assert!(!segments.is_empty() && segments.len() <= 11);
                     let sectors: u64 = segments
                         .iter()
                         .map(|segment| {
-                            assert!(segment.first_sect <= segment.last_sect && segment.last_sect < 8);
+                            assert!(
+                                segment.first_sect <= segment.last_sect && segment.last_sect < 8
+                            );
                             u64::from(segment.last_sect - segment.first_sect) + 1
                         })
                         .sum();
-                    assert!(sector.checked_add(sectors).is_some_and(|end| end <= DISK_SECTORS));
+                    assert!(sector
+                        .checked_add(sectors)
+                        .is_some_and(|end| end <= DISK_SECTORS));
                 }
                 Action::Discard { sector, sectors } => {
-                    assert!(sector.checked_add(*sectors).is_some_and(|end| end <= DISK_SECTORS));
+                    assert!(sector
+                        .checked_add(*sectors)
+                        .is_some_and(|end| end <= DISK_SECTORS));
                 }
                 Action::Flush => assert_eq!(request.operation, op::FLUSH_DISKCACHE),
             }
@@ -157,7 +136,9 @@ fuzz_target!(|input: &[u8]| {
         for index in 0..rsp_prod.min(32) {
             let offset = 64 + index as usize * 112;
             let mut response = [0u8; 16];
-            memory.read_bytes(offset, &mut response).expect("in the page");
+            memory
+                .read_bytes(offset, &mut response)
+                .expect("in the page");
             let status_value = i16::from_le_bytes([response[10], response[11]]);
             assert!([status::OKAY, status::ERROR, status::EOPNOTSUPP].contains(&status_value));
             assert_eq!(response[9], 0);

@@ -4,7 +4,7 @@ use super::Outcome;
 use crate::kernel::address_space::{self, KernelPmap};
 use crate::kernel::booted::Kernel;
 use crate::kernel::lab::own_grants::{self, OwnGrantTable, RefError};
-use crate::kernel::memory;
+use crate::kernel::frames;
 use crate::kernel::xen::grant_entries::EntryError;
 use crate::kernel::xen::own_pages::OwnPages;
 use alloc::format;
@@ -93,7 +93,7 @@ impl Baseline {
     pub fn take(pmap: PmapLock) -> Baseline {
         Baseline {
             stats: pmap.lock().stats(),
-            free_frames: memory::with_frames(|frames| frames.free_frames()).unwrap_or(0),
+            free_frames: frames::with_frames(|frames| frames.free_frames()).unwrap_or(0),
         }
     }
 

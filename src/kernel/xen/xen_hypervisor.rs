@@ -9,7 +9,7 @@
 //! allocator gave it: the invariant the `unsafe` blocks below rely on.
 
 use super::direct_map::{address_of, P2m};
-use super::{grant_table, memory, start_of_day};
+use super::{grant_table, mmu, start_of_day};
 use core::sync::atomic::{AtomicBool, Ordering};
 use grantsvc::abi::grant_table::{GnttabMapGrantRef, GnttabUnmapGrantRef};
 use grantsvc::abi::mmu::{MmuUpdate, MmuextOp};
@@ -96,13 +96,13 @@ impl Hypervisor for XenHypervisor {
         // frames not yet mapped; its safe API refuses the direct map; (2) it maps its own
         // frames writable only where nothing else maps them writable for Rust code, and peers'
         // frames only where they are reached as shared memory.
-        unsafe { memory::mmu_update(updates, foreign) }
+        unsafe { mmu::mmu_update(updates, foreign) }
     }
 
     fn mmuext_op(&mut self, ops: &[MmuextOp]) -> Result<(), XenError> {
         // SAFETY: only the pmap holds this capability; it issues TLB flushes, and pins or
         // unpins only tables it owns after unhooking them (contract of `mmuext_op`).
-        unsafe { memory::mmuext_op(ops) }
+        unsafe { mmu::mmuext_op(ops) }
     }
 
     fn grant_map(&mut self, ops: &mut [GnttabMapGrantRef]) -> Result<(), XenError> {
