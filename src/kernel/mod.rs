@@ -14,10 +14,10 @@ mod console;
 #[cfg_attr(not(feature = "lab"), allow(dead_code))]
 mod event_wait;
 mod fault_report;
+mod frames;
 #[cfg(feature = "lab")]
 pub mod lab;
 mod logger;
-mod frames;
 mod panic;
 mod peer_executor;
 pub mod service;

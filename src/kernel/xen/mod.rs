@@ -66,7 +66,6 @@ pub mod grant_entries;
 #[cfg_attr(not(feature = "lab"), allow(dead_code))]
 pub mod grant_table;
 pub mod hypercall;
-pub mod xen_hypervisor;
 pub mod mmu;
 #[cfg(feature = "lab")]
 pub mod own_pages;
@@ -81,3 +80,4 @@ pub mod start_of_day;
 #[cfg_attr(not(feature = "lab"), allow(dead_code))]
 pub mod time;
 pub mod virtual_memory;
+pub mod xen_hypervisor;

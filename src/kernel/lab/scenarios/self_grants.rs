@@ -3,8 +3,8 @@
 use super::Outcome;
 use crate::kernel::address_space::{self, KernelPmap};
 use crate::kernel::booted::Kernel;
-use crate::kernel::lab::own_grants::{self, OwnGrantTable, RefError};
 use crate::kernel::frames;
+use crate::kernel::lab::own_grants::{self, OwnGrantTable, RefError};
 use crate::kernel::xen::grant_entries::EntryError;
 use crate::kernel::xen::own_pages::OwnPages;
 use alloc::format;
