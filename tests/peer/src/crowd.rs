@@ -1,12 +1,10 @@
 //! `grantsvc-peer crowd`: many grant-share devices and vchan servers published together from one process; how long grantsvc takes to answer each, and how each ended (served, refused with a reason, or wrongly).
 
 use crate::evtchn::EventChannels;
-use crate::share_device::{Answer, ShareDevice};
+use crate::share_device::{Answer, DeviceId, ShareDevice, XenbusState};
 use crate::store::Store;
 use crate::vchan_peer::VchanPeer;
 use grantsvc::ids::DomId;
-use grantsvc::share::device_id::DeviceId;
-use grantsvc::xenbus::state::XenbusState;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 

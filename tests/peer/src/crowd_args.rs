@@ -2,9 +2,8 @@
 
 use crate::args::domu;
 use crate::crowd::CrowdOptions;
+use crate::share_device::{DeviceId, MAX_PAGES};
 use crate::soak::SoakOptions;
-use grantsvc::share::device_id::DeviceId;
-use grantsvc::share::nodes::MAX_PAGES;
 use std::time::Duration;
 
 pub const USAGE: &str = "\

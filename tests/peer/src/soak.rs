@@ -8,11 +8,9 @@
 //! answer time plus at most one interval per wait.
 
 use crate::evtchn::EventChannels;
-use crate::share_device::{Answer, ShareDevice};
+use crate::share_device::{Answer, DeviceId, ShareDevice, XenbusState};
 use crate::store::Store;
 use grantsvc::ids::DomId;
-use grantsvc::share::device_id::DeviceId;
-use grantsvc::xenbus::state::XenbusState;
 use std::time::{Duration, Instant};
 
 /// Options of `soak`.
