@@ -86,7 +86,9 @@ impl VchanPeer {
         {
             abi::LIVE_CONNECTED => Ok(true),
             abi::LIVE_NOT_YET_CONNECTED => Ok(false),
-            other => Err(format!("cli_live is {other} before the server closed")),
+            other => Err(format!(
+                "cli_live is {other} (grantsvc left or garbled it) before the server closed"
+            )),
         }
     }
 
