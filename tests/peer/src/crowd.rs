@@ -85,25 +85,28 @@ pub struct Tally {
 }
 
 impl Tally {
-    fn count(members: &[Member]) -> Tally {
+    /// Counts (peer's name, its answer and how long after publication) pairs.
+    pub fn count<'a>(
+        answers: impl IntoIterator<Item = (String, Option<&'a (Answer, Duration)>)>,
+    ) -> Tally {
         let mut tally = Tally::default();
-        for member in members {
-            let Some((answer, took)) = &member.answer else {
-                tally.unanswered.push(member.name());
+        for (name, answer) in answers {
+            let Some((answer, took)) = answer else {
+                tally.unanswered.push(name);
                 continue;
             };
             if tally.slowest.as_ref().is_none_or(|(worst, _)| took > worst) {
-                tally.slowest = Some((*took, member.name()));
+                tally.slowest = Some((*took, name.clone()));
             }
             match answer {
                 Answer::Served => tally.served += 1,
                 Answer::Refused(reason) => *tally.refused.entry(reason.clone()).or_default() += 1,
-                Answer::ConnectedWrongly(wrong) => tally
-                    .wrong
-                    .push(format!("{} Connected but {wrong}", member.name())),
+                Answer::ConnectedWrongly(wrong) => {
+                    tally.wrong.push(format!("{name} Connected but {wrong}"))
+                }
                 Answer::ClosedSilently => tally
                     .wrong
-                    .push(format!("{} Closed with no error node", member.name())),
+                    .push(format!("{name} Closed with no error node")),
             }
         }
         tally
@@ -180,7 +183,11 @@ pub fn run(options: &CrowdOptions) -> Result<String, String> {
     let deadline = Instant::now() + options.timeout;
     let outcome = wait_for_answers(&mut store, &mut members, deadline, options.poll);
     let last_answer = started.elapsed();
-    let tally = Tally::count(&members);
+    let tally = Tally::count(
+        members
+            .iter()
+            .map(|member| (member.name(), member.answer.as_ref())),
+    );
     say(&format!(
         "answers: {}; last answer {} ms after the first publication, slowest {} ms after its own \
          publication ({})",
@@ -333,5 +340,46 @@ fn close_all(
     match errors.is_empty() {
         true => Ok(()),
         false => Err(format!("closing: {}", errors.join("; "))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers_are_tallied_by_kind_with_the_slowest_named() {
+        let ms = Duration::from_millis;
+        let answers = [
+            (Answer::Served, ms(40)),
+            (Answer::Refused("quota: nodes".to_string()), ms(900)),
+            (Answer::Refused("quota: nodes".to_string()), ms(20)),
+            (
+                Answer::ConnectedWrongly("digest missing".to_string()),
+                ms(30),
+            ),
+            (Answer::ClosedSilently, ms(10)),
+        ];
+        let named = answers
+            .iter()
+            .enumerate()
+            .map(|(index, answer)| (format!("device {index}"), Some(answer)))
+            .chain([("device 9".to_string(), None)]);
+        let tally = Tally::count(named);
+        assert_eq!(tally.served, 1);
+        assert_eq!(tally.refused.get("quota: nodes"), Some(&2));
+        assert_eq!(
+            tally.wrong,
+            [
+                "device 3 Connected but digest missing",
+                "device 4 Closed with no error node"
+            ]
+        );
+        assert_eq!(tally.unanswered, ["device 9"]);
+        assert_eq!(tally.slowest, Some((ms(900), "device 1".to_string())));
+        assert_eq!(
+            tally.line(),
+            "served 1, refused 2 (1 reason(s)), wrong 2, unanswered 1"
+        );
     }
 }
