@@ -44,7 +44,10 @@ impl Member {
     fn name(&self) -> String {
         match &self.peer {
             Peer::Share(device) => format!("device {}", device.device),
-            Peer::Vchan(vchan) => format!("vchan {}", vchan.path),
+            Peer::Vchan(vchan) => format!(
+                "vchan {}",
+                vchan.path.rsplit('/').next().unwrap_or(&vchan.path)
+            ),
         }
     }
 
@@ -202,6 +205,16 @@ pub fn run(options: &CrowdOptions) -> Result<String, String> {
             .as_ref()
             .map_or("none", |(_, name)| name.as_str()),
     ));
+    // Every answer's delay, in publication order: whether the slow ones came late in the
+    // publication (a queue) or one by one (a lost wake-up) shows here.
+    let delays: Vec<String> = members
+        .iter()
+        .map(|member| match &member.answer {
+            Some((_, took)) => format!("{} {}", member.name(), took.as_millis()),
+            None => format!("{} none", member.name()),
+        })
+        .collect();
+    say(&format!("answer delays in ms: {}", delays.join(", ")));
     for (reason, count) in &tally.refused {
         say(&format!("refused {count}: {reason}"));
     }
