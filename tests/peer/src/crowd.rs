@@ -138,13 +138,16 @@ pub fn run(options: &CrowdOptions) -> Result<String, String> {
     let channels = EventChannels::open().map_err(|error| format!("/dev/xen/evtchn: {error}"))?;
     let mut members = Vec::new();
     let mut unpublished = Vec::new();
-    let started = Instant::now();
+    // First everything that grantsvc cannot see yet or will wait on (grants, ports, the devices'
+    // directories with the frontend still Initialising), so that the publication itself is
+    // short: one write per device and one small transaction per vchan server.
+    let preparing = Instant::now();
     // Interleaved, so that neither kind is served first just by being published first.
     for index in 0..options.devices.max(options.vchans) {
         if index < options.devices {
             let device = DeviceId(options.first_device + index);
             let seed = index.wrapping_mul(2_654_435_761) ^ 0xc40d;
-            match ShareDevice::publish(
+            match ShareDevice::prepare(
                 &mut store,
                 &channels,
                 options.domid,
@@ -162,7 +165,7 @@ pub fn run(options: &CrowdOptions) -> Result<String, String> {
         }
         if let (true, Some(base)) = (index < options.vchans, &options.vchan_base) {
             let path = format!("{base}/crowd-{index}");
-            match VchanPeer::publish(&mut store, &channels, options.domid, &path) {
+            match VchanPeer::prepare(&mut store, &channels, options.domid, &path) {
                 Ok(vchan) => members.push(Member {
                     peer: Peer::Vchan(vchan),
                     published: Instant::now(),
@@ -172,6 +175,31 @@ pub fn run(options: &CrowdOptions) -> Result<String, String> {
             }
         }
     }
+    say(&format!(
+        "prepared {} peer(s) in {} ms",
+        members.len(),
+        preparing.elapsed().as_millis()
+    ));
+    let started = Instant::now();
+    let mut announced = Vec::with_capacity(members.len());
+    for mut member in members {
+        let result = match &member.peer {
+            Peer::Share(device) => device.announce(&mut store),
+            Peer::Vchan(vchan) => vchan.announce(&mut store, options.domid),
+        };
+        member.published = Instant::now();
+        match result {
+            Ok(()) => announced.push(member),
+            Err(error) => {
+                unpublished.push(format!("{}: {error}", member.name()));
+                let _ = match member.peer {
+                    Peer::Share(device) => device.tear_down(&mut store, &channels),
+                    Peer::Vchan(vchan) => vchan.tear_down(&mut store, &channels),
+                };
+            }
+        }
+    }
+    let mut members = announced;
     let publishing = started.elapsed();
     say(&format!(
         "published {} peer(s) in {} ms; {} could not be published{}",

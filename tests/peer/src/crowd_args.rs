@@ -21,7 +21,9 @@ pub const USAGE: &str = "\
   cycle and stops after 10.
 
   crowd publishes N grant-share devices (default 32, devices K.., default 0) and M vchan
-  servers (default 0; at PATH/crowd-I, orders 10 and 11) together, waits (at most S s, default
+  servers (default 0; at PATH/crowd-I, orders 10 and 11) together (grants, ports and the
+  devices' nodes prepared first, then each device's state set to Initialised and each server's
+  nodes written, in a row: the publication), waits (at most S s, default
   30) for grantsvc to answer each, prints how each ended (served; refused with the backend's
   error node, counted per reason; connected with wrong or missing results; closed with no
   error node; unanswered) and the time to the last answer, keeps them S s (--hold-secs), then

@@ -41,9 +41,27 @@ pub enum Answer {
 }
 
 impl ShareDevice {
-    /// Grants and fills `pages` pages, allocates a port on `channels`, creates both directories
-    /// as a toolstack would and publishes the frontend's nodes with state Initialised.
+    /// [`ShareDevice::prepare`] then [`ShareDevice::announce`]: the device published at once.
     pub fn publish(
+        store: &mut Store,
+        channels: &EventChannels,
+        grantsvc: DomId,
+        device: DeviceId,
+        pages: u32,
+        seed: u32,
+    ) -> Result<ShareDevice, String> {
+        let share = ShareDevice::prepare(store, channels, grantsvc, device, pages, seed)?;
+        if let Err(error) = share.announce(store) {
+            let _ = share.tear_down(store, channels);
+            return Err(error);
+        }
+        Ok(share)
+    }
+
+    /// Grants and fills `pages` pages, allocates a port on `channels`, creates both directories
+    /// as a toolstack would and writes the frontend's nodes, its state still Initialising (so
+    /// grantsvc waits for [`ShareDevice::announce`]).
+    pub fn prepare(
         store: &mut Store,
         channels: &EventChannels,
         grantsvc: DomId,
@@ -114,9 +132,15 @@ impl ShareDevice {
             ],
         )?;
         let publication = Publication::new(self.pages.refs(), self.port, self.shared.seed, true);
-        let mut values: Vec<(&str, &str)> = publication.nodes().to_vec();
-        values.push((frontend::STATE, XenbusState::Initialised.as_str()));
-        store.write_nodes(&self.frontend_dir, &values)
+        store.write_nodes(&self.frontend_dir, &publication.nodes())
+    }
+
+    /// The frontend says it is ready: state Initialised, one write.
+    pub fn announce(&self, store: &mut Store) -> Result<(), String> {
+        store.write(
+            &format!("{}/{}", self.frontend_dir, frontend::STATE),
+            XenbusState::Initialised.as_str(),
+        )
     }
 
     /// The backend's state now (None while it has none).

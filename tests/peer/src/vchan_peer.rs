@@ -21,14 +21,13 @@ fn io(what: &str) -> impl Fn(std::io::Error) -> String + '_ {
 
 impl VchanPeer {
     /// Grants the shared page laid out as `init_gnt_srv` leaves it (server live, client not
-    /// yet), allocates a port on `channels` and publishes both under `path` for `grantsvc`.
-    pub fn publish(
+    /// yet) and allocates a port on `channels`; [`VchanPeer::announce`] publishes them at `path`.
+    pub fn prepare(
         store: &mut Store,
         channels: &EventChannels,
         grantsvc: DomId,
         path: &str,
     ) -> Result<VchanPeer, String> {
-        let own = store.own_domid()?;
         store.remove(path)?;
         let page =
             GrantedPages::allocate(grantsvc, 1, true).map_err(io("granting the shared page"))?;
@@ -51,30 +50,32 @@ impl VchanPeer {
         let port = channels
             .allocate_unbound(grantsvc)
             .map_err(io("allocating the event channel"))?;
-        let peer = VchanPeer {
+        Ok(VchanPeer {
             path: path.to_string(),
             page,
             port,
-        };
+        })
+    }
+
+    /// Publishes `ring-ref` and `event-channel` under the path, readable by `grantsvc`, in one
+    /// transaction: from here grantsvc may connect.
+    pub fn announce(&self, store: &mut Store, grantsvc: DomId) -> Result<(), String> {
+        let own = store.own_domid()?;
+        let peer = self;
         let ring_ref = peer
             .page
             .refs()
             .first()
             .map_or(0, |grant| grant.get())
             .to_string();
-        let published = store.create_directory(
-            path,
+        store.create_directory(
+            &peer.path,
             &NodePermissions::owner_and_reader(own, grantsvc),
             &[
                 (abi::RING_REF_NODE, ring_ref),
                 (abi::EVENT_CHANNEL_NODE, peer.port.get().to_string()),
             ],
-        );
-        if let Err(error) = published {
-            let _ = peer.tear_down(store, channels);
-            return Err(error);
-        }
-        Ok(peer)
+        )
     }
 
     /// Whether grantsvc has connected (cli_live = 1); Err for a value no client may leave.
