@@ -192,9 +192,19 @@ pub fn run(options: &SoakOptions) -> Result<String, String> {
             break;
         }
         if number % 100 == 0 {
+            // The figures so far, in case the lab's timeout ends the soak before its report.
+            let so_far = figures(&cycles, 1).map_or(String::new(), |found| {
+                format!(
+                    "; so far min {} ms, median {} ms, slowest {}",
+                    found.min.as_millis(),
+                    found.median.as_millis(),
+                    found.slowest.first().map_or(String::new(), Cycle::describe)
+                )
+            });
             println!(
-                "grantsvc-peer: soak: {number} cycles done in {} s",
-                started.elapsed().as_secs()
+                "grantsvc-peer: soak: {number} cycles done in {} s, {} failed{so_far}",
+                started.elapsed().as_secs(),
+                failed.len()
             );
         }
     }
