@@ -1,6 +1,9 @@
 //! Command-line parsing for grantsvc-peer: the `share` subcommand and its options, refused with a clear message when wrong.
 
+use crate::crowd::CrowdOptions;
+use crate::crowd_args;
 use crate::garbage::Garbage;
+use crate::soak::SoakOptions;
 use crate::socket_exchange::ExchangeOptions;
 use crate::vchan_args;
 use crate::vchan_garbage::VchanGarbageOptions;
@@ -41,6 +44,8 @@ pub enum Command {
     VchanGarbage(VchanGarbageOptions),
     VchanServer(VchanServerOptions),
     SocketExchange(ExchangeOptions),
+    Soak(SoakOptions),
+    Crowd(CrowdOptions),
     /// `destroy-domain --domid D`: the domain-destroy hypercall alone (its xenstore nodes stay).
     DestroyDomain(DomId),
     Help,
@@ -91,6 +96,8 @@ pub fn parse(arguments: &[String]) -> Result<Command, String> {
             return vchan_args::parse_socket_exchange(arguments.as_slice())
                 .map(Command::SocketExchange)
         }
+        Some("soak") => return crowd_args::parse_soak(arguments.as_slice()).map(Command::Soak),
+        Some("crowd") => return crowd_args::parse_crowd(arguments.as_slice()).map(Command::Crowd),
         Some("destroy-domain") => {
             return match arguments.as_slice() {
                 [option, value] if option == "--domid" => {

@@ -8,6 +8,8 @@
 //! exit 2.
 
 mod args;
+mod crowd;
+mod crowd_args;
 mod domctl;
 mod echo_diff;
 mod evtchn;
@@ -18,10 +20,13 @@ mod gntalloc;
 mod loopback_tests;
 mod pins;
 mod share;
+mod share_device;
+mod soak;
 mod socket_exchange;
 mod store;
 mod vchan_args;
 mod vchan_garbage;
+mod vchan_peer;
 mod vchan_server;
 
 use std::process::ExitCode;
@@ -30,7 +35,12 @@ fn main() -> ExitCode {
     let arguments: Vec<String> = std::env::args().skip(1).collect();
     match args::parse(&arguments) {
         Ok(args::Command::Help) => {
-            println!("{}\n{}", args::USAGE, vchan_args::USAGE);
+            println!(
+                "{}\n{}\n{}",
+                args::USAGE,
+                vchan_args::USAGE,
+                crowd_args::USAGE
+            );
             ExitCode::SUCCESS
         }
         Ok(args::Command::VchanGarbage(options)) => {
@@ -42,6 +52,8 @@ fn main() -> ExitCode {
         Ok(args::Command::SocketExchange(options)) => {
             verdict("socket-exchange", socket_exchange::run(&options))
         }
+        Ok(args::Command::Soak(options)) => verdict("soak", soak::run(&options)),
+        Ok(args::Command::Crowd(options)) => verdict("crowd", crowd::run(&options)),
         Ok(args::Command::DestroyDomain(domain)) => verdict(
             "destroy-domain",
             domctl::destroy_domain(domain)
@@ -60,9 +72,10 @@ fn main() -> ExitCode {
         },
         Err(reason) => {
             eprintln!(
-                "grantsvc-peer: {reason}\n{}\n{}",
+                "grantsvc-peer: {reason}\n{}\n{}\n{}",
                 args::USAGE,
-                vchan_args::USAGE
+                vchan_args::USAGE,
+                crowd_args::USAGE
             );
             ExitCode::from(2)
         }
