@@ -9,12 +9,12 @@ use crate::frontend::{BackendResults, Publication, Shared};
 use crate::gntalloc::GrantedPages;
 use crate::store::Store;
 use grantsvc::ids::{DomId, EvtchnPort};
-use grantsvc::share::nodes::{self, backend, frontend};
+use grantsvc::peer::share::nodes::{self, backend, frontend};
 // The protocol's names the load subcommands use, imported here once (one place to follow
 // when the library's modules move).
-pub use grantsvc::share::device_id::DeviceId;
-pub use grantsvc::share::nodes::MAX_PAGES;
-pub use grantsvc::xenbus::state::XenbusState;
+pub use grantsvc::peer::device_id::DeviceId;
+pub use grantsvc::peer::share::nodes::MAX_PAGES;
+pub use grantsvc::peer::xenbus_state::XenbusState;
 use xenstore::NodePermissions;
 
 /// A published device: its grants, its port and its two directories.
