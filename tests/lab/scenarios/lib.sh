@@ -141,6 +141,20 @@ domain_field() {
 
 domain_exists() { xl domid "${1:-$LAB_GUEST}" >/dev/null 2>&1; }
 
+# domid_listed DOMID: true while `xl list` shows a domain with that id. A dead domain that is
+# still held (a "(null)" zombie: another domain maps its pages) is listed under no name.
+domid_listed() { xl list | awk -v id="$1" 'NR > 1 && $2 == id { found = 1 } END { exit !found }'; }
+
+# wait_domid_gone DOMID SECONDS: true once `xl list` no longer shows the id.
+wait_domid_gone() {
+    local tries
+    for ((tries = $2 * 5; tries > 0; tries--)); do
+        domid_listed "$1" || return 0
+        sleep 0.2
+    done
+    ! domid_listed "$1"
+}
+
 # wait_gone SECONDS [NAME]: true once the domain no longer exists.
 wait_gone() {
     local seconds=$1 name=${2:-$LAB_GUEST} tries

@@ -58,12 +58,10 @@ step "grantsvc: ${closed#*] }"
 ! log_has 'grant-share: .*unmapping .* failed' || fail "an unmap failed"
 
 # With nothing of it mapped any more, Xen frees the dead domain.
-for ((tries = 100; tries > 0; tries--)); do
-    xl list | awk -v id="$peer" 'NR > 1 && $2 == id { found = 1 } END { exit !found }' || break
-    sleep 0.2
-done
+gone=0
+wait_domid_gone "$peer" 20 && gone=1
 xl list -v >>"$LAB_OUT/xl-list" 2>&1
-! xl list | awk -v id="$peer" 'NR > 1 && $2 == id { found = 1 } END { exit !found }' ||
+[ "$gone" = 1 ] ||
     fail "domain $peer is still listed 20 s after its destruction: something still holds its pages"
 wait_counter mapped-pages eq 0 10 || fail "grantsvc publishes mapped-pages $(grantsvc_counter mapped-pages) after the death, expected 0"
 

@@ -58,12 +58,10 @@ step "grantsvc: ${closed#*] }"
 
 # Xen keeps a dead domain (a "(null)" zombie) while another domain maps its pages: the peer's
 # id disappearing from xl list shows that grantsvc's unmaps really released them.
-for ((tries = 100; tries > 0; tries--)); do
-    xl list | awk -v id="$peer" 'NR > 1 && $2 == id { found = 1 } END { exit !found }' || break
-    sleep 0.2
-done
+gone=0
+wait_domid_gone "$peer" 20 && gone=1
 xl list -v >>"$LAB_OUT/xl-list" 2>&1
-! xl list | awk -v id="$peer" 'NR > 1 && $2 == id { found = 1 } END { exit !found }' ||
+[ "$gone" = 1 ] ||
     fail "domain $peer is still listed 20 s after xl destroy: something still holds its pages"
 
 for ((tries = 50; tries > 0; tries--)); do
