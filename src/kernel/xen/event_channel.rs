@@ -131,3 +131,6 @@ pub fn port_status(port: EvtchnPort) -> Result<PortStatus, XenError> {
         other => PortStatus::Unknown(other),
     })
 }
+
+#[cfg(test)]
+mod tests;

@@ -149,3 +149,6 @@ pub fn query_size() -> Result<(u32, u32), GrantTableError> {
     }
     Ok((argument.nr_frames, argument.max_nr_frames))
 }
+
+#[cfg(test)]
+mod tests;
