@@ -65,17 +65,16 @@
 
 // The production image calls only part of these hypercall wrappers; the rest (grant-table
 // set-up and size, SCHEDOP_poll, an unbound port, the pending bit and upcall mask, the interval
-// clock) are the layer's API that today only the lab build's self-tests and scenarios use.
+// clock) are `cfg(feature = "lab")` items (or `cfg(any(test, feature = "lab"))`, where the host
+// tests call them): the layer's API that only the lab build's self-tests and scenarios use.
 
 pub mod direct_map;
-#[cfg_attr(not(feature = "lab"), allow(dead_code))]
 pub mod event_channel;
 #[cfg(test)]
 mod fake_xen;
 // Our own grant table's entries and our own pages: the lab's self-grant machinery only.
 #[cfg(all(feature = "lab", target_os = "none"))]
 pub mod grant_entries;
-#[cfg_attr(not(feature = "lab"), allow(dead_code))]
 pub mod grant_table;
 pub mod hypercall;
 pub mod mmu;
@@ -84,13 +83,10 @@ pub mod own_pages;
 #[cfg(target_os = "none")]
 pub mod platform;
 pub mod ring_pages;
-#[cfg_attr(not(feature = "lab"), allow(dead_code))]
 pub mod sched;
-#[cfg_attr(not(feature = "lab"), allow(dead_code))]
 pub mod shared_info;
 pub mod shared_region;
 pub mod start_of_day;
-#[cfg_attr(not(feature = "lab"), allow(dead_code))]
 pub mod time;
 pub mod virtual_memory;
 pub mod xen_hypervisor;

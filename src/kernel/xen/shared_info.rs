@@ -11,14 +11,16 @@ use super::start_of_day;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use grantsvc::abi::hypercall_numbers::UVMF_INVLPG;
 use grantsvc::abi::mmu::pte;
+#[cfg(any(test, feature = "lab"))]
+use grantsvc::abi::shared_info::evtchn_word_and_bit;
 use grantsvc::abi::shared_info::{
-    evtchn_word_and_bit, VcpuTimeInfo, EVTCHN_WORDS, OFFSET_CR2, OFFSET_EVTCHN_MASK,
-    OFFSET_EVTCHN_PENDING, OFFSET_PENDING_SEL, OFFSET_TIME, OFFSET_UPCALL_MASK,
-    OFFSET_UPCALL_PENDING,
+    VcpuTimeInfo, EVTCHN_WORDS, OFFSET_CR2, OFFSET_EVTCHN_MASK, OFFSET_EVTCHN_PENDING,
+    OFFSET_PENDING_SEL, OFFSET_TIME, OFFSET_UPCALL_MASK, OFFSET_UPCALL_PENDING,
 };
 use grantsvc::addr::{MachineAddr, VirtAddr};
 use grantsvc::event_delivery::PendingBitmaps;
 use grantsvc::hypervisor::XenError;
+#[cfg(any(test, feature = "lab"))]
 use grantsvc::ids::EvtchnPort;
 
 #[cfg(not(test))]
@@ -125,6 +127,7 @@ pub fn set_upcall_mask(masked: bool) {
 }
 
 /// Whether vcpu 0's upcalls are masked.
+#[cfg(any(test, feature = "lab"))]
 pub fn upcall_masked() -> Option<bool> {
     vcpu0_byte(OFFSET_UPCALL_MASK).map(|mask| mask.load(Ordering::SeqCst) != 0)
 }
@@ -140,6 +143,7 @@ pub fn cr2() -> Option<u64> {
 }
 
 /// Atomically clears `port`'s pending bit, returning whether it was set.
+#[cfg(any(test, feature = "lab"))]
 pub fn take_pending(port: EvtchnPort) -> bool {
     let Some((index, bit)) = evtchn_word_and_bit(port) else {
         return false;

@@ -2,7 +2,7 @@
 
 use super::super::fake_xen::{structs_mut, with_xen, Call};
 use super::*;
-use grantsvc::abi::grant_table::gntmap;
+use grantsvc::abi::grant_table::{gntmap, GrantStatus};
 use std::cell::RefCell;
 use std::vec::Vec;
 
