@@ -377,3 +377,17 @@ create_linux_domu() {
     step "xl create $config (a Linux PV domU)"
     xl create "$config" || domain_exists "$name" || fail "xl create of the Linux domU $name failed"
 }
+
+# Benchmarks (tests/lab/benches/*.sh, `make bench`) use the same helpers, and these two:
+# table LINE... appends lines to the bench's table, which the host prints under its verdict;
+# goal NAME MEASURED TARGET records one goal ("GOAL p1-b8 1.12 <=1.25"; TARGET is <=N or >=N),
+# which the host prints with every other goal at the end. A bench passes when it measured what
+# it measures, whether or not its goals are met; it fails only when it could not measure.
+table() {
+    printf '%s\n' "$@" | tee -a "$LAB_OUT/table"
+}
+
+goal() {
+    step "GOAL $1 $2 $3"
+    echo "GOAL $1 $2 $3" >>"$LAB_OUT/goals"
+}
