@@ -8,6 +8,7 @@
 // build's clippy run still reports what neither build uses.
 
 mod address_space;
+mod block_backend;
 pub mod boot;
 pub mod booted;
 mod console;
