@@ -50,7 +50,7 @@ impl fmt::Display for ValueFault {
             ValueFault::NotDecimal(excerpt) => write!(formatter, "non-numeric value {excerpt}"),
             ValueFault::TooLarge(excerpt) => write!(formatter, "value {excerpt} out of range"),
             ValueFault::LeadingZero(excerpt) => {
-                write!(formatter, "value {excerpt} has a leading zero")
+                write!(formatter, "leading zero in value {excerpt}")
             }
         }
     }
@@ -153,7 +153,7 @@ mod tests {
         assert!(matches!(parse_u32(b"0x1"), Err(ValueFault::NotDecimal(_))));
         assert_eq!(
             parse_u32(b"007").unwrap_err().to_string(),
-            "value \"007\" has a leading zero"
+            "leading zero in value \"007\""
         );
     }
 

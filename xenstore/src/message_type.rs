@@ -129,7 +129,10 @@ mod tests {
 
     #[test]
     fn every_known_number_round_trips_and_the_rest_are_refused() {
-        for number in 0..0x1_0000u32 {
+        // Every 16-bit number; under Miri (`make miri`), where each is thousands of times
+        // slower, the first 256, which hold every known type and its neighbours.
+        let numbers = if cfg!(miri) { 0x100 } else { 0x1_0000u32 };
+        for number in 0..numbers {
             match MessageType::from_wire(number) {
                 Some(message_type) => assert_eq!(message_type.to_wire(), number),
                 None => assert!(number == 20 || number > 22, "{number} refused"),

@@ -3,7 +3,7 @@
 //! `hypercall::hypercall5` calls [`hypercall`] under `cfg(test)` instead of the `asm!` entry (as
 //! rust-vmm's vm-memory swaps its Xen ioctls for mocks). The handler gets the number and the five
 //! raw arguments, reads and writes the caller's structs through those very addresses with
-//! [`structs_mut`] and [`struct_mut`], as Xen would, and returns Xen's result. Miri then checks
+//! [`structs_mut`], [`structs`] and [`struct_mut`], as Xen would, and returns Xen's result. Miri then checks
 //! what Xen cannot: that every pointer the layer passes is valid, aligned and exclusive for the
 //! size the operation implies. Every call is recorded for the test to inspect.
 
@@ -61,6 +61,18 @@ pub unsafe fn structs_mut<'call, T>(address: u64, count: u64) -> &'call mut [T] 
     let length = usize::try_from(count).unwrap_or(usize::MAX);
     // SAFETY: the layer's promise (this function's contract); Miri checks it.
     unsafe { core::slice::from_raw_parts_mut(address as *mut T, length) }
+}
+
+/// Xen's read-only view of `count` structs of type `T` at guest address `address` (for
+/// operations whose structs Xen only reads, which the layer may pass from a shared borrow).
+///
+/// # Safety
+/// `address` is an argument of the hypercall being answered, which the layer vouched (contract
+/// 1 of `hypercall5`) points to `count` such structs, readable for the call.
+pub unsafe fn structs<'call, T>(address: u64, count: u64) -> &'call [T] {
+    let length = usize::try_from(count).unwrap_or(usize::MAX);
+    // SAFETY: the layer's promise (this function's contract); Miri checks it.
+    unsafe { core::slice::from_raw_parts(address as *const T, length) }
 }
 
 /// Xen's view of one struct of type `T` at guest address `address`.

@@ -24,7 +24,7 @@ run_peer() {
 run_peer "8 writable pages" share --domid "$domid" --pages 8 --devid 0 --timeout 60 --check-pins
 run_peer "4 read-only pages" share --domid "$domid" --pages 4 --devid 1 --readonly --timeout 60 --check-pins
 run_peer "256 pages" share --domid "$domid" --pages 256 --devid 2 --timeout 60
-for kind in refs-non-numeric refs-count refs-ungranted nr-pages-zero nr-pages-huge \
+for kind in refs-non-numeric refs-leading-zero refs-count refs-ungranted nr-pages-zero nr-pages-huge \
     nr-pages-non-numeric port-zero port-unbound state-garbage pattern; do
     run_peer "garbage $kind" share --domid "$domid" --pages 4 --devid 3 --garbage "$kind" \
         --timeout 60 --check-pins
@@ -46,23 +46,23 @@ step "console: $connected connected, $unmapped unmapped, $faults fault lines"
 [ "$connected" = 6 ] || fail "$connected devices connected, expected 6"
 # The 6 connected and port-unbound (mapped, then its bind failed).
 [ "$unmapped" = 7 ] || fail "$unmapped clean unmaps logged, expected 7"
-[ "$faults" = 9 ] || fail "$faults fault lines for the garbage devices, expected 9"
+[ "$faults" = 10 ] || fail "$faults fault lines for the garbage devices, expected 10"
 ! log_has 'grant-share: .*(unmapping .* failed|internal error)' || fail "an unmap failed or an internal error was logged"
 
 # The published counters: nothing mapped, no session, every map undone, the faults counted.
 published=/local/domain/$domid/data/grantsvc
 for ((tries = 50; tries > 0; tries--)); do
     [ "$(xenstore-read "$published/peers" 2>/dev/null)" = 0 ] &&
-        [ "$(xenstore-read "$published/faults" 2>/dev/null)" = 9 ] && break
+        [ "$(xenstore-read "$published/faults" 2>/dev/null)" = 10 ] && break
     sleep 0.2
 done
 xenstore-ls "$published" | tee "$LAB_OUT/published"
 for counter in peers mapped-regions mapped-pages; do
     [ "$(xenstore-read "$published/$counter")" = 0 ] || fail "$published/$counter is $(xenstore-read "$published/$counter"), expected 0"
 done
-[ "$(xenstore-read "$published/faults")" = 9 ] || fail "$published/faults is $(xenstore-read "$published/faults"), expected 9"
+[ "$(xenstore-read "$published/faults")" = 10 ] || fail "$published/faults is $(xenstore-read "$published/faults"), expected 10"
 maps=$(xenstore-read "$published/maps") && unmaps=$(xenstore-read "$published/unmaps") || fail "no maps/unmaps counters"
 [ "$maps" -gt 0 ] && [ "$maps" = "$unmaps" ] || fail "maps $maps and unmaps $unmaps: every mapped page must be unmapped"
-note "$connected devices served ($maps pages mapped and unmapped), 9 garbage faults ended their sessions"
+note "$connected devices served ($maps pages mapped and unmapped), 10 garbage faults ended their sessions"
 destroy_guest
 pass

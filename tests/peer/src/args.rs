@@ -27,7 +27,7 @@ usage: grantsvc-peer share --domid D [--pages N] [--devid K] [--readonly] [--see
   --hold-secs S   keep the pages shared S seconds once connected (default 0)
   --timeout S     bound on each wait for grantsvc (default 30)
   --garbage KIND  publish a bad value and expect grantsvc to refuse it cleanly; KIND is one of
-                  refs-non-numeric refs-count refs-ungranted nr-pages-zero nr-pages-huge
+                  refs-non-numeric refs-leading-zero refs-count refs-ungranted nr-pages-zero nr-pages-huge
                   nr-pages-non-numeric port-zero port-unbound state-garbage pattern
   --check-pins    also check with 'xl debug-keys g' / 'xl dmesg' that Xen shows the pages pinned
                   by D while connected and none of them once grantsvc has closed

@@ -18,6 +18,7 @@ pub const CORRUPT_BYTE: u32 = 1234;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Garbage {
     RefsNonNumeric,
+    RefsLeadingZero,
     RefsCount,
     RefsUngranted,
     NrPagesZero,
@@ -41,8 +42,9 @@ pub enum Expectation {
 }
 
 impl Garbage {
-    pub const ALL: [Garbage; 10] = [
+    pub const ALL: [Garbage; 11] = [
         Garbage::RefsNonNumeric,
+        Garbage::RefsLeadingZero,
         Garbage::RefsCount,
         Garbage::RefsUngranted,
         Garbage::NrPagesZero,
@@ -57,6 +59,7 @@ impl Garbage {
     pub fn name(self) -> &'static str {
         match self {
             Garbage::RefsNonNumeric => "refs-non-numeric",
+            Garbage::RefsLeadingZero => "refs-leading-zero",
             Garbage::RefsCount => "refs-count",
             Garbage::RefsUngranted => "refs-ungranted",
             Garbage::NrPagesZero => "nr-pages-zero",
@@ -83,6 +86,12 @@ impl Garbage {
             Garbage::RefsNonNumeric => {
                 if let Some(last) = refs.last_mut() {
                     *last = "12ab".to_string();
+                }
+            }
+            // The same ref with a zero in front: a number "%u" never writes.
+            Garbage::RefsLeadingZero => {
+                if let Some(last) = refs.last_mut() {
+                    *last = format!("0{last}");
                 }
             }
             Garbage::RefsCount => {
@@ -115,6 +124,10 @@ impl Garbage {
         match self {
             Garbage::RefsNonNumeric => {
                 Expectation::Refused(format!("refs[{last}]: non-numeric value \"12ab\""))
+            }
+            // The ref itself is whatever gntalloc handed out; the text up to it is grantsvc's.
+            Garbage::RefsLeadingZero => {
+                Expectation::Refused(format!("refs[{last}]: leading zero in value \"0"))
             }
             Garbage::RefsCount => refused(ShareFaultKind::RefCount {
                 expected: pages,

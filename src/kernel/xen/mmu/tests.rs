@@ -1,6 +1,6 @@
 //! Host tests of the MMU hypercalls against the fake Xen: the batch Xen reads, the done count it writes back.
 
-use super::super::fake_xen::{struct_mut, structs_mut, with_xen, Call};
+use super::super::fake_xen::{struct_mut, structs, with_xen, Call};
 use super::*;
 use grantsvc::abi::mmu::{mmuext, MMU_NORMAL_PT_UPDATE};
 use grantsvc::addr::MachineAddr;
@@ -21,7 +21,7 @@ fn page_table_xen(
         let [requests, count, done, foreign, _] = call.arguments;
         assert_eq!(foreign, 9, "the foreign domain is passed on");
         // SAFETY: Xen's side of `mmu_update`: `count` updates at `requests`, a u32 at `done`.
-        let batch: &[MmuUpdate] = unsafe { structs_mut(requests, count) };
+        let batch: &[MmuUpdate] = unsafe { structs(requests, count) };
         let mut completed: u32 = 0;
         let mut result = 0;
         for request in batch {
@@ -91,7 +91,7 @@ fn an_mmuext_batch_is_read_whole_for_our_own_domain() {
         let [requests, count, done, domain, _] = call.arguments;
         assert_eq!(domain, u64::from(DomId::SELF.get()));
         // SAFETY: Xen's side of `mmuext_op`: `count` ops at `requests`, a u32 at `done`.
-        let batch: &[MmuextOp] = unsafe { structs_mut(requests, count) };
+        let batch: &[MmuextOp] = unsafe { structs(requests, count) };
         let commands: Vec<u32> = batch.iter().map(|operation| operation.cmd).collect();
         assert_eq!(
             commands,

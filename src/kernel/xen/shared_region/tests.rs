@@ -6,16 +6,28 @@ use std::vec;
 
 /// A page-aligned page, as the direct map hands the ring pages out.
 #[repr(C, align(4096))]
-struct Page(core::cell::UnsafeCell<[u8; 4096]>);
+struct Page([u8; 4096]);
 
-/// A region over a fresh zeroed page, which the returned box keeps alive (and which nothing else
-/// references while the region is used).
-fn region() -> (Box<Page>, SharedRegion) {
-    let page = Box::new(Page(core::cell::UnsafeCell::new([0; 4096])));
-    // SAFETY: (1) the box outlives the region in every test (returned together, dropped
-    // together); (2) page-aligned; (3) only the region touches the bytes.
-    let region = unsafe { SharedRegion::new(page.0.get().cast::<u8>(), 4096) };
-    (page, region)
+/// A page held by its raw pointer only, freed on drop. (Held in a `Box`, the page would be
+/// retagged as unique whenever the box moves, which invalidates the region's pointer: Miri
+/// reported exactly that for the first version of these tests.)
+struct OwnedPage(*mut Page);
+
+impl Drop for OwnedPage {
+    fn drop(&mut self) {
+        // SAFETY: made by `Box::into_raw` in `region`, freed only here, once.
+        drop(unsafe { Box::from_raw(self.0) });
+    }
+}
+
+/// A region over a fresh zeroed page, which the returned owner keeps alive (and which nothing
+/// else references while the region is used).
+fn region() -> (OwnedPage, SharedRegion) {
+    let page = Box::into_raw(Box::new(Page([0; 4096])));
+    // SAFETY: (1) the owner is returned with the region and outlives it in every test;
+    // (2) page-aligned; (3) only the region touches the bytes.
+    let region = unsafe { SharedRegion::new(page.cast::<u8>(), 4096) };
+    (OwnedPage(page), region)
 }
 
 #[test]
