@@ -25,7 +25,7 @@
 
 use super::peer_executor::{port_state, Executor, PmapHandle, ProtocolGlue, Region};
 use super::store_connection::{WatchOwner, Xenstore};
-use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::collections::BTreeSet;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -43,6 +43,7 @@ use grantsvc::peer::share::protocol::{ShareMapping, ShareProtocol};
 use grantsvc::peer::share::registry::{open_device, ShareKey, ShareRegistry};
 use grantsvc::peer::share::session::{CloseReason, ShareEvent, Verification};
 use grantsvc::peer::xenbus_state::XenbusState;
+use litemap::LiteMap;
 use xenstore::{Operation, Reply, ReplyError, RequestId, TransactionId, XsError};
 
 /// Watch owners of this module (the service routes their events here).
@@ -55,11 +56,11 @@ const NONE: TransactionId = TransactionId::NONE;
 struct ShareGlue {
     own: DomId,
     /// Frontend `state` watch tokens, and the session each belongs to.
-    watches: BTreeMap<String, ShareKey>,
+    watches: LiteMap<String, ShareKey>,
     /// The sessions' node reads and writes in flight.
     pending: PendingRequests<ShareKey>,
     /// Where each session's pages are mapped, for its log lines.
-    mapped_at: BTreeMap<ShareKey, VirtAddr>,
+    mapped_at: LiteMap<ShareKey, VirtAddr>,
 }
 
 /// A request of the backend's own in flight (besides its sessions' node reads and writes).
@@ -85,7 +86,7 @@ pub struct ShareBackend {
     registry: ShareRegistry<Region>,
     glue: ShareGlue,
     /// Lookups in flight, by request id: nothing waits for them.
-    lookups: BTreeMap<RequestId, Lookup>,
+    lookups: LiteMap<RequestId, Lookup>,
 }
 
 /// True for the watch owners whose events [`ShareBackend::on_watch_event`] takes.
@@ -108,11 +109,11 @@ impl ShareBackend {
             registry: ShareRegistry::default(),
             glue: ShareGlue {
                 own,
-                watches: BTreeMap::new(),
+                watches: LiteMap::new(),
                 pending: PendingRequests::default(),
-                mapped_at: BTreeMap::new(),
+                mapped_at: LiteMap::new(),
             },
-            lookups: BTreeMap::new(),
+            lookups: LiteMap::new(),
         })
     }
 

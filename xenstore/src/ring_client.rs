@@ -7,10 +7,11 @@
 //! [`RingClient::queued_replies`]), so a run loop can tell that work is waiting even when the
 //! event-channel wake-up that announced it was consumed by someone else's wait.
 
-use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
+use alloc::collections::{BTreeSet, VecDeque};
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt;
+use litemap::LiteMap;
 
 use crate::client::{Client, Event, Fault};
 use crate::ids::{RequestId, TransactionId};
@@ -67,7 +68,7 @@ pub struct RingClient<Owner> {
     ring: XenstoreRing,
     client: Client<Owner>,
     outgoing: VecDeque<u8>,
-    replies: BTreeMap<RequestId, Result<Reply, ReplyError>>,
+    replies: LiteMap<RequestId, Result<Reply, ReplyError>>,
     /// Requests whose caller stopped waiting: their replies are dropped.
     abandoned: BTreeSet<RequestId>,
     watch_events: VecDeque<(Owner, WatchEvent)>,
@@ -81,7 +82,7 @@ impl<Owner: Clone> RingClient<Owner> {
             ring: XenstoreRing::attach(memory)?,
             client: Client::new(),
             outgoing: VecDeque::new(),
-            replies: BTreeMap::new(),
+            replies: LiteMap::new(),
             abandoned: BTreeSet::new(),
             watch_events: VecDeque::new(),
             broken: None,
