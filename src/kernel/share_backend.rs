@@ -25,7 +25,6 @@
 
 use super::peer_executor::{port_state, Executor, PmapHandle, ProtocolGlue, Region};
 use super::store_connection::{WatchOwner, Xenstore};
-use alloc::collections::BTreeSet;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -253,7 +252,7 @@ impl ShareBackend {
                 return;
             }
         };
-        let mut present = BTreeSet::new();
+        let mut present = LiteMap::new_vec();
         for frontend_name in frontends {
             let folder = format!("{}/{frontend_name}", self.root);
             let Ok(devices) = store.directory(NONE, &folder) else {
@@ -262,7 +261,7 @@ impl ShareBackend {
             for device_name in devices {
                 let path = format!("{folder}/{device_name}");
                 if let Some(device) = nodes::device_of_backend_path(&self.root, &path) {
-                    present.insert(device);
+                    present.insert(device, ());
                 }
             }
         }
@@ -270,12 +269,12 @@ impl ShareBackend {
         let gone: Vec<ShareKey> = self
             .registry
             .keys()
-            .filter(|key| !present.contains(&(key.peer, key.device)))
+            .filter(|key| !present.contains_key(&(key.peer, key.device)))
             .collect();
         for key in gone {
             self.deliver(Some(store), pmap, key, PeerEvent::OwnNodesRemoved, counters);
         }
-        for (peer, device) in present {
+        for ((peer, device), ()) in present {
             self.consider_device(store, peer, device);
         }
     }

@@ -7,7 +7,7 @@
 //! [`RingClient::queued_replies`]), so a run loop can tell that work is waiting even when the
 //! event-channel wake-up that announced it was consumed by someone else's wait.
 
-use alloc::collections::{BTreeSet, VecDeque};
+use alloc::collections::VecDeque;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt;
@@ -70,7 +70,7 @@ pub struct RingClient<Owner> {
     outgoing: VecDeque<u8>,
     replies: LiteMap<RequestId, Result<Reply, ReplyError>>,
     /// Requests whose caller stopped waiting: their replies are dropped.
-    abandoned: BTreeSet<RequestId>,
+    abandoned: LiteMap<RequestId, ()>,
     watch_events: VecDeque<(Owner, WatchEvent)>,
     broken: Option<String>,
 }
@@ -83,7 +83,7 @@ impl<Owner: Clone> RingClient<Owner> {
             client: Client::new(),
             outgoing: VecDeque::new(),
             replies: LiteMap::new(),
-            abandoned: BTreeSet::new(),
+            abandoned: LiteMap::new(),
             watch_events: VecDeque::new(),
             broken: None,
         })
@@ -153,7 +153,7 @@ impl<Owner: Clone> RingClient<Owner> {
     /// Stops waiting for `request_id`: its reply will be dropped.
     pub fn abandon(&mut self, request_id: RequestId) {
         if self.replies.remove(&request_id).is_none() && self.client.is_outstanding(request_id) {
-            self.abandoned.insert(request_id);
+            self.abandoned.insert(request_id, ());
         }
     }
 
@@ -232,7 +232,7 @@ impl<Owner: Clone> RingClient<Owner> {
     fn dispatch(&mut self, event: Event<Owner>, faults: &mut Vec<Fault>) {
         match event {
             Event::Reply { request_id, result } => {
-                if !self.abandoned.remove(&request_id) {
+                if self.abandoned.remove(&request_id).is_none() {
                     self.replies.insert(request_id, result);
                 }
             }
