@@ -1,18 +1,18 @@
 //! Named timer deadlines for the run loop: arm, cancel, the earliest one for `set_timer_op`, and those that expired.
 
-use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
+use litemap::LiteMap;
 
 /// Deadlines in Xen system time (nanoseconds), one per timer key.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TimerDeadlines<Key: Ord + Copy> {
-    deadlines: BTreeMap<Key, u64>,
+    deadlines: LiteMap<Key, u64>,
 }
 
 impl<Key: Ord + Copy> TimerDeadlines<Key> {
     pub fn new() -> TimerDeadlines<Key> {
         TimerDeadlines {
-            deadlines: BTreeMap::new(),
+            deadlines: LiteMap::new(),
         }
     }
 

@@ -25,7 +25,6 @@
 
 use super::peer_executor::{port_state, Executor, PmapHandle, ProtocolGlue, Region};
 use super::store_connection::{WatchOwner, Xenstore};
-use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -43,6 +42,7 @@ use grantsvc::peer::share::protocol::{ShareMapping, ShareProtocol};
 use grantsvc::peer::share::registry::{open_device, ShareKey, ShareRegistry};
 use grantsvc::peer::share::session::{CloseReason, ShareEvent, Verification};
 use grantsvc::peer::xenbus_state::XenbusState;
+use litemap::LiteMap;
 use xenstore::{Operation, Reply, ReplyError, RequestId, TransactionId, XsError};
 
 /// Watch owners of this module (the service routes their events here).
@@ -55,11 +55,11 @@ const NONE: TransactionId = TransactionId::NONE;
 struct ShareGlue {
     own: DomId,
     /// Frontend `state` watch tokens, and the session each belongs to.
-    watches: BTreeMap<String, ShareKey>,
+    watches: LiteMap<String, ShareKey>,
     /// The sessions' node reads and writes in flight.
     pending: PendingRequests<ShareKey>,
     /// Where each session's pages are mapped, for its log lines.
-    mapped_at: BTreeMap<ShareKey, VirtAddr>,
+    mapped_at: LiteMap<ShareKey, VirtAddr>,
 }
 
 /// A request of the backend's own in flight (besides its sessions' node reads and writes).
@@ -85,7 +85,7 @@ pub struct ShareBackend {
     registry: ShareRegistry<Region>,
     glue: ShareGlue,
     /// Lookups in flight, by request id: nothing waits for them.
-    lookups: BTreeMap<RequestId, Lookup>,
+    lookups: LiteMap<RequestId, Lookup>,
 }
 
 /// True for the watch owners whose events [`ShareBackend::on_watch_event`] takes.
@@ -108,11 +108,11 @@ impl ShareBackend {
             registry: ShareRegistry::default(),
             glue: ShareGlue {
                 own,
-                watches: BTreeMap::new(),
+                watches: LiteMap::new(),
                 pending: PendingRequests::default(),
-                mapped_at: BTreeMap::new(),
+                mapped_at: LiteMap::new(),
             },
-            lookups: BTreeMap::new(),
+            lookups: LiteMap::new(),
         })
     }
 
@@ -252,7 +252,7 @@ impl ShareBackend {
                 return;
             }
         };
-        let mut present = BTreeSet::new();
+        let mut present = LiteMap::new_vec();
         for frontend_name in frontends {
             let folder = format!("{}/{frontend_name}", self.root);
             let Ok(devices) = store.directory(NONE, &folder) else {
@@ -261,7 +261,7 @@ impl ShareBackend {
             for device_name in devices {
                 let path = format!("{folder}/{device_name}");
                 if let Some(device) = nodes::device_of_backend_path(&self.root, &path) {
-                    present.insert(device);
+                    present.insert(device, ());
                 }
             }
         }
@@ -269,12 +269,12 @@ impl ShareBackend {
         let gone: Vec<ShareKey> = self
             .registry
             .keys()
-            .filter(|key| !present.contains(&(key.peer, key.device)))
+            .filter(|key| !present.contains_key(&(key.peer, key.device)))
             .collect();
         for key in gone {
             self.deliver(Some(store), pmap, key, PeerEvent::OwnNodesRemoved, counters);
         }
-        for (peer, device) in present {
+        for ((peer, device), ()) in present {
             self.consider_device(store, peer, device);
         }
     }

@@ -34,7 +34,6 @@
 
 use super::peer_executor::{port_state, Executor, PmapHandle, ProtocolGlue, Region};
 use super::store_connection::{WatchOwner, Xenstore, XenstoreError};
-use alloc::collections::BTreeMap;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -54,6 +53,7 @@ use grantsvc::peer::vchan::session::{
     CloseReason, SessionEvent, VchanSession, EVENT_CHANNEL, RING_REF,
 };
 use grantsvc::peer::vchan::session_fault::MapPurpose;
+use litemap::LiteMap;
 use xenstore::{ReplyError, TransactionId, XsError};
 
 /// Watch owner of this module (the service routes its events here), distinct from others'.
@@ -82,7 +82,7 @@ pub struct VchanClient {
     registry: PeerRegistry<Region>,
     glue: VchanGlue,
     /// Names refused (bad name, too many sessions), logged once.
-    refused: BTreeMap<String, ()>,
+    refused: LiteMap<String, ()>,
     /// Next poll of the connected sessions.
     next_poll_ns: Option<u64>,
 }
@@ -114,7 +114,7 @@ impl VchanClient {
                 discovery: Discovery::default(),
                 pending: PendingRequests::default(),
             },
-            refused: BTreeMap::new(),
+            refused: LiteMap::new(),
             next_poll_ns: None,
         })
     }
@@ -258,7 +258,7 @@ impl VchanClient {
                 return;
             }
         };
-        let mut present: BTreeMap<String, NodeValues> = BTreeMap::new();
+        let mut present: LiteMap<String, NodeValues> = LiteMap::new();
         for name in names {
             if !acceptable_name(&name) {
                 if self.refused.insert(name.clone(), ()).is_none() {

@@ -6,8 +6,8 @@
 //! round trips never hold up another's.
 
 use super::driver::OwnedNodes;
-use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
+use litemap::LiteMap;
 use xenstore::{Reply, ReplyError, RequestId, XsError};
 
 /// What a request in flight was for.
@@ -44,15 +44,15 @@ pub enum Answered<K> {
 /// The requests in flight for one protocol's sessions, keyed by session `K`.
 #[derive(Debug)]
 pub struct PendingRequests<K> {
-    requests: BTreeMap<RequestId, Purpose<K>>,
-    reads: BTreeMap<K, ReadInProgress>,
+    requests: LiteMap<RequestId, Purpose<K>>,
+    reads: LiteMap<K, ReadInProgress>,
 }
 
 impl<K> Default for PendingRequests<K> {
     fn default() -> Self {
         PendingRequests {
-            requests: BTreeMap::new(),
-            reads: BTreeMap::new(),
+            requests: LiteMap::new(),
+            reads: LiteMap::new(),
         }
     }
 }

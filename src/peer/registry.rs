@@ -10,8 +10,8 @@ use super::counters::ServiceCounters;
 use super::key::SessionKey;
 use super::protocol::{PeerSession, Protocol};
 use crate::ids::{DomId, EvtchnPort};
-use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
+use litemap::LiteMap;
 
 /// The protocol of session type `S`.
 type ProtocolOf<S> = <S as PeerSession>::Protocol;
@@ -30,7 +30,7 @@ pub type KeyedActions<S> = (KeyOf<S>, ActionsOf<S>);
 #[derive(Debug)]
 pub struct Registry<S: PeerSession> {
     next_generation: u64,
-    sessions: BTreeMap<KeyOf<S>, S>,
+    sessions: LiteMap<KeyOf<S>, S>,
     /// Sessions ended for a fault of their peer's, since boot.
     faults: u64,
 }
@@ -39,7 +39,7 @@ impl<S: PeerSession> Default for Registry<S> {
     fn default() -> Self {
         Registry {
             next_generation: 1,
-            sessions: BTreeMap::new(),
+            sessions: LiteMap::new(),
             faults: 0,
         }
     }

@@ -14,6 +14,7 @@ use crate::ids::DomId;
 use alloc::boxed::Box;
 use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
+use litemap::LiteMap;
 
 /// What the pmap knows about one page-table page.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,7 +77,7 @@ pub struct Pmap<H: Hypervisor, A: FrameAllocator> {
     pub(super) hypervisor: H,
     pub(super) frames: A,
     pub(super) root: Pfn,
-    pub(super) tables: BTreeMap<Pfn, TableInfo>,
+    pub(super) tables: LiteMap<Pfn, TableInfo>,
     pub(super) grants: GrantList,
     pub(super) foreign: BTreeMap<u64, ForeignMapping>,
     pub(super) va_allocator: VaAllocator,
@@ -97,7 +98,7 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
             hypervisor,
             frames,
             root: root_pfn,
-            tables: BTreeMap::new(),
+            tables: LiteMap::new(),
             grants: GrantList::default(),
             foreign: BTreeMap::new(),
             va_allocator: VaAllocator::new(),

@@ -1,10 +1,11 @@
-//! The grant list: every mapped grant region, keyed by start address for O(log n) lookup.
+//! The grant list: every mapped grant region, found from any of its pages in O(1) through a page index.
 
 use super::layout::PageRange;
+use super::page_index::PageIndex;
 use crate::addr::{VirtAddr, PAGE_SIZE};
 use crate::ids::{DomId, GrantHandle, GrantRef};
-use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
+use core::num::NonZeroU32;
 
 /// Names the `enter_gnt` call a region came from; the pieces of a partly removed region keep it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -68,12 +69,27 @@ impl GrantRegion {
 }
 
 /// All live grant regions; no two overlap.
+///
+/// Regions live in a slab (a vector whose emptied slots are reused) and every page of a region
+/// names its slot in a [`PageIndex`]: finding the region that holds an address is one table
+/// walk, whatever the number of regions, and recording or dropping a region writes one entry
+/// per page, which `enter_gnt` and `remove` pay for their PTEs anyway. Once the slab and the
+/// index have grown to a working set, inserting and taking allocate nothing.
 #[derive(Debug, Default)]
 pub struct GrantList {
-    regions: BTreeMap<u64, GrantRegion>,
+    /// Slot `i` holds the region whose pages carry `i + 1` in `by_page`.
+    slots: Vec<Option<GrantRegion>>,
+    /// Emptied slots, reused before the slab grows.
+    vacant: Vec<u32>,
+    by_page: PageIndex,
     next_id: u64,
-    /// Pages of all live regions, kept as regions come and go so that counting is O(1).
+    /// Live regions and their pages, kept as regions come and go so that counting is O(1).
+    regions: usize,
     pages: usize,
+}
+
+fn page_number(address: VirtAddr) -> u64 {
+    address.as_u64() / PAGE_SIZE as u64
 }
 
 impl GrantList {
@@ -83,44 +99,85 @@ impl GrantList {
         RegionId(self.next_id)
     }
 
-    /// The region holding `address`, in O(log n).
+    /// The region holding `address`, in O(1): one walk of the page index.
     pub fn find(&self, address: VirtAddr) -> Option<&GrantRegion> {
-        let (_, region) = self.regions.range(..=address.as_u64()).next_back()?;
-        (address.as_u64() < region.end_raw()).then_some(region)
+        let slot = self.by_page.get(page_number(address))?;
+        self.slots.get(slot.get() as usize - 1)?.as_ref()
     }
 
-    /// The start of a live region overlapping `range`, if any, in O(log n): only the last
-    /// region starting before the range's end can overlap it, because regions are disjoint.
+    /// The start of a live region overlapping `range`, if any: one look at each page of the
+    /// range (a region cannot overlap it without holding one of them).
     pub fn overlapping(&self, range: &PageRange) -> Option<VirtAddr> {
-        let (_, region) = self.regions.range(..range.end_raw()).next_back()?;
-        (region.end_raw() > range.start().as_u64()).then_some(region.start)
+        let first = page_number(range.start());
+        let (_, slot) = self.by_page.first_set(first, first + range.pages())?;
+        let region = self.slots.get(slot.get() as usize - 1)?.as_ref()?;
+        Some(region.start)
     }
 
-    /// Records a region; the caller has checked it overlaps nothing.
+    /// Records a region. The caller has checked that it overlaps nothing; a region it would
+    /// overlap is dropped from the list rather than left half-indexed.
     pub fn insert(&mut self, region: GrantRegion) {
-        if !region.pages.is_empty() {
-            self.pages += region.pages.len();
-            if let Some(replaced) = self.regions.insert(region.start.as_u64(), region) {
-                self.pages -= replaced.pages.len();
+        if region.pages.is_empty() {
+            return;
+        }
+        let first = page_number(region.start);
+        let end = first + region.pages.len() as u64;
+        while let Some((_, slot)) = self.by_page.first_set(first, end) {
+            let old = self.slots.get(slot.get() as usize - 1);
+            let Some(start) = old.and_then(Option::as_ref).map(|old| old.start) else {
+                break;
+            };
+            if self.take(start).is_none() {
+                break;
             }
+        }
+        let index = match self.vacant.pop() {
+            Some(index) => index as usize,
+            None => {
+                self.slots.push(None);
+                self.slots.len() - 1
+            }
+        };
+        let Some(slot) = u32::try_from(index + 1).ok().and_then(NonZeroU32::new) else {
+            return;
+        };
+        for page in first..end {
+            self.by_page.set(page, slot);
+        }
+        self.regions += 1;
+        self.pages += region.pages.len();
+        if let Some(entry) = self.slots.get_mut(index) {
+            *entry = Some(region);
         }
     }
 
     /// Takes the region starting at `start` out of the list.
     pub fn take(&mut self, start: VirtAddr) -> Option<GrantRegion> {
-        let region = self.regions.remove(&start.as_u64())?;
+        let first = page_number(start);
+        let slot = self.by_page.get(first)?;
+        let index = slot.get() as usize - 1;
+        let entry = self.slots.get_mut(index)?;
+        if entry.as_ref()?.start != start {
+            return None;
+        }
+        let region = entry.take()?;
+        for page in first..first + region.pages.len() as u64 {
+            self.by_page.clear(page);
+        }
+        self.vacant.push(slot.get() - 1);
+        self.regions -= 1;
         self.pages -= region.pages.len();
         Some(region)
     }
 
-    /// Live regions.
+    /// Live regions, in no particular order.
     pub fn regions(&self) -> impl Iterator<Item = &GrantRegion> {
-        self.regions.values()
+        self.slots.iter().flatten()
     }
 
     /// Number of live regions.
     pub fn region_count(&self) -> usize {
-        self.regions.len()
+        self.regions
     }
 
     /// Number of mapped grant pages, in O(1).

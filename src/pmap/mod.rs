@@ -15,6 +15,7 @@ mod grant_map;
 mod layout;
 mod mapped_access;
 mod mapping;
+mod page_index;
 mod prot;
 mod remove;
 mod scratch;

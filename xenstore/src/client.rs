@@ -6,10 +6,10 @@
 //! matched to their requests, watch events routed to the owner of their token, and faults.
 //! A reply whose id no request is waiting for is reported, never taken for another request's.
 
-use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt;
+use litemap::LiteMap;
 
 use crate::error::XsError;
 use crate::ids::{RequestId, TransactionId};
@@ -118,8 +118,8 @@ struct WatchEntry<Owner> {
 #[derive(Debug)]
 pub struct Client<Owner> {
     next_request_id: u32,
-    pending: BTreeMap<RequestId, Pending>,
-    watches: BTreeMap<String, WatchEntry<Owner>>,
+    pending: LiteMap<RequestId, Pending>,
+    watches: LiteMap<String, WatchEntry<Owner>>,
     parser: Parser,
 }
 
@@ -138,8 +138,8 @@ impl<Owner: Clone> Client<Owner> {
     pub fn with_first_request_id(first: u32) -> Client<Owner> {
         Client {
             next_request_id: first,
-            pending: BTreeMap::new(),
-            watches: BTreeMap::new(),
+            pending: LiteMap::new(),
+            watches: LiteMap::new(),
             parser: Parser::new(),
         }
     }

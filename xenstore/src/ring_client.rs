@@ -7,10 +7,11 @@
 //! [`RingClient::queued_replies`]), so a run loop can tell that work is waiting even when the
 //! event-channel wake-up that announced it was consumed by someone else's wait.
 
-use alloc::collections::{BTreeMap, BTreeSet, VecDeque};
+use alloc::collections::VecDeque;
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use core::fmt;
+use litemap::LiteMap;
 
 use crate::client::{Client, Event, Fault};
 use crate::ids::{RequestId, TransactionId};
@@ -67,9 +68,9 @@ pub struct RingClient<Owner> {
     ring: XenstoreRing,
     client: Client<Owner>,
     outgoing: VecDeque<u8>,
-    replies: BTreeMap<RequestId, Result<Reply, ReplyError>>,
+    replies: LiteMap<RequestId, Result<Reply, ReplyError>>,
     /// Requests whose caller stopped waiting: their replies are dropped.
-    abandoned: BTreeSet<RequestId>,
+    abandoned: LiteMap<RequestId, ()>,
     watch_events: VecDeque<(Owner, WatchEvent)>,
     broken: Option<String>,
 }
@@ -81,8 +82,8 @@ impl<Owner: Clone> RingClient<Owner> {
             ring: XenstoreRing::attach(memory)?,
             client: Client::new(),
             outgoing: VecDeque::new(),
-            replies: BTreeMap::new(),
-            abandoned: BTreeSet::new(),
+            replies: LiteMap::new(),
+            abandoned: LiteMap::new(),
             watch_events: VecDeque::new(),
             broken: None,
         })
@@ -152,7 +153,7 @@ impl<Owner: Clone> RingClient<Owner> {
     /// Stops waiting for `request_id`: its reply will be dropped.
     pub fn abandon(&mut self, request_id: RequestId) {
         if self.replies.remove(&request_id).is_none() && self.client.is_outstanding(request_id) {
-            self.abandoned.insert(request_id);
+            self.abandoned.insert(request_id, ());
         }
     }
 
@@ -231,7 +232,7 @@ impl<Owner: Clone> RingClient<Owner> {
     fn dispatch(&mut self, event: Event<Owner>, faults: &mut Vec<Fault>) {
         match event {
             Event::Reply { request_id, result } => {
-                if !self.abandoned.remove(&request_id) {
+                if self.abandoned.remove(&request_id).is_none() {
                     self.replies.insert(request_id, result);
                 }
             }

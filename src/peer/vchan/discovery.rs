@@ -15,9 +15,9 @@
 //!   publishes again (a faulty server is refused once, not in a loop), while a new server that
 //!   happens to reuse the same grant ref and port numbers (Linux recycles both) still connects.
 
-use alloc::collections::BTreeMap;
 use alloc::string::String;
 use alloc::vec::Vec;
+use litemap::LiteMap;
 
 /// Longest `<name>` accepted.
 pub const MAX_NAME: usize = 64;
@@ -79,15 +79,15 @@ pub struct Plan {
 /// The vchans known: those with a live session (and its key `K`) and those whose session ended.
 #[derive(Debug)]
 pub struct Discovery<K> {
-    live: BTreeMap<String, (K, NodeValues)>,
-    finished: BTreeMap<String, NodeValues>,
+    live: LiteMap<String, (K, NodeValues)>,
+    finished: LiteMap<String, NodeValues>,
 }
 
 impl<K> Default for Discovery<K> {
     fn default() -> Self {
         Discovery {
-            live: BTreeMap::new(),
-            finished: BTreeMap::new(),
+            live: LiteMap::new(),
+            finished: LiteMap::new(),
         }
     }
 }
@@ -95,7 +95,7 @@ impl<K> Default for Discovery<K> {
 impl<K: Copy + PartialEq> Discovery<K> {
     /// Decides from the vchans `present` now (acceptable names with both nodes) and the event's
     /// `trigger`. Forgets ended vchans whose nodes went away, changed or were republished.
-    pub fn plan(&mut self, present: &BTreeMap<String, NodeValues>, trigger: &Trigger) -> Plan {
+    pub fn plan(&mut self, present: &LiteMap<String, NodeValues>, trigger: &Trigger) -> Plan {
         let published = match trigger {
             Trigger::Publication(name) => Some(name.as_str()),
             _ => None,
@@ -182,7 +182,7 @@ mod tests {
         }
     }
 
-    fn present(entries: &[(&str, NodeValues)]) -> BTreeMap<String, NodeValues> {
+    fn present(entries: &[(&str, NodeValues)]) -> LiteMap<String, NodeValues> {
         entries
             .iter()
             .map(|(name, nodes)| (name.to_string(), nodes.clone()))

@@ -100,7 +100,9 @@ pub fn check(pmap: &SimPmap) {
     // a live grant PTE of the simulation.
     let mut handles = BTreeSet::new();
     let mut previous_end = 0;
-    for region in pmap.grant_list().regions() {
+    let mut regions: Vec<_> = pmap.grant_list().regions().collect();
+    regions.sort_by_key(|region| region.start);
+    for region in regions {
         assert!(region.start.as_u64() >= previous_end, "regions overlap");
         previous_end = region.end_raw();
         for page in &region.pages {

@@ -1,0 +1,199 @@
+//! A sparse table from virtual page number to a small slot number, shaped like the page tables: four levels of 512, O(1) per page whatever else it holds.
+//!
+//! The grant list and the VA allocator find records by page (the region holding an address,
+//! the free neighbours of a range). A search tree does that in O(log n) but each level is a
+//! cache miss once thousands of records live; here a lookup is four dependent loads whose
+//! upper three are shared by every page of the 512 GiB chosen region, so its cost does not grow
+//! with the number of records. Nodes are made the first time a page below them is set and are
+//! kept when they empty again: a page that was set once costs no allocation the next time,
+//! and the memory is bounded by the span of pages ever used (2 KiB per 2 MiB of it).
+
+use alloc::boxed::Box;
+use alloc::vec;
+use core::num::NonZeroU32;
+
+/// Entries per node, as in an x86-64 page table.
+const FANOUT: usize = 512;
+/// Bits of a page number one level consumes.
+const LEVEL_BITS: u32 = 9;
+/// Pages one leaf covers.
+const LEAF_PAGES: u64 = FANOUT as u64;
+
+/// The bits of a page number that tell canonical addresses apart (48-bit addresses, 4 KiB pages).
+const PAGE_NUMBER_BITS: u32 = 36;
+
+// Nodes are boxed slices of FANOUT entries, reached with `get` (every index is below FANOUT by
+// construction, so the check never fails, but no panic path is compiled in).
+type Leaf = Box<[Option<NonZeroU32>]>;
+type Middle = Box<[Option<Leaf>]>;
+type Upper = Box<[Option<Middle>]>;
+type Root = Box<[Option<Upper>]>;
+
+/// Page number (an address divided by 4096) to slot. Page numbers that differ only above bit
+/// 36 (the sign extension of a canonical address) are the same entry.
+#[derive(Default)]
+pub struct PageIndex {
+    root: Option<Root>,
+}
+
+impl core::fmt::Debug for PageIndex {
+    fn fmt(&self, formatter: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        formatter.write_str("PageIndex")
+    }
+}
+
+/// The four 9-bit indexes of a page number, top level first.
+fn split(page: u64) -> [usize; 4] {
+    let page = page & ((1 << PAGE_NUMBER_BITS) - 1);
+    let at = |level: u32| ((page >> (LEVEL_BITS * level)) as usize) % FANOUT;
+    [at(3), at(2), at(1), at(0)]
+}
+
+/// A node of `FANOUT` empty entries.
+fn empty_node<T: Clone>(empty: T) -> Box<[T]> {
+    vec![empty; FANOUT].into_boxed_slice()
+}
+
+/// The child at `index` of a node, if the node has one there.
+fn child<T>(node: &[Option<T>], index: usize) -> Option<&T> {
+    node.get(index)?.as_ref()
+}
+
+impl PageIndex {
+    /// The slot recorded for `page`.
+    pub fn get(&self, page: u64) -> Option<NonZeroU32> {
+        let [top, upper, middle, leaf] = split(page);
+        let root = self.root.as_ref()?;
+        let leaf_node = child(child(child(root, top)?, upper)?, middle)?;
+        *leaf_node.get(leaf)?
+    }
+
+    /// Forgets `page`'s slot (nodes stay, for the next page set below them).
+    pub fn clear(&mut self, page: u64) {
+        let [top, upper, middle, leaf] = split(page);
+        if let Some(slot) = self
+            .root
+            .as_mut()
+            .and_then(|node| node.get_mut(top)?.as_mut())
+            .and_then(|node| node.get_mut(upper)?.as_mut())
+            .and_then(|node| node.get_mut(middle)?.as_mut())
+            .and_then(|node| node.get_mut(leaf))
+        {
+            *slot = None;
+        }
+    }
+
+    /// The first page in `[start, end)` with a slot, and that slot; whole missing leaves are
+    /// skipped, so an empty span costs one step per 2 MiB.
+    pub fn first_set(&self, start: u64, end: u64) -> Option<(u64, NonZeroU32)> {
+        let root = self.root.as_ref()?;
+        let mut page = start;
+        while page < end {
+            let [top, upper, middle, index] = split(page);
+            let leaf = child(root, top)
+                .and_then(|node| child(node, upper))
+                .and_then(|node| child(node, middle));
+            let leaf_end = (page - page % LEAF_PAGES)
+                .saturating_add(LEAF_PAGES)
+                .min(end);
+            if let Some(leaf) = leaf {
+                let count = (leaf_end - page) as usize;
+                let found = leaf
+                    .iter()
+                    .skip(index)
+                    .take(count)
+                    .enumerate()
+                    .find_map(|(offset, slot)| slot.map(|slot| (page + offset as u64, slot)));
+                if found.is_some() {
+                    return found;
+                }
+            }
+            page = leaf_end;
+        }
+        None
+    }
+
+    /// Records `slot` for `page`, making the nodes on its path when they are missing.
+    pub fn set(&mut self, page: u64, slot: NonZeroU32) {
+        let [top, upper, middle, leaf] = split(page);
+        let root = self.root.get_or_insert_with(|| empty_node(None));
+        let entry = grow(root, top)
+            .and_then(|node| grow(node, upper))
+            .and_then(|node| grow(node, middle))
+            .and_then(|node| node.get_mut(leaf));
+        if let Some(entry) = entry {
+            *entry = Some(slot);
+        }
+    }
+}
+
+/// The child at `index`, made (empty) if missing.
+fn grow<T: Clone>(
+    node: &mut [Option<Box<[Option<T>]>>],
+    index: usize,
+) -> Option<&mut Box<[Option<T>]>> {
+    Some(node.get_mut(index)?.get_or_insert_with(|| empty_node(None)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slot(value: u32) -> NonZeroU32 {
+        NonZeroU32::new(value).unwrap()
+    }
+
+    /// The chosen region's first page, as the pmap's callers number pages.
+    const BASE: u64 = 0xffff_c000_0000_0000 / 4096;
+
+    #[test]
+    fn set_get_clear_and_neighbours_stay_apart() {
+        let mut index = PageIndex::default();
+        assert_eq!(index.get(BASE), None);
+        index.set(BASE, slot(1));
+        index.set(BASE + 511, slot(2));
+        index.set(BASE + 512, slot(3));
+        index.set(BASE + (1 << 27) - 1, slot(4));
+        assert_eq!(index.get(BASE), Some(slot(1)));
+        assert_eq!(index.get(BASE + 1), None);
+        assert_eq!(index.get(BASE + 511), Some(slot(2)));
+        assert_eq!(index.get(BASE + 512), Some(slot(3)));
+        assert_eq!(index.get(BASE + (1 << 27) - 1), Some(slot(4)));
+        index.clear(BASE + 511);
+        assert_eq!(index.get(BASE + 511), None);
+        assert_eq!(index.get(BASE + 512), Some(slot(3)));
+        // Clearing what was never set makes no node and changes nothing.
+        index.clear(7);
+        assert_eq!(index.get(7), None);
+    }
+
+    #[test]
+    fn lower_and_upper_half_pages_are_distinct() {
+        let mut index = PageIndex::default();
+        let upper = 0xffff_8000_0000_0000u64 / 4096;
+        // The lower half's first page, which differs from the upper half's in bit 47 only.
+        let lower = 0u64;
+        index.set(upper, slot(9));
+        assert_eq!(index.get(lower), None);
+        assert_eq!(index.get(upper), Some(slot(9)));
+    }
+
+    #[test]
+    fn first_set_skips_missing_leaves_and_respects_the_end() {
+        let mut index = PageIndex::default();
+        assert_eq!(index.first_set(BASE, BASE + 10), None);
+        index.set(BASE + 3000, slot(5));
+        index.set(BASE + 3001, slot(6));
+        assert_eq!(index.first_set(BASE, BASE + 3000), None);
+        assert_eq!(
+            index.first_set(BASE, BASE + 3001),
+            Some((BASE + 3000, slot(5)))
+        );
+        assert_eq!(
+            index.first_set(BASE + 3001, BASE + 5000),
+            Some((BASE + 3001, slot(6)))
+        );
+        assert_eq!(index.first_set(BASE + 3002, BASE + 1_000_000), None);
+        assert_eq!(index.first_set(BASE + 5, BASE + 5), None);
+    }
+}
