@@ -1,6 +1,6 @@
 #!/bin/bash
 # blk-data: a grantsvc RAM disk in dom0 holds an ext4 filesystem (files with checksums survive umount, fsck -f and remount), O_DIRECT random data at 4 KiB and 1 MiB reads back identical, discard frees what it names (reads back zeros), flushes go through, and grantsvc's counters moved accordingly.
-# lab-timeout: 420
+# lab-timeout: 600
 . "$LAB_LIB"
 blk_strict
 
@@ -19,10 +19,10 @@ for dir in a a/b a/b/c d; do
 done
 size=1
 for file in a/one a/b/two a/b/c/three d/four d/five top; do
-    head -c $((size * 7919)) /dev/urandom >"$mnt/$file"
-    size=$((size * 5))
+    head -c $((size * 4093)) /dev/urandom >"$mnt/$file"
+    size=$((size * 4))
 done
-head -c $((3 << 20)) /dev/urandom >"$mnt/d/big"
+head -c $((2 << 20)) /dev/urandom >"$mnt/d/big"
 # fsync of one file, then sync of the filesystem: both reach the backend as flushes.
 dd if=/dev/urandom of="$mnt/a/b/fsynced" bs=64k count=16 conv=fsync status=none
 sync -f "$mnt"
@@ -38,26 +38,26 @@ step "every checksum matches after remount"
 umount "$mnt"
 
 # O_DIRECT at 4 KiB and 1 MiB requests, at two places of the disk.
-head -c $((4 << 20)) /dev/urandom >"$work/small"
-head -c $((16 << 20)) /dev/urandom >"$work/large"
+head -c $((2 << 20)) /dev/urandom >"$work/small"
+head -c $((8 << 20)) /dev/urandom >"$work/large"
 dd if="$work/small" of=/dev/xvdb bs=4k seek=1024 oflag=direct status=none
-dd if=/dev/xvdb of="$work/small.back" bs=4k skip=1024 count=1024 iflag=direct status=none
+dd if=/dev/xvdb of="$work/small.back" bs=4k skip=1024 count=512 iflag=direct status=none
 cmp "$work/small" "$work/small.back" || fail "4 KiB O_DIRECT data read back differs"
 dd if="$work/large" of=/dev/xvdb bs=1M seek=32 oflag=direct conv=fsync status=none
-dd if=/dev/xvdb of="$work/large.back" bs=1M skip=32 count=16 iflag=direct status=none
+dd if=/dev/xvdb of="$work/large.back" bs=1M skip=32 count=8 iflag=direct status=none
 cmp "$work/large" "$work/large.back" || fail "1 MiB O_DIRECT data read back differs"
-step "O_DIRECT 4 KiB (4 MiB) and 1 MiB (16 MiB) read back identical"
+step "O_DIRECT 4 KiB (2 MiB) and 1 MiB (8 MiB) read back identical"
 
 # Discard: the RAM disk frees the pages, which read as zeros afterwards.
-blkdiscard -o $((32 << 20)) -l $((16 << 20)) /dev/xvdb
-dd if=/dev/xvdb of="$work/discarded" bs=1M skip=32 count=16 iflag=direct status=none
-cmp -n $((16 << 20)) "$work/discarded" /dev/zero || fail "a discarded range does not read as zeros"
-step "blkdiscard of 16 MiB: reads back as zeros"
+blkdiscard -o $((32 << 20)) -l $((8 << 20)) /dev/xvdb
+dd if=/dev/xvdb of="$work/discarded" bs=1M skip=32 count=8 iflag=direct status=none
+cmp -n $((8 << 20)) "$work/discarded" /dev/zero || fail "a discarded range does not read as zeros"
+step "blkdiscard of 8 MiB: reads back as zeros"
 
 # grantsvc's counters for the device, published at most once a second.
 for ((tries = 25; tries > 0; tries--)); do
-    [ "$(blk_counter xvdb bytes-written || echo 0)" -ge $((20 << 20)) ] &&
-        [ "$(blk_counter xvdb bytes-read || echo 0)" -ge $((20 << 20)) ] && break
+    [ "$(blk_counter xvdb bytes-written || echo 0)" -ge $((10 << 20)) ] &&
+        [ "$(blk_counter xvdb bytes-read || echo 0)" -ge $((10 << 20)) ] && break
     sleep 0.2
 done
 xenstore-ls "/local/domain/$GRANTSVC_DOMID/data/grantsvc" | tee "$LAB_OUT/counters"
@@ -67,8 +67,8 @@ read=$(blk_counter xvdb bytes-read)
 errors=$(blk_counter xvdb errors)
 persistent=$(blk_counter xvdb persistent-grants)
 note "xvdb: $requests requests, $written bytes written, $read bytes read, $errors errors, $persistent persistent grants"
-[ "$written" -ge $((20 << 20)) ] || fail "grantsvc counts $written bytes written, less than the 20 MiB of O_DIRECT writes"
-[ "$read" -ge $((20 << 20)) ] || fail "grantsvc counts $read bytes read, less than the 20 MiB of O_DIRECT reads"
+[ "$written" -ge $((10 << 20)) ] || fail "grantsvc counts $written bytes written, less than the 10 MiB of O_DIRECT writes"
+[ "$read" -ge $((10 << 20)) ] || fail "grantsvc counts $read bytes read, less than the 10 MiB of O_DIRECT reads"
 [ "$errors" = 0 ] || fail "grantsvc answered $errors requests with an error"
 [ "$persistent" -gt 0 ] || fail "no persistent grant held though blkfront offers them"
 [ "$(grantsvc_counter vbd/requests)" -ge "$requests" ] || fail "the service-wide request count is below the device's"
