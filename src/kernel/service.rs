@@ -72,6 +72,8 @@ pub struct Service {
     unfinished: bool,
     /// The counters' writes in flight (nothing waits for them).
     publish_requests: Vec<RequestId>,
+    /// Turns of the loop since boot (`stats` answers it: an idle service must not spin).
+    turns: u64,
 }
 
 /// What one turn saw, for the next turn's decision.
@@ -132,6 +134,7 @@ impl Service {
             timers: TimerDeadlines::new(),
             unfinished: false,
             publish_requests: Vec::new(),
+            turns: 0,
         })
     }
 
@@ -161,6 +164,7 @@ impl Service {
         let (in_use, peak) = heap::in_use_and_peak();
         counters.heap_in_use = in_use as u64;
         counters.heap_peak = peak as u64;
+        counters.loop_turns = self.turns;
         counters
     }
 
@@ -388,6 +392,7 @@ impl Service {
 
     /// One turn of the loop; returns when to block until, or `None` to run again at once.
     fn turn(&mut self, wake: Wake) -> NextWait {
+        self.turns += 1;
         let ready = event_wait::take_ready();
         let now = event_wait::now_ns();
         if wake.deadline.is_some_and(|deadline| now >= deadline) {

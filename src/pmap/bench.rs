@@ -3,9 +3,11 @@
 //! Compiled only with the `lab` feature (and in host tests): the production image carries no
 //! benchmark.
 
-use super::{GrantMapError, Pmap, RemoveError};
+use super::{GrantMapError, PageRange, Pmap, PmapError, RemoveError};
+use crate::abi::grant_table::{gntmap, GnttabMapGrantRef, GnttabUnmapGrantRef};
+use crate::addr::{MachineAddr, Pfn};
 use crate::frame_alloc::FrameAllocator;
-use crate::hypervisor::Hypervisor;
+use crate::hypervisor::{Hypervisor, XenError};
 use crate::ids::{DomId, GrantRef};
 use alloc::vec::Vec;
 
@@ -37,6 +39,20 @@ pub enum BenchError {
     NoAddressSpace,
     Map(GrantMapError),
     Remove(RemoveError),
+    /// The page tables of a row's range could not be walked.
+    Tables(PmapError),
+    /// A raw grant hypercall failed as a whole.
+    RawHypercall(XenError),
+    /// A raw map op failed.
+    RawStatus {
+        grant_ref: GrantRef,
+        status: i16,
+    },
+    /// A raw unmap op failed: the page stays mapped at the PTE `host_addr`.
+    RawUnmapStatus {
+        status: i16,
+        host_addr: u64,
+    },
 }
 
 /// Maps and unmaps the first `pages` of `refs` (granted by `peer`) `rounds` times for each
@@ -69,7 +85,7 @@ pub fn grant_map_benchmark<H: Hypervisor, A: FrameAllocator>(
                 }
                 for index in 0..pages as u64 {
                     let page = range.page(index).ok_or(BenchError::NoAddressSpace)?;
-                    let one = super::PageRange::new(page, 1).ok_or(BenchError::NoAddressSpace)?;
+                    let one = PageRange::new(page, 1).ok_or(BenchError::NoAddressSpace)?;
                     pmap.remove(one).map_err(BenchError::Remove)?;
                 }
             } else {
@@ -110,3 +126,277 @@ fn median(samples: &mut [u64]) -> u64 {
     samples.sort_unstable();
     samples.get(samples.len() / 2).copied().unwrap_or(0)
 }
+
+/// Issue 10's batch sizes for the benchmark against raw hypercalls.
+pub const FLOOR_BATCHES: [usize; 5] = [1, 8, 64, 512, 2048];
+
+/// One-page calls in flight in the benchmark's last row: that many one-page regions mapped
+/// with one call each, then removed with one call each.
+pub const FLOOR_IN_FLIGHT: usize = 512;
+
+/// A timed sample maps and unmaps at least this many pages: smaller batches repeat their
+/// cycle, so that one reading of the clock does not time a single microsecond-long cycle.
+pub const PAGES_PER_SAMPLE: usize = 512;
+
+/// How the pages of one benchmark row are mapped and unmapped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FloorShape {
+    /// All the pages in one call (one hypercall per [`super::MAX_GRANT_BATCH`] pages).
+    Batch(usize),
+    /// Each page its own call, all mapped before any is unmapped.
+    OnePageCalls(usize),
+}
+
+impl FloorShape {
+    /// Pages one cycle maps.
+    pub fn pages(&self) -> usize {
+        match *self {
+            FloorShape::Batch(pages) | FloorShape::OnePageCalls(pages) => pages,
+        }
+    }
+
+    /// Cycles one sample runs: at least [`PAGES_PER_SAMPLE`] pages.
+    fn cycles_per_sample(&self) -> usize {
+        PAGES_PER_SAMPLE.div_ceil(self.pages().max(1))
+    }
+}
+
+/// The least, median and greatest sample, in clock ticks per page.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Spread {
+    pub min: u64,
+    pub median: u64,
+    pub max: u64,
+}
+
+impl Spread {
+    /// The spread of `samples` (ticks per page); all zero when there are none.
+    pub fn of(samples: &mut [u64]) -> Spread {
+        samples.sort_unstable();
+        Spread {
+            min: samples.first().copied().unwrap_or(0),
+            median: median(samples),
+            max: samples.last().copied().unwrap_or(0),
+        }
+    }
+}
+
+/// One row of the benchmark against raw hypercalls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FloorRow {
+    pub shape: FloorShape,
+    /// `enter_gnt` + `remove`.
+    pub pmap: Spread,
+    /// `GNTTABOP_map_grant_ref` + `GNTTABOP_unmap_grant_ref` alone on the same PTEs.
+    pub raw: Spread,
+    /// The median over rounds of each round's pmap sample over its raw sample, in thousandths:
+    /// the two samples of a round are taken back to back, so host drift between rounds (other
+    /// guests, builds) cancels out of each ratio.
+    pub paired_ratio_thousandths: u64,
+}
+
+/// Where one benchmark row maps: its address range and, for the raw calls, each page's PTE.
+struct RowPlace {
+    shape: FloorShape,
+    range: PageRange,
+    targets: Vec<(Pfn, MachineAddr)>,
+}
+
+/// The benchmark against the floor (issue 10): per page map + unmap through the pmap
+/// (`enter_gnt` + `remove`) and through the bare grant hypercalls issued on the same PTEs,
+/// for each of `batches` that `refs` (granted to us by `peer`) can fill and for `in_flight`
+/// one-page calls (0: no such row). Every row gets its own address range for the whole run;
+/// its page tables are made by one untimed pmap cycle first and stay (the pmap keeps empty
+/// grant-region tables), so both ways write the same entries. Rounds interleave everything:
+/// each round runs every row once both ways, the order of the two ways alternating from
+/// round to round, so that drift on the host hits both alike. The raw calls book nothing in
+/// the pmap: they map and unmap within one cycle, and a failure of theirs ends the run with
+/// the row's range left allocated (never reused) rather than handed back with pages in it.
+pub fn floor_benchmark<H: Hypervisor, A: FrameAllocator>(
+    pmap: &mut Pmap<H, A>,
+    peer: DomId,
+    refs: &[GrantRef],
+    batches: &[usize],
+    in_flight: usize,
+    rounds: u32,
+    clock: &mut dyn FnMut() -> u64,
+) -> Result<Vec<FloorRow>, BenchError> {
+    let mut shapes: Vec<FloorShape> = batches
+        .iter()
+        .filter(|&&pages| pages > 0 && pages <= refs.len())
+        .map(|&pages| FloorShape::Batch(pages))
+        .collect();
+    if in_flight > 0 && in_flight <= refs.len() {
+        shapes.push(FloorShape::OnePageCalls(in_flight));
+    }
+    let mut places = Vec::with_capacity(shapes.len());
+    for shape in shapes {
+        let range = pmap
+            .allocate_va(shape.pages() as u64)
+            .ok_or(BenchError::NoAddressSpace)?;
+        let mut place = RowPlace {
+            shape,
+            range,
+            targets: Vec::new(),
+        };
+        pmap_cycle(pmap, peer, refs, &place)?;
+        pmap.page_table_targets(&range, &mut place.targets)
+            .map_err(BenchError::Tables)?;
+        places.push(place);
+    }
+    let mut ops = RawOps::default();
+    let rounds = rounds.max(1) as usize;
+    let mut samples: Vec<(Vec<u64>, Vec<u64>)> = places
+        .iter()
+        .map(|_| (Vec::with_capacity(rounds), Vec::with_capacity(rounds)))
+        .collect();
+    for round in 0..rounds {
+        for (place, (pmap_samples, raw_samples)) in places.iter().zip(samples.iter_mut()) {
+            let cycles = place.shape.cycles_per_sample();
+            let pages = (cycles * place.shape.pages()) as u64;
+            let pmap_first = round % 2 == 0;
+            for through_pmap in [pmap_first, !pmap_first] {
+                let started = clock();
+                for _ in 0..cycles {
+                    if through_pmap {
+                        pmap_cycle(pmap, peer, refs, place)?;
+                    } else {
+                        raw_cycle(pmap, peer, refs, place, &mut ops)?;
+                    }
+                }
+                let per_page = clock().saturating_sub(started) / pages;
+                if through_pmap {
+                    pmap_samples.push(per_page);
+                } else {
+                    raw_samples.push(per_page);
+                }
+            }
+        }
+    }
+    let mut rows = Vec::with_capacity(places.len());
+    for (place, (mut pmap_samples, mut raw_samples)) in places.into_iter().zip(samples) {
+        let _ = pmap.free_va(place.range);
+        let mut ratios: Vec<u64> = pmap_samples
+            .iter()
+            .zip(&raw_samples)
+            .map(|(through_pmap, raw)| through_pmap.saturating_mul(1000) / (*raw).max(1))
+            .collect();
+        rows.push(FloorRow {
+            shape: place.shape,
+            pmap: Spread::of(&mut pmap_samples),
+            raw: Spread::of(&mut raw_samples),
+            paired_ratio_thousandths: median(&mut ratios),
+        });
+    }
+    Ok(rows)
+}
+
+/// One map + unmap cycle of a row through the pmap.
+fn pmap_cycle<H: Hypervisor, A: FrameAllocator>(
+    pmap: &mut Pmap<H, A>,
+    peer: DomId,
+    refs: &[GrantRef],
+    place: &RowPlace,
+) -> Result<(), BenchError> {
+    let pages = place.shape.pages();
+    let refs = refs.get(..pages).ok_or(BenchError::NoAddressSpace)?;
+    match place.shape {
+        FloorShape::Batch(_) => {
+            pmap.enter_gnt(place.range.start(), peer, refs, false)
+                .map_err(BenchError::Map)?;
+            pmap.remove(place.range).map_err(BenchError::Remove)?;
+        }
+        FloorShape::OnePageCalls(_) => {
+            for (index, grant_ref) in refs.iter().enumerate() {
+                let page = place
+                    .range
+                    .page(index as u64)
+                    .ok_or(BenchError::NoAddressSpace)?;
+                pmap.enter_gnt(page, peer, core::slice::from_ref(grant_ref), false)
+                    .map_err(BenchError::Map)?;
+            }
+            for index in 0..pages as u64 {
+                let page = place.range.page(index).ok_or(BenchError::NoAddressSpace)?;
+                let one = PageRange::new(page, 1).ok_or(BenchError::NoAddressSpace)?;
+                pmap.remove(one).map_err(BenchError::Remove)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The op arrays of the raw calls, kept across cycles (the floor allocates nothing either).
+#[derive(Default)]
+struct RawOps {
+    map: Vec<GnttabMapGrantRef>,
+    unmap: Vec<GnttabUnmapGrantRef>,
+}
+
+/// One map + unmap cycle of a row through the bare hypercalls: the same ops `enter_gnt`
+/// issues (`GNTMAP_host_map | GNTMAP_contains_pte` on the row's PTEs, at most
+/// [`super::MAX_GRANT_BATCH`] per call for a batch, one per call otherwise), then unmaps by
+/// the handles Xen returned. Every status is checked; a failed map unmaps what did map first.
+fn raw_cycle<H: Hypervisor, A: FrameAllocator>(
+    pmap: &mut Pmap<H, A>,
+    peer: DomId,
+    refs: &[GrantRef],
+    place: &RowPlace,
+    ops: &mut RawOps,
+) -> Result<(), BenchError> {
+    let per_call = match place.shape {
+        FloorShape::Batch(_) => super::MAX_GRANT_BATCH,
+        FloorShape::OnePageCalls(_) => 1,
+    };
+    ops.map.clear();
+    ops.map.extend(
+        refs.iter()
+            .zip(&place.targets)
+            .map(|(grant_ref, (_, host_addr))| GnttabMapGrantRef {
+                host_addr: host_addr.get(),
+                flags: gntmap::HOST_MAP | gntmap::CONTAINS_PTE,
+                ref_: grant_ref.get(),
+                dom: peer.get(),
+                status: RAW_NOT_REACHED,
+                handle: u32::MAX,
+                dev_bus_addr: 0,
+            }),
+    );
+    let mut failure = None;
+    for chunk in ops.map.chunks_mut(per_call) {
+        if let Err(error) = pmap.hypervisor.grant_map(chunk) {
+            failure = Some(BenchError::RawHypercall(error));
+            break;
+        }
+    }
+    ops.unmap.clear();
+    for op in &ops.map {
+        if op.status == 0 {
+            ops.unmap.push(GnttabUnmapGrantRef {
+                host_addr: op.host_addr,
+                dev_bus_addr: 0,
+                handle: op.handle,
+                status: RAW_NOT_REACHED,
+            });
+        } else if failure.is_none() {
+            failure = Some(BenchError::RawStatus {
+                grant_ref: GrantRef::new(op.ref_),
+                status: op.status,
+            });
+        }
+    }
+    for chunk in ops.unmap.chunks_mut(per_call) {
+        if let Err(error) = pmap.hypervisor.grant_unmap(chunk) {
+            return Err(BenchError::RawHypercall(error));
+        }
+    }
+    if let Some(op) = ops.unmap.iter().find(|op| op.status != 0) {
+        return Err(BenchError::RawUnmapStatus {
+            status: op.status,
+            host_addr: op.host_addr,
+        });
+    }
+    failure.map_or(Ok(()), Err)
+}
+
+/// A status Xen never writes: marks raw ops the hypercall did not reach.
+const RAW_NOT_REACHED: i16 = 1;

@@ -291,20 +291,32 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
             let mut level = 4;
             let step = loop {
                 let index = address.table_index(level);
-                let entry = self.hypervisor.read_pte(table, index);
                 if level == 1 {
-                    if entry & pte::PRESENT != 0
-                        && !visit(Leaf {
-                            address,
+                    // The rest of this L1 table's entries in the range, without walking down
+                    // again for each page (a walk per page costs as much as the grant
+                    // hypercall's own work under emulation).
+                    let pages_left = (end - cursor) / PAGE_SIZE as u64;
+                    let last = ENTRIES_PER_TABLE.min(index.saturating_add(pages_left as usize));
+                    for entry_index in index..last {
+                        let entry = self.hypervisor.read_pte(table, entry_index);
+                        if entry & pte::PRESENT == 0 {
+                            continue;
+                        }
+                        let offset = ((entry_index - index) * PAGE_SIZE) as u64;
+                        let leaf_address =
+                            VirtAddr::try_new(cursor + offset).ok_or(PmapError::BadRange)?;
+                        if !visit(Leaf {
+                            address: leaf_address,
                             table,
-                            index,
+                            index: entry_index,
                             entry,
-                        })
-                    {
-                        return Ok(());
+                        }) {
+                            return Ok(());
+                        }
                     }
-                    break PAGE_SIZE as u64;
+                    break ((last - index) * PAGE_SIZE) as u64;
                 }
+                let entry = self.hypervisor.read_pte(table, index);
                 let span = bytes_per_entry(level);
                 if entry & pte::PRESENT == 0 {
                     break span - (cursor % span);

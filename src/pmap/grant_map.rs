@@ -127,7 +127,7 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
 
     /// For each page of `range`: its L1 table and the machine address of its entry, with one
     /// walk per L1 table (the entries of one table are consecutive).
-    fn page_table_targets(
+    pub(super) fn page_table_targets(
         &self,
         range: &PageRange,
         targets: &mut Vec<(Pfn, MachineAddr)>,
@@ -253,13 +253,22 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
             let result = self.hypervisor.grant_map(ops);
             again.clear();
             let mut failure = None;
+            // Wire counts rise once per run of pages in the same table, not once per page.
+            let mut run: Option<(Pfn, u32)> = None;
             for (op, &index) in ops.iter().zip(pending.iter()) {
                 if op.status == 0 {
                     if let Some(slot) = handles.get_mut(index) {
                         *slot = Some(GrantHandle::new(op.handle));
                     }
-                    if let Some((table, _)) = targets.get(index) {
-                        self.add_wire(*table);
+                    if let Some(&(table, _)) = targets.get(index) {
+                        match run.as_mut() {
+                            Some((current, count)) if *current == table => *count += 1,
+                            _ => {
+                                if let Some((done, count)) = run.replace((table, 1)) {
+                                    self.add_wires(done, count);
+                                }
+                            }
+                        }
                     }
                     self.counters.maps += 1;
                     continue;
@@ -279,6 +288,9 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
                         status,
                     });
                 }
+            }
+            if let Some((table, count)) = run {
+                self.add_wires(table, count);
             }
             if let Err(error) = result {
                 failure.get_or_insert(MapFailure::Hypercall(error));
@@ -392,10 +404,17 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
                 status: STATUS_NOT_REACHED,
             }));
             let call: Result<(), XenError> = self.hypervisor.grant_unmap(&mut ops);
+            // Wire counts drop once per run of pages in the same table, not once per page.
+            let mut run: Option<(Pfn, u32)> = None;
             for (op, item) in ops.iter().zip(chunk) {
                 let result = if op.status == 0 {
-                    if let Some(info) = self.tables.get_mut(&item.table) {
-                        info.wire = info.wire.saturating_sub(1);
+                    match run.as_mut() {
+                        Some((table, count)) if *table == item.table => *count += 1,
+                        _ => {
+                            if let Some((table, count)) = run.replace((item.table, 1)) {
+                                self.drop_wire(table, count);
+                            }
+                        }
                     }
                     self.counters.unmaps += 1;
                     Ok(())
@@ -413,6 +432,9 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
                     self.counters.unmap_failures += 1;
                 }
                 results.push(result);
+            }
+            if let Some((table, count)) = run {
+                self.drop_wire(table, count);
             }
         }
         scratch::give_back(&mut self.scratch.unmap_ops, ops);

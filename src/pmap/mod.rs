@@ -27,7 +27,10 @@ mod va_allocator;
 mod tests;
 
 #[cfg(any(test, feature = "lab"))]
-pub use self::bench::{grant_map_benchmark, BenchError, BenchRow, BENCH_BATCHES};
+pub use self::bench::{
+    floor_benchmark, grant_map_benchmark, BenchError, BenchRow, FloorRow, FloorShape, Spread,
+    BENCH_BATCHES, FLOOR_BATCHES, FLOOR_IN_FLIGHT, PAGES_PER_SAMPLE,
+};
 pub use self::core::{Backoff, Pmap};
 pub use self::enter::{ForeignFlags, Mapping};
 pub use self::error::{

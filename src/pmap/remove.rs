@@ -1,12 +1,13 @@
 //! remove: the one way to unmap. Grant pages through GNTTABOP_unmap_grant_ref, ordinary pages through mmu_update, each page once.
 
 use super::error::check_range;
+use super::grant_list::GrantRegion;
 use super::grant_map::UnmapItem;
 use super::layout::PageRange;
 use super::scratch;
 use super::{Pmap, RemoveError, RemoveSummary, UnmapCause, UnmapFailure};
 use crate::abi::mmu::{MmuUpdate, MMU_NORMAL_PT_UPDATE};
-use crate::addr::VirtAddr;
+use crate::addr::{MachineAddr, Pfn, VirtAddr};
 use crate::frame_alloc::FrameAllocator;
 use crate::hypervisor::Hypervisor;
 use crate::ids::DomId;
@@ -31,11 +32,28 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
         // For each grant item: the start of its region and its page index there.
         let mut grant_places = scratch::take(&mut self.scratch.unmap_places);
         let mut ordinary = Vec::new();
+        // Consecutive leaves share their L1 table and mostly their region: each is looked up
+        // once per run rather than once per page.
+        let mut table_base: Option<(Pfn, MachineAddr)> = None;
+        let mut region: Option<&GrantRegion> = None;
         for leaf in &leaves {
-            let host_addr = self
-                .entry_address(leaf.table, leaf.index)
-                .map_err(RemoveError::Refused)?;
-            match self.grants.find(leaf.address) {
+            let base = match table_base {
+                Some((table, base)) if table == leaf.table => base,
+                _ => {
+                    let base = self
+                        .entry_address(leaf.table, 0)
+                        .map_err(RemoveError::Refused)?;
+                    table_base = Some((leaf.table, base));
+                    base
+                }
+            };
+            let host_addr = base
+                .checked_add(leaf.index as u64 * 8)
+                .ok_or(RemoveError::Refused(super::PmapError::BadRange))?;
+            if region.is_none_or(|known| known.page_at(leaf.address).is_none()) {
+                region = self.grants.find(leaf.address);
+            }
+            match region {
                 Some(region) => {
                     let Some((index, page)) = region.page_at(leaf.address) else {
                         continue;

@@ -76,12 +76,24 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
 
     /// One more live entry in `table` (a kept empty table is no longer empty).
     pub(super) fn add_wire(&mut self, table: Pfn) {
+        self.add_wires(table, 1);
+    }
+
+    /// `count` more live entries in `table` (a kept empty table is no longer empty).
+    pub(super) fn add_wires(&mut self, table: Pfn, count: u32) {
         if let Some(info) = self.tables.get_mut(&table) {
-            if info.kept {
+            if info.kept && count > 0 {
                 info.kept = false;
                 self.kept_empty_tables = self.kept_empty_tables.saturating_sub(1);
             }
-            info.wire += 1;
+            info.wire += count;
+        }
+    }
+
+    /// `count` fewer live entries in `table`.
+    pub(super) fn drop_wire(&mut self, table: Pfn, count: u32) {
+        if let Some(info) = self.tables.get_mut(&table) {
+            info.wire = info.wire.saturating_sub(count);
         }
     }
 

@@ -11,6 +11,7 @@ mod console_flood;
 mod foreign;
 mod grant_bench;
 mod grant_errors;
+mod grant_floor;
 mod grant_map;
 mod mixed_remove;
 mod self_grants;
@@ -57,6 +58,10 @@ const SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "grant-bench",
         run: grant_bench::run,
+    },
+    Scenario {
+        name: "grant-floor",
+        run: grant_floor::run,
     },
 ];
 

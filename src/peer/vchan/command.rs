@@ -1,7 +1,8 @@
 //! The command service: one-line commands, each answered with one line on the same stream.
 //!
 //! Lines end with `\n` (a `\r` before it is ignored) and are at most [`MAX_LINE`] bytes.
-//! - `stats` → `stats peers=P regions=R pages=N maps=M unmaps=U faults=F`: the service's counters.
+//! - `stats` → `stats peers=P regions=R pages=N maps=M unmaps=U faults=F turns=T`: the service's
+//!   counters (T: service-loop turns since boot).
 //! - `checksum <length>` → the next `<length>` bytes on the stream (any bytes, not lines) are
 //!   taken as a payload and answered with `checksum bytes=<length> crc32=<8 hex digits>` (CRC-32,
 //!   the IEEE/zlib polynomial, as `python3 -c 'import zlib; print(zlib.crc32(data))'` computes):
@@ -68,13 +69,14 @@ impl CommandService {
             (Some("stats"), None, _) => {
                 let _ = write!(
                     reply,
-                    "stats peers={} regions={} pages={} maps={} unmaps={} faults={}",
+                    "stats peers={} regions={} pages={} maps={} unmaps={} faults={} turns={}",
                     counters.peers,
                     counters.mapped_regions,
                     counters.mapped_pages,
                     counters.maps,
                     counters.unmaps,
-                    counters.faults
+                    counters.faults,
+                    counters.loop_turns
                 );
             }
             (Some("checksum"), Some(length), None) => match parse_length(length) {

@@ -1,7 +1,7 @@
 //! GrantMapping: bounds-checked access through the guard, unmap on drop, refusal after the pages went away.
 
 use super::fixture::{check, grant_peer_pages, pmap, tables_in_use, PEER};
-use crate::pmap::{grant_map_benchmark, GrantMapping, PageRange};
+use crate::pmap::{floor_benchmark, grant_map_benchmark, FloorShape, GrantMapping, PageRange};
 use crate::shared_memory::SharedMemory;
 use alloc::sync::Arc;
 
@@ -81,5 +81,58 @@ fn the_benchmark_runs_batched_and_per_page_and_leaves_nothing_mapped() {
     // Batched: one map per round per size; per page: one per page per round.
     assert_eq!(after.grant_map - before.grant_map, 2 * 3 + 2 * (1 + 8 + 64));
     assert_eq!(pmap.stats().live_grant_pages, 0);
+    check(&pmap);
+}
+
+#[test]
+fn the_floor_benchmark_issues_the_same_grant_calls_both_ways_and_leaves_nothing_mapped() {
+    let mut pmap = pmap();
+    let refs = grant_peer_pages(&mut pmap, 0, 64, false);
+    let baseline = tables_in_use(&mut pmap);
+    let mut ticks = 0;
+    let rows = floor_benchmark(&mut pmap, PEER, &refs, &[1, 8, 64, 128], 16, 3, &mut || {
+        ticks += 512_000;
+        ticks
+    })
+    .unwrap();
+    // 128 pages are more than were granted: no such row; 16 one-page calls come last.
+    let shapes: alloc::vec::Vec<_> = rows.iter().map(|row| row.shape).collect();
+    assert_eq!(
+        shapes,
+        [
+            FloorShape::Batch(1),
+            FloorShape::Batch(8),
+            FloorShape::Batch(64),
+            FloorShape::OnePageCalls(16)
+        ]
+    );
+    // Each sample spans one clock step of 512,000 ticks over its pages (at least 512).
+    for row in &rows {
+        let pages = 512usize.div_ceil(row.shape.pages()) * row.shape.pages();
+        let expected = 512_000 / pages as u64;
+        assert_eq!(row.pmap.min, expected);
+        assert_eq!(row.raw.max, expected);
+    }
+    assert_eq!(pmap.stats().live_grant_pages, 0);
+    assert_eq!(pmap.hypervisor().maptrack_in_use(), 0);
+    assert_eq!(tables_in_use(&mut pmap), baseline);
+    check(&pmap);
+}
+
+#[test]
+fn one_pmap_cycle_costs_exactly_the_grant_hypercalls_of_the_raw_one() {
+    let mut pmap = pmap();
+    let refs = grant_peer_pages(&mut pmap, 0, 64, false);
+    // The first run makes the tables; the counted run finds them kept.
+    floor_benchmark(&mut pmap, PEER, &refs, &[8], 0, 1, &mut || 0).unwrap();
+    let before = pmap.hypervisor().calls();
+    // One round: 64 pmap cycles (8 pages each, a sample of 512 pages) and 64 raw ones.
+    floor_benchmark(&mut pmap, PEER, &refs, &[8], 0, 1, &mut || 0).unwrap();
+    let after = pmap.hypervisor().calls();
+    // Plus the untimed cycle that sets the row up: 64 + 1 pmap cycles, 64 raw ones.
+    assert_eq!(after.grant_map - before.grant_map, 64 + 1 + 64);
+    assert_eq!(after.grant_unmap - before.grant_unmap, 64 + 1 + 64);
+    assert_eq!(after.mmu_update, before.mmu_update, "no page-table writes");
+    assert_eq!(after.mmuext_op, before.mmuext_op, "no flush");
     check(&pmap);
 }

@@ -39,8 +39,8 @@ start_proxied_exchange cmd cmd --line stats --timeout 60 --linger 1
 wait "$exchange" || fail "stats: $(tail -n 1 "$LAB_OUT/cmd-exchange")"
 answer=$(sed -n 's/^grantsvc-peer: socket-exchange ok: answer: //p' "$LAB_OUT/cmd-exchange")
 step "stats answer: $answer"
-[[ $answer =~ ^stats\ peers=([0-9]+)\ regions=([0-9]+)\ pages=([0-9]+)\ maps=([0-9]+)\ unmaps=([0-9]+)\ faults=([0-9]+)$ ]] ||
-    fail "the stats answer '$answer' is not 'stats peers=P regions=R pages=N maps=M unmaps=U faults=F'"
+[[ $answer =~ ^stats\ peers=([0-9]+)\ regions=([0-9]+)\ pages=([0-9]+)\ maps=([0-9]+)\ unmaps=([0-9]+)\ faults=([0-9]+)\ turns=([0-9]+)$ ]] ||
+    fail "the stats answer '$answer' is not 'stats peers=P regions=R pages=N maps=M unmaps=U faults=F turns=T'"
 [ "${BASH_REMATCH[3]}" -ge 1 ] || fail "stats says pages=${BASH_REMATCH[3]} while its own vchan is mapped"
 [ "${BASH_REMATCH[6]}" = 0 ] || fail "stats counts ${BASH_REMATCH[6]} peer faults"
 note "$answer"

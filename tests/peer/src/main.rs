@@ -8,6 +8,7 @@
 //! exit 2.
 
 mod args;
+mod bench_args;
 mod crowd;
 mod crowd_args;
 mod domctl;
@@ -16,6 +17,9 @@ mod evtchn;
 mod frontend;
 mod garbage;
 mod gntalloc;
+mod gntdev;
+mod gntdev_bench;
+mod grant_hold;
 #[cfg(test)]
 mod loopback_tests;
 mod pins;
@@ -33,13 +37,27 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let arguments: Vec<String> = std::env::args().skip(1).collect();
+    match bench_args::parse(&arguments) {
+        Some(Ok(bench_args::BenchCommand::GrantHold(options))) => {
+            return verdict("grant-hold", grant_hold::run(&options))
+        }
+        Some(Ok(bench_args::BenchCommand::GntdevBench(options))) => {
+            return verdict("gntdev-bench", gntdev_bench::run(&options))
+        }
+        Some(Err(reason)) => {
+            eprintln!("grantsvc-peer: {reason}\n{}", bench_args::USAGE);
+            return ExitCode::from(2);
+        }
+        None => {}
+    }
     match args::parse(&arguments) {
         Ok(args::Command::Help) => {
             println!(
-                "{}\n{}\n{}",
+                "{}\n{}\n{}\n{}",
                 args::USAGE,
                 vchan_args::USAGE,
-                crowd_args::USAGE
+                crowd_args::USAGE,
+                bench_args::USAGE
             );
             ExitCode::SUCCESS
         }

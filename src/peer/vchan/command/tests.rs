@@ -29,11 +29,11 @@ fn run(input: &[u8], chunk: usize) -> String {
 fn stats_reports_the_counters() {
     assert_eq!(
         run(b"stats\n", 64),
-        "stats peers=2 regions=3 pages=7 maps=11 unmaps=8 faults=1\n"
+        "stats peers=2 regions=3 pages=7 maps=11 unmaps=8 faults=1 turns=0\n"
     );
     assert_eq!(
         run(b"stats\r\n", 1),
-        "stats peers=2 regions=3 pages=7 maps=11 unmaps=8 faults=1\n"
+        "stats peers=2 regions=3 pages=7 maps=11 unmaps=8 faults=1 turns=0\n"
     );
 }
 
