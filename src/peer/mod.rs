@@ -33,6 +33,7 @@
 pub mod action;
 pub mod blkif;
 pub mod counters;
+pub mod crc32;
 pub mod device_id;
 pub mod driver;
 pub mod fault;

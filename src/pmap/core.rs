@@ -12,7 +12,6 @@ use crate::frame_alloc::FrameAllocator;
 use crate::hypervisor::Hypervisor;
 use crate::ids::DomId;
 use alloc::boxed::Box;
-use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 use litemap::LiteMap;
 
@@ -79,7 +78,7 @@ pub struct Pmap<H: Hypervisor, A: FrameAllocator> {
     pub(super) root: Pfn,
     pub(super) tables: LiteMap<Pfn, TableInfo>,
     pub(super) grants: GrantList,
-    pub(super) foreign: BTreeMap<u64, ForeignMapping>,
+    pub(super) foreign: LiteMap<u64, ForeignMapping>,
     pub(super) va_allocator: VaAllocator,
     pub(super) counters: Counters,
     pub(super) backoff: Option<Backoff>,
@@ -100,7 +99,7 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
             root: root_pfn,
             tables: LiteMap::new(),
             grants: GrantList::default(),
-            foreign: BTreeMap::new(),
+            foreign: LiteMap::new(),
             va_allocator: VaAllocator::new(),
             counters: Counters::default(),
             backoff: None,

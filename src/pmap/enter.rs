@@ -11,8 +11,8 @@ use crate::addr::{Mfn, Pfn, VirtAddr};
 use crate::frame_alloc::FrameAllocator;
 use crate::hypervisor::Hypervisor;
 use crate::ids::{DomId, GrantHandle, GrantRef};
-use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
+use litemap::LiteMap;
 
 /// Options of [`Pmap::enter_foreign`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -192,7 +192,7 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
             .present_leaves(&range)
             .map_err(ProtectError::PageTables)?;
         // Grouped by (owner, command): the owner rides on the whole mmu_update call.
-        let mut groups: BTreeMap<(DomId, u64), Vec<(MmuUpdate, VirtAddr)>> = BTreeMap::new();
+        let mut groups: LiteMap<(DomId, u64), Vec<(MmuUpdate, VirtAddr)>> = LiteMap::new();
         for leaf in &leaves {
             let mut value = (leaf.entry & pte::FRAME_MASK) | prot.leaf_flags();
             let frame = entry_frame(leaf.entry);

@@ -9,8 +9,8 @@ use crate::addr::{Pfn, VirtAddr};
 use crate::frame_alloc::FrameAllocator;
 use crate::hypervisor::Hypervisor;
 use crate::ids::DomId;
-use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::vec::Vec;
+use litemap::LiteMap;
 
 /// How many empty page tables of the chosen-VA region stay hooked for the next mapping: 64
 /// frames (256 KiB), enough for the L3, the L2s and the L1s of 32,768 pages (128 MiB) of grant
@@ -111,7 +111,7 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
     }
 
     fn ensure_tables_once(&mut self, addresses: &[VirtAddr]) -> Result<(), PmapError> {
-        let mut planned: BTreeMap<(Pfn, usize), Pfn> = BTreeMap::new();
+        let mut planned: LiteMap<(Pfn, usize), Pfn> = LiteMap::new();
         let mut updates = Vec::new();
         let mut steps = Vec::new();
         let mut new_frames = Vec::new();
@@ -335,7 +335,8 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
         candidates: impl IntoIterator<Item = Pfn>,
         keep_allowed: bool,
     ) -> Vec<Pfn> {
-        let mut queue: BTreeSet<(u32, Pfn)> = BTreeSet::new();
+        // Tables by (level, frame), lowest level first: a sorted set.
+        let mut queue: LiteMap<(u32, Pfn), ()> = LiteMap::new();
         for table in candidates {
             let Some(info) = self.tables.get(&table).copied() else {
                 continue;
@@ -353,13 +354,14 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
                 }
                 continue;
             }
-            queue.insert((info.level, table));
+            queue.insert((info.level, table), ());
         }
         // Wire counts as they will be once the planned unhooks are applied.
-        let mut planned_wire: BTreeMap<Pfn, u32> = BTreeMap::new();
+        let mut planned_wire: LiteMap<Pfn, u32> = LiteMap::new();
         let mut updates = Vec::new();
         let mut steps = Vec::new();
-        while let Some((_, table)) = queue.pop_first() {
+        while let Some(&(level, table)) = queue.first().map(|(key, ())| key) {
+            queue.remove(&(level, table));
             let Some(info) = self.tables.get(&table).copied() else {
                 continue;
             };
@@ -388,7 +390,7 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
             });
             *parent_wire = parent_wire.saturating_sub(1);
             if let Some(parent_info) = self.tables.get(&parent) {
-                queue.insert((parent_info.level, parent));
+                queue.insert((parent_info.level, parent), ());
             }
         }
         if updates.is_empty() {

@@ -79,7 +79,7 @@ pub fn first_mismatch(seed: u32, page_number: u32, found: &[u8]) -> Option<usize
 
 /// Running CRC-32 over the pages, in order.
 #[derive(Clone, Default)]
-pub struct Digest(crc32fast::Hasher);
+pub struct Digest(crate::peer::crc32::Crc32);
 
 impl Digest {
     pub fn new() -> Digest {
@@ -93,7 +93,7 @@ impl Digest {
 
     /// The CRC-32 so far.
     pub fn value(&self) -> u32 {
-        self.0.clone().finalize()
+        self.0.value()
     }
 }
 

@@ -13,6 +13,7 @@
 
 use super::service::ByteService;
 use crate::peer::counters::ServiceCounters;
+use crate::peer::crc32::Crc32;
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt::Write;
@@ -36,7 +37,7 @@ enum Mode {
     Checksum {
         length: u64,
         remaining: u64,
-        hasher: crc32fast::Hasher,
+        hasher: Crc32,
     },
 }
 
@@ -80,12 +81,12 @@ impl CommandService {
                 );
             }
             (Some("checksum"), Some(length), None) => match parse_length(length) {
-                Some(0) => reply = Self::checksum_reply(0, crc32fast::Hasher::new()),
+                Some(0) => reply = Self::checksum_reply(0, Crc32::default()),
                 Some(length) if length <= MAX_CHECKSUM_LENGTH => {
                     mode = Mode::Checksum {
                         length,
                         remaining: length,
-                        hasher: crc32fast::Hasher::new(),
+                        hasher: Crc32::default(),
                     };
                 }
                 _ => reply.push_str("error checksum needs a length in 0..=1073741824"),
@@ -100,12 +101,12 @@ impl CommandService {
     }
 
     /// Finishes a checksum whose payload is complete; returns its reply.
-    fn checksum_reply(length: u64, hasher: crc32fast::Hasher) -> String {
+    fn checksum_reply(length: u64, hasher: Crc32) -> String {
         let mut reply = String::new();
         let _ = writeln!(
             reply,
             "checksum bytes={length} crc32={:08x}",
-            hasher.finalize()
+            hasher.value()
         );
         reply
     }

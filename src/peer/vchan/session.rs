@@ -344,14 +344,15 @@ impl<R: SharedMemory> VchanSession<R> {
 
     /// A ref that appears twice among the shared page's and both rings' refs, if any.
     fn repeated_ref(ring_ref: GrantRef, layout: &VchanLayout) -> Option<GrantRef> {
-        let mut seen = alloc::collections::BTreeSet::new();
-        seen.insert(ring_ref);
+        // A sorted set (litemap's, as the framework's maps): at most a few hundred refs.
+        let mut seen = litemap::LiteMap::new_vec();
+        seen.insert(ring_ref, ());
         layout
             .left
             .grant_refs()
             .iter()
             .chain(layout.right.grant_refs())
-            .find(|grant| !seen.insert(**grant))
+            .find(|grant| seen.insert(**grant, ()).is_some())
             .copied()
     }
 
