@@ -7,7 +7,8 @@
 //!   read together): `state` = 1 without a session is a new device (its toolstack nodes are
 //!   read, its RAM disk reserved, its session opened), `online` = 0 is a detach, a directory
 //!   gone ends the session, and `state` = 6 with `online` = 0 and no session left is removed
-//!   (what `xl devd` does for a driver domain: `xl block-detach` waits for it);
+//!   after a grace time that lets `xl block-detach` see the 6 first (what `xl devd` does for a
+//!   driver domain: `xl block-detach` waits for it);
 //! - each session watches its frontend's `state` node; a node gone is the frontend removing
 //!   its nodes or, when its end of our event channel is gone too, its death;
 //! - a disk the memory budget cannot hold, or a `params` grantsvc does not serve, is refused
@@ -59,6 +60,11 @@ const NONE: TransactionId = TransactionId::NONE;
 const SERVICE_RESERVE_BYTES: u64 = 8 << 20;
 /// Per-device counters are rewritten at most this often.
 const PUBLISH_INTERVAL_NS: u64 = 1_000_000_000;
+/// How long a detached device's `state` = 6 stays visible before its directory is removed:
+/// `xl block-detach` waits for 6 by watching `state` and reads the node when its watch fires;
+/// a directory already gone then fails the detach ("wanted state 6 but it was removed"). It
+/// waits up to 10 s for the removal afterwards.
+const DETACH_GRACE_NS: u64 = 2_000_000_000;
 
 type BlkKey = SessionKey<BlkProtocol>;
 type BlkRegistry = Registry<BlkSession<PmapHandle>>;
@@ -121,6 +127,8 @@ pub struct BlockBackend {
     published: BTreeMap<BlkKey, DeviceFigures>,
     published_totals: Option<(DeviceCounters, u64)>,
     last_publish_ns: u64,
+    /// Detached devices whose directory goes at the given time.
+    removals: BTreeMap<(DomId, DeviceId), u64>,
 }
 
 /// The backend directory of a device.
@@ -183,6 +191,7 @@ impl BlockBackend {
             published: BTreeMap::new(),
             published_totals: None,
             last_publish_ns: 0,
+            removals: BTreeMap::new(),
         })
     }
 
@@ -452,7 +461,10 @@ impl BlockBackend {
                     (None, Some(b"1")) if self.opening.insert((peer, device)) => {
                         self.look_up(store, peer, device, LookupKind::Toolstack);
                     }
-                    (None, Some(b"6")) if offline => self.remove_directory(store, peer, device),
+                    (None, Some(b"6")) if offline => {
+                        let due = super::event_wait::now_ns().saturating_add(DETACH_GRACE_NS);
+                        self.removals.entry((peer, device)).or_insert(due);
+                    }
                     _ => {}
                 }
             }
@@ -584,6 +596,33 @@ impl BlockBackend {
         }
     }
 
+    /// Removes the directories of detached devices whose grace time has passed (unless the
+    /// device has a session again), and publishes the figures when due.
+    pub fn on_timers(&mut self, store: &mut Xenstore, now_ns: u64) {
+        let due: Vec<(DomId, DeviceId)> = self
+            .removals
+            .iter()
+            .filter(|(_, at)| **at <= now_ns)
+            .map(|(device, _)| *device)
+            .collect();
+        for (peer, device) in due {
+            self.removals.remove(&(peer, device));
+            if self.registry.find(peer, device).is_none() {
+                self.remove_directory(store, peer, device);
+            }
+        }
+        self.publish(store, now_ns);
+    }
+
+    /// The earliest time [`BlockBackend::on_timers`] has work.
+    pub fn deadline(&self) -> Option<u64> {
+        let removal = self.removals.values().copied().min();
+        match (removal, self.publish_deadline()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
     /// Removes a device's backend directory after a detach (`xl block-detach` waits for it).
     fn remove_directory(&mut self, store: &mut Xenstore, peer: DomId, device: DeviceId) {
         let path = backend_path(self.glue.own, peer, device);
@@ -662,7 +701,7 @@ impl BlockBackend {
     }
 
     /// When the figures held back by the rate limit are due (none when all are published).
-    pub fn publish_deadline(&self) -> Option<u64> {
+    fn publish_deadline(&self) -> Option<u64> {
         let totals_changed = self.published_totals.is_none();
         let stale = totals_changed
             || self.published.len() != self.glue.figures.len()
@@ -676,7 +715,7 @@ impl BlockBackend {
 
     /// Writes the figures that changed (per device and service-wide), at most once per
     /// [`PUBLISH_INTERVAL_NS`].
-    pub fn publish(&mut self, store: &mut Xenstore, now_ns: u64) {
+    fn publish(&mut self, store: &mut Xenstore, now_ns: u64) {
         if now_ns.saturating_sub(self.last_publish_ns) < PUBLISH_INTERVAL_NS {
             return;
         }

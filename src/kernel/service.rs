@@ -436,19 +436,19 @@ impl Service {
         let counters = self.counters(ServiceState::Running);
         self.publish(&counters);
         if let Some(block) = self.block.as_mut() {
-            block.publish(&mut self.store, event_wait::now_ns());
+            block.on_timers(&mut self.store, event_wait::now_ns());
         }
         let _expired = self.timers.take_expired(event_wait::now_ns());
         let work = self.queued_work();
         let vchan_poll = self.vchan.as_ref().and_then(VchanClient::deadline);
-        let block_publish = self.block.as_ref().and_then(BlockBackend::publish_deadline);
+        let block_timers = self.block.as_ref().and_then(BlockBackend::deadline);
         next_wait(
             &work,
             &[
                 self.timers.earliest(),
                 vchan_poll,
                 self.liveness.deadline(),
-                block_publish,
+                block_timers,
             ],
         )
     }

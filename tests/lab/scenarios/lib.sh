@@ -399,6 +399,19 @@ goal() {
 blk_strict() {
     set -Eeuo pipefail
     trap 'fail "line $LINENO: \`$BASH_COMMAND\` exited $?"' ERR
+    trap blk_leave_no_disk EXIT
+}
+
+# blk_leave_no_disk: at a blk scenario's exit, passing or failing, a grantsvc disk still in dom0
+# is detached (or its nodes removed), so that the next scenario finds blkfront unused.
+blk_leave_no_disk() {
+    local device
+    trap - ERR
+    set +e
+    for device in $(xenstore-list /local/domain/0/device/vbd 2>/dev/null); do
+        timeout 30 xl block-detach 0 "$device" >/dev/null 2>&1 ||
+            xenstore-rm "/local/domain/0/device/vbd/$device" 2>/dev/null
+    done
 }
 
 # blk_start_grantsvc [XL-OVERRIDE...]: grantsvc with room for RAM disks (memory=160: about
@@ -455,4 +468,39 @@ blk_detach() {
 # bytes-read, bytes-written, errors, persistent-grants, ring-pages).
 blk_counter() {
     xenstore-read "/local/domain/$GRANTSVC_DOMID/data/grantsvc/vbd/0/$(blk_devid "$1")/$2" 2>/dev/null
+}
+
+# blk_dom0_pins_by_grantsvc: how many of dom0's grants Xen's own dump (`xl debug-keys g`, read
+# back from `xl dmesg`) shows mapped by grantsvc; fails when no complete dump can be read.
+blk_dom0_pins_by_grantsvc() {
+    local count
+    xl debug-keys g || fail "xl debug-keys g failed"
+    sleep 1
+    count=$(xl dmesg | awk -v be="$GRANTSVC_DOMID" '
+        /gnttab_usage_print_all \[ key .g. pressed/ { inside = 1; table = ""; count = 0; next }
+        /gnttab_usage_print_all \] done/ { if (inside) { done = 1; final = count } inside = 0; next }
+        inside && /grant-table for remote d[0-9]+/ {
+            match($0, /remote d[0-9]+/); table = substr($0, RSTART + 8, RLENGTH - 8); next
+        }
+        inside && table == "0" {
+            for (i = 1; i < NF; i++) if ($i ~ /^\[0x[0-9a-f]+\]$/) { if ($(i + 1) == be) count++; break }
+        }
+        END { if (!done) exit 2; print final }') ||
+        fail "no complete grant-table dump in xl dmesg after xl debug-keys g"
+    echo "$count"
+}
+
+# blk_check_no_leak WHAT: grantsvc maps nothing (its counters) and Xen shows none of dom0's
+# grants mapped by it; grantsvc is still running.
+blk_check_no_leak() {
+    local pins state
+    wait_counter mapped-pages eq 0 10 || fail "$1: grantsvc still maps $(grantsvc_counter mapped-pages) page(s)"
+    wait_counter peers eq 0 10 || fail "$1: grantsvc still counts $(grantsvc_counter peers) peer(s)"
+    pins=$(blk_dom0_pins_by_grantsvc)
+    [ "$pins" = 0 ] || fail "$1: Xen's grant dump shows $pins of dom0's grants mapped by grantsvc"
+    state=$(domain_field State)
+    case $state in
+    "" | *c* | *s* | *d*) fail "$1: grantsvc is not running (state '$state')" ;;
+    esac
+    step "$1: nothing mapped (grantsvc's counters and Xen's grant dump), grantsvc running"
 }
