@@ -53,6 +53,8 @@ pub enum BenchError {
         status: i16,
         host_addr: u64,
     },
+    /// The clock went backwards during every attempt at one sample.
+    ClockWentBackwards,
 }
 
 /// Maps and unmaps the first `pages` of `refs` (granted by `peer`) `rounds` times for each
@@ -137,6 +139,9 @@ pub const FLOOR_IN_FLIGHT: usize = 512;
 /// A timed sample maps and unmaps at least this many pages: smaller batches repeat their
 /// cycle, so that one reading of the clock does not time a single microsecond-long cycle.
 pub const PAGES_PER_SAMPLE: usize = 512;
+
+/// Attempts at one sample while the clock goes backwards.
+const CLOCK_ATTEMPTS: u32 = 3;
 
 /// How the pages of one benchmark row are mapped and unmapped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -256,15 +261,24 @@ pub fn floor_benchmark<H: Hypervisor, A: FrameAllocator>(
             let pages = (cycles * place.shape.pages()) as u64;
             let pmap_first = round % 2 == 0;
             for through_pmap in [pmap_first, !pmap_first] {
-                let started = clock();
-                for _ in 0..cycles {
-                    if through_pmap {
-                        pmap_cycle(pmap, peer, refs, place)?;
-                    } else {
-                        raw_cycle(pmap, peer, refs, place, &mut ops)?;
+                // A clock that went backwards (the vcpu moved to a processor whose counter
+                // lags) times nothing: that sample is taken again.
+                let mut elapsed = None;
+                for _ in 0..CLOCK_ATTEMPTS {
+                    let started = clock();
+                    for _ in 0..cycles {
+                        if through_pmap {
+                            pmap_cycle(pmap, peer, refs, place)?;
+                        } else {
+                            raw_cycle(pmap, peer, refs, place, &mut ops)?;
+                        }
+                    }
+                    elapsed = clock().checked_sub(started);
+                    if elapsed.is_some() {
+                        break;
                     }
                 }
-                let per_page = clock().saturating_sub(started) / pages;
+                let per_page = elapsed.ok_or(BenchError::ClockWentBackwards)? / pages;
                 if through_pmap {
                     pmap_samples.push(per_page);
                 } else {

@@ -9,8 +9,13 @@ use crate::addr::{MachineAddr, Pfn, VirtAddr};
 use crate::ids::GrantHandle;
 use alloc::vec::Vec;
 
-/// Spare page vectors of removed regions kept for the next regions (beyond this they are freed).
-const SPARE_PAGE_VECTORS: usize = 16;
+/// Spare page vectors of removed regions kept for the next regions (beyond this they are
+/// freed): enough for 512 one-page regions in flight to be mapped again without an allocation
+/// each (the kernel's heap walks a free list per allocation).
+const SPARE_PAGE_VECTORS: usize = 1024;
+
+/// Bound on the spare vectors' capacity, in pages (8 bytes each): 64 KiB at most stays held.
+const SPARE_PAGE_CAPACITY: usize = 8192;
 
 /// The buffers. Each user takes one out with [`take`], uses it, and puts it back with
 /// [`give_back`]; a buffer lost on an error path is simply allocated again next time.
@@ -31,6 +36,8 @@ pub(super) struct Scratch {
     pub tables: Vec<Pfn>,
     /// Page vectors of removed regions, reused for new regions.
     pub spare_pages: Vec<Vec<GrantPage>>,
+    /// The capacity of `spare_pages`' vectors together, in pages.
+    pub spare_capacity: usize,
 }
 
 /// Takes the buffer out of `slot`, empty (its capacity kept).
@@ -53,24 +60,30 @@ pub(super) fn give_back<T>(slot: &mut Vec<T>, mut buffer: Vec<T>) {
 impl Scratch {
     /// An empty page vector for a new region of `pages` pages, reused when one is spare.
     pub fn page_vector(&mut self, pages: usize) -> Vec<GrantPage> {
-        let mut vector = self.spare_pages.pop().unwrap_or_default();
+        let mut vector = match self.spare_pages.pop() {
+            Some(vector) => {
+                self.spare_capacity = self.spare_capacity.saturating_sub(vector.capacity());
+                vector
+            }
+            None => Vec::new(),
+        };
         vector.clear();
         vector.reserve(pages);
         vector
     }
 
-    /// Keeps the page vector of a region that went away, for the next one.
-    pub fn recycle_page_vector(&mut self, vector: Vec<GrantPage>) {
-        if self.spare_pages.len() < SPARE_PAGE_VECTORS {
-            give_back_into(&mut self.spare_pages, vector);
+    /// Keeps the page vector of a region that went away, for the next one, within the bounds.
+    pub fn recycle_page_vector(&mut self, mut vector: Vec<GrantPage>) {
+        vector.clear();
+        if vector.capacity() > 2 * MAX_GRANT_BATCH {
+            vector.shrink_to(MAX_GRANT_BATCH);
+        }
+        let capacity = vector.capacity();
+        if self.spare_pages.len() < SPARE_PAGE_VECTORS
+            && self.spare_capacity + capacity <= SPARE_PAGE_CAPACITY
+        {
+            self.spare_capacity += capacity;
+            self.spare_pages.push(vector);
         }
     }
-}
-
-fn give_back_into(spares: &mut Vec<Vec<GrantPage>>, mut vector: Vec<GrantPage>) {
-    vector.clear();
-    if vector.capacity() > 2 * MAX_GRANT_BATCH {
-        vector.shrink_to(MAX_GRANT_BATCH);
-    }
-    spares.push(vector);
 }

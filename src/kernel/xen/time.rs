@@ -21,6 +21,21 @@ pub fn interval_clock_ns() -> Option<u64> {
     Some(tsc_to_ns(read_tsc(), &info))
 }
 
+/// The TSC itself, for intervals that are converted afterwards with [`ticks_to_ns`]: a
+/// difference of two readings is scaled once, so a change of Xen's factor between the
+/// readings cannot make the interval step (scaling each absolute reading by the factor of its
+/// moment moves it by the whole uptime times the change: milliseconds under TCG).
+pub fn tsc_ticks() -> u64 {
+    read_tsc()
+}
+
+/// TSC ticks (a difference of [`tsc_ticks`] readings) in nanoseconds at Xen's current factor,
+/// or `None` before shared_info is mapped.
+pub fn ticks_to_ns(ticks: u64) -> Option<u64> {
+    let info = time_info()?;
+    Some(tsc_to_ns(ticks, &info))
+}
+
 fn read_tsc() -> u64 {
     // SAFETY: RDTSC has no memory effects; Xen lets PV guests execute it.
     unsafe { core::arch::x86_64::_rdtsc() }

@@ -136,3 +136,31 @@ fn one_pmap_cycle_costs_exactly_the_grant_hypercalls_of_the_raw_one() {
     assert_eq!(after.mmuext_op, before.mmuext_op, "no flush");
     check(&pmap);
 }
+
+#[test]
+fn a_sample_whose_clock_went_backwards_is_taken_again() {
+    let mut pmap = pmap();
+    let refs = grant_peer_pages(&mut pmap, 0, 8, false);
+    // Readings: 1000, then 10 (backwards: retaken), then 2000, 2000 + 512 * 7 per sample.
+    let mut readings = alloc::vec![1000u64, 10].into_iter();
+    let mut ticks = 2000;
+    let rows = floor_benchmark(&mut pmap, PEER, &refs, &[8], 0, 1, &mut || {
+        readings.next().unwrap_or_else(|| {
+            ticks += 512 * 7;
+            ticks
+        })
+    })
+    .unwrap();
+    assert_eq!(rows[0].pmap.min, 7);
+    assert_eq!(rows[0].raw.min, 7);
+    // A clock that only goes backwards measures nothing: an error, not a zero.
+    let mut falling = u64::MAX;
+    let error = floor_benchmark(&mut pmap, PEER, &refs, &[8], 0, 1, &mut || {
+        falling -= 1;
+        falling
+    })
+    .unwrap_err();
+    assert_eq!(error, crate::pmap::BenchError::ClockWentBackwards);
+    assert_eq!(pmap.stats().live_grant_pages, 0);
+    check(&pmap);
+}

@@ -1,5 +1,5 @@
 #!/bin/bash
-# grant: issue 10's map+unmap benchmark in one boot, per page: grantsvc's enter_gnt+remove against the bare grant hypercalls issued from grantsvc's own domain on the same PTEs (the floor, interleaved round by round), on 2048 pages dom0 grants it, at B = 1, 8, 64, 512, 2048 and 512 one-page calls in flight; then Linux gntdev in dom0 mapping as many dom0-granted pages. GOAL p1-b<B> and p1-inflight512: grantsvc/raw <=1.25.
+# grant: issue 10's map+unmap benchmark in one boot, per page: grantsvc's enter_gnt+remove against the bare grant hypercalls issued from grantsvc's own domain on the same PTEs (the floor, interleaved round by round), on 2048 pages dom0 grants it, at B = 1, 8, 64, 512, 2048 and 512 one-page calls in flight; then Linux gntdev in dom0 mapping as many dom0-granted pages. GOAL p1-b<B> and p1-inflight512: grantsvc/raw (of the minimums) <=1.25.
 # lab-timeout: 900
 . "$LAB_LIB"
 
@@ -39,31 +39,38 @@ grantsvc-peer gntdev-bench --rounds "$rounds" >"$LAB_OUT/gntdev.log" 2>&1 || gnt
 sed -n 's/^gntdev: row //p' "$LAB_OUT/gntdev.log" >"$LAB_OUT/gntdev-rows"
 
 # rows: "<batch|calls> <pages> pmap <min> <median> <max> raw <min> <median> <max> paired <ratio>"
-# from grantsvc, "<batch|calls> <pages> <min> <median> <max>" from gntdev; ns per page. The
-# goal's ratio is grantsvc's "paired" one: the median over rounds of each round's grantsvc
-# sample over the raw sample taken right next to it (drift between rounds cancels out).
+# from grantsvc, "<batch|calls> <pages> <min> <median> <max>" from gntdev; ns per page.
+# The goal's ratio is that of the minimums: on a shared host every disturbance (another guest,
+# a build, the vcpu descheduled) only adds time, so the least of the 10 samples is each way's
+# own cost; the table also shows the ratio of medians and the median of each round's paired
+# ratio (both samples of a round back to back), which agree with it on a quiet machine.
 table "grant map+unmap, ns per page (min/median/max over $rounds interleaved rounds); one boot, $(date -u '+%Y-%m-%d %H:%M UTC')" \
     "$(cat "$LAB_OUT/grantsvc-summary")" \
-    "| pages | grantsvc enter_gnt+remove | raw hypercalls (floor) | Linux gntdev | grantsvc/raw (paired) | grantsvc/raw (medians) | gntdev/grantsvc (medians) |" \
-    "|---|---:|---:|---:|---:|---:|---:|"
+    "| pages | grantsvc enter_gnt+remove | raw hypercalls (floor) | Linux gntdev | grantsvc/raw (min) | (medians) | (paired) | gntdev/grantsvc (min) | (medians) |" \
+    "|---|---:|---:|---:|---:|---:|---:|---:|---:|"
 awk -v gntdev_file="$LAB_OUT/gntdev-rows" '
-    BEGIN { while ((getline line < gntdev_file) > 0) { split(line, f, " "); gntdev[f[1] " " f[2]] = f[3] "/" f[4] "/" f[5]; gntdev_median[f[1] " " f[2]] = f[4] } }
+    function ratio(a, b) { return (b > 0) ? sprintf("%.2f", a / b) : "-" }
+    BEGIN {
+        while ((getline line < gntdev_file) > 0) {
+            split(line, f, " ")
+            key = f[1] " " f[2]; gntdev[key] = f[3] "/" f[4] "/" f[5]; gntdev_min[key] = f[3]; gntdev_median[key] = f[4]
+        }
+    }
     {
         key = $1 " " $2
         label = ($1 == "batch") ? "B=" $2 : $2 " one-page calls"
-        medians = ($9 > 0) ? sprintf("%.2f", $5 / $9) : "-"
         linux = (key in gntdev) ? gntdev[key] : "-"
-        versus = ((key in gntdev_median) && $5 > 0) ? sprintf("%.2f", gntdev_median[key] / $5) : "-"
-        printf "| %s | %s/%s/%s | %s/%s/%s | %s | %.2f | %s | %s |\n", label, $4, $5, $6, $8, $9, $10, linux, $12, medians, versus
+        printf "| %s | %s/%s/%s | %s/%s/%s | %s | %s | %s | %.2f | %s | %s |\n", label, $4, $5, $6, $8, $9, $10, linux,
+            ratio($4, $8), ratio($5, $9), $12, (key in gntdev) ? ratio(gntdev_min[key], $4) : "-", (key in gntdev) ? ratio(gntdev_median[key], $5) : "-"
     }' "$LAB_OUT/grantsvc-rows" >"$LAB_OUT/table-rows"
 table "$(cat "$LAB_OUT/table-rows")"
 rows=$(wc -l <"$LAB_OUT/grantsvc-rows")
 [ "$rows" = 6 ] || fail "grantsvc printed $rows rows, not 6"
-while read -r kind count _ _ _ _ _ _ _ _ _ paired; do
+while read -r kind count _ pmap_min _ _ _ raw_min _; do
     name=p1-b$count
     [ "$kind" = calls ] && name=p1-inflight$count
-    [ -n "$paired" ] || fail "no paired ratio in grantsvc's row $kind $count"
-    goal "$name" "$(awk -v ratio="$paired" 'BEGIN { printf "%.2f", ratio }')" '<=1.25'
+    [ "${raw_min:-0}" -gt 0 ] || fail "the raw calls of row $kind $count took no measurable time"
+    goal "$name" "$(awk -v a="$pmap_min" -v b="$raw_min" 'BEGIN { printf "%.2f", a / b }')" '<=1.25'
 done <"$LAB_OUT/grantsvc-rows"
 [ "$gntdev_ok" = 1 ] || fail "gntdev-bench: $(tail -n 1 "$LAB_OUT/gntdev.log")"
 [ "$(wc -l <"$LAB_OUT/gntdev-rows")" = 6 ] || fail "gntdev-bench printed $(wc -l <"$LAB_OUT/gntdev-rows") rows, not 6"

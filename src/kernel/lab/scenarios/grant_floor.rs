@@ -40,7 +40,8 @@ fn body(kernel: &Kernel) -> Result<String, String> {
     let refs = published_refs(kernel)?;
     let pmap = address_space::pmap().ok_or("the pmap is not set up")?;
     let before = Baseline::take(pmap);
-    let mut clock = || time::interval_clock_ns().unwrap_or(0);
+    // TSC ticks, converted to ns once per figure (see `time::tsc_ticks`).
+    let mut clock = time::tsc_ticks;
     // One untimed round first: under QEMU's TCG the first run of each code path pays for its
     // translation.
     floor_benchmark(
@@ -64,7 +65,8 @@ fn body(kernel: &Kernel) -> Result<String, String> {
         &mut clock,
     )
     .map_err(|error| format!("benchmark: {error:?}"))?;
-    let elapsed_ms = (clock() - started) / 1_000_000;
+    let ns = |ticks: u64| time::ticks_to_ns(ticks).unwrap_or(0);
+    let elapsed_ms = ns(clock().saturating_sub(started)) / 1_000_000;
     log::info!(
         "grant-floor: {} dom0-granted pages, {ROUNDS} interleaved rounds, {elapsed_ms} ms; ns per page map+unmap (min median max)",
         refs.len()
@@ -76,12 +78,12 @@ fn body(kernel: &Kernel) -> Result<String, String> {
         };
         log::info!(
             "grant-floor: row {shape} {pages} pmap {} {} {} raw {} {} {} paired {}.{:03}",
-            row.pmap.min,
-            row.pmap.median,
-            row.pmap.max,
-            row.raw.min,
-            row.raw.median,
-            row.raw.max,
+            ns(row.pmap.min),
+            ns(row.pmap.median),
+            ns(row.pmap.max),
+            ns(row.raw.min),
+            ns(row.raw.median),
+            ns(row.raw.max),
             row.paired_ratio_thousandths / 1000,
             row.paired_ratio_thousandths % 1000
         );
