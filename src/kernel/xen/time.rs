@@ -25,12 +25,14 @@ pub fn interval_clock_ns() -> Option<u64> {
 /// difference of two readings is scaled once, so a change of Xen's factor between the
 /// readings cannot make the interval step (scaling each absolute reading by the factor of its
 /// moment moves it by the whole uptime times the change: milliseconds under TCG).
+#[cfg(feature = "lab")]
 pub fn tsc_ticks() -> u64 {
     read_tsc()
 }
 
 /// TSC ticks (a difference of [`tsc_ticks`] readings) in nanoseconds at Xen's current factor,
 /// or `None` before shared_info is mapped.
+#[cfg(feature = "lab")]
 pub fn ticks_to_ns(ticks: u64) -> Option<u64> {
     let info = time_info()?;
     Some(tsc_to_ns(ticks, &info))
