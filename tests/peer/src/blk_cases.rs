@@ -276,13 +276,14 @@ const _: () = assert!(
         == MAX_INDIRECT_PAGES_PER_REQUEST * grantsvc::abi::blkif::SEGMENTS_PER_INDIRECT_PAGE
 );
 
-/// The two versions the rewritten case alternates in one slot, differing only past the
-/// first 16 bytes (where the response will be written, so the flipping never touches it):
-/// a valid write of `data` at `sector`, and a write at `other` whose segment ends at sector 8
-/// of the page. A backend that copies the slot once answers one of them whole: OKAY with the
-/// data at `sector` and nothing at `other`, or ERROR with nothing written. Data at `other`, or
-/// data written and ERROR, means it read the slot twice.
-pub fn rewritten_pair(data: GrantRef, id: u64, sector: u64, other: u64) -> [Expected; 2] {
+/// The two versions the rewritten case alternates in one slot. They differ in one byte only,
+/// the first segment's `last_sect` ([`FLIPPED_BYTE`]), so that every state the slot passes
+/// through is one of them (a multi-byte rewrite would pass through valid mixtures): a valid
+/// write of the whole page `data` at `sector`, and the same write ending at sector 8 of the
+/// page. A backend that copies the slot once answers one of them whole: OKAY with the page at
+/// `sector` and sector `sector + 8` untouched, or ERROR with nothing written. Anything else
+/// (data past the 8 sectors, or data written and ERROR) means it read the slot twice.
+pub fn rewritten_pair(data: GrantRef, id: u64, sector: u64) -> [Expected; 2] {
     let good = whole_page(data);
     let bad = Segment {
         last_sect: SECTORS_PER_PAGE,
@@ -296,7 +297,7 @@ pub fn rewritten_pair(data: GrantRef, id: u64, sector: u64, other: u64) -> [Expe
             status: status::OKAY,
         },
         Expected {
-            request: encode::direct(op::WRITE, id, other, &[bad]),
+            request: encode::direct(op::WRITE, id, sector, &[bad]),
             id,
             operation: op::WRITE,
             status: status::ERROR,
@@ -304,8 +305,12 @@ pub fn rewritten_pair(data: GrantRef, id: u64, sector: u64, other: u64) -> [Expe
     ]
 }
 
-/// Bytes of a request slot the rewritten case may flip: those past the response's 16.
-pub const REWRITE_FROM: usize = grantsvc::abi::blkif::RESPONSE_SIZE;
+/// The byte of a request slot the rewritten case flips: `seg[0].last_sect`.
+pub const FLIPPED_BYTE: usize = std::mem::offset_of!(grantsvc::abi::blkif::Request, seg)
+    + std::mem::offset_of!(grantsvc::abi::blkif::RequestSegment, last_sect);
+
+// The flipping never touches the bytes the response is written over.
+const _: () = assert!(FLIPPED_BYTE >= grantsvc::abi::blkif::RESPONSE_SIZE);
 
 #[cfg(test)]
 mod tests {
@@ -324,16 +329,13 @@ mod tests {
     }
 
     #[test]
-    fn the_rewritten_versions_differ_only_past_the_response() {
-        let [good, bad] = rewritten_pair(GrantRef::new(9), 77, 8, 64);
-        assert_eq!(
-            good.request.0[..REWRITE_FROM],
-            bad.request.0[..REWRITE_FROM]
-        );
-        assert_ne!(
-            good.request.0[REWRITE_FROM..],
-            bad.request.0[REWRITE_FROM..]
-        );
+    fn the_rewritten_versions_differ_in_one_byte_past_the_response() {
+        let [good, bad] = rewritten_pair(GrantRef::new(9), 77, 8);
+        let differing: Vec<usize> = (0..good.request.0.len())
+            .filter(|&at| good.request.0[at] != bad.request.0[at])
+            .collect();
+        assert_eq!(differing, [FLIPPED_BYTE]);
+        assert_eq!(FLIPPED_BYTE, 29);
     }
 
     #[test]

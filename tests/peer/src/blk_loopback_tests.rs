@@ -1,7 +1,7 @@
 //! blk-hostile's frontend ring and expectations against grantsvc's own blkif ring, validator and RAM disk, in-process: both sides must agree before the lab runs them.
 
 use crate::blk_cases::{
-    indirect_page_segments, rewritten_pair, Case, Grants, Outcome, REWRITE_FROM,
+    indirect_page_segments, rewritten_pair, Case, Grants, Outcome, FLIPPED_BYTE,
 };
 use crate::blk_ring::{FrontRing, ResponseSeen};
 use grantsvc::abi::blkif::{op, status};
@@ -238,13 +238,13 @@ fn a_producer_jump_halts_the_ring() {
 fn each_version_of_the_rewritten_slot_alone_gets_its_own_answer() {
     let mut loopback = Loopback::new(true);
     for version in [0, 1] {
-        let pair = rewritten_pair(loopback.grants.data[0], 5, 8, 64);
+        let pair = rewritten_pair(loopback.grants.data[0], 5, 8);
         let chosen = &pair[version];
         let index = loopback.front.place(&pair[1 - version].request).unwrap();
-        // The other version first, then only the tail rewritten: the slot is the chosen one.
+        // The other version first, then the one byte flipped: the slot is the chosen one.
         loopback
             .front
-            .rewrite_from(index, &chosen.request, REWRITE_FROM)
+            .store_slot_byte(index, FLIPPED_BYTE, chosen.request.0[FLIPPED_BYTE])
             .unwrap();
         loopback.front.push().unwrap();
         assert_eq!(

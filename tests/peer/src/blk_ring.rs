@@ -100,21 +100,16 @@ impl<M: SharedMemory> FrontRing<M> {
             .map_err(|error| ring_error("slot write", error))
     }
 
-    /// Writes bytes `from..` of `request` into slot `index`, leaving the slot's first bytes
-    /// (where the backend writes the response) alone.
-    pub fn rewrite_from(
-        &self,
-        index: u32,
-        request: &RequestBytes,
-        from: usize,
-    ) -> Result<(), String> {
-        let tail = request
-            .0
-            .get(from..)
-            .ok_or_else(|| format!("no byte {from} in a request"))?;
+    /// Stores one byte at `offset` of slot `index` in a single atomic store, whether or not
+    /// the slot was published: the rewrite a hostile frontend makes after the backend may have
+    /// read it.
+    pub fn store_slot_byte(&self, index: u32, offset: usize, value: u8) -> Result<(), String> {
+        if offset >= SLOT_SIZE {
+            return Err(format!("byte {offset} is past a {SLOT_SIZE}-byte slot"));
+        }
         self.memory
-            .write_bytes(self.slot_offset(index) + from, tail)
-            .map_err(|error| ring_error("slot write", error))
+            .store_u8(self.slot_offset(index) + offset, value)
+            .map_err(|error| ring_error("slot byte", error))
     }
 
     /// Publishes the placed requests; true when the backend asked to be notified
