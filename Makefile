@@ -5,6 +5,8 @@
 #   make test     host tests, clippy (both targets, both builds), rustfmt check, image check, then the Xen lab
 #   make lab      the Xen lab scenarios on the lab kernel (SCENARIOS="boot panic" for some of them)
 #   make bench-host  the host scaling benchmark (10 vs 10,000 live regions; prints GOAL lines)
+#   make bench    every benchmark of issue 10 in one lab boot plus the host figures; ends with the
+#                 GOAL lines (BENCHES="grant vchan" for some lab benches only, without host figures)
 #   make fresh-check  the lab's first-run path from nothing (install script in a clean Debian root,
 #                 dom0 image into an empty cache); make test runs it when its recipe changed
 #   make demo     the main job inside the Xen lab on the production image, console shown live
@@ -23,9 +25,10 @@ LAB_TARGET_DIR := target/lab-kernel
 LAB_KERNEL  := $(LAB_TARGET_DIR)/$(TARGET)/release/grantsvc
 PEER        := target/release/grantsvc-peer
 SCENARIOS   ?=
+BENCHES     ?=
 CARGO       ?= cargo
 
-.PHONY: bench-host all kernel lab-kernel image-check peer target-installed packages host-test clippy fmt-check fresh-check fresh-check-if-changed nightly-tools miri fuzz fuzz-smoke test lab demo run clean
+.PHONY: bench bench-host all kernel lab-kernel image-check peer target-installed packages host-test clippy fmt-check fresh-check fresh-check-if-changed nightly-tools miri fuzz fuzz-smoke test lab demo run clean
 
 all: kernel
 
@@ -69,6 +72,10 @@ bench-host:
 
 lab: lab-kernel peer
 	GRANTSVC_KERNEL=$(LAB_KERNEL) tests/lab/run $(SCENARIOS)
+
+# Never part of make lab or make test: benchmarks print figures, they do not pass or fail on them.
+bench: kernel lab-kernel peer
+	GRANTSVC_KERNEL=$(LAB_KERNEL) GRANTSVC_IMAGE=$(KERNEL) tests/lab/run --bench $(BENCHES)
 
 # The nightly pieces Miri and cargo-fuzz need; a new machine has the nightly toolchain only.
 nightly-tools:

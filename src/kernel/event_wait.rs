@@ -125,6 +125,7 @@ pub fn now_ns() -> u64 {
 }
 
 /// (upcalls taken, ports delivered, blocks) since boot.
+#[cfg(feature = "lab")]
 pub fn counters() -> (u64, u64, u64) {
     (
         UPCALLS.load(Ordering::Relaxed),

@@ -21,7 +21,9 @@ use grantsvc::ids::{DomId, EvtchnPort};
 use grantsvc::shared_memory::{OutOfBounds, SharedMemory};
 use xenstore::ring_client::{RingClient, SubmitError};
 use xenstore::ring_transport::RingMemory;
-use xenstore::transaction::{retry_transaction, TryAgain};
+#[cfg(feature = "lab")]
+use xenstore::transaction::retry_transaction;
+use xenstore::transaction::TryAgain;
 use xenstore::{
     NodePermissions, Operation, Reply, ReplyError, RequestError, RequestId, TransactionId,
     WatchEvent,
@@ -141,16 +143,19 @@ impl Xenstore {
     }
 
     /// xenstored's event channel.
+    #[cfg(feature = "lab")]
     pub fn port(&self) -> EvtchnPort {
         self.port
     }
 
     /// Why the connection is unusable, if it is.
+    #[cfg(feature = "lab")]
     pub fn broken(&self) -> Option<&str> {
         self.client.broken()
     }
 
     /// Non-fatal protocol faults seen (replies or events nobody waited for).
+    #[cfg(feature = "lab")]
     pub fn faults(&self) -> u64 {
         self.faults
     }
@@ -339,10 +344,12 @@ impl Xenstore {
         self.acknowledged(transaction, &Operation::Write { path, value })
     }
 
+    #[cfg(feature = "lab")]
     pub fn mkdir(&mut self, transaction: TransactionId, path: &str) -> Result<(), XenstoreError> {
         self.acknowledged(transaction, &Operation::Mkdir { path })
     }
 
+    #[cfg(feature = "lab")]
     pub fn remove(&mut self, transaction: TransactionId, path: &str) -> Result<(), XenstoreError> {
         self.acknowledged(transaction, &Operation::Remove { path })
     }
@@ -365,6 +372,7 @@ impl Xenstore {
         }
     }
 
+    #[cfg(feature = "lab")]
     pub fn set_permissions(
         &mut self,
         path: &str,
@@ -398,6 +406,7 @@ impl Xenstore {
     }
 
     /// Removes a watch and waits for the acknowledgement.
+    #[cfg(feature = "lab")]
     pub fn unwatch(&mut self, token: &str) -> Result<(), XenstoreError> {
         let request_id = self.submit_unwatch(token)?;
         match self.wait_reply(request_id)? {
@@ -406,6 +415,7 @@ impl Xenstore {
         }
     }
 
+    #[cfg(feature = "lab")]
     fn transaction_start(&mut self) -> Result<TransactionId, XenstoreError> {
         match self.request(TransactionId::NONE, &Operation::TransactionStart)? {
             Reply::TransactionStarted(transaction) => Ok(transaction),
@@ -416,6 +426,7 @@ impl Xenstore {
     /// Runs `body` in a transaction and commits it, running it all again when xenstored
     /// answers the commit with EAGAIN (at most `max_attempts` runs). A failing body abandons
     /// the transaction. Returns the body's result and the number of attempts made.
+    #[cfg(feature = "lab")]
     pub fn transaction<R>(
         &mut self,
         max_attempts: u32,

@@ -1,8 +1,11 @@
 //! Decoding of numbers a peer writes into xenstore (grant refs, ports, states): strict decimal, typed errors.
 //!
 //! Xen's tools write these with `"%d"` / `"%u"` (`tools/libs/vchan/init.c` `init_xs_srv`), so only
-//! plain ASCII digits are accepted: no sign, no spaces, no hex, no trailing newline. A value is
-//! untrusted bytes, not necessarily UTF-8.
+//! plain ASCII digits are accepted: no sign, no spaces, no hex, no trailing newline, and no leading
+//! zero (`"%u"` never writes one; every protocol here, grant-share, vchan, blkif and the xenbus
+//! `state` node, is written that way by Xen's tools and Linux's `xenbus_printf`, so a leading zero
+//! means the writer is not what it claims, and accepting it would let `"01"` and `"1"` name the
+//! same ref or device). A value is untrusted bytes, not necessarily UTF-8.
 
 use core::fmt;
 
@@ -36,6 +39,8 @@ pub enum ValueFault {
     NotDecimal(Excerpt),
     /// Digits, but more than the field holds.
     TooLarge(Excerpt),
+    /// Digits with a leading zero (`"01"`), which no `"%u"` writes.
+    LeadingZero(Excerpt),
 }
 
 impl fmt::Display for ValueFault {
@@ -44,14 +49,20 @@ impl fmt::Display for ValueFault {
             ValueFault::Empty => formatter.write_str("empty value"),
             ValueFault::NotDecimal(excerpt) => write!(formatter, "non-numeric value {excerpt}"),
             ValueFault::TooLarge(excerpt) => write!(formatter, "value {excerpt} out of range"),
+            ValueFault::LeadingZero(excerpt) => {
+                write!(formatter, "value {excerpt} has a leading zero")
+            }
         }
     }
 }
 
-/// Parses a strict decimal `u32`.
+/// Parses a strict decimal `u32`: what `"%u"` writes, nothing else.
 pub fn parse_u32(value: &[u8]) -> Result<u32, ValueFault> {
     if value.is_empty() {
         return Err(ValueFault::Empty);
+    }
+    if value.len() > 1 && value.first() == Some(&b'0') && value.iter().all(u8::is_ascii_digit) {
+        return Err(ValueFault::LeadingZero(Excerpt::of(value)));
     }
     let mut number: u32 = 0;
     for &byte in value {
@@ -124,6 +135,34 @@ mod tests {
             parse_u32(b"99999999999999999999999999999999"),
             Err(ValueFault::TooLarge(_))
         ));
+    }
+
+    #[test]
+    fn leading_zeros_are_refused() {
+        for bad in [&b"01"[..], b"00", b"000", b"0042", b"04294967295"] {
+            assert!(
+                matches!(parse_u32(bad), Err(ValueFault::LeadingZero(_))),
+                "{bad:?}"
+            );
+        }
+        // A lone zero is what "%u" writes for 0; a zero inside or at the end is an ordinary digit.
+        assert_eq!(parse_u32(b"0"), Ok(0));
+        assert_eq!(parse_u32(b"10"), Ok(10));
+        assert_eq!(parse_u32(b"1005"), Ok(1005));
+        // Non-digits after a zero are still "not decimal", not a leading zero.
+        assert!(matches!(parse_u32(b"0x1"), Err(ValueFault::NotDecimal(_))));
+        assert_eq!(
+            parse_u32(b"007").unwrap_err().to_string(),
+            "value \"007\" has a leading zero"
+        );
+    }
+
+    #[test]
+    fn every_u32_round_trips_through_its_decimal_form() {
+        for number in [0, 1, 9, 10, 99, 100, 65535, 1 << 31, u32::MAX] {
+            let text = alloc::format!("{number}");
+            assert_eq!(parse_u32(text.as_bytes()), Ok(number));
+        }
     }
 
     #[test]

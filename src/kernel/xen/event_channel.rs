@@ -2,10 +2,12 @@
 
 use super::hypercall::hypercall2;
 use grantsvc::abi::event_channel::{
-    status, EvtchnAllocUnbound, EvtchnBindInterdomain, EvtchnBindVirq, EvtchnPortArgument,
-    EvtchnStatus, EVTCHNOP_ALLOC_UNBOUND, EVTCHNOP_BIND_INTERDOMAIN, EVTCHNOP_BIND_VIRQ,
-    EVTCHNOP_CLOSE, EVTCHNOP_SEND, EVTCHNOP_STATUS, EVTCHNOP_UNMASK,
+    status, EvtchnBindInterdomain, EvtchnBindVirq, EvtchnPortArgument, EvtchnStatus,
+    EVTCHNOP_BIND_INTERDOMAIN, EVTCHNOP_BIND_VIRQ, EVTCHNOP_CLOSE, EVTCHNOP_SEND, EVTCHNOP_STATUS,
+    EVTCHNOP_UNMASK,
 };
+#[cfg(any(test, feature = "lab"))]
+use grantsvc::abi::event_channel::{EvtchnAllocUnbound, EVTCHNOP_ALLOC_UNBOUND};
 use grantsvc::abi::hypercall_numbers::EVENT_CHANNEL_OP;
 use grantsvc::hypervisor::XenError;
 use grantsvc::ids::{DomId, EvtchnPort};
@@ -40,6 +42,7 @@ fn domain_from_xen(raw: u32) -> Result<DomId, XenError> {
 }
 
 /// A new port of ours that `remote` may bind to.
+#[cfg(any(test, feature = "lab"))]
 pub fn alloc_unbound(remote: DomId) -> Result<EvtchnPort, XenError> {
     let mut argument = EvtchnAllocUnbound {
         dom: DomId::SELF.get(),
@@ -131,3 +134,6 @@ pub fn port_status(port: EvtchnPort) -> Result<PortStatus, XenError> {
         other => PortStatus::Unknown(other),
     })
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,15 +1,18 @@
 //! `HYPERVISOR_grant_table_op`: map and unmap batches, set up and size our own grant table.
 
 use super::hypercall::hypercall3;
-use grantsvc::abi::grant_table::{
-    op, GnttabMapGrantRef, GnttabQuerySize, GnttabSetupTable, GnttabUnmapGrantRef, GrantStatus,
-};
+use grantsvc::abi::grant_table::{op, GnttabMapGrantRef, GnttabUnmapGrantRef};
+#[cfg(feature = "lab")]
+use grantsvc::abi::grant_table::{GnttabQuerySize, GnttabSetupTable, GrantStatus};
 use grantsvc::abi::hypercall_numbers::GRANT_TABLE_OP;
+#[cfg(feature = "lab")]
 use grantsvc::addr::Mfn;
 use grantsvc::hypervisor::XenError;
+#[cfg(feature = "lab")]
 use grantsvc::ids::DomId;
 
 /// Most frames [`setup_table`] asks for in one call (Xen's default limit is 64).
+#[cfg(feature = "lab")]
 pub const MAX_SETUP_FRAMES: usize = 64;
 
 /// A grant-table call on `count` structs at `operations`.
@@ -77,6 +80,7 @@ pub unsafe fn unmap(operations: &mut [GnttabUnmapGrantRef]) -> Result<(), XenErr
 }
 
 /// A failed grant-table setup or query: the hypercall's error or the op's status.
+#[cfg(feature = "lab")]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum GrantTableError {
     Hypercall(XenError),
@@ -86,6 +90,7 @@ pub enum GrantTableError {
     FrameOutOfRange(u64),
 }
 
+#[cfg(feature = "lab")]
 impl core::fmt::Display for GrantTableError {
     fn fmt(&self, formatter: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
@@ -109,6 +114,7 @@ impl core::fmt::Display for GrantTableError {
 
 /// `GNTTABOP_setup_table` for our own table: grows it to `frames` frames and writes their
 /// machine frames into `into` (which must hold at least `frames` entries).
+#[cfg(feature = "lab")]
 pub fn setup_table(frames: usize, into: &mut [Mfn]) -> Result<(), GrantTableError> {
     if frames > MAX_SETUP_FRAMES || frames > into.len() {
         return Err(GrantTableError::TooManyFrames(frames));
@@ -135,6 +141,7 @@ pub fn setup_table(frames: usize, into: &mut [Mfn]) -> Result<(), GrantTableErro
 }
 
 /// `GNTTABOP_query_size` for our own table: (frames in use, most frames allowed).
+#[cfg(feature = "lab")]
 pub fn query_size() -> Result<(u32, u32), GrantTableError> {
     let mut argument = GnttabQuerySize {
         dom: DomId::SELF.get(),
@@ -149,3 +156,6 @@ pub fn query_size() -> Result<(u32, u32), GrantTableError> {
     }
     Ok((argument.nr_frames, argument.max_nr_frames))
 }
+
+#[cfg(test)]
+mod tests;

@@ -8,15 +8,21 @@
 //! The `asm!` blocks do not claim `nostack`: `call` pushes a return address below the stack
 //! pointer, which `nostack` forbids. Without it the compiler keeps the stack pointer aligned
 //! for a call and the red zone (disabled on x86_64-unknown-none anyway) free at that point.
+//!
+//! In host tests (`cfg(test)`) the entry is swapped for `fake_xen`, which plays Xen through the
+//! very pointers the wrappers pass, so that Miri checks the layer's pointer handling.
 
+#[cfg(not(test))]
 use grantsvc::abi::hypercall_numbers::{HYPERCALL_ENTRY_SIZE, HYPERCALL_PAGE_ENTRIES};
 
+#[cfg(not(test))]
 extern "C" {
     /// The page Xen fills with one 32-byte stub per hypercall (see `boot::entry`).
     static hypercall_page: [u8; 4096];
 }
 
 /// The address of the stub for hypercall `number`.
+#[cfg(not(test))]
 fn entry(number: u32) -> u64 {
     debug_assert!(number < HYPERCALL_PAGE_ENTRIES);
     let page = core::ptr::addr_of!(hypercall_page) as u64;
@@ -32,6 +38,7 @@ fn entry(number: u32) -> u64 {
 ///    that unmaps, remaps or aliases memory that Rust code owns or references, no frame
 ///    given away while Rust code uses it. Each caller's `# Safety` or `// SAFETY:` says which
 ///    operation it issues and why its effect is harmless.
+#[cfg(not(test))]
 pub unsafe fn hypercall5(number: u32, a1: u64, a2: u64, a3: u64, a4: u64, a5: u64) -> i64 {
     let result: i64;
     // SAFETY: `entry` is a stub in the hypercall page Xen wrote; the caller vouches for the
@@ -51,6 +58,16 @@ pub unsafe fn hypercall5(number: u32, a1: u64, a2: u64, a3: u64, a4: u64, a5: u6
         );
     }
     result
+}
+
+/// A hypercall with up to five arguments, answered by the host tests' fake Xen.
+///
+/// # Safety
+/// As the kernel's `hypercall5`: the fake reads and writes through the pointers as Xen would.
+#[cfg(test)]
+pub unsafe fn hypercall5(number: u32, a1: u64, a2: u64, a3: u64, a4: u64, a5: u64) -> i64 {
+    // SAFETY: forwarded contract.
+    unsafe { super::fake_xen::hypercall(number, [a1, a2, a3, a4, a5]) }
 }
 
 /// A hypercall with one argument.

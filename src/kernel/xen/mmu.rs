@@ -94,3 +94,6 @@ pub unsafe fn update_va_mapping(address: VirtAddr, entry: u64, flags: u64) -> Re
     let result = unsafe { hypercall3(UPDATE_VA_MAPPING, address.as_u64(), entry, flags) };
     XenError::check(result).map(|_| ())
 }
+
+#[cfg(test)]
+mod tests;

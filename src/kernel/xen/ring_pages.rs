@@ -32,6 +32,12 @@ impl core::fmt::Display for RingPageError {
 }
 
 /// The page of machine frame `frame`, which must be a bootstrap page of ours.
+///
+/// Sound because such a page (1) is one of our frames below `first_free_pfn`, so Xen's
+/// initial mapping maps it read-write, the frame allocator never hands it out and the pmap
+/// never changes the direct map after boot; (2) lies at a page-aligned direct-map address;
+/// (3) is touched by Rust code only through SharedRegions (volatile and atomic), as the peer
+/// or Xen shares it with us.
 fn bootstrap_page(frame: Mfn) -> Result<SharedRegion, RingPageError> {
     let boot_info = start_of_day::boot_info().ok_or(RingPageError::NotBooted)?;
     let p2m = start_of_day::p2m().ok_or(RingPageError::NotBooted)?;
@@ -42,11 +48,8 @@ fn bootstrap_page(frame: Mfn) -> Result<SharedRegion, RingPageError> {
         return Err(RingPageError::OutsideBootstrapArea(frame));
     }
     let address = address_of(pfn);
-    // SAFETY: (1) the page is one of our frames below `first_free_pfn`, so Xen's initial
-    // mapping maps it read-write, the frame allocator never hands it out and the pmap never
-    // changes the direct map after boot; (2) a direct-map address is page aligned; (3) Rust
-    // code touches it only through SharedRegions (volatile and atomic), as the peer or Xen
-    // shares it with us.
+    // SAFETY: a bootstrap page of ours (checked above): mapped read-write for good, page
+    // aligned, and reached only through SharedRegions, as this function's doc says.
     Ok(unsafe { SharedRegion::new(address.as_u64() as *mut u8, PAGE_SIZE) })
 }
 

@@ -2,11 +2,14 @@
 
 use super::hypercall::hypercall2;
 use grantsvc::abi::hypercall_numbers::SCHED_OP;
+#[cfg(feature = "lab")]
+use grantsvc::abi::sched::{SchedPoll, SCHEDOP_POLL, SCHED_POLL_MAX_PORTS};
 use grantsvc::abi::sched::{
-    SchedPoll, SchedShutdown, ShutdownReason, SCHEDOP_BLOCK, SCHEDOP_POLL, SCHEDOP_SHUTDOWN,
-    SCHEDOP_YIELD, SCHED_POLL_MAX_PORTS,
+    SchedShutdown, ShutdownReason, SCHEDOP_BLOCK, SCHEDOP_SHUTDOWN, SCHEDOP_YIELD,
 };
+#[cfg(feature = "lab")]
 use grantsvc::hypervisor::XenError;
+#[cfg(feature = "lab")]
 use grantsvc::ids::EvtchnPort;
 
 /// Ends the domain with `reason`. Xen pauses the vcpu; if it ever runs again we keep asking.
@@ -43,6 +46,7 @@ pub fn block() {
 
 /// Blocks until one of `ports` is pending or Xen's system time reaches `deadline_ns`
 /// (`None`: no timeout), without unmasking event upcalls.
+#[cfg(feature = "lab")]
 pub fn poll(ports: &[EvtchnPort], deadline_ns: Option<u64>) -> Result<(), XenError> {
     if ports.len() > SCHED_POLL_MAX_PORTS {
         return Err(XenError::EINVAL);

@@ -11,30 +11,53 @@ use super::start_of_day;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 use grantsvc::abi::hypercall_numbers::UVMF_INVLPG;
 use grantsvc::abi::mmu::pte;
+#[cfg(any(test, feature = "lab"))]
+use grantsvc::abi::shared_info::evtchn_word_and_bit;
 use grantsvc::abi::shared_info::{
-    evtchn_word_and_bit, VcpuTimeInfo, EVTCHN_WORDS, OFFSET_CR2, OFFSET_EVTCHN_MASK,
-    OFFSET_EVTCHN_PENDING, OFFSET_PENDING_SEL, OFFSET_TIME, OFFSET_UPCALL_MASK,
-    OFFSET_UPCALL_PENDING,
+    VcpuTimeInfo, EVTCHN_WORDS, OFFSET_CR2, OFFSET_EVTCHN_MASK, OFFSET_EVTCHN_PENDING,
+    OFFSET_PENDING_SEL, OFFSET_TIME, OFFSET_UPCALL_MASK, OFFSET_UPCALL_PENDING,
 };
 use grantsvc::addr::{MachineAddr, VirtAddr};
 use grantsvc::event_delivery::PendingBitmaps;
 use grantsvc::hypervisor::XenError;
+#[cfg(any(test, feature = "lab"))]
 use grantsvc::ids::EvtchnPort;
 
+#[cfg(not(test))]
 extern "C" {
     /// A page-aligned page of .bss whose mapping `map` replaces.
     static shared_info_page: [u8; 4096];
 }
+
+/// Host tests' stand-in for the reserved page: the fake Xen's `update_va_mapping` leaves it in
+/// place, and the test writes Xen's side of it.
+#[cfg(test)]
+#[repr(C, align(4096))]
+struct ReservedPage(core::cell::UnsafeCell<[u8; 4096]>);
+
+// SAFETY: reached only through `base()`, with atomic and volatile accesses, like the real page.
+#[cfg(test)]
+unsafe impl Sync for ReservedPage {}
+
+#[cfg(test)]
+static SHARED_INFO_PAGE: ReservedPage = ReservedPage(core::cell::UnsafeCell::new([0; 4096]));
 
 /// Set by the first `map`, before anything else happens: the one-time token.
 static MAP_TAKEN: AtomicBool = AtomicBool::new(false);
 static MAPPED: AtomicBool = AtomicBool::new(false);
 
 /// The VA where shared_info is (or will be) mapped.
+#[cfg(not(test))]
 fn base() -> *mut u8 {
     core::ptr::addr_of!(shared_info_page)
         .cast::<u8>()
         .cast_mut()
+}
+
+/// The host tests' reserved page.
+#[cfg(test)]
+fn base() -> *mut u8 {
+    SHARED_INFO_PAGE.0.get().cast::<u8>()
 }
 
 /// Maps the shared-info frame the recorded start_info names, then masks event upcalls for
@@ -44,6 +67,15 @@ pub fn map() -> Result<(), XenError> {
     let machine_address: MachineAddr = start_of_day::boot_info()
         .ok_or(XenError::EINVAL)?
         .shared_info();
+    // SAFETY: the recorded start_info is Xen's own, so its address is the shared-info frame.
+    unsafe { map_frame(machine_address) }
+}
+
+/// [`map`] for the frame at `machine_address`, once.
+///
+/// # Safety
+/// 1. `machine_address` is Xen's shared-info frame of this domain.
+unsafe fn map_frame(machine_address: MachineAddr) -> Result<(), XenError> {
     if MAP_TAKEN.swap(true, Ordering::AcqRel) {
         return Err(XenError::EBUSY);
     }
@@ -53,10 +85,9 @@ pub fn map() -> Result<(), XenError> {
         | pte::WRITABLE
         | pte::ACCESSED
         | pte::DIRTY;
-    // SAFETY: (1) the VA is the image's reserved `shared_info_page`, which no Rust code
-    // references: it is reached only through `base()` and only once MAPPED is set below, and
-    // this runs once (MAP_TAKEN); (2) the frame is Xen's shared-info frame from the recorded
-    // start_info, which Rust code reads and writes only with volatile and atomic accesses.
+    // SAFETY: (1) the VA is the reserved page, unreferenced and reached only via `base()` once
+    // MAPPED is set, and this runs once (MAP_TAKEN); (2) the frame is Xen's shared info (our
+    // contract 1), which Rust code reaches only with volatile and atomic accesses.
     unsafe { update_va_mapping(address, entry, UVMF_INVLPG)? };
     MAPPED.store(true, Ordering::Release);
     set_upcall_mask(true);
@@ -96,6 +127,7 @@ pub fn set_upcall_mask(masked: bool) {
 }
 
 /// Whether vcpu 0's upcalls are masked.
+#[cfg(any(test, feature = "lab"))]
 pub fn upcall_masked() -> Option<bool> {
     vcpu0_byte(OFFSET_UPCALL_MASK).map(|mask| mask.load(Ordering::SeqCst) != 0)
 }
@@ -111,6 +143,7 @@ pub fn cr2() -> Option<u64> {
 }
 
 /// Atomically clears `port`'s pending bit, returning whether it was set.
+#[cfg(any(test, feature = "lab"))]
 pub fn take_pending(port: EvtchnPort) -> bool {
     let Some((index, bit)) = evtchn_word_and_bit(port) else {
         return false;
@@ -176,3 +209,6 @@ pub fn time_info() -> Option<VcpuTimeInfo> {
         core::hint::spin_loop();
     }
 }
+
+#[cfg(test)]
+mod tests;

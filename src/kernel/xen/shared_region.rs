@@ -110,3 +110,6 @@ impl SharedMemory for SharedRegion {
         Ok(self.byte(offset)?.fetch_and(bits, Ordering::AcqRel))
     }
 }
+
+#[cfg(test)]
+mod tests;

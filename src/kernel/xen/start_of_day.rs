@@ -41,10 +41,9 @@ pub unsafe fn record(
     // A refusal leaves no M2P entry readable: every translation back fails, and boot says
     // so when the pmap cannot find its root.
     let m2p_frames = u64::try_from(max_page).unwrap_or(0);
-    // SAFETY: `boot_info` comes from Xen's own start_info (this function's contract 1), so
-    // its p2m range is the one Xen wrote, which BootInfo checked lies 8-aligned inside the
-    // bootstrap area; contract 2 keeps it unwritten for the rest of the domain's life; and
-    // `m2p_frames` is Xen's own `max_page`.
+    // SAFETY: `boot_info` is Xen's own (contract 1), so its p2m is the one Xen wrote (BootInfo
+    // checked it 8-aligned in the bootstrap area), unwritten for good (contract 2); `m2p_frames`
+    // is Xen's own `max_page`.
     let p2m = unsafe { P2m::from_boot_info(&boot_info, m2p_frames) };
     let recorded = START_OF_DAY.call_once(|| StartOfDay { boot_info, p2m });
     Ok(&recorded.boot_info)

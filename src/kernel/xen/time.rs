@@ -15,6 +15,7 @@ pub fn system_time_ns() -> Option<u64> {
 /// Unlike [`system_time_ns`] it is not re-anchored each time Xen refreshes vcpu_time_info, so
 /// it does not step backwards: under QEMU's TCG the re-anchored time jumps by milliseconds,
 /// which turned a benchmark's short intervals into zero.
+#[cfg(feature = "lab")]
 pub fn interval_clock_ns() -> Option<u64> {
     let info = time_info()?;
     Some(tsc_to_ns(read_tsc(), &info))

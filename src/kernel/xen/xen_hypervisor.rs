@@ -90,12 +90,14 @@ impl XenHypervisor {
 }
 
 impl Hypervisor for XenHypervisor {
+    /// Only the pmap holds this capability (module doc), which meets `mmu::mmu_update`'s
+    /// contract: (1) it writes entries of its own tables, for the chosen-VA region or, at boot,
+    /// the direct map it builds over frames not yet mapped; its safe API refuses the direct
+    /// map; (2) it maps its own frames writable only where nothing else maps them writable for
+    /// Rust code, and peers' frames only where they are reached as shared memory.
     fn mmu_update(&mut self, updates: &[MmuUpdate], foreign: DomId) -> Result<(), MmuUpdateError> {
-        // SAFETY: only the pmap holds this capability (module doc): (1) it writes entries of
-        // its own tables, for the chosen-VA region or, at boot, the direct map it builds over
-        // frames not yet mapped; its safe API refuses the direct map; (2) it maps its own
-        // frames writable only where nothing else maps them writable for Rust code, and peers'
-        // frames only where they are reached as shared memory.
+        // SAFETY: only the pmap calls this, on its own tables and VA, never the live direct
+        // map; contracts 1 and 2 are met as this method's doc says.
         unsafe { mmu::mmu_update(updates, foreign) }
     }
 
@@ -131,6 +133,9 @@ impl Hypervisor for XenHypervisor {
         unsafe { core::ptr::read_volatile(entry) }
     }
 
+    /// Zeroes a frame the allocator manages, through the direct map. Only the pmap calls it,
+    /// for a frame its allocator just gave it to become a page table, so nothing else uses
+    /// the frame; frames below `first_free` (image, heap, stacks, bootstrap area) are refused.
     fn zero_frame(&mut self, frame: Pfn) {
         if !self.owns(frame) || frame < self.first_free {
             log::error!("zero_frame: pfn {frame} is not one the frame allocator manages");
@@ -138,10 +143,8 @@ impl Hypervisor for XenHypervisor {
         }
         let start = address_of(frame).as_u64() as *mut u64;
         for index in 0..ENTRIES_PER_TABLE {
-            // SAFETY: the frame is ours, from the allocator's range (checked above: not the
-            // image, heap, stacks or bootstrap area), and mapped writable in the direct map;
-            // only the pmap calls this, for a frame its allocator just gave it to become a
-            // page table; the writes stay in the page.
+            // SAFETY: our frame from the allocator's range (checked above), mapped writable in
+            // the direct map and unused by anyone else (method doc); the write stays in the page.
             unsafe { core::ptr::write_volatile(start.add(index), 0) };
         }
     }

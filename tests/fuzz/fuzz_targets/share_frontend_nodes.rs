@@ -2,8 +2,8 @@
 //!
 //! The input is split at NUL bytes into the five node values (a missing part is a missing
 //! node). Properties: nothing panics; a decoded device has 1..=MAX_PAGES refs, as many as
-//! `nr-pages` said, and its refs, encoded as grantsvc writes them and decoded again, are the
-//! same refs (the decoder accepts leading zeros, which the encoder never writes).
+//! `nr-pages` said, and its refs, encoded as grantsvc writes them, are the very bytes the frontend
+//! wrote (the decoder takes only the one decimal form "%u" writes: no leading zeros).
 #![no_main]
 
 use grantsvc::peer::share::nodes::{FrontendNodes, RawFrontendNodes, MAX_PAGES};
@@ -23,11 +23,6 @@ fuzz_target!(|input: &[u8]| {
         let nr_pages = std::str::from_utf8(raw.nr_pages.unwrap()).unwrap();
         assert_eq!(nr_pages.parse::<usize>().unwrap(), nodes.refs.len());
         let encoded = FrontendNodes::encode_refs(&nodes.refs);
-        let again = FrontendNodes::decode(&RawFrontendNodes {
-            refs: Some(encoded.as_bytes()),
-            ..raw
-        })
-        .expect("the encoded refs decode");
-        assert_eq!(again, nodes);
+        assert_eq!(Some(encoded.as_bytes()), raw.refs);
     }
 });

@@ -304,3 +304,90 @@ wait_socket() {
     done
     return 1
 }
+
+# linux_domu_initramfs DIR INIT [PROGRAM...]: packs DIR/initrd.gz for a minimal Linux PV domU and
+# prints its path. DIR should be in dom0's own /tmp: the 9p share ($LAB_OUT) takes minutes for the
+# hundreds of small files and links. It holds dom0's static busybox with its applets, the modules xen-blkfront needs
+# (Debian builds blkfront as a module; the PV console and xenbus are built in), the shell script
+# INIT as /scenario-init, and each PROGRAM (an absolute path such as /sbin/mke2fs) with the shared
+# libraries ldd names. The domU's /init mounts /proc, /sys and /dev, loads the modules, prints
+# "linux-domu: init" (the mark a boot-time figure ends at), runs /scenario-init and powers off.
+linux_domu_initramfs() {
+    local dir=$1 init=$2 root applet module program library
+    shift 2
+    root=$dir/root
+    rm -rf "$root" && mkdir -p "$root"/{bin,dev,proc,sys,tmp,mnt,lib/modules} ||
+        fail "linux_domu_initramfs: cannot make $root"
+    cp /bin/busybox "$root/bin/busybox" || fail "linux_domu_initramfs: no /bin/busybox in dom0"
+    for applet in $("$root/bin/busybox" --list); do
+        [ -e "$root/bin/$applet" ] || ln -s busybox "$root/bin/$applet"
+    done
+    # --show-depends lists the modules in load order, dependencies first.
+    for module in $(modprobe --show-depends xen-blkfront | awk '$1 == "insmod" { print $2 }'); do
+        cp "$module" "$root/lib/modules/" && basename "$module" >>"$root/lib/modules/order" ||
+            fail "linux_domu_initramfs: cannot copy $module"
+    done
+    for program in "$@"; do
+        cp --parents "$program" "$root" || fail "linux_domu_initramfs: cannot copy $program"
+        for library in $(ldd "$program" 2>/dev/null | grep -o '/[^ ]*'); do
+            [ -e "$root$library" ] || cp --parents "$library" "$root" ||
+                fail "linux_domu_initramfs: cannot copy $library for $program"
+        done
+    done
+    cp "$init" "$root/scenario-init" && chmod +x "$root/scenario-init" ||
+        fail "linux_domu_initramfs: cannot copy $init"
+    cat >"$root/init" <<'INIT'
+#!/bin/sh
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mount -t tmpfs tmpfs /tmp
+echo "linux-domu: init"
+for module in $(cat /lib/modules/order); do insmod "/lib/modules/$module"; done
+/scenario-init
+echo "linux-domu: scenario-init exited with status $?"
+poweroff -f
+INIT
+    chmod +x "$root/init"
+    (cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) >"$dir/initrd.gz" ||
+        fail "linux_domu_initramfs: cpio of $root failed"
+    echo "$dir/initrd.gz"
+}
+
+# create_linux_domu NAME INITRD [CFG-LINE...]: creates a PV domU named NAME that runs dom0's own
+# kernel with INITRD (from linux_domu_initramfs) and its console on hvc0 (logged as
+# guest-NAME.log), kept after poweroff and crash so its end can be read; CFG-LINE adds lines such
+# as "disk=['backend=grantsvc,vdev=xvda,access=rw,target=ram:64M']" or "memory=256".
+create_linux_domu() {
+    local name=$1 initrd=$2 config line
+    shift 2
+    config=$LAB_OUT/$name.cfg
+    {
+        echo "name = \"$name\""
+        echo 'type = "pv"'
+        echo "kernel = \"/boot/vmlinuz-$(uname -r)\""
+        echo "ramdisk = \"$initrd\""
+        echo 'extra = "console=hvc0 loglevel=4"'
+        echo 'memory = 192'
+        echo 'vcpus = 1'
+        echo 'on_poweroff = "preserve"'
+        echo 'on_crash = "preserve"'
+        for line in "$@"; do echo "$line"; done
+    } >"$config"
+    step "xl create $config (a Linux PV domU)"
+    xl create "$config" || domain_exists "$name" || fail "xl create of the Linux domU $name failed"
+}
+
+# Benchmarks (tests/lab/benches/*.sh, `make bench`) use the same helpers, and these two:
+# table LINE... appends lines to the bench's table, which the host prints under its verdict;
+# goal NAME MEASURED TARGET records one goal ("GOAL p1-b8 1.12 <=1.25"; TARGET is <=N or >=N),
+# which the host prints with every other goal at the end. A bench passes when it measured what
+# it measures, whether or not its goals are met; it fails only when it could not measure.
+table() {
+    printf '%s\n' "$@" | tee -a "$LAB_OUT/table"
+}
+
+goal() {
+    step "GOAL $1 $2 $3"
+    echo "GOAL $1 $2 $3" >>"$LAB_OUT/goals"
+}

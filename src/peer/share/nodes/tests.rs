@@ -165,3 +165,21 @@ fn paths_follow_the_xenbus_layout() {
         );
     }
 }
+
+#[test]
+fn refs_with_a_leading_zero_are_refused() {
+    // The protocol's numbers are plain decimal as "%u" writes them: "01" is not a ref.
+    assert!(matches!(
+        FrontendNodes::decode(&raw(b"2", b"8 01")),
+        Err(ShareFaultKind::BadRef {
+            index: 1,
+            fault: ValueFault::LeadingZero(_)
+        })
+    ));
+    assert!(matches!(
+        FrontendNodes::decode(&raw(b"02", b"8 9")),
+        Err(ShareFaultKind::BadNrPages(ValueFault::LeadingZero(_)))
+    ));
+    // Ref 0 itself is a number the decoder takes (the grant table refuses it later).
+    assert!(FrontendNodes::decode(&raw(b"2", b"0 10")).is_ok());
+}
