@@ -8,6 +8,7 @@
 // clippy run reports what it does not use.
 
 mod address_space;
+mod block_backend;
 pub mod boot;
 pub mod booted;
 mod console;

@@ -39,6 +39,8 @@ pub type Region = GrantMapping<PmapHandle>;
 /// The status reported for a failure Xen gave no status for (`GNTST_general_error`).
 const GENERAL_ERROR: i32 = -1;
 const NONE: TransactionId = TransactionId::NONE;
+/// Runs of a transaction xenstored answers with EAGAIN before giving up.
+const TRANSACTION_ATTEMPTS: u32 = 5;
 
 /// What differs between protocols when their actions are carried out.
 pub trait ProtocolGlue<P: Protocol> {
@@ -231,6 +233,39 @@ impl<P: Protocol, G: ProtocolGlue<P>> Effects<P, Region> for Executor<'_, G> {
                 Ok(id) => self.glue.pending().track_write(id, key, name),
                 Err(error) => log::warn!("{}: session {key}: writing {path}: {error}", P::NAME),
             }
+        }
+    }
+
+    fn write_nodes_in_transaction(
+        &mut self,
+        key: SessionKey<P>,
+        nodes: Vec<(&'static str, String)>,
+    ) {
+        let Some(directory) = self.glue.own_directory(key) else {
+            return;
+        };
+        let Some(store) = self.store.as_deref_mut() else {
+            log::warn!(
+                "{}: session {key}: no xenstore to write {} node(s)",
+                P::NAME,
+                nodes.len()
+            );
+            return;
+        };
+        // Waits for xenstored (a few round trips): done once per connection.
+        let written = store.transaction(TRANSACTION_ATTEMPTS, |store, transaction, _| {
+            for (name, value) in &nodes {
+                let path = alloc::format!("{directory}/{name}");
+                store.write(transaction, &path, value.as_bytes())?;
+            }
+            Ok(())
+        });
+        if let Err(error) = written {
+            log::warn!(
+                "{}: session {key}: writing {} node(s) in a transaction: {error}",
+                P::NAME,
+                nodes.len()
+            );
         }
     }
 

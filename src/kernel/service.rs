@@ -10,6 +10,7 @@
 //! `xl shutdown` / `xl reboot` is acknowledged by clearing the node, then every peer session
 //! is closed (its grants unmapped) before the domain goes with the matching shutdown reason.
 
+use super::block_backend::{self, BlockBackend};
 use super::boot::heap;
 use super::booted::Kernel;
 use super::event_wait;
@@ -61,6 +62,7 @@ pub struct Service {
     pmap: Option<PmapHandle>,
     share: Option<ShareBackend>,
     vchan: Option<VchanClient>,
+    block: Option<BlockBackend>,
     publisher: CounterPublisher,
     /// False once publishing failed in a way that will not heal (logged once).
     publishing: bool,
@@ -106,22 +108,24 @@ impl Service {
         if pmap.is_none() {
             log::error!("no pmap: no peer is served");
         }
-        let (share, vchan) = match (own, pmap) {
+        let (share, vchan, block) = match (own, pmap) {
             (Some(domid), Some(_)) => (
                 ShareBackend::start(&mut store, domid, &home),
                 VchanClient::start(&mut store, domid),
+                BlockBackend::start(&mut store, domid, &home, heap::frame_heap_bytes() as u64),
             ),
             (None, _) => {
                 log::error!("xenstore: our domid is unknown: no peer is served");
-                (None, None)
+                (None, None, None)
             }
-            _ => (None, None),
+            _ => (None, None, None),
         };
         Ok(Service {
             store,
             pmap,
             share,
             vchan,
+            block,
             publisher: CounterPublisher::new(PUBLISH_INTERVAL_NS),
             publishing: true,
             liveness: LivenessSchedule::default(),
@@ -143,6 +147,10 @@ impl Service {
             counters.peers += vchan.sessions() as u64;
             counters.faults += vchan.faults();
         }
+        if let Some(block) = &self.block {
+            counters.peers += block.sessions() as u64;
+            counters.faults += block.faults();
+        }
         if let Some(pmap) = self.pmap {
             let stats = pmap.lock().stats();
             counters.mapped_regions = stats.live_regions;
@@ -160,6 +168,7 @@ impl Service {
     fn bound_sessions(&self) -> usize {
         self.share.as_ref().map_or(0, ShareBackend::bound_sessions)
             + self.vchan.as_ref().map_or(0, VchanClient::bound_sessions)
+            + self.block.as_ref().map_or(0, BlockBackend::bound_sessions)
     }
 
     /// Publishes what changed; arms the publish timer if the rate limit held it back.
@@ -233,6 +242,9 @@ impl Service {
         if let Some(vchan) = self.vchan.as_mut() {
             vchan.on_ports(pmap, ready, now, &counters);
         }
+        if let Some(block) = self.block.as_mut() {
+            block.on_ports(&mut self.store, pmap, ready, &counters);
+        }
     }
 
     /// The liveness check over every protocol's sessions.
@@ -246,6 +258,9 @@ impl Service {
         }
         if let Some(vchan) = self.vchan.as_mut() {
             vchan.check_liveness(pmap, &counters);
+        }
+        if let Some(block) = self.block.as_mut() {
+            block.check_liveness(&mut self.store, pmap, &counters);
         }
     }
 
@@ -281,6 +296,12 @@ impl Service {
             return false;
         };
         let counters = self.counters(ServiceState::Running);
+        if let Some(block) = self.block.as_mut() {
+            if block_backend::owns(owner) {
+                block.on_watch_event(&mut self.store, owner, path, token);
+                return true;
+            }
+        }
         match (self.share.as_mut(), self.vchan.as_mut()) {
             (Some(share), _) if share_backend::owns(owner) => {
                 share.on_watch_event(&mut self.store, pmap, owner, path, token, &counters);
@@ -331,6 +352,11 @@ impl Service {
             .share
             .as_ref()
             .is_some_and(|share| share.has_replies(&self.store));
+        let block_replies = self
+            .block
+            .as_ref()
+            .is_some_and(|block| block.has_replies(&self.store));
+        let block_backlog = self.block.as_ref().is_some_and(BlockBackend::has_backlog);
         let publish_replies = self
             .publish_requests
             .iter()
@@ -338,8 +364,10 @@ impl Service {
         QueuedWork {
             ports_ready: event_wait::any_ready(),
             watch_events: self.store.queued_watch_events(),
-            replies: usize::from(share_replies) + usize::from(publish_replies),
-            unfinished: self.unfinished,
+            replies: usize::from(share_replies)
+                + usize::from(block_replies)
+                + usize::from(publish_replies),
+            unfinished: self.unfinished || block_backlog,
         }
     }
 
@@ -352,6 +380,9 @@ impl Service {
         let counters = self.counters(ServiceState::Running);
         if let Some(share) = self.share.as_mut() {
             share.on_replies(&mut self.store, pmap, &counters);
+        }
+        if let Some(block) = self.block.as_mut() {
+            block.on_replies(&mut self.store, pmap, &counters);
         }
     }
 
@@ -399,12 +430,21 @@ impl Service {
         }
         let counters = self.counters(ServiceState::Running);
         self.publish(&counters);
+        if let Some(block) = self.block.as_mut() {
+            block.publish(&mut self.store, event_wait::now_ns());
+        }
         let _expired = self.timers.take_expired(event_wait::now_ns());
         let work = self.queued_work();
         let vchan_poll = self.vchan.as_ref().and_then(VchanClient::deadline);
+        let block_publish = self.block.as_ref().and_then(BlockBackend::publish_deadline);
         next_wait(
             &work,
-            &[self.timers.earliest(), vchan_poll, self.liveness.deadline()],
+            &[
+                self.timers.earliest(),
+                vchan_poll,
+                self.liveness.deadline(),
+                block_publish,
+            ],
         )
     }
 
@@ -438,6 +478,9 @@ impl Service {
             }
             if let Some(vchan) = self.vchan.as_mut() {
                 closed += vchan.close_all(pmap, &counters);
+            }
+            if let Some(block) = self.block.as_mut() {
+                closed += block.close_all(Some(&mut self.store), pmap, &counters);
             }
         }
         let counters = self.counters(ServiceState::Stopped);

@@ -43,6 +43,9 @@ pub enum PeerEvent<'a, P: Protocol, R> {
     PeerNodesRemoved,
     /// grantsvc's own nodes for the session were removed (the toolstack detached it).
     OwnNodesRemoved,
+    /// The toolstack wrote `online` = 0 in grantsvc's own directory: end the session once the
+    /// peer has let go (a protocol that has no such node never gets this).
+    ToolstackOffline,
     /// The peer domain died, or its end of our event channel is gone.
     DomainDied,
     /// grantsvc is shutting down.
@@ -56,6 +59,8 @@ pub enum PeerAction<P: Protocol, R> {
     ReadPeerNodes(&'static [&'static str]),
     /// Write these nodes (name relative to the session's own directory, value), in order.
     WriteNodes(Vec<(&'static str, String)>),
+    /// Write these nodes in one xenstore transaction, so that a reader sees all or none.
+    WriteNodesInTransaction(Vec<(&'static str, String)>),
     /// Map these refs of `peer` contiguously, in one batch; answer with `Mapped`.
     MapGrants {
         peer: DomId,

@@ -48,6 +48,15 @@ pub trait Effects<P: Protocol, R> {
     ) -> Option<OwnedNodes>;
     /// Writes `nodes` (relative to the session's own directory), in order.
     fn write_nodes(&mut self, key: SessionKey<P>, nodes: Vec<(&'static str, String)>);
+    /// Writes `nodes` in one transaction. The default writes them in order, which is enough
+    /// where the readers wait for a `state` node written last.
+    fn write_nodes_in_transaction(
+        &mut self,
+        key: SessionKey<P>,
+        nodes: Vec<(&'static str, String)>,
+    ) {
+        self.write_nodes(key, nodes);
+    }
     /// The session connected.
     fn connected(&mut self, key: SessionKey<P>, report: &P::Connected);
     /// The session ended, after `unmapped_pages` pages of it were unmapped in this run.
@@ -82,6 +91,10 @@ pub fn drive<S, E>(
             },
             PeerAction::WriteNodes(nodes) => {
                 effects.write_nodes(key, nodes);
+                Vec::new()
+            }
+            PeerAction::WriteNodesInTransaction(nodes) => {
+                effects.write_nodes_in_transaction(key, nodes);
                 Vec::new()
             }
             PeerAction::MapGrants {

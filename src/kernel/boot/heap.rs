@@ -2,9 +2,9 @@
 //!
 //! The bootstrap arena exists before any page-table work, so boot can use `alloc` while the
 //! pmap adopts Xen's tables and maps every pfn. Then [`grow_from_free_frames`] takes the top
-//! of the domain's free frames (half of them, at most [`MAX_FRAME_HEAP_PAGES`]) for the main
-//! heap: the image no longer carries a fixed 8 MiB array, so it boots in `memory=8`, and a
-//! larger domain gets a larger heap without a rebuild.
+//! of the domain's free frames (all but [`KEPT_FREE_FRAMES`], or half in a small domain) for the
+//! main heap: the image carries no fixed array, so it boots in `memory=8`, and a larger domain
+//! gets a larger heap (room for RAM disks) without a rebuild.
 
 use crate::kernel::{address_space, frames};
 use core::alloc::{GlobalAlloc, Layout};
@@ -20,8 +20,9 @@ use linked_list_allocator::Heap;
 /// domain of several GiB (the bitmap is 32 KiB per GiB).
 pub const BOOTSTRAP_HEAP_SIZE: usize = 512 * 1024;
 
-/// The main heap takes at most this many frames (8 MiB, the old static heap's size).
-pub const MAX_FRAME_HEAP_PAGES: u64 = 2048;
+/// Frames left out of the main heap when the domain has plenty (8 MiB): page tables for grant
+/// mappings and other frame allocations come from them. A smaller domain gives the heap half.
+pub const KEPT_FREE_FRAMES: u64 = 2048;
 
 #[repr(C, align(4096))]
 struct Arena(UnsafeCell<[u8; BOOTSTRAP_HEAP_SIZE]>);
@@ -38,6 +39,8 @@ static GROWN: AtomicBool = AtomicBool::new(false);
 static IN_USE: AtomicUsize = AtomicUsize::new(0);
 /// Most of [`IN_USE`] at once since boot.
 static PEAK: AtomicUsize = AtomicUsize::new(0);
+/// Bytes the main heap was given (0 before it grew).
+static FRAME_HEAP_BYTES: AtomicUsize = AtomicUsize::new(0);
 
 /// The global allocator: the frame heap first (once it exists), the bootstrap arena after it;
 /// a block goes back to the heap whose range holds it.
@@ -101,7 +104,7 @@ impl fmt::Display for HeapGrowthError {
     }
 }
 
-/// Gives the heap half of the domain's free frames (at most [`MAX_FRAME_HEAP_PAGES`]), taken
+/// Gives the heap the domain's free frames but [`KEPT_FREE_FRAMES`] (half in a small domain), taken
 /// from the top of memory for good; returns the bytes added. Call once, after the pmap has
 /// mapped every pfn at its direct-map address.
 pub fn grow_from_free_frames() -> Result<usize, HeapGrowthError> {
@@ -110,7 +113,12 @@ pub fn grow_from_free_frames() -> Result<usize, HeapGrowthError> {
     }
     let free =
         frames::with_frames(|frames| frames.free_frames()).ok_or(HeapGrowthError::NotReady)?;
-    let pages = (free / 2).min(MAX_FRAME_HEAP_PAGES);
+    // The heap holds the RAM disks of the block backend, so it takes what the domain has.
+    let pages = if free > 2 * KEPT_FREE_FRAMES {
+        free - KEPT_FREE_FRAMES
+    } else {
+        free / 2
+    };
     if pages == 0 {
         return Err(HeapGrowthError::NoFreeFrames);
     }
@@ -143,6 +151,7 @@ pub fn grow_from_free_frames() -> Result<usize, HeapGrowthError> {
     // the frame allocator for good (no one else is handed them) and checked above to be
     // mapped read-write there; the flag above makes this the only `init` of this heap.
     unsafe { HEAP.frames.lock().init(start.as_u64() as *mut u8, bytes) };
+    FRAME_HEAP_BYTES.store(bytes, Ordering::Release);
     Ok(bytes)
 }
 
@@ -155,6 +164,11 @@ pub fn usage() -> (usize, usize) {
         bootstrap.used() + frames.used(),
         bootstrap.free() + frames.free(),
     )
+}
+
+/// Bytes of the main heap (what the block backend's RAM disks are budgeted from).
+pub fn frame_heap_bytes() -> usize {
+    FRAME_HEAP_BYTES.load(Ordering::Acquire)
 }
 
 /// Bytes in use now and the most in use at once since boot, for the published counters.

@@ -35,14 +35,17 @@
 pub mod backend_nodes;
 pub mod execute;
 pub mod frontend_nodes;
+pub mod grant_pages;
 pub mod indirect;
 pub mod persistent_grants;
 #[cfg(test)]
 mod property_tests;
+pub mod protocol;
 pub mod ram_disk;
 pub mod request;
 pub mod ring;
 pub mod service;
+pub mod session;
 pub mod store;
 pub mod target;
 #[cfg(test)]

@@ -9,7 +9,7 @@
 
 use super::execute::{execute, DataPages, Outcome};
 use super::indirect::{decode_page, PageCopy};
-use super::request::decode;
+use super::request::{decode, Decoded};
 use super::ring::{BackRing, RingFault};
 use super::store::BackingStore;
 use super::validate::{
@@ -45,7 +45,7 @@ pub struct Served {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Taken {
     pub id: u64,
-    /// The operation byte the response echoes.
+    /// The operation byte the response echoes (an indirect request's inner operation).
     pub operation: u8,
     pub checked: Result<ValidRequest, Refusal>,
 }
@@ -64,10 +64,17 @@ pub fn take_batch<M: SharedMemory>(
         let Some(bytes) = ring.next_request()? else {
             break;
         };
+        let decoded = decode(&bytes);
+        // An indirect request's response carries its inner operation, as Linux blkback
+        // answers (blkfront refuses a response whose operation is not the one it queued).
+        let operation = match decoded {
+            Decoded::Indirect { indirect_op, .. } => indirect_op,
+            _ => bytes.operation(),
+        };
         batch.push(Taken {
             id: bytes.id(),
-            operation: bytes.operation(),
-            checked: check(&decode(&bytes), limits, pages),
+            operation,
+            checked: check(&decoded, limits, pages),
         });
     }
     Ok(batch)

@@ -391,3 +391,68 @@ goal() {
     step "GOAL $1 $2 $3"
     echo "GOAL $1 $2 $3" >>"$LAB_OUT/goals"
 }
+
+# --- Block devices served by grantsvc (blk-* scenarios) ---
+
+# blk_strict: the blk scenarios' shell mode: any failing command fails the scenario with its
+# line and command (conditions, `!` and `||` excepted, as bash defines them).
+blk_strict() {
+    set -Eeuo pipefail
+    trap 'fail "line $LINENO: \`$BASH_COMMAND\` exited $?"' ERR
+}
+
+# blk_start_grantsvc [XL-OVERRIDE...]: grantsvc with room for RAM disks (memory=160: about
+# 140 MiB of disks), dom0's blkfront loaded; sets GRANTSVC_DOMID once the block backend serves.
+blk_start_grantsvc() {
+    modprobe xen_blkfront 2>/dev/null || modprobe xen-blkfront || fail "modprobe xen-blkfront failed"
+    create_guest 'extra="loglevel=info"' 'memory=160' "$@"
+    GRANTSVC_DOMID=$(xl domid "$LAB_GUEST") || fail "no domid for $LAB_GUEST"
+    expect_log 'blkif: serving block devices under ' 30 "the block backend's start line"
+    step "grantsvc is d$GRANTSVC_DOMID"
+}
+
+# blk_devid VDEV: the xenstore device id of xvdX (202 << 8 | 16 * index), for X in a..z.
+blk_devid() {
+    local letter=${1#xvd}
+    local index
+    index=$(($(printf '%d' "'$letter") - 97))
+    echo $((202 * 256 + 16 * index))
+}
+
+# blk_backend_dir VDEV: grantsvc's backend directory of dom0's VDEV.
+blk_backend_dir() { echo "/local/domain/$GRANTSVC_DOMID/backend/vbd/0/$(blk_devid "$1")"; }
+
+# blk_attach VDEV SIZE [ACCESS]: xl block-attach of a RAM disk of SIZE (64M, 1G, ...) to dom0,
+# bounded by 30 s; then waits up to 20 s for /dev/VDEV.
+blk_attach() {
+    local vdev=$1 size=$2 access=${3:-rw} tries
+    step "xl block-attach 0 'backend=$LAB_GUEST,vdev=$vdev,access=$access,target=ram:$size'"
+    timeout 30 xl block-attach 0 "backend=$LAB_GUEST,vdev=$vdev,access=$access,target=ram:$size" ||
+        fail "xl block-attach of $vdev (ram:$size) failed or took more than 30 s (status $?)"
+    for ((tries = 100; tries > 0; tries--)); do
+        [ -b "/dev/$vdev" ] && return 0
+        sleep 0.2
+    done
+    fail "/dev/$vdev did not appear within 20 s of xl block-attach"
+}
+
+# blk_detach VDEV: xl block-detach, bounded by 30 s (xl's own waits are 10 s each); then the
+# backend directory must be gone (grantsvc removes it) and /dev/VDEV too.
+blk_detach() {
+    local vdev=$1 tries
+    step "xl block-detach 0 $vdev"
+    timeout 30 xl block-detach 0 "$vdev" || fail "xl block-detach of $vdev failed or took more than 30 s (status $?)"
+    ! xenstore-read "$(blk_backend_dir "$vdev")/state" >/dev/null 2>&1 ||
+        fail "the backend directory of $vdev is still there after xl block-detach"
+    for ((tries = 50; tries > 0; tries--)); do
+        [ ! -e "/dev/$vdev" ] && return 0
+        sleep 0.2
+    done
+    fail "/dev/$vdev is still there 10 s after xl block-detach"
+}
+
+# blk_counter VDEV NAME: a per-device counter grantsvc publishes for dom0's VDEV (requests,
+# bytes-read, bytes-written, errors, persistent-grants, ring-pages).
+blk_counter() {
+    xenstore-read "/local/domain/$GRANTSVC_DOMID/data/grantsvc/vbd/0/$(blk_devid "$1")/$2" 2>/dev/null
+}

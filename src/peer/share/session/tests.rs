@@ -70,7 +70,7 @@ impl Harness {
     fn carry_out(&mut self, actions: Vec<ShareAction<FakeMemory>>) {
         for action in actions {
             let follow_up = match action {
-                ShareAction::WriteNodes(nodes) => {
+                ShareAction::WriteNodes(nodes) | ShareAction::WriteNodesInTransaction(nodes) => {
                     self.steps.push(Step::Write(nodes));
                     None
                 }

@@ -98,7 +98,9 @@ impl FakeKernel {
                     self.steps.push(Step::Closed(reason));
                     None
                 }
-                SessionAction::ReadPeerNodes(_) | SessionAction::WriteNodes(_) => {
+                SessionAction::ReadPeerNodes(_)
+                | SessionAction::WriteNodes(_)
+                | SessionAction::WriteNodesInTransaction(_) => {
                     panic!("a vchan session neither reads nor writes nodes: {action:?}")
                 }
             };

@@ -1,0 +1,814 @@
+//! blkif served in the kernel: the `backend/vbd` watch, one framework session per virtual block device, the toolstack's nodes, the RAM disks' memory budget, and the per-device counters.
+//!
+//! The protocol, its validation and the data path live host-side in `grantsvc::peer::blkif`,
+//! the executor loop in `grantsvc::peer::driver`, and the grant and event-channel work in
+//! [`super::peer_executor`]; this module finds devices and routes their events:
+//! - every change under `<home>/backend/vbd` is looked up (the device's `state` and `online`,
+//!   read together): `state` = 1 without a session is a new device (its toolstack nodes are
+//!   read, its RAM disk reserved, its session opened), `online` = 0 is a detach, a directory
+//!   gone ends the session, and `state` = 6 with `online` = 0 and no session left is removed
+//!   (what `xl devd` does for a driver domain: `xl block-detach` waits for it);
+//! - each session watches its frontend's `state` node; a node gone is the frontend removing
+//!   its nodes or, when its end of our event channel is gone too, its death;
+//! - a disk the memory budget cannot hold, or a `params` grantsvc does not serve, is refused
+//!   with a log line and an `error` node, `state` = 6.
+//!
+//! Every peer-driven failure ends only that device; nothing here panics.
+// Driven by peers: nothing here may panic.
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+
+use super::peer_executor::{port_state, Executor, PmapHandle, ProtocolGlue};
+use super::store_connection::{WatchOwner, Xenstore};
+use alloc::collections::{BTreeMap, BTreeSet};
+use alloc::format;
+use alloc::rc::Rc;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::cell::RefCell;
+use grantsvc::addr::VirtAddr;
+use grantsvc::event_delivery::ReadySnapshot;
+use grantsvc::ids::DomId;
+use grantsvc::peer::action::PeerEvent;
+use grantsvc::peer::blkif::backend_nodes::ToolstackRequest;
+use grantsvc::peer::blkif::protocol::{BlkConnected, BlkMapping, BlkProtocol};
+use grantsvc::peer::blkif::ram_disk::MemoryBudget;
+use grantsvc::peer::blkif::service::DeviceCounters;
+use grantsvc::peer::blkif::session::{
+    figure_nodes, BlkEvent, BlkSession, CloseReason, DeviceFigures, SharedBudget,
+};
+use grantsvc::peer::counters::{ServiceCounters, PUBLISHED_DIRECTORY};
+use grantsvc::peer::device_id::DeviceId;
+use grantsvc::peer::driver;
+use grantsvc::peer::key::SessionKey;
+use grantsvc::peer::liveness::peer_lost;
+use grantsvc::peer::pending::{Answered, PendingRequests};
+use grantsvc::peer::registry::Registry;
+use xenstore::{Operation, Reply, ReplyError, RequestId, TransactionId, XsError};
+
+/// Watch owners of this module (the service routes their events here).
+pub const ROOT_OWNER: WatchOwner = 0x424C_0001;
+pub const FRONTEND_OWNER: WatchOwner = 0x424C_0002;
+const ROOT_TOKEN: &str = "grantsvc-vbd-root";
+const NONE: TransactionId = TransactionId::NONE;
+/// Heap kept for the service itself when the RAM disks' budget is set.
+const SERVICE_RESERVE_BYTES: u64 = 8 << 20;
+/// Per-device counters are rewritten at most this often.
+const PUBLISH_INTERVAL_NS: u64 = 1_000_000_000;
+
+type BlkKey = SessionKey<BlkProtocol>;
+type BlkRegistry = Registry<BlkSession<PmapHandle>>;
+
+/// The toolstack's nodes read to open a device.
+const TOOLSTACK_NODES: [&str; 4] = ["params", "mode", "device-type", "discard-enable"];
+/// The nodes that say what the toolstack wants of a device.
+const STATUS_NODES: [&str; 2] = ["state", "online"];
+
+/// True for the watch owners whose events [`BlockBackend::on_watch_event`] takes.
+pub fn owns(owner: WatchOwner) -> bool {
+    matches!(owner, ROOT_OWNER | FRONTEND_OWNER)
+}
+
+/// What blkif adds when its actions are carried out: directories, watches, log lines, figures.
+struct BlkGlue {
+    own: DomId,
+    /// Frontend `state` watch tokens, and the session each belongs to.
+    watches: BTreeMap<String, BlkKey>,
+    pending: PendingRequests<BlkKey>,
+    /// The figures of each live session as last seen (kept by the backend after each event).
+    figures: BTreeMap<BlkKey, DeviceFigures>,
+    /// Counters of the sessions that ended, for the service-wide totals.
+    retired: DeviceCounters,
+    /// Requests nobody waits for (removals); their replies are dropped.
+    fire_and_forget: Vec<RequestId>,
+}
+
+/// What a lookup is for.
+#[derive(Clone, Copy, Debug)]
+enum LookupKind {
+    /// `state` and `online` of a device, after a change under the root.
+    Status,
+    /// The toolstack's nodes of a new device.
+    Toolstack,
+    /// A session's frontend `state`, after its watch fired.
+    FrontendState(BlkKey),
+}
+
+/// Reads in flight for one device, answered together.
+struct Lookup {
+    peer: DomId,
+    device: DeviceId,
+    /// The device's session when the reads were sent (a later one makes the answer stale).
+    session: Option<BlkKey>,
+    kind: LookupKind,
+    reads: Vec<(&'static str, Option<RequestId>)>,
+}
+
+/// The block backend, owned by the service.
+pub struct BlockBackend {
+    root: String,
+    registry: BlkRegistry,
+    glue: BlkGlue,
+    budget: SharedBudget,
+    lookups: Vec<Lookup>,
+    /// Devices whose toolstack nodes are being read.
+    opening: BTreeSet<(DomId, DeviceId)>,
+    /// Figures as last published, per session, and when.
+    published: BTreeMap<BlkKey, DeviceFigures>,
+    published_totals: Option<(DeviceCounters, u64)>,
+    last_publish_ns: u64,
+}
+
+/// The backend directory of a device.
+fn backend_path(own: DomId, peer: DomId, device: DeviceId) -> String {
+    format!("/local/domain/{own}/backend/vbd/{peer}/{device}")
+}
+
+/// The frontend directory of a device.
+fn frontend_path(peer: DomId, device: DeviceId) -> String {
+    format!("/local/domain/{peer}/device/vbd/{device}")
+}
+
+/// The published directory of a device's counters (relative to grantsvc's home).
+fn figures_path(key: BlkKey) -> String {
+    format!("{PUBLISHED_DIRECTORY}/vbd/{}/{}", key.peer, key.device)
+}
+
+/// `(frontend, device)` of a path at or below `<root>/<fe>/<devid>`.
+fn device_of_path(root: &str, path: &str) -> Option<(DomId, DeviceId)> {
+    let rest = path.strip_prefix(root)?.strip_prefix('/')?;
+    let mut parts = rest.split('/');
+    let peer = parts.next()?.parse::<u16>().ok().and_then(DomId::new)?;
+    let device = DeviceId(parts.next()?.parse::<u32>().ok()?);
+    Some((peer, device))
+}
+
+impl BlockBackend {
+    /// Starts serving: watches `<home>/backend/vbd`, with the RAM disks' budget set from the
+    /// heap. Devices that already exist are found when the watch first fires.
+    pub fn start(
+        store: &mut Xenstore,
+        own: DomId,
+        home: &str,
+        heap_bytes: u64,
+    ) -> Option<BlockBackend> {
+        let root = format!("{home}/backend/vbd");
+        if let Err(error) = store.watch(&root, ROOT_TOKEN, ROOT_OWNER) {
+            log::error!("blkif: watching {root}: {error}; block devices are not served");
+            return None;
+        }
+        let budget = heap_bytes.saturating_sub(SERVICE_RESERVE_BYTES);
+        log::info!(
+            "blkif: serving block devices under {root}: RAM disks up to {} MiB in all, one queue per device, ring order up to 4, 256 indirect segments, persistent grants",
+            budget >> 20
+        );
+        Some(BlockBackend {
+            root,
+            registry: Registry::default(),
+            glue: BlkGlue {
+                own,
+                watches: BTreeMap::new(),
+                pending: PendingRequests::default(),
+                figures: BTreeMap::new(),
+                retired: DeviceCounters::default(),
+                fire_and_forget: Vec::new(),
+            },
+            budget: Rc::new(RefCell::new(MemoryBudget::new(budget))),
+            lookups: Vec::new(),
+            opening: BTreeSet::new(),
+            published: BTreeMap::new(),
+            published_totals: None,
+            last_publish_ns: 0,
+        })
+    }
+
+    /// Live sessions.
+    pub fn sessions(&self) -> usize {
+        self.registry.len()
+    }
+
+    /// Sessions ended for a fault of the frontend's, since boot.
+    pub fn faults(&self) -> u64 {
+        self.registry.faults()
+    }
+
+    /// Sessions with a bound port (what the liveness check looks at).
+    pub fn bound_sessions(&self) -> usize {
+        self.registry.ports().count()
+    }
+
+    /// True when a device has requests left from its last wake-up.
+    pub fn has_backlog(&self) -> bool {
+        self.registry.keys().any(|key| {
+            self.registry
+                .session(key)
+                .is_some_and(BlkSession::has_backlog)
+        })
+    }
+
+    /// Hands `event` to session `key`, carries out what it asks, and notes its figures.
+    fn deliver(
+        &mut self,
+        store: Option<&mut Xenstore>,
+        pmap: PmapHandle,
+        key: BlkKey,
+        event: BlkEvent<'_, PmapHandle>,
+        counters: &ServiceCounters,
+    ) {
+        let mut executor = Executor {
+            pmap,
+            store,
+            glue: &mut self.glue,
+        };
+        driver::deliver(&mut self.registry, key, event, &mut executor, counters);
+        if let Some(session) = self.registry.session(key) {
+            self.glue.figures.insert(key, session.figures());
+        }
+    }
+
+    /// Handles one watch event of ours.
+    pub fn on_watch_event(
+        &mut self,
+        store: &mut Xenstore,
+        owner: WatchOwner,
+        path: &str,
+        token: &str,
+    ) {
+        match owner {
+            ROOT_OWNER => {
+                if let Some((peer, device)) = device_of_path(&self.root, path) {
+                    self.look_up(store, peer, device, LookupKind::Status);
+                } else if path == self.root || path.starts_with(&self.root) {
+                    self.scan(store);
+                }
+            }
+            FRONTEND_OWNER => {
+                if let Some(&key) = self.glue.watches.get(token) {
+                    if self.registry.session(key).is_some() {
+                        self.look_up(store, key.peer, key.device, LookupKind::FrontendState(key));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Looks at every device under the root (the root itself, or a frontend's folder, changed).
+    fn scan(&mut self, store: &mut Xenstore) {
+        let frontends = match store.directory(NONE, &self.root) {
+            Ok(names) => names,
+            Err(error) if error.is_not_found() => Vec::new(),
+            Err(error) => {
+                log::warn!("blkif: listing {}: {error}", self.root);
+                return;
+            }
+        };
+        let mut present = BTreeSet::new();
+        for frontend in frontends {
+            let folder = format!("{}/{frontend}", self.root);
+            let Ok(devices) = store.directory(NONE, &folder) else {
+                continue;
+            };
+            for device in devices {
+                if let Some(found) = device_of_path(&self.root, &format!("{folder}/{device}")) {
+                    present.insert(found);
+                }
+            }
+        }
+        let gone: Vec<(DomId, DeviceId)> = self
+            .registry
+            .keys()
+            .map(|key| (key.peer, key.device))
+            .filter(|device| !present.contains(device))
+            .collect();
+        for (peer, device) in gone.into_iter().chain(present) {
+            self.look_up(store, peer, device, LookupKind::Status);
+        }
+    }
+
+    /// Sends the reads of `kind` for a device (the answer comes in [`BlockBackend::on_replies`]).
+    fn look_up(&mut self, store: &mut Xenstore, peer: DomId, device: DeviceId, kind: LookupKind) {
+        let (directory, names): (String, &[&'static str]) = match kind {
+            LookupKind::Status => (backend_path(self.glue.own, peer, device), &STATUS_NODES),
+            LookupKind::Toolstack => (backend_path(self.glue.own, peer, device), &TOOLSTACK_NODES),
+            LookupKind::FrontendState(_) => (frontend_path(peer, device), &["state"]),
+        };
+        let reads = names
+            .iter()
+            .map(|name| {
+                let path = format!("{directory}/{name}");
+                let id = store
+                    .submit(NONE, &Operation::Read { path: &path })
+                    .inspect_err(|error| log::warn!("blkif: reading {path}: {error}"))
+                    .ok();
+                (*name, id)
+            })
+            .collect();
+        self.lookups.push(Lookup {
+            peer,
+            device,
+            session: self.registry.find(peer, device),
+            kind,
+            reads,
+        });
+    }
+
+    /// True when a reply the backend waits for has arrived (work for the run loop).
+    pub fn has_replies(&self, store: &Xenstore) -> bool {
+        self.lookups.iter().any(|lookup| {
+            lookup
+                .reads
+                .iter()
+                .all(|(_, id)| id.is_none_or(|id| store.has_reply(id)))
+        }) || self
+            .glue
+            .pending
+            .ids()
+            .into_iter()
+            .any(|id| store.has_reply(id))
+            || self
+                .glue
+                .fire_and_forget
+                .iter()
+                .any(|id| store.has_reply(*id))
+    }
+
+    /// Takes the replies that arrived for the backend and its sessions, and acts on them.
+    pub fn on_replies(
+        &mut self,
+        store: &mut Xenstore,
+        pmap: PmapHandle,
+        counters: &ServiceCounters,
+    ) {
+        self.glue
+            .fire_and_forget
+            .retain(|id| match store.take_reply(*id) {
+                None => true,
+                Some(Ok(_)) => false,
+                Some(Err(error)) => {
+                    log::debug!("blkif: a removal: {error}");
+                    false
+                }
+            });
+        let mut index = 0;
+        while let Some(lookup) = self.lookups.get(index) {
+            let answered = lookup
+                .reads
+                .iter()
+                .all(|(_, id)| id.is_none_or(|id| store.has_reply(id)));
+            if !answered {
+                index += 1;
+                continue;
+            }
+            let lookup = self.lookups.remove(index);
+            let values: Vec<(&'static str, Option<Vec<u8>>)> = lookup
+                .reads
+                .iter()
+                .map(|(name, id)| {
+                    let value = id.and_then(|id| match store.take_reply(id) {
+                        Some(Ok(Reply::Value(value))) => Some(value),
+                        Some(Err(ReplyError::Xenstore(XsError::NotFound))) | None => None,
+                        Some(Ok(_)) => None,
+                        Some(Err(error)) => {
+                            log::warn!("blkif: reading {name}: {error}");
+                            None
+                        }
+                    });
+                    (*name, value)
+                })
+                .collect();
+            self.answered(store, pmap, lookup, &values, counters);
+        }
+        for id in self.glue.pending.ids() {
+            if !store.has_reply(id) {
+                continue;
+            }
+            let Some(result) = store.take_reply(id) else {
+                continue;
+            };
+            match self.glue.pending.answer(id, result) {
+                Answered::NodesRead { key, nodes } => {
+                    let read: Vec<(&'static str, Option<&[u8]>)> = nodes
+                        .iter()
+                        .map(|(name, value)| (*name, value.as_deref()))
+                        .collect();
+                    self.deliver(
+                        Some(store),
+                        pmap,
+                        key,
+                        PeerEvent::PeerNodesRead(&read),
+                        counters,
+                    );
+                }
+                Answered::WriteFailed { key, node, error } => log::warn!(
+                    "blkif: frontend domain {} vbd {}: writing {node} failed: {error}",
+                    key.peer,
+                    key.device
+                ),
+                Answered::Nothing => {}
+            }
+        }
+    }
+
+    /// Acts on a lookup's answer.
+    fn answered(
+        &mut self,
+        store: &mut Xenstore,
+        pmap: PmapHandle,
+        lookup: Lookup,
+        values: &[(&'static str, Option<Vec<u8>>)],
+        counters: &ServiceCounters,
+    ) {
+        let value = |name: &str| {
+            values
+                .iter()
+                .find(|(node, _)| *node == name)
+                .and_then(|(_, value)| value.as_deref())
+        };
+        let (peer, device) = (lookup.peer, lookup.device);
+        let current = self.registry.find(peer, device);
+        match lookup.kind {
+            LookupKind::Status => {
+                if current != lookup.session {
+                    return;
+                }
+                let state = value("state");
+                let offline = value("online") == Some(b"0");
+                match (current, state) {
+                    (Some(key), None) => {
+                        self.deliver(Some(store), pmap, key, PeerEvent::OwnNodesRemoved, counters)
+                    }
+                    (Some(key), Some(_)) if offline => self.deliver(
+                        Some(store),
+                        pmap,
+                        key,
+                        PeerEvent::ToolstackOffline,
+                        counters,
+                    ),
+                    (None, Some(b"1")) if self.opening.insert((peer, device)) => {
+                        self.look_up(store, peer, device, LookupKind::Toolstack);
+                    }
+                    (None, Some(b"6")) if offline => self.remove_directory(store, peer, device),
+                    _ => {}
+                }
+            }
+            LookupKind::Toolstack => {
+                self.opening.remove(&(peer, device));
+                if current.is_none() {
+                    self.open(store, pmap, peer, device, &value, counters);
+                }
+            }
+            LookupKind::FrontendState(key) => {
+                if current != Some(key) {
+                    return;
+                }
+                match value("state") {
+                    Some(state) => {
+                        let state = Vec::from(state);
+                        self.deliver(
+                            Some(store),
+                            pmap,
+                            key,
+                            PeerEvent::PeerState(&state),
+                            counters,
+                        );
+                    }
+                    None => {
+                        let lost = self.registry.ports().any(|(live, port)| {
+                            live == key && peer_lost(key.peer, port_state(port))
+                        });
+                        let event = if lost {
+                            PeerEvent::DomainDied
+                        } else {
+                            PeerEvent::PeerNodesRemoved
+                        };
+                        self.deliver(Some(store), pmap, key, event, counters);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Opens a session for a new device, or refuses it with an `error` node.
+    fn open<'a>(
+        &mut self,
+        store: &mut Xenstore,
+        pmap: PmapHandle,
+        peer: DomId,
+        device: DeviceId,
+        value: &dyn Fn(&'static str) -> Option<&'a [u8]>,
+        counters: &ServiceCounters,
+    ) {
+        let refusal = match ToolstackRequest::decode(value) {
+            Err(fault) => format!("{fault}"),
+            Ok(request) => {
+                match BlkSession::new(peer, device, pmap, request, self.budget.clone()) {
+                    Err(exceeded) => format!("{exceeded}"),
+                    Ok((session, actions)) => {
+                        let opened = self.registry.replace(session, actions, counters);
+                        let mut new_key = None;
+                        for (key, actions) in opened {
+                            new_key = Some(key);
+                            let mut executor = Executor {
+                                pmap,
+                                store: Some(&mut *store),
+                                glue: &mut self.glue,
+                            };
+                            driver::drive(
+                                &mut self.registry,
+                                key,
+                                actions,
+                                &mut executor,
+                                counters,
+                            );
+                        }
+                        if let Some(key) = new_key {
+                            log::info!(
+                            "blkif: frontend domain {peer} vbd {device}: new device, RAM disk of {} MiB, session {key}",
+                            request.target.sectors() >> 11
+                        );
+                            self.watch_frontend(store, pmap, key, counters);
+                        }
+                        return;
+                    }
+                }
+            }
+        };
+        log::error!("blkif: frontend domain {peer} vbd {device}: refused: {refusal}");
+        let directory = backend_path(self.glue.own, peer, device);
+        for (name, text) in [("error", refusal.as_str()), ("state", "6")] {
+            let path = format!("{directory}/{name}");
+            let operation = Operation::Write {
+                path: &path,
+                value: text.as_bytes(),
+            };
+            match store.submit(NONE, &operation) {
+                Ok(id) => self.glue.fire_and_forget.push(id),
+                Err(error) => log::warn!("blkif: writing {path}: {error}"),
+            }
+        }
+    }
+
+    /// Watches the frontend's `state` of session `key`.
+    fn watch_frontend(
+        &mut self,
+        store: &mut Xenstore,
+        pmap: PmapHandle,
+        key: BlkKey,
+        counters: &ServiceCounters,
+    ) {
+        let token = format!(
+            "grantsvc-vbd-{}-{}-{}",
+            key.peer, key.device, key.generation
+        );
+        let path = format!("{}/state", frontend_path(key.peer, key.device));
+        match store.submit_watch(&path, &token, FRONTEND_OWNER) {
+            Ok(id) => {
+                self.glue.watches.insert(token, key);
+                self.glue.fire_and_forget.push(id);
+            }
+            Err(error) => {
+                log::warn!("blkif: session {key}: watching {path}: {error}; session ended");
+                self.deliver(
+                    Some(store),
+                    pmap,
+                    key,
+                    PeerEvent::PeerNodesRemoved,
+                    counters,
+                );
+            }
+        }
+    }
+
+    /// Removes a device's backend directory after a detach (`xl block-detach` waits for it).
+    fn remove_directory(&mut self, store: &mut Xenstore, peer: DomId, device: DeviceId) {
+        let path = backend_path(self.glue.own, peer, device);
+        match store.submit(NONE, &Operation::Remove { path: &path }) {
+            Ok(id) => {
+                log::info!("blkif: frontend domain {peer} vbd {device}: detached, {path} removed");
+                self.glue.fire_and_forget.push(id);
+            }
+            Err(error) => log::warn!("blkif: removing {path}: {error}"),
+        }
+    }
+
+    /// Hands fired ports to their sessions, and serves the devices with a backlog.
+    pub fn on_ports(
+        &mut self,
+        store: &mut Xenstore,
+        pmap: PmapHandle,
+        ready: &ReadySnapshot,
+        counters: &ServiceCounters,
+    ) {
+        let mut due: BTreeSet<BlkKey> = ready
+            .ports()
+            .filter_map(|port| self.registry.key_for_port(port))
+            .collect();
+        due.extend(self.registry.keys().filter(|key| {
+            self.registry
+                .session(*key)
+                .is_some_and(BlkSession::has_backlog)
+        }));
+        for key in due {
+            self.deliver(Some(store), pmap, key, PeerEvent::EventChannel, counters);
+        }
+    }
+
+    /// The liveness check: ends the sessions whose port's remote end is gone.
+    pub fn check_liveness(
+        &mut self,
+        store: &mut Xenstore,
+        pmap: PmapHandle,
+        counters: &ServiceCounters,
+    ) {
+        let lost: Vec<BlkKey> = self
+            .registry
+            .ports()
+            .filter(|(key, port)| peer_lost(key.peer, port_state(*port)))
+            .map(|(key, _)| key)
+            .collect();
+        for key in lost {
+            log::info!(
+                "blkif: frontend domain {} vbd {}: its end of our event channel is gone",
+                key.peer,
+                key.device
+            );
+            self.deliver(Some(store), pmap, key, PeerEvent::DomainDied, counters);
+        }
+    }
+
+    /// Ends every session (grantsvc is shutting down), unmapping first; returns how many ended.
+    pub fn close_all(
+        &mut self,
+        mut store: Option<&mut Xenstore>,
+        pmap: PmapHandle,
+        counters: &ServiceCounters,
+    ) -> usize {
+        let all = self.registry.shutdown(counters);
+        let closed = all.len();
+        for (key, actions) in all {
+            let mut executor = Executor {
+                pmap,
+                store: store.as_deref_mut(),
+                glue: &mut self.glue,
+            };
+            driver::drive(&mut self.registry, key, actions, &mut executor, counters);
+        }
+        closed
+    }
+
+    /// When the figures held back by the rate limit are due (none when all are published).
+    pub fn publish_deadline(&self) -> Option<u64> {
+        let totals_changed = self.published_totals.is_none();
+        let stale = totals_changed
+            || self.published.len() != self.glue.figures.len()
+            || self
+                .glue
+                .figures
+                .iter()
+                .any(|(key, figures)| self.published.get(key) != Some(figures));
+        stale.then(|| self.last_publish_ns.saturating_add(PUBLISH_INTERVAL_NS))
+    }
+
+    /// Writes the figures that changed (per device and service-wide), at most once per
+    /// [`PUBLISH_INTERVAL_NS`].
+    pub fn publish(&mut self, store: &mut Xenstore, now_ns: u64) {
+        if now_ns.saturating_sub(self.last_publish_ns) < PUBLISH_INTERVAL_NS {
+            return;
+        }
+        let live = &self.glue.figures;
+        self.published.retain(|key, _| live.contains_key(key));
+        let mut writes: Vec<(String, String)> = Vec::new();
+        let mut totals = self.glue.retired;
+        let mut persistent = 0;
+        for (key, figures) in &self.glue.figures {
+            totals.requests += figures.counters.requests;
+            totals.bytes_read += figures.counters.bytes_read;
+            totals.bytes_written += figures.counters.bytes_written;
+            totals.errors += figures.counters.errors;
+            persistent += figures.persistent_grants;
+            if self.published.get(key) != Some(figures) {
+                let directory = figures_path(*key);
+                for (name, value) in figure_nodes(figures) {
+                    writes.push((format!("{directory}/{name}"), value));
+                }
+                self.published.insert(*key, *figures);
+            }
+        }
+        if self.published_totals != Some((totals, persistent)) {
+            let directory = format!("{PUBLISHED_DIRECTORY}/vbd");
+            let figures = DeviceFigures {
+                counters: totals,
+                persistent_grants: persistent,
+                ring_pages: 0,
+            };
+            for (name, value) in figure_nodes(&figures) {
+                if name != "ring-pages" {
+                    writes.push((format!("{directory}/{name}"), value));
+                }
+            }
+            writes.push((
+                format!("{directory}/devices"),
+                format!("{}", self.registry.len()),
+            ));
+            self.published_totals = Some((totals, persistent));
+        }
+        if writes.is_empty() {
+            return;
+        }
+        self.last_publish_ns = now_ns;
+        for (path, value) in &writes {
+            let operation = Operation::Write {
+                path,
+                value: value.as_bytes(),
+            };
+            match store.submit(NONE, &operation) {
+                Ok(id) => self.glue.fire_and_forget.push(id),
+                Err(error) => log::warn!("blkif: publishing {path}: {error}"),
+            }
+        }
+    }
+}
+
+impl ProtocolGlue<BlkProtocol> for BlkGlue {
+    fn pending(&mut self) -> &mut PendingRequests<BlkKey> {
+        &mut self.pending
+    }
+
+    fn own_directory(&self, key: BlkKey) -> Option<String> {
+        Some(backend_path(self.own, key.peer, key.device))
+    }
+
+    fn peer_directory(&self, key: BlkKey) -> String {
+        frontend_path(key.peer, key.device)
+    }
+
+    fn mapped(&mut self, _key: BlkKey, _purpose: BlkMapping, _pages: usize, _start: VirtAddr) {}
+
+    fn unmapped(&mut self, key: BlkKey, purpose: BlkMapping, pages: usize, start: VirtAddr) {
+        log::debug!(
+            "blkif: frontend domain {} vbd {}: unmapped the {purpose} ({pages} page(s) at {start})",
+            key.peer,
+            key.device
+        );
+    }
+
+    fn connected(&mut self, key: BlkKey, report: &BlkConnected) {
+        log::info!(
+            "blkif: frontend domain {} vbd {} connected: {} sectors {}, {} queue(s), ring order {}, persistent grants {}",
+            key.peer,
+            key.device,
+            report.sectors,
+            if report.writable { "read-write" } else { "read-only" },
+            report.queues,
+            report.ring_page_order,
+            if report.persistent { "on" } else { "off (the frontend did not offer them)" }
+        );
+    }
+
+    fn closed(
+        &mut self,
+        store: Option<&mut Xenstore>,
+        key: BlkKey,
+        reason: &CloseReason,
+        _unmapped_pages: usize,
+    ) {
+        if let Some(figures) = self.figures.remove(&key) {
+            self.retired.requests += figures.counters.requests;
+            self.retired.bytes_read += figures.counters.bytes_read;
+            self.retired.bytes_written += figures.counters.bytes_written;
+            self.retired.errors += figures.counters.errors;
+        }
+        match reason {
+            CloseReason::Fault(fault) => log::warn!("blkif: fault: {fault}"),
+            _ => log::info!(
+                "blkif: frontend domain {} vbd {} closed: {reason}; nothing of it stays mapped",
+                key.peer,
+                key.device
+            ),
+        }
+        let token = self
+            .watches
+            .iter()
+            .find(|(_, watched)| **watched == key)
+            .map(|(token, _)| token.clone());
+        let Some(store) = store else {
+            return;
+        };
+        if let Some(token) = token {
+            self.watches.remove(&token);
+            if let Err(error) = store.unwatch_later(&token) {
+                log::debug!("blkif: {key}: removing watch {token}: {error}");
+            }
+        }
+        let path = figures_path(key);
+        match store.submit(NONE, &Operation::Remove { path: &path }) {
+            Ok(id) => self.fire_and_forget.push(id),
+            Err(error) => log::debug!("blkif: removing {path}: {error}"),
+        }
+    }
+}

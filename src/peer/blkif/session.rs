@@ -1,0 +1,722 @@
+//! One virtual block device as grantsvc serves it (the backend side): the xenbus handshake, the rings and the data path, events in, actions out, everything unmapped on every way out.
+//!
+//! The handshake follows Linux `xen-blkback/xenbus.c`:
+//! - at creation the offer (`feature-max-indirect-segments`, `max-ring-page-order`,
+//!   `multi-queue-max-queues`) and `hotplug-status`, then `state` = InitWait;
+//! - at frontend Initialised or Connected its nodes are read once and checked
+//!   ([`FrontendConfig::decode`]), each queue's ring mapped through the framework, each event
+//!   channel bound, the disk's nodes written in one transaction, then `state` = Connected;
+//! - at frontend Closing everything is unmapped and `state` = Closing; at Closed, `state` =
+//!   Closed, and the session ends if the toolstack has set `online` = 0 (a detach), or waits
+//!   for the frontend to come back (Initialising: InitWait again, a reconnect);
+//! - a fault of the frontend ends the device: everything unmapped, an `error` node, `state` =
+//!   Closed (so that `xl block-detach` finds it closed at once).
+//!
+//! The data path maps each batch's data grants itself (through the pmap lock it holds), one
+//! region per access, unmapped after the copy, or through the persistent-grant cache when
+//! both ends offered `feature-persistent`. Rings and persistent grants are unmapped before
+//! any `state` write that tells the frontend the device let go.
+
+use super::backend_nodes::{at_connect, before_init_wait, DiskDescription, ToolstackRequest};
+use super::frontend_nodes::{BackendOffer, FrontendConfig, FrontendNodes};
+use super::grant_pages::{BatchPages, IndirectPages, PersistentPages, SingleGrants};
+use super::persistent_grants::{PersistentGrants, DEFAULT_CAPACITY, DEFAULT_IDLE_MILLISECONDS};
+use super::protocol::{BlkConnected, BlkEnding, BlkFaultKind, BlkMapping, BlkProtocol};
+use super::ram_disk::{MemoryBudget, RamDisk};
+use super::ring::{BackRing, RingFault};
+use super::service::{finish_batch, take_batch, DeviceCounters};
+use super::validate::{DiskLimits, DEFAULT_MAX_INDIRECT_SEGMENTS};
+use crate::abi::blkif::MAX_RING_PAGE_ORDER;
+use crate::ids::{DomId, EvtchnPort};
+use crate::peer::action::{self, node_value, PeerAction, PeerEvent, PeerNodes};
+use crate::peer::counters::ServiceCounters;
+use crate::peer::device_id::DeviceId;
+use crate::peer::fault::PeerFault;
+use crate::peer::protocol::PeerSession;
+use crate::peer::xenbus_state::XenbusState;
+use crate::pmap::{GrantMapping, PmapLock};
+use crate::shared_memory::SharedMemory;
+use alloc::format;
+use alloc::rc::Rc;
+use alloc::string::{String, ToString};
+use alloc::vec;
+use alloc::vec::Vec;
+use core::cell::RefCell;
+
+/// Something that happened that concerns this device.
+pub type BlkEvent<'a, L> = PeerEvent<'a, BlkProtocol, GrantMapping<L>>;
+/// What the caller must do, in order.
+pub type BlkAction<L> = PeerAction<BlkProtocol, GrantMapping<L>>;
+/// Why a session ended.
+pub type CloseReason = action::CloseReason<BlkProtocol>;
+/// The RAM disks' memory, shared by every device of the service.
+pub type SharedBudget = Rc<RefCell<MemoryBudget>>;
+
+/// What grantsvc offers every frontend. One queue: grantsvc runs on one vcpu, so more queues
+/// would add rings to poll without adding parallelism.
+pub const OFFER: BackendOffer = BackendOffer {
+    max_ring_page_order: MAX_RING_PAGE_ORDER,
+    max_queues: 1,
+    max_indirect_segments: DEFAULT_MAX_INDIRECT_SEGMENTS,
+};
+
+/// The frontend nodes read at connect (one queue: its ring nodes are in the device directory).
+pub const FRONTEND_NODES: [&str; 22] = [
+    "protocol",
+    "feature-persistent",
+    "multi-queue-num-queues",
+    "ring-page-order",
+    "event-channel",
+    "ring-ref",
+    "ring-ref0",
+    "ring-ref1",
+    "ring-ref2",
+    "ring-ref3",
+    "ring-ref4",
+    "ring-ref5",
+    "ring-ref6",
+    "ring-ref7",
+    "ring-ref8",
+    "ring-ref9",
+    "ring-ref10",
+    "ring-ref11",
+    "ring-ref12",
+    "ring-ref13",
+    "ring-ref14",
+    "ring-ref15",
+];
+
+/// Requests taken off a ring per batch (one ring page's worth): their data grants are mapped
+/// together.
+pub const BATCH_REQUESTS: usize = 32;
+/// Requests served per queue per wake-up before other devices get their turn.
+pub const REQUESTS_PER_WAKE: usize = 512;
+/// Refused requests logged per device (the rest are only counted).
+const LOGGED_REFUSALS: u64 = 16;
+
+/// A connected queue.
+struct Queue<L: PmapLock> {
+    ring: BackRing<GrantMapping<L>>,
+    port: EvtchnPort,
+    /// The persistent-grant cache, when both ends offered the feature.
+    persistent: Option<PersistentGrants<GrantMapping<L>>>,
+}
+
+/// The session's phase, carrying what each holds mapped.
+enum Phase<L: PmapLock> {
+    /// InitWait written; waiting for the frontend to reach Initialised.
+    WaitingForFrontend,
+    /// Waiting for the frontend's nodes.
+    ReadingNodes,
+    /// Mapping the queues' rings, one after the other.
+    Mapping {
+        config: FrontendConfig,
+        rings: Vec<GrantMapping<L>>,
+    },
+    /// Binding the queues' event channels; every ring is mapped.
+    Binding {
+        config: FrontendConfig,
+        rings: Vec<GrantMapping<L>>,
+        ports: Vec<EvtchnPort>,
+    },
+    /// Serving.
+    Connected { queues: Vec<Queue<L>> },
+    /// The frontend closed; nothing is mapped; the disk is kept for a reconnect.
+    Disconnected,
+    /// Ended; holds nothing.
+    Closed(CloseReason),
+}
+
+/// The figures a device publishes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DeviceFigures {
+    pub counters: DeviceCounters,
+    /// Persistent grants held now, over every queue.
+    pub persistent_grants: u64,
+    /// Ring pages mapped now.
+    pub ring_pages: u64,
+}
+
+/// One vbd of one frontend.
+pub struct BlkSession<L: PmapLock> {
+    peer: DomId,
+    device: DeviceId,
+    lock: L,
+    request: ToolstackRequest,
+    disk: Option<RamDisk>,
+    budget: SharedBudget,
+    /// The toolstack set `online` = 0.
+    offline: bool,
+    counters: DeviceCounters,
+    /// Batches served: the persistent-grant cache's clock.
+    ticks: u64,
+    /// Requests were left on a ring when the wake-up's budget ran out.
+    backlog: bool,
+    phase: Phase<L>,
+}
+
+/// A device the budget cannot hold.
+pub type AttachRefused = super::ram_disk::BudgetExceeded;
+
+impl<L: PmapLock + Clone> BlkSession<L> {
+    /// A session for `device` of frontend `peer` with the disk the toolstack asked for
+    /// (zeroed, its size reserved from `budget`), and its first actions (the offer, then
+    /// `state` = InitWait). Refused when the budget cannot hold the disk.
+    pub fn new(
+        peer: DomId,
+        device: DeviceId,
+        lock: L,
+        request: ToolstackRequest,
+        budget: SharedBudget,
+    ) -> Result<(Self, Vec<BlkAction<L>>), AttachRefused> {
+        let disk = RamDisk::attach(request.target.sectors(), &mut budget.borrow_mut())?;
+        let session = BlkSession {
+            peer,
+            device,
+            lock,
+            request,
+            disk: Some(disk),
+            budget,
+            offline: false,
+            counters: DeviceCounters::default(),
+            ticks: 0,
+            backlog: false,
+            phase: Phase::WaitingForFrontend,
+        };
+        let mut nodes = before_init_wait(&OFFER);
+        nodes.push(("hotplug-status", String::from("connected")));
+        nodes.push(("state", XenbusState::InitWait.as_str().to_string()));
+        Ok((session, vec![PeerAction::WriteNodes(nodes)]))
+    }
+
+    /// The figures to publish.
+    pub fn figures(&self) -> DeviceFigures {
+        let mut figures = DeviceFigures {
+            counters: self.counters,
+            ..DeviceFigures::default()
+        };
+        if let Phase::Connected { queues } = &self.phase {
+            for queue in queues {
+                figures.ring_pages += (queue.ring.memory().size() / crate::addr::PAGE_SIZE) as u64;
+                figures.persistent_grants += queue
+                    .persistent
+                    .as_ref()
+                    .map_or(0, |cache| cache.len() as u64);
+            }
+        }
+        figures
+    }
+
+    /// Why the session ended, once it has.
+    pub fn close_reason(&self) -> Option<&CloseReason> {
+        match &self.phase {
+            Phase::Closed(reason) => Some(reason),
+            _ => None,
+        }
+    }
+
+    /// True when requests were left waiting at the end of the last wake-up.
+    pub fn has_backlog(&self) -> bool {
+        self.backlog
+    }
+
+    /// True once the frontend has closed and nothing is mapped (the disk is kept).
+    pub fn is_disconnected(&self) -> bool {
+        matches!(self.phase, Phase::Disconnected)
+    }
+
+    /// The disk's description for the connect nodes and the validator.
+    fn description(&self) -> DiskDescription {
+        DiskDescription {
+            sectors: self.request.target.sectors(),
+            writable: self.request.writable,
+            cdrom: self.request.cdrom,
+            discard: self.request.discard_enable,
+        }
+    }
+
+    fn limits(&self) -> DiskLimits {
+        let description = self.description();
+        DiskLimits {
+            sectors: description.sectors,
+            writable: description.writable,
+            flush: description.writable,
+            discard: description.discard && description.writable,
+            max_indirect_segments: OFFER.max_indirect_segments,
+        }
+    }
+
+    fn fault(&self, kind: BlkFaultKind) -> CloseReason {
+        CloseReason::Fault(PeerFault {
+            peer: self.peer,
+            device: self.device,
+            kind,
+        })
+    }
+
+    /// Handles one event; returns the actions to carry out, in order.
+    pub fn handle(&mut self, event: BlkEvent<'_, L>) -> Vec<BlkAction<L>> {
+        let phase = core::mem::replace(&mut self.phase, Phase::WaitingForFrontend);
+        let (phase, actions) = self.step(phase, event);
+        self.phase = phase;
+        actions
+    }
+
+    fn step(&mut self, phase: Phase<L>, event: BlkEvent<'_, L>) -> (Phase<L>, Vec<BlkAction<L>>) {
+        match (phase, event) {
+            (phase @ Phase::Closed(_), event) => (phase, action::leftovers(event)),
+            (phase, PeerEvent::PeerNodesRemoved) => {
+                self.close(phase, CloseReason::PeerNodesRemoved)
+            }
+            (phase, PeerEvent::OwnNodesRemoved) => self.close(phase, CloseReason::OwnNodesRemoved),
+            (phase, PeerEvent::DomainDied) => self.close(phase, CloseReason::DomainDied),
+            (phase, PeerEvent::Shutdown) => self.close(phase, CloseReason::Shutdown),
+            (phase, PeerEvent::ToolstackOffline) => {
+                self.offline = true;
+                if matches!(phase, Phase::Disconnected) {
+                    self.close(phase, CloseReason::Protocol(BlkEnding::Detached))
+                } else {
+                    (phase, Vec::new())
+                }
+            }
+            (phase, PeerEvent::PeerState(value)) => match XenbusState::parse(value) {
+                Err(fault) => {
+                    let reason = self.fault(BlkFaultKind::BadState(fault));
+                    self.close(phase, reason)
+                }
+                Ok(state) => self.frontend_state(phase, state),
+            },
+            (Phase::ReadingNodes, PeerEvent::PeerNodesRead(read)) => {
+                match FrontendConfig::decode(&ReadNodes(read), &OFFER) {
+                    Ok(config) => {
+                        let action = self.map_ring(&config, 0);
+                        (
+                            Phase::Mapping {
+                                config,
+                                rings: Vec::new(),
+                            },
+                            action.into_iter().collect(),
+                        )
+                    }
+                    Err(fault) => {
+                        let reason = self.fault(BlkFaultKind::Nodes(fault));
+                        self.close(Phase::ReadingNodes, reason)
+                    }
+                }
+            }
+            (
+                Phase::Mapping { config, mut rings },
+                PeerEvent::Mapped {
+                    purpose: BlkMapping::Ring { queue },
+                    result,
+                },
+            ) => match result {
+                Ok(region) => {
+                    rings.push(region);
+                    match self.map_ring(&config, rings.len()) {
+                        Some(action) => (Phase::Mapping { config, rings }, vec![action]),
+                        None => {
+                            let action = self.bind(&config, 0);
+                            let phase = Phase::Binding {
+                                config,
+                                rings,
+                                ports: Vec::new(),
+                            };
+                            (phase, action.into_iter().collect())
+                        }
+                    }
+                }
+                Err(status) => {
+                    let reason = self.fault(BlkFaultKind::RingMapFailed { queue, status });
+                    self.close(Phase::Mapping { config, rings }, reason)
+                }
+            },
+            (
+                Phase::Binding {
+                    config,
+                    rings,
+                    mut ports,
+                },
+                PeerEvent::PortBound(result),
+            ) => match result {
+                Ok(port) => {
+                    ports.push(port);
+                    match self.bind(&config, ports.len()) {
+                        Some(action) => (
+                            Phase::Binding {
+                                config,
+                                rings,
+                                ports,
+                            },
+                            vec![action],
+                        ),
+                        None => self.connect(config, rings, ports),
+                    }
+                }
+                Err(status) => {
+                    let queue = ports.len() as u32;
+                    let reason = self.fault(BlkFaultKind::BindFailed { queue, status });
+                    self.close(
+                        Phase::Binding {
+                            config,
+                            rings,
+                            ports,
+                        },
+                        reason,
+                    )
+                }
+            },
+            (Phase::Connected { mut queues }, PeerEvent::EventChannel) => {
+                match self.serve(&mut queues) {
+                    Ok(actions) => (Phase::Connected { queues }, actions),
+                    Err((queue, fault)) => {
+                        let reason = self.fault(BlkFaultKind::Ring { queue, fault });
+                        self.close(Phase::Connected { queues }, reason)
+                    }
+                }
+            }
+            // Anything else is out of order: results are given back, other events ignored.
+            (phase, event) => (phase, action::leftovers(event)),
+        }
+    }
+
+    /// The frontend's `state` changed to `state`.
+    fn frontend_state(
+        &mut self,
+        phase: Phase<L>,
+        state: XenbusState,
+    ) -> (Phase<L>, Vec<BlkAction<L>>) {
+        let write_state = |state: XenbusState| {
+            PeerAction::WriteNodes(vec![("state", state.as_str().to_string())])
+        };
+        match (phase, state) {
+            (Phase::Disconnected, XenbusState::Initialising | XenbusState::InitWait) => {
+                // The frontend came back (a reconnect): offer again.
+                let mut nodes = before_init_wait(&OFFER);
+                nodes.push(("state", XenbusState::InitWait.as_str().to_string()));
+                (
+                    Phase::WaitingForFrontend,
+                    vec![PeerAction::WriteNodes(nodes)],
+                )
+            }
+            (Phase::WaitingForFrontend, XenbusState::Initialised | XenbusState::Connected) => (
+                Phase::ReadingNodes,
+                vec![PeerAction::ReadPeerNodes(&FRONTEND_NODES)],
+            ),
+            (Phase::Disconnected, XenbusState::Closing) => (Phase::Disconnected, Vec::new()),
+            (phase, XenbusState::Closing) => {
+                let mut actions = self.release(phase);
+                actions.push(write_state(XenbusState::Closing));
+                (Phase::Disconnected, actions)
+            }
+            (phase, XenbusState::Closed) => {
+                let mut actions = self.release(phase);
+                actions.push(write_state(XenbusState::Closed));
+                if self.offline {
+                    let (phase, more) = self.close(
+                        Phase::Disconnected,
+                        CloseReason::Protocol(BlkEnding::Detached),
+                    );
+                    actions.extend(more);
+                    (phase, actions)
+                } else {
+                    (Phase::Disconnected, actions)
+                }
+            }
+            (phase, _) => (phase, Vec::new()),
+        }
+    }
+
+    /// The map of queue `queue`'s ring, if the config has that queue.
+    fn map_ring(&self, config: &FrontendConfig, queue: usize) -> Option<BlkAction<L>> {
+        let wanted = config.queues.get(queue)?;
+        Some(PeerAction::MapGrants {
+            peer: self.peer,
+            refs: wanted.ring_refs.clone(),
+            writable: true,
+            purpose: BlkMapping::Ring {
+                queue: queue as u32,
+            },
+        })
+    }
+
+    /// The bind of queue `queue`'s event channel, if the config has that queue.
+    fn bind(&self, config: &FrontendConfig, queue: usize) -> Option<BlkAction<L>> {
+        let wanted = config.queues.get(queue)?;
+        Some(PeerAction::BindInterdomain {
+            peer: self.peer,
+            remote_port: wanted.event_channel,
+        })
+    }
+
+    /// Every ring mapped and channel bound: attach the rings, describe the disk, Connected.
+    fn connect(
+        &mut self,
+        config: FrontendConfig,
+        rings: Vec<GrantMapping<L>>,
+        ports: Vec<EvtchnPort>,
+    ) -> (Phase<L>, Vec<BlkAction<L>>) {
+        let mut queues = Vec::with_capacity(rings.len());
+        let mut failure = None;
+        let mut leftover_ports = Vec::new();
+        for (index, (ring, port)) in rings.into_iter().zip(ports).enumerate() {
+            if failure.is_some() {
+                leftover_ports.push(port);
+                // Dropping a mapping unmaps it (failures logged).
+                drop(ring);
+                continue;
+            }
+            match BackRing::attach(ring, config.ring_page_order) {
+                Ok(ring) => queues.push(Queue {
+                    ring,
+                    port,
+                    persistent: config.persistent.then(|| {
+                        PersistentGrants::new(DEFAULT_CAPACITY, DEFAULT_IDLE_MILLISECONDS)
+                    }),
+                }),
+                Err(fault) => {
+                    leftover_ports.push(port);
+                    failure = Some((index as u32, fault));
+                }
+            }
+        }
+        if let Some((queue, fault)) = failure {
+            let reason = match fault {
+                RingFault::TooSmall { .. } | RingFault::BadOrder { .. } => {
+                    CloseReason::Protocol(BlkEnding::RingTooSmall { queue, fault })
+                }
+                _ => self.fault(BlkFaultKind::Ring { queue, fault }),
+            };
+            let mut actions: Vec<BlkAction<L>> = leftover_ports
+                .into_iter()
+                .map(PeerAction::ClosePort)
+                .collect();
+            let (phase, more) = self.close(Phase::Connected { queues }, reason);
+            actions.extend(more);
+            return (phase, actions);
+        }
+        let report = BlkConnected {
+            sectors: self.request.target.sectors(),
+            writable: self.request.writable,
+            queues: queues.len() as u32,
+            ring_page_order: config.ring_page_order,
+            persistent: config.persistent,
+        };
+        let actions = vec![
+            PeerAction::WriteNodesInTransaction(at_connect(&self.description())),
+            PeerAction::WriteNodes(vec![("state", XenbusState::Connected.as_str().to_string())]),
+            PeerAction::ReportConnected(report),
+        ];
+        (Phase::Connected { queues }, actions)
+    }
+
+    /// Serves every queue once: batches of requests copied off the ring, checked, their data
+    /// grants mapped together, carried out, answered, unmapped. Err: the queue whose ring broke.
+    fn serve(&mut self, queues: &mut [Queue<L>]) -> Result<Vec<BlkAction<L>>, (u32, RingFault)> {
+        let limits = self.limits();
+        let mut actions = Vec::new();
+        self.backlog = false;
+        for (index, queue) in queues.iter_mut().enumerate() {
+            let index = index as u32;
+            let mut served_requests = 0;
+            let mut notify = false;
+            loop {
+                let mut indirect = IndirectPages {
+                    lock: &self.lock,
+                    peer: self.peer,
+                };
+                let mut batch = take_batch(&mut queue.ring, &limits, &mut indirect, BATCH_REQUESTS)
+                    .map_err(|fault| (index, fault))?;
+                served_requests += batch.len();
+                self.ticks += 1;
+                let Some(disk) = self.disk.as_mut() else {
+                    return Err((index, RingFault::Halted));
+                };
+                let served = match queue.persistent.as_mut() {
+                    Some(cache) => {
+                        let mut mapper = SingleGrants {
+                            lock: &self.lock,
+                            peer: self.peer,
+                        };
+                        let mut pages =
+                            PersistentPages::acquire(cache, &mut mapper, &mut batch, self.ticks);
+                        let served = finish_batch(
+                            &mut queue.ring,
+                            batch,
+                            disk,
+                            &mut pages,
+                            &mut self.counters,
+                        );
+                        pages.release(&mut mapper, self.ticks);
+                        served
+                    }
+                    None => {
+                        let mut pages = BatchPages::map(&self.lock, self.peer, &mut batch);
+                        let served = finish_batch(
+                            &mut queue.ring,
+                            batch,
+                            disk,
+                            &mut pages,
+                            &mut self.counters,
+                        );
+                        pages.unmap();
+                        served
+                    }
+                }
+                .map_err(|fault| (index, fault))?;
+                for refusal in &served.refusals {
+                    if self.counters.errors <= LOGGED_REFUSALS {
+                        log::warn!(
+                            "blkif: frontend domain {} vbd {}: {refusal}",
+                            self.peer,
+                            self.device
+                        );
+                    }
+                }
+                notify |= served.notify;
+                if !served.more {
+                    break;
+                }
+                if served_requests >= REQUESTS_PER_WAKE {
+                    self.backlog = true;
+                    break;
+                }
+            }
+            if notify {
+                actions.push(PeerAction::Notify(queue.port));
+            }
+        }
+        Ok(actions)
+    }
+
+    /// Unmaps everything `phase` holds (persistent grants directly, rings through the
+    /// framework) and closes its ports: the actions, in order.
+    fn release(&mut self, phase: Phase<L>) -> Vec<BlkAction<L>> {
+        let mut actions = Vec::new();
+        let (rings, ports) = match phase {
+            Phase::Mapping { rings, .. } => (rings, Vec::new()),
+            Phase::Binding { rings, ports, .. } => (rings, ports),
+            Phase::Connected { queues } => {
+                let mut rings = Vec::new();
+                let mut ports = Vec::new();
+                for queue in queues {
+                    if let Some(mut cache) = queue.persistent {
+                        let mut mapper = SingleGrants {
+                            lock: &self.lock,
+                            peer: self.peer,
+                        };
+                        cache.close(&mut mapper);
+                    }
+                    rings.push(queue.ring.into_memory());
+                    ports.push(queue.port);
+                }
+                (rings, ports)
+            }
+            _ => (Vec::new(), Vec::new()),
+        };
+        for (queue, region) in rings.into_iter().enumerate() {
+            actions.push(PeerAction::Unmap {
+                purpose: BlkMapping::Ring {
+                    queue: queue as u32,
+                },
+                region,
+            });
+        }
+        actions.extend(ports.into_iter().map(PeerAction::ClosePort));
+        self.backlog = false;
+        actions
+    }
+
+    /// Ends the session from `phase`: unmap, close the ports, free the disk, then tell the
+    /// frontend and the toolstack (`error` for a fault, `state` = Closed) unless the
+    /// directory is gone.
+    fn close(&mut self, phase: Phase<L>, reason: CloseReason) -> (Phase<L>, Vec<BlkAction<L>>) {
+        let mut actions = self.release(phase);
+        if let Some(disk) = self.disk.take() {
+            disk.detach(&mut self.budget.borrow_mut());
+        }
+        if !matches!(
+            reason,
+            CloseReason::OwnNodesRemoved | CloseReason::Protocol(BlkEnding::Detached)
+        ) {
+            let mut nodes = Vec::new();
+            if let CloseReason::Fault(_) | CloseReason::Protocol(_) = &reason {
+                nodes.push(("error", reason.to_string()));
+            }
+            nodes.push(("state", XenbusState::Closed.as_str().to_string()));
+            actions.push(PeerAction::WriteNodes(nodes));
+        }
+        actions.push(PeerAction::ReportClosed(reason.clone()));
+        (Phase::Closed(reason), actions)
+    }
+
+    /// Our port (of the first queue), once bound.
+    pub fn port(&self) -> Option<EvtchnPort> {
+        match &self.phase {
+            Phase::Binding { ports, .. } => ports.first().copied(),
+            Phase::Connected { queues } => queues.first().map(|queue| queue.port),
+            _ => None,
+        }
+    }
+}
+
+/// The frontend's nodes as read once, by name.
+struct ReadNodes<'a, 'b>(&'a PeerNodes<'b>);
+
+impl FrontendNodes for ReadNodes<'_, '_> {
+    fn read(&self, key: &str) -> Option<&[u8]> {
+        node_value(self.0, key)
+    }
+}
+
+impl<L: PmapLock + Clone> PeerSession for BlkSession<L> {
+    type Protocol = BlkProtocol;
+    type Region = GrantMapping<L>;
+
+    fn peer(&self) -> DomId {
+        self.peer
+    }
+
+    fn device(&self) -> DeviceId {
+        self.device
+    }
+
+    fn port(&self) -> Option<EvtchnPort> {
+        BlkSession::port(self)
+    }
+
+    fn is_closed(&self) -> bool {
+        matches!(self.phase, Phase::Closed(_))
+    }
+
+    fn mapped_pages(&self) -> u32 {
+        let figures = self.figures();
+        (figures.ring_pages + figures.persistent_grants) as u32
+    }
+
+    fn handle(&mut self, event: BlkEvent<'_, L>, _counters: &ServiceCounters) -> Vec<BlkAction<L>> {
+        BlkSession::handle(self, event)
+    }
+}
+
+/// The per-device counter nodes (names relative to the device's published directory).
+pub fn figure_nodes(figures: &DeviceFigures) -> Vec<(&'static str, String)> {
+    vec![
+        ("requests", format!("{}", figures.counters.requests)),
+        ("bytes-read", format!("{}", figures.counters.bytes_read)),
+        (
+            "bytes-written",
+            format!("{}", figures.counters.bytes_written),
+        ),
+        ("errors", format!("{}", figures.counters.errors)),
+        (
+            "persistent-grants",
+            format!("{}", figures.persistent_grants),
+        ),
+        ("ring-pages", format!("{}", figures.ring_pages)),
+    ]
+}
+
+#[cfg(test)]
+#[path = "session_tests.rs"]
+mod tests;
