@@ -21,7 +21,6 @@ use grantsvc::ids::{DomId, EvtchnPort};
 use grantsvc::shared_memory::{OutOfBounds, SharedMemory};
 use xenstore::ring_client::{RingClient, SubmitError};
 use xenstore::ring_transport::RingMemory;
-#[cfg(feature = "lab")]
 use xenstore::transaction::retry_transaction;
 use xenstore::transaction::TryAgain;
 use xenstore::{
@@ -415,7 +414,6 @@ impl Xenstore {
         }
     }
 
-    #[cfg(feature = "lab")]
     fn transaction_start(&mut self) -> Result<TransactionId, XenstoreError> {
         match self.request(TransactionId::NONE, &Operation::TransactionStart)? {
             Reply::TransactionStarted(transaction) => Ok(transaction),
@@ -425,8 +423,8 @@ impl Xenstore {
 
     /// Runs `body` in a transaction and commits it, running it all again when xenstored
     /// answers the commit with EAGAIN (at most `max_attempts` runs). A failing body abandons
-    /// the transaction. Returns the body's result and the number of attempts made.
-    #[cfg(feature = "lab")]
+    /// the transaction. Returns the body's result and the number of attempts made. (Not
+    /// lab-only: blkif writes its connect nodes in one transaction.)
     pub fn transaction<R>(
         &mut self,
         max_attempts: u32,

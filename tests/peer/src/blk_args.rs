@@ -19,10 +19,11 @@ pub const USAGE: &str = "\
   back on the same ring. producer-jump and the node-* cases (garbage in each frontend node)
   must end the device with an error node. rewritten flips a published slot between a valid
   and a bad version R times (default 20) and checks each answer is one version's whole;
-  event-storm sends N notifications (default 20000) idle and again between reads. Each
-  device is then detached as libxl does (its backend directory must be gone within 10 s);
-  --check-pins also checks Xen's grant-table dump for any of its grants still mapped. Waits
-  are bounded by S s (default 20). One line per case, then the verdict.";
+  event-storm sends N notifications (default 5000) idle and again between reads. Each
+  device is then detached as libxl does (its backend directory must be gone within 10 s) and
+  grantsvc's mapped-pages must be back to 0; --check-pins also checks Xen's grant-table dump,
+  after the last case, for any grant of any case still mapped. Waits are bounded by S s
+  (default 20). One line per case, then the verdict.";
 
 /// Options of `blk-hostile`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -62,7 +63,7 @@ pub fn parse_hostile(arguments: &[String]) -> Result<HostileOptions, String> {
         disk_mib: 16,
         timeout: Duration::from_secs(20),
         rounds: 20,
-        storm: 20000,
+        storm: 5000,
         check_pins: false,
     };
     while let Some(option) = arguments.next() {

@@ -249,14 +249,16 @@ impl Case {
                 encode::direct(op::READ, id, 0, &[whole_page(grants.read_only)]),
                 op::READ,
             )],
+            // The response echoes the inner operation, as Linux blkback's does: blkfront
+            // refuses a response whose operation is INDIRECT.
             Case::Indirect4096 => vec![
                 error(
                     encode::indirect(op::READ, id, 0, INDIRECT_SEGMENTS, &grants.indirect),
-                    op::INDIRECT,
+                    op::READ,
                 ),
                 error(
                     encode::indirect(op::WRITE, id + 1, 0, INDIRECT_SEGMENTS, &grants.indirect),
-                    op::INDIRECT,
+                    op::WRITE,
                 ),
             ],
             Case::ProducerJump | Case::Rewritten | Case::EventStorm | Case::Node(_) => Vec::new(),

@@ -12,7 +12,7 @@ use crate::pins;
 use crate::store::Store;
 use grantsvc::abi::blkif::{op, status, SECTOR_SIZE};
 use grantsvc::addr::PAGE_SIZE;
-use grantsvc::ids::{EvtchnPort, GrantRef};
+use grantsvc::ids::{DomId, EvtchnPort, GrantRef};
 use grantsvc::peer::blkif::frontend_nodes::{BackendOffer, FrontendConfig, FrontendNodes};
 use grantsvc::peer::blkif::request::{encode, Segment};
 use grantsvc::peer::share::pattern;
@@ -41,9 +41,10 @@ pub fn run(options: &HostileOptions) -> Result<String, String> {
         );
     }
     let mut failures = Vec::new();
+    let mut granted = Vec::new();
     for (index, case) in options.cases.iter().enumerate() {
         let devid = options.devid_base + index as u32;
-        match run_case(options, *case, devid) {
+        match run_case(options, *case, devid, &mut granted) {
             Ok(detail) => say(&format!(
                 "case {} on vbd {devid}: ok: {detail}",
                 case.name()
@@ -57,9 +58,14 @@ pub fn run(options: &HostileOptions) -> Result<String, String> {
             }
         }
     }
+    let pins = if options.check_pins {
+        check_pins(options, &granted)?
+    } else {
+        String::new()
+    };
     if failures.is_empty() {
         Ok(format!(
-            "{} case(s) each answered or ended cleanly, nothing left mapped",
+            "{} case(s) each answered or ended cleanly, grantsvc's mapped-pages 0 after each{pins}",
             options.cases.len()
         ))
     } else {
@@ -70,6 +76,27 @@ pub fn run(options: &HostileOptions) -> Result<String, String> {
             failures.join(" ")
         ))
     }
+}
+
+/// Xen's own view, once every device is gone: none of the pages the cases granted is still
+/// mapped by grantsvc. (A page grantsvc kept mapped keeps its grant alive in gntalloc after
+/// the release, so its ref cannot have been handed out again and shows in the dump.)
+fn check_pins(options: &HostileOptions, granted: &[GrantRef]) -> Result<String, String> {
+    let own = Store::open()?.own_domid()?;
+    let pinned = pins::pinned_now(own, options.domid, granted)
+        .map_err(|error| format!("reading Xen's grant-table dump: {error}"))?;
+    if !pinned.is_empty() {
+        return Err(format!(
+            "Xen shows {} of the {} grants the cases made still mapped by d{}: {pinned:?}",
+            pinned.len(),
+            granted.len(),
+            options.domid
+        ));
+    }
+    Ok(format!(
+        ", and none of the {} grants they made mapped in Xen's grant-table dump",
+        granted.len()
+    ))
 }
 
 /// One device: its directories, its granted pages and its event channel.
@@ -91,37 +118,46 @@ struct Device {
     timeout: Duration,
 }
 
-fn run_case(options: &HostileOptions, case: Case, devid: u32) -> Result<String, String> {
+fn run_case(
+    options: &HostileOptions,
+    case: Case,
+    devid: u32,
+    granted: &mut Vec<GrantRef>,
+) -> Result<String, String> {
     let mut device = attach(options, case, devid)?;
     let outcome = exercise(options, case, &mut device);
     let detached = detach(&mut device);
-    let refs = device.all_refs();
-    let pinned = if options.check_pins {
-        pins::pinned_now(device.attach.frontend, options.domid, &refs)
-            .map_err(|error| format!("reading Xen's grant-table dump: {error}"))
-    } else {
-        Ok(Vec::new())
-    };
+    granted.extend(device.all_refs());
+    let unmapped = wait_unmapped(&mut device.store, options.domid);
     device.release();
     let detail = outcome?;
     detached?;
-    let pinned = pinned?;
-    if !pinned.is_empty() {
-        return Err(format!(
-            "Xen shows {} of the device's {} grants still mapped by d{} after detach: {pinned:?}",
-            pinned.len(),
-            refs.len(),
-            options.domid
-        ));
-    }
+    unmapped?;
     Ok(format!(
-        "{detail}; detached{}",
-        if options.check_pins {
-            format!(", none of its {} grants mapped in Xen's dump", refs.len())
-        } else {
-            String::new()
-        }
+        "{detail}; detached, grantsvc's mapped-pages back to 0"
     ))
+}
+
+/// How long grantsvc may take to publish its counters (it rate-limits them).
+const COUNTER_WAIT: Duration = Duration::from_secs(10);
+
+/// Waits until grantsvc publishes `mapped-pages` 0 (no other device is attached meanwhile).
+fn wait_unmapped(store: &mut Store, grantsvc: DomId) -> Result<(), String> {
+    let path = format!("/local/domain/{grantsvc}/data/grantsvc/mapped-pages");
+    let deadline = Instant::now() + COUNTER_WAIT;
+    loop {
+        let value = store.read_text(&path)?;
+        if value.as_deref() == Some("0") {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            return Err(format!(
+                "grantsvc's mapped-pages is {value:?}, not 0, {} s after detach",
+                COUNTER_WAIT.as_secs()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// Writes both directories as libxl does and waits for InitWait, then grants the pages.
@@ -343,6 +379,13 @@ fn exercise(options: &HostileOptions, case: Case, device: &mut Device) -> Result
         Case::EventStorm => event_storm(options, device)?,
         _ => bad_requests(case, device)?,
     };
+    if case.outcome() == Outcome::Answered && case.read_only_disk() {
+        let back = read_back(device, 0x600d_0004, GOOD_SECTOR)?;
+        if back.iter().any(|&byte| byte != 0) {
+            return Err("a read of the fresh read-only disk is not zeros".to_string());
+        }
+        return Ok(format!("{detail}; then a good read of zeros"));
+    }
     if case.outcome() == Outcome::Answered {
         let seed = device.attach.devid;
         let good = good_io(device, seed)?;
@@ -730,16 +773,20 @@ fn event_storm(options: &HostileOptions, device: &mut Device) -> Result<String, 
     ))
 }
 
-/// Detaches as libxl does: backend `online` 0 and `state` Closing, the frontend Closed as
+/// Detaches as libxl does: backend `online` 0 and `state` Closing (unless Closed), the frontend Closed as
 /// blkfront then goes, the backend Closed and its directory removed by grantsvc within libxl's
 /// 10 s, then the frontend directory removed.
 fn detach(device: &mut Device) -> Result<(), String> {
-    let present = device.store.backend_state(&device.backend_dir)?.is_some();
-    if present {
-        device.store.write_nodes(
+    // libxl (`libxl__initiate_device_generic_remove`) leaves a Closed backend's state alone.
+    match device.store.backend_state(&device.backend_dir)? {
+        None => {}
+        Some(XenbusState::Closed) => device
+            .store
+            .write_nodes(&device.backend_dir, &[("online", "0")])?,
+        Some(_) => device.store.write_nodes(
             &device.backend_dir,
             &[("online", "0"), ("state", XenbusState::Closing.as_str())],
-        )?;
+        )?,
     }
     device.store.write(
         &format!("{}/state", device.frontend_dir),
