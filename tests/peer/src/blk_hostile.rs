@@ -44,14 +44,19 @@ pub fn run(options: &HostileOptions) -> Result<String, String> {
     let mut granted = Vec::new();
     for (index, case) in options.cases.iter().enumerate() {
         let devid = options.devid_base + index as u32;
-        match run_case(options, *case, devid, &mut granted) {
+        // A line before each case too: if one never ends, the output says which.
+        say(&format!("case {} on vbd {devid}: starting", case.name()));
+        let started = Instant::now();
+        let outcome = run_case(options, *case, devid, &mut granted);
+        let seconds = started.elapsed().as_secs_f32();
+        match outcome {
             Ok(detail) => say(&format!(
-                "case {} on vbd {devid}: ok: {detail}",
+                "case {} on vbd {devid}: ok: {detail} ({seconds:.1} s)",
                 case.name()
             )),
             Err(reason) => {
                 say(&format!(
-                    "case {} on vbd {devid}: FAILED: {reason}",
+                    "case {} on vbd {devid}: FAILED: {reason} ({seconds:.1} s)",
                     case.name()
                 ));
                 failures.push(case.name());
