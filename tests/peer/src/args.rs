@@ -45,6 +45,7 @@ pub enum Command {
     VchanServer(VchanServerOptions),
     SocketExchange(ExchangeOptions),
     Soak(SoakOptions),
+    BlkHostile(crate::blk_args::HostileOptions),
     Crowd(CrowdOptions),
     /// `destroy-domain --domid D`: the domain-destroy hypercall alone (its xenstore nodes stay).
     DestroyDomain(DomId),
@@ -95,6 +96,9 @@ pub fn parse(arguments: &[String]) -> Result<Command, String> {
         Some("socket-exchange") => {
             return vchan_args::parse_socket_exchange(arguments.as_slice())
                 .map(Command::SocketExchange)
+        }
+        Some("blk-hostile") => {
+            return crate::blk_args::parse_hostile(arguments.as_slice()).map(Command::BlkHostile)
         }
         Some("soak") => return crowd_args::parse_soak(arguments.as_slice()).map(Command::Soak),
         Some("crowd") => return crowd_args::parse_crowd(arguments.as_slice()).map(Command::Crowd),

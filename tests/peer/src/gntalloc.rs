@@ -9,6 +9,7 @@
 
 use grantsvc::addr::PAGE_SIZE;
 use grantsvc::ids::{DomId, GrantRef};
+use grantsvc::shared_memory::{check_bounds, OutOfBounds, SharedMemory};
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::AsRawFd;
@@ -269,6 +270,59 @@ impl GrantedPages {
             Ok(())
         };
         dealloc(&self.device, self.index, self.count() as u32).and(unmap_result)
+    }
+}
+
+/// The blkif frontend's ring code runs over grantsvc's own [`SharedMemory`] trait, so that the
+/// same ring code is host-tested against grantsvc's backend ring and driven here over gntalloc.
+impl SharedMemory for GrantedPages {
+    fn size(&self) -> usize {
+        self.count() * PAGE_SIZE
+    }
+
+    fn read_bytes(&self, offset: usize, into: &mut [u8]) -> Result<(), OutOfBounds> {
+        check_bounds(offset, into.len(), self.size())?;
+        GrantedPages::read_bytes(self, offset, into)
+            .map_err(|_| out_of_bounds(self, offset, into.len()))
+    }
+
+    fn write_bytes(&self, offset: usize, from: &[u8]) -> Result<(), OutOfBounds> {
+        check_bounds(offset, from.len(), self.size())?;
+        GrantedPages::write_bytes(self, offset, from)
+            .map_err(|_| out_of_bounds(self, offset, from.len()))
+    }
+
+    fn load_u32(&self, offset: usize) -> Result<u32, OutOfBounds> {
+        GrantedPages::load_u32(self, offset).map_err(|_| out_of_bounds(self, offset, 4))
+    }
+
+    fn store_u32(&self, offset: usize, value: u32) -> Result<(), OutOfBounds> {
+        GrantedPages::store_u32(self, offset, value).map_err(|_| out_of_bounds(self, offset, 4))
+    }
+
+    fn load_u8(&self, offset: usize) -> Result<u8, OutOfBounds> {
+        GrantedPages::load_u8(self, offset).map_err(|_| out_of_bounds(self, offset, 1))
+    }
+
+    fn store_u8(&self, offset: usize, value: u8) -> Result<(), OutOfBounds> {
+        GrantedPages::store_u8(self, offset, value).map_err(|_| out_of_bounds(self, offset, 1))
+    }
+
+    fn fetch_or_u8(&self, offset: usize, bits: u8) -> Result<u8, OutOfBounds> {
+        GrantedPages::fetch_or_u8(self, offset, bits).map_err(|_| out_of_bounds(self, offset, 1))
+    }
+
+    fn fetch_and_u8(&self, offset: usize, bits: u8) -> Result<u8, OutOfBounds> {
+        GrantedPages::fetch_and_u8(self, offset, bits).map_err(|_| out_of_bounds(self, offset, 1))
+    }
+}
+
+/// The trait's error for a refused access (misaligned words included: they are refused too).
+fn out_of_bounds(pages: &GrantedPages, offset: usize, length: usize) -> OutOfBounds {
+    OutOfBounds {
+        offset,
+        length,
+        size: pages.count() * PAGE_SIZE,
     }
 }
 

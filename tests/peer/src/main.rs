@@ -9,6 +9,13 @@
 
 mod args;
 mod bench_args;
+mod blk_args;
+mod blk_cases;
+mod blk_hostile;
+#[cfg(test)]
+mod blk_loopback_tests;
+mod blk_nodes;
+mod blk_ring;
 mod crowd;
 mod crowd_args;
 mod domctl;
@@ -53,11 +60,12 @@ fn main() -> ExitCode {
     match args::parse(&arguments) {
         Ok(args::Command::Help) => {
             println!(
-                "{}\n{}\n{}\n{}",
+                "{}\n{}\n{}\n{}\n{}",
                 args::USAGE,
                 vchan_args::USAGE,
                 crowd_args::USAGE,
-                bench_args::USAGE
+                bench_args::USAGE,
+                blk_args::USAGE
             );
             ExitCode::SUCCESS
         }
@@ -69,6 +77,9 @@ fn main() -> ExitCode {
         }
         Ok(args::Command::SocketExchange(options)) => {
             verdict("socket-exchange", socket_exchange::run(&options))
+        }
+        Ok(args::Command::BlkHostile(options)) => {
+            verdict("blk-hostile", blk_hostile::run(&options))
         }
         Ok(args::Command::Soak(options)) => verdict("soak", soak::run(&options)),
         Ok(args::Command::Crowd(options)) => verdict("crowd", crowd::run(&options)),
@@ -90,10 +101,12 @@ fn main() -> ExitCode {
         },
         Err(reason) => {
             eprintln!(
-                "grantsvc-peer: {reason}\n{}\n{}\n{}",
+                "grantsvc-peer: {reason}\n{}\n{}\n{}\n{}\n{}",
                 args::USAGE,
                 vchan_args::USAGE,
-                crowd_args::USAGE
+                crowd_args::USAGE,
+                bench_args::USAGE,
+                blk_args::USAGE
             );
             ExitCode::from(2)
         }

@@ -14,6 +14,9 @@ const POLL_INTERVAL: Duration = Duration::from_millis(50);
 /// Transaction attempts before giving up on `EAGAIN`.
 const TRANSACTION_ATTEMPTS: u32 = 10;
 
+/// A directory to create: its path, its permissions and its nodes.
+pub type NewDirectory<'a> = (&'a str, &'a NodePermissions, &'a [(&'a str, String)]);
+
 pub struct Store {
     connection: Connection<File>,
 }
@@ -66,7 +69,7 @@ impl Store {
         }
     }
 
-    fn read_text(&mut self, path: &str) -> Result<Option<String>, String> {
+    pub fn read_text(&mut self, path: &str) -> Result<Option<String>, String> {
         Ok(self
             .read_optional(path)?
             .map(|value| String::from_utf8_lossy(&value).into_owned()))
@@ -104,6 +107,27 @@ impl Store {
                 Ok(())
             })
             .map_err(|error| describe("create", path, error))
+    }
+
+    /// Creates several directories as [`Store::create_directory`] does, all in one
+    /// transaction (as libxl creates a device's backend and frontend directories).
+    pub fn create_directories(&mut self, directories: &[NewDirectory<'_>]) -> Result<(), String> {
+        self.connection
+            .transaction(TRANSACTION_ATTEMPTS, |connection, transaction| {
+                for (path, permissions, nodes) in directories {
+                    connection.mkdir(transaction, path)?;
+                    connection.set_permissions(transaction, path, permissions)?;
+                    for (name, value) in *nodes {
+                        connection.write(
+                            transaction,
+                            &format!("{path}/{name}"),
+                            value.as_bytes(),
+                        )?;
+                    }
+                }
+                Ok(())
+            })
+            .map_err(|error| describe("create", "device directories", error))
     }
 
     /// Writes `nodes` below `path` in one transaction, in order.
