@@ -240,9 +240,9 @@ impl<P: Protocol, G: ProtocolGlue<P>> Effects<P, Region> for Executor<'_, G> {
         &mut self,
         key: SessionKey<P>,
         nodes: Vec<(&'static str, String)>,
-    ) {
+    ) -> bool {
         let Some(directory) = self.glue.own_directory(key) else {
-            return;
+            return false;
         };
         let Some(store) = self.store.as_deref_mut() else {
             log::warn!(
@@ -250,7 +250,7 @@ impl<P: Protocol, G: ProtocolGlue<P>> Effects<P, Region> for Executor<'_, G> {
                 P::NAME,
                 nodes.len()
             );
-            return;
+            return false;
         };
         // Waits for xenstored (a few round trips): done once per connection.
         let written = store.transaction(TRANSACTION_ATTEMPTS, |store, transaction, _| {
@@ -260,12 +260,16 @@ impl<P: Protocol, G: ProtocolGlue<P>> Effects<P, Region> for Executor<'_, G> {
             }
             Ok(())
         });
-        if let Err(error) = written {
-            log::warn!(
-                "{}: session {key}: writing {} node(s) in a transaction: {error}",
-                P::NAME,
-                nodes.len()
-            );
+        match written {
+            Ok(_) => true,
+            Err(error) => {
+                log::warn!(
+                    "{}: session {key}: writing {} node(s) in a transaction: {error}",
+                    P::NAME,
+                    nodes.len()
+                );
+                false
+            }
         }
     }
 

@@ -50,6 +50,10 @@ pub enum PeerEvent<'a, P: Protocol, R> {
     DomainDied,
     /// grantsvc is shutting down.
     Shutdown,
+    /// Nodes grantsvc had to write for the session (a [`PeerAction::WriteNodesInTransaction`])
+    /// were not written: xenstore refused or did not answer. The session must not go on as if
+    /// the peer could read them.
+    OwnNodesNotWritten,
 }
 
 /// What the caller must do for a session, in order.
@@ -98,6 +102,8 @@ pub enum CloseReason<P: Protocol> {
     DomainDied,
     /// grantsvc shut down.
     Shutdown,
+    /// grantsvc could not write nodes the peer needs (xenstore refused or did not answer).
+    OwnNodesNotWritten,
     /// An ending particular to the protocol.
     Protocol(P::Ending),
     /// The peer broke the protocol.
@@ -122,6 +128,13 @@ impl<P: Protocol> fmt::Display for CloseReason<P> {
             CloseReason::OwnNodesRemoved => write!(formatter, "{} nodes removed", P::OWN_WORD),
             CloseReason::DomainDied => write!(formatter, "{} domain died", P::PEER_WORD),
             CloseReason::Shutdown => formatter.write_str("grantsvc shutting down"),
+            CloseReason::OwnNodesNotWritten => {
+                write!(
+                    formatter,
+                    "{} nodes could not be written to xenstore",
+                    P::OWN_WORD
+                )
+            }
             CloseReason::Protocol(ending) => write!(formatter, "{ending}"),
             CloseReason::Fault(fault) => write!(formatter, "{fault}"),
         }

@@ -48,14 +48,16 @@ pub trait Effects<P: Protocol, R> {
     ) -> Option<OwnedNodes>;
     /// Writes `nodes` (relative to the session's own directory), in order.
     fn write_nodes(&mut self, key: SessionKey<P>, nodes: Vec<(&'static str, String)>);
-    /// Writes `nodes` in one transaction. The default writes them in order, which is enough
-    /// where the readers wait for a `state` node written last.
+    /// Writes `nodes` in one transaction; false when they were not written (xenstore refused
+    /// or did not answer). The default writes them in order, which is enough where the readers
+    /// wait for a `state` node written last.
     fn write_nodes_in_transaction(
         &mut self,
         key: SessionKey<P>,
         nodes: Vec<(&'static str, String)>,
-    ) {
+    ) -> bool {
         self.write_nodes(key, nodes);
+        true
     }
     /// The session connected.
     fn connected(&mut self, key: SessionKey<P>, report: &P::Connected);
@@ -94,8 +96,14 @@ pub fn drive<S, E>(
                 Vec::new()
             }
             PeerAction::WriteNodesInTransaction(nodes) => {
-                effects.write_nodes_in_transaction(key, nodes);
-                Vec::new()
+                if effects.write_nodes_in_transaction(key, nodes) {
+                    Vec::new()
+                } else {
+                    // What the session queued after the write (its `state`, its report)
+                    // assumed the write: it decides again, from the failure.
+                    queue.clear();
+                    registry.handle(key, PeerEvent::OwnNodesNotWritten, counters)
+                }
             }
             PeerAction::MapGrants {
                 peer,

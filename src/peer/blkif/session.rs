@@ -271,6 +271,9 @@ impl<L: PmapLock + Clone> BlkSession<L> {
             (phase, PeerEvent::OwnNodesRemoved) => self.close(phase, CloseReason::OwnNodesRemoved),
             (phase, PeerEvent::DomainDied) => self.close(phase, CloseReason::DomainDied),
             (phase, PeerEvent::Shutdown) => self.close(phase, CloseReason::Shutdown),
+            (phase, PeerEvent::OwnNodesNotWritten) => {
+                self.close(phase, CloseReason::OwnNodesNotWritten)
+            }
             (phase, PeerEvent::ToolstackOffline) => {
                 self.offline = true;
                 if matches!(phase, Phase::Disconnected) {
@@ -640,7 +643,10 @@ impl<L: PmapLock + Clone> BlkSession<L> {
             CloseReason::OwnNodesRemoved | CloseReason::Protocol(BlkEnding::Detached)
         ) {
             let mut nodes = Vec::new();
-            if let CloseReason::Fault(_) | CloseReason::Protocol(_) = &reason {
+            if let CloseReason::Fault(_)
+            | CloseReason::Protocol(_)
+            | CloseReason::OwnNodesNotWritten = &reason
+            {
                 nodes.push(("error", reason.to_string()));
             }
             nodes.push(("state", XenbusState::Closed.as_str().to_string()));

@@ -16,6 +16,8 @@ struct World {
     log: Vec<String>,
     /// Answer reads later instead of at once.
     defer_reads: bool,
+    /// Fail every transaction, as xenstored does past a quota or when it does not answer.
+    fail_transactions: bool,
 }
 
 const NODES: RawFrontendNodes<'static> = RawFrontendNodes {
@@ -79,6 +81,20 @@ impl Effects<ShareProtocol, FakeMemory> for World {
     fn write_nodes(&mut self, _: ShareKey, nodes: Vec<(&'static str, String)>) {
         let names: Vec<&str> = nodes.iter().map(|(name, _)| *name).collect();
         self.log.push(format!("write {}", names.join(",")));
+    }
+    fn write_nodes_in_transaction(
+        &mut self,
+        _: ShareKey,
+        nodes: Vec<(&'static str, String)>,
+    ) -> bool {
+        let names: Vec<&str> = nodes.iter().map(|(name, _)| *name).collect();
+        if self.fail_transactions {
+            self.log
+                .push(format!("transaction failed {}", names.join(",")));
+            return false;
+        }
+        self.log.push(format!("transaction {}", names.join(",")));
+        true
     }
     fn connected(&mut self, key: ShareKey, _: &crate::peer::share::session::Verification) {
         self.log.push(format!("connected {key}"));
@@ -192,4 +208,47 @@ fn a_deferred_read_is_answered_later_and_a_late_answer_for_a_gone_session_releas
     assert_eq!(world.log, ["unmap"]);
     let _ = FRONTEND_NODES;
     let _ = vec![0u8];
+}
+
+#[test]
+fn a_failed_transaction_drops_what_was_queued_after_it_and_ends_the_session_with_an_error() {
+    let counters = ServiceCounters::new();
+    let mut registry = ShareRegistry::default();
+    let mut world = World {
+        fail_transactions: true,
+        ..World::default()
+    };
+    let key = opened(&mut registry, &mut world);
+    world.log.clear();
+    // What a session asks at connect: its nodes in one transaction, then `state`.
+    let actions = vec![
+        PeerAction::WriteNodesInTransaction(vec![("sectors", "128".to_string())]),
+        PeerAction::WriteNodes(vec![("state", "4".to_string())]),
+    ];
+    drive(&mut registry, key, actions, &mut world, &counters);
+    assert_eq!(
+        world.log.first().map(String::as_str),
+        Some("transaction failed sectors")
+    );
+    assert!(
+        !world.log.iter().any(|line| line == "write state"),
+        "state written after a failed transaction: {:?}",
+        world.log
+    );
+    assert!(
+        world
+            .log
+            .iter()
+            .any(|line| line.starts_with("write ") && line.contains("error")),
+        "no error node: {:?}",
+        world.log
+    );
+    assert!(
+        world
+            .log
+            .last()
+            .is_some_and(|line| line.contains("nodes could not be written to xenstore")),
+        "not closed for the failed write: {:?}",
+        world.log
+    );
 }

@@ -162,6 +162,9 @@ impl<R: SharedMemory> ShareSession<R> {
             (state, PeerEvent::OwnNodesRemoved) => self.close(state, CloseReason::OwnNodesRemoved),
             (state, PeerEvent::DomainDied) => self.close(state, CloseReason::DomainDied),
             (state, PeerEvent::Shutdown) => self.close(state, CloseReason::Shutdown),
+            (state, PeerEvent::OwnNodesNotWritten) => {
+                self.close(state, CloseReason::OwnNodesNotWritten)
+            }
             (state, PeerEvent::PeerState(value)) => match XenbusState::parse(value) {
                 Err(fault) => {
                     let reason = self.fault(ShareFaultKind::BadState(fault));
@@ -337,7 +340,10 @@ impl<R: SharedMemory> ShareSession<R> {
         // only recreate nodes the toolstack removed.
         if !reason.nobody_to_tell() {
             let mut nodes = vec![(backend::MAPPED_PAGES, "0".to_string())];
-            if let CloseReason::Fault(_) | CloseReason::Protocol(_) = &reason {
+            if let CloseReason::Fault(_)
+            | CloseReason::Protocol(_)
+            | CloseReason::OwnNodesNotWritten = &reason
+            {
                 nodes.push((backend::ERROR, reason.to_string()));
             }
             nodes.push((backend::STATE, XenbusState::Closed.as_str().to_string()));

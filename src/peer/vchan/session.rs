@@ -164,6 +164,9 @@ impl<R: SharedMemory> VchanSession<R> {
             }
             (state, PeerEvent::DomainDied) => self.close(state, CloseReason::DomainDied),
             (state, PeerEvent::Shutdown) => self.close(state, CloseReason::Shutdown),
+            (state, PeerEvent::OwnNodesNotWritten) => {
+                self.close(state, CloseReason::OwnNodesNotWritten)
+            }
             (state, PeerEvent::PeerState(value)) => match XenbusState::parse(value) {
                 Err(fault) => {
                     let reason = self.fault(FaultKind::BadState(fault));
