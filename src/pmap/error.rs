@@ -90,6 +90,9 @@ pub enum GrantMapError {
     TooLarge { pages: usize, limit: usize },
     /// The range touches Xen's L4 slots.
     XenSlots,
+    /// The range leaves the chosen-VA region (the direct map, the kernel image and the stacks
+    /// are never a place for a peer's page).
+    OutsideChosenRegion,
     /// The range overlaps the live grant region starting at `region_start`.
     OverlapsRegion { region_start: VirtAddr },
     /// A page of the range is already mapped.
@@ -116,6 +119,9 @@ impl fmt::Display for GrantMapError {
                 write!(formatter, "{pages} pages exceed the region limit of {limit}")
             }
             GrantMapError::XenSlots => formatter.write_str("range touches Xen's L4 slots"),
+            GrantMapError::OutsideChosenRegion => {
+                formatter.write_str("range leaves the chosen-VA region")
+            }
             GrantMapError::OverlapsRegion { region_start } => {
                 write!(formatter, "overlaps the grant region at {region_start}")
             }

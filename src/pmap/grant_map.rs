@@ -171,6 +171,9 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
         if range.touches_xen_slots() {
             return Err(GrantMapError::XenSlots);
         }
+        if !range.inside_chosen_region() {
+            return Err(GrantMapError::OutsideChosenRegion);
+        }
         if let Some(region_start) = self.grants.overlapping(&range) {
             return Err(GrantMapError::OverlapsRegion { region_start });
         }

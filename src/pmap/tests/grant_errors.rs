@@ -39,6 +39,21 @@ fn requests_are_refused_before_anything_is_mapped() {
         pmap.enter_gnt(xen, PEER, &refs, false),
         Err(GrantMapError::XenSlots)
     );
+    // The direct map (where the kernel image, heap and stacks live) and a range that runs off
+    // the end of the chosen-VA region are refused before anything is mapped.
+    let direct_map =
+        crate::pmap::layout::direct_map_address(crate::addr::Pfn::new(16).unwrap()).unwrap();
+    assert_eq!(
+        pmap.enter_gnt(direct_map, PEER, &refs, false),
+        Err(GrantMapError::OutsideChosenRegion)
+    );
+    let last_page =
+        crate::addr::VirtAddr::try_new(crate::pmap::layout::CHOSEN_REGION_END - 4096).unwrap();
+    let two = alloc::vec![refs[0]; 2];
+    assert_eq!(
+        pmap.enter_gnt(last_page, PEER, &two, false),
+        Err(GrantMapError::OutsideChosenRegion)
+    );
     let before = pmap.hypervisor().calls();
     assert_eq!(pmap.hypervisor().calls(), before);
     assert_clean(&mut pmap, baseline);
