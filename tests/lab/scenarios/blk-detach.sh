@@ -1,0 +1,64 @@
+#!/bin/bash
+# blk-detach: 100 attach/detach cycles of a grantsvc RAM disk in dom0, each with a little I/O, and a detach while dd writes to the disk: xl never times out, grantsvc maps nothing afterwards (its counters and Xen's grant dump), and grantsvc stays up.
+# lab-timeout: 1500
+. "$LAB_LIB"
+blk_strict
+
+blk_start_grantsvc
+cycles=100
+slowest=0
+total=0
+for ((cycle = 1; cycle <= cycles; cycle++)); do
+    started=$(date +%s%N)
+    blk_attach xvdb 4M >/dev/null
+    dd if=/dev/urandom of=/dev/xvdb bs=64k count=4 oflag=direct status=none
+    dd if=/dev/xvdb of=/dev/null bs=64k count=4 iflag=direct status=none
+    blk_detach xvdb >/dev/null
+    elapsed=$((($(date +%s%N) - started) / 1000000))
+    total=$((total + elapsed))
+    [ "$elapsed" -le "$slowest" ] || slowest=$elapsed
+    if ((cycle % 10 == 0)); then
+        step "cycle $cycle: attach, I/O, detach in $elapsed ms (slowest so far $slowest ms)"
+    fi
+done
+note "$cycles attach/I-O/detach cycles: mean $((total / cycles)) ms, slowest $slowest ms"
+blk_check_no_leak "after $cycles cycles"
+
+# Detach while dd writes: blkfront fails the I/O in flight, grantsvc unmaps everything.
+blk_attach xvdb 64M
+# The writer loops over the 64 MiB disk until a write fails (the disk went away); nocreat keeps
+# a dd started after the detach from making /dev/xvdb a plain file.
+(
+    while dd if=/dev/zero of=/dev/xvdb bs=64k count=1024 oflag=direct conv=nocreat status=none; do
+        :
+    done
+) 2>"$LAB_OUT/dd-during-detach" &
+writer=$!
+sleep 2
+kill -0 "$writer" 2>/dev/null || fail "dd ended before the detach (it should still be writing)"
+started=$(date +%s%N)
+step "xl block-detach 0 xvdb while dd writes"
+timeout 30 xl block-detach 0 xvdb || fail "xl block-detach during dd failed or took more than 30 s (status $?)"
+step "detached during dd in $((($(date +%s%N) - started) / 1000000)) ms"
+for ((tries = 100; tries > 0; tries--)); do
+    kill -0 "$writer" 2>/dev/null || break
+    sleep 0.2
+done
+if kill -0 "$writer" 2>/dev/null; then
+    kill "$writer" 2>/dev/null || true
+    fail "dd still runs 20 s after its disk was detached"
+fi
+wait "$writer" || step "dd ended with status $? (its disk went away): $(tail -n 1 "$LAB_OUT/dd-during-detach")"
+! xenstore-read "$(blk_backend_dir xvdb)/state" >/dev/null 2>&1 ||
+    fail "the backend directory of xvdb is still there after the detach during dd"
+blk_check_no_leak "after the detach during dd"
+
+# grantsvc still serves a new disk.
+blk_attach xvdb 16M
+dd if=/dev/urandom of="$LAB_OUT/check" bs=1M count=4 status=none
+dd if="$LAB_OUT/check" of=/dev/xvdb bs=1M oflag=direct status=none
+cmp -n $((4 << 20)) "$LAB_OUT/check" /dev/xvdb || fail "the disk attached after the detach during dd reads back wrong data"
+blk_detach xvdb
+blk_check_no_leak "at the end"
+! log_has -i 'panicked|page fault' || fail "the console log reports a panic or fault"
+pass
