@@ -116,6 +116,15 @@ impl<P: Protocol> CloseReason<P> {
     pub fn nobody_to_tell(&self) -> bool {
         matches!(self, CloseReason::DomainDied | CloseReason::OwnNodesRemoved)
     }
+
+    /// True when the ending is grantsvc's refusal, which the peer reads in an `error` node (the
+    /// xenbus convention), rather than an ordinary close.
+    pub fn writes_error_node(&self) -> bool {
+        matches!(
+            self,
+            CloseReason::Fault(_) | CloseReason::Protocol(_) | CloseReason::OwnNodesNotWritten
+        )
+    }
 }
 
 impl<P: Protocol> fmt::Display for CloseReason<P> {

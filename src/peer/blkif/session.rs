@@ -643,10 +643,7 @@ impl<L: PmapLock + Clone> BlkSession<L> {
             CloseReason::OwnNodesRemoved | CloseReason::Protocol(BlkEnding::Detached)
         ) {
             let mut nodes = Vec::new();
-            if let CloseReason::Fault(_)
-            | CloseReason::Protocol(_)
-            | CloseReason::OwnNodesNotWritten = &reason
-            {
+            if reason.writes_error_node() {
                 nodes.push(("error", reason.to_string()));
             }
             nodes.push(("state", XenbusState::Closed.as_str().to_string()));

@@ -340,10 +340,7 @@ impl<R: SharedMemory> ShareSession<R> {
         // only recreate nodes the toolstack removed.
         if !reason.nobody_to_tell() {
             let mut nodes = vec![(backend::MAPPED_PAGES, "0".to_string())];
-            if let CloseReason::Fault(_)
-            | CloseReason::Protocol(_)
-            | CloseReason::OwnNodesNotWritten = &reason
-            {
+            if reason.writes_error_node() {
                 nodes.push((backend::ERROR, reason.to_string()));
             }
             nodes.push((backend::STATE, XenbusState::Closed.as_str().to_string()));
