@@ -204,8 +204,10 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
     }
 }
 
-/// Puts `failure` in address order among `failures`, after any at the same address: they are
-/// few, and the library's stable sort was 3.6 KB of code for this one type (issue 10).
+/// Puts `failure` in address order among `failures`, after any at the same address. Each way's
+/// failures (grant, ordinary) are found in address order, so most go at the end; failures are
+/// Xen refusing an unmap, an error path; the library's stable sort was 3.6 KB of code for this
+/// one type (issue 10).
 fn insert_in_order(failures: &mut Vec<UnmapFailure>, failure: UnmapFailure) {
     let at = failures.partition_point(|earlier| earlier.address <= failure.address);
     failures.insert(at, failure);
