@@ -25,7 +25,6 @@
 
 use super::peer_executor::{port_state, Executor, PmapHandle, ProtocolGlue};
 use super::store_connection::{WatchOwner, Xenstore};
-use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::format;
 use alloc::rc::Rc;
 use alloc::string::String;
@@ -49,6 +48,7 @@ use grantsvc::peer::key::SessionKey;
 use grantsvc::peer::liveness::peer_lost;
 use grantsvc::peer::pending::{Answered, PendingRequests};
 use grantsvc::peer::registry::Registry;
+use litemap::LiteMap;
 use xenstore::{Operation, Reply, ReplyError, RequestId, TransactionId, XsError};
 
 /// Watch owners of this module (the service routes their events here).
@@ -83,10 +83,10 @@ pub fn owns(owner: WatchOwner) -> bool {
 struct BlkGlue {
     own: DomId,
     /// Frontend `state` watch tokens, and the session each belongs to.
-    watches: BTreeMap<String, BlkKey>,
+    watches: LiteMap<String, BlkKey>,
     pending: PendingRequests<BlkKey>,
     /// The figures of each live session as last seen (kept by the backend after each event).
-    figures: BTreeMap<BlkKey, DeviceFigures>,
+    figures: LiteMap<BlkKey, DeviceFigures>,
     /// Counters of the sessions that ended, for the service-wide totals.
     retired: DeviceCounters,
     /// Requests nobody waits for (removals); their replies are dropped.
@@ -122,13 +122,13 @@ pub struct BlockBackend {
     budget: SharedBudget,
     lookups: Vec<Lookup>,
     /// Devices whose toolstack nodes are being read.
-    opening: BTreeSet<(DomId, DeviceId)>,
+    opening: LiteMap<(DomId, DeviceId), ()>,
     /// Figures as last published, per session, and when.
-    published: BTreeMap<BlkKey, DeviceFigures>,
+    published: LiteMap<BlkKey, DeviceFigures>,
     published_totals: Option<(DeviceCounters, u64)>,
     last_publish_ns: u64,
     /// Detached devices whose directory goes at the given time.
-    removals: BTreeMap<(DomId, DeviceId), u64>,
+    removals: LiteMap<(DomId, DeviceId), u64>,
 }
 
 /// The backend directory of a device.
@@ -179,19 +179,19 @@ impl BlockBackend {
             registry: Registry::default(),
             glue: BlkGlue {
                 own,
-                watches: BTreeMap::new(),
+                watches: LiteMap::new(),
                 pending: PendingRequests::default(),
-                figures: BTreeMap::new(),
+                figures: LiteMap::new(),
                 retired: DeviceCounters::default(),
                 fire_and_forget: Vec::new(),
             },
             budget: Rc::new(RefCell::new(MemoryBudget::new(budget))),
             lookups: Vec::new(),
-            opening: BTreeSet::new(),
-            published: BTreeMap::new(),
+            opening: LiteMap::new(),
+            published: LiteMap::new(),
             published_totals: None,
             last_publish_ns: 0,
-            removals: BTreeMap::new(),
+            removals: LiteMap::new(),
         })
     }
 
@@ -276,7 +276,7 @@ impl BlockBackend {
                 return;
             }
         };
-        let mut present = BTreeSet::new();
+        let mut present: LiteMap<(DomId, DeviceId), ()> = LiteMap::new();
         for frontend in frontends {
             let folder = format!("{}/{frontend}", self.root);
             let Ok(devices) = store.directory(NONE, &folder) else {
@@ -284,7 +284,7 @@ impl BlockBackend {
             };
             for device in devices {
                 if let Some(found) = device_of_path(&self.root, &format!("{folder}/{device}")) {
-                    present.insert(found);
+                    present.insert(found, ());
                 }
             }
         }
@@ -292,9 +292,12 @@ impl BlockBackend {
             .registry
             .keys()
             .map(|key| (key.peer, key.device))
-            .filter(|device| !present.contains(device))
+            .filter(|device| !present.contains_key(device))
             .collect();
-        for (peer, device) in gone.into_iter().chain(present) {
+        for (peer, device) in gone
+            .into_iter()
+            .chain(present.into_iter().map(|(found, ())| found))
+        {
             self.look_up(store, peer, device, LookupKind::Status);
         }
     }
@@ -458,7 +461,7 @@ impl BlockBackend {
                         PeerEvent::ToolstackOffline,
                         counters,
                     ),
-                    (None, Some(b"1")) if self.opening.insert((peer, device)) => {
+                    (None, Some(b"1")) if self.opening.insert((peer, device), ()).is_none() => {
                         self.look_up(store, peer, device, LookupKind::Toolstack);
                     }
                     (None, Some(b"6")) if offline => {
@@ -643,16 +646,21 @@ impl BlockBackend {
         ready: &ReadySnapshot,
         counters: &ServiceCounters,
     ) {
-        let mut due: BTreeSet<BlkKey> = ready
+        let mut due: LiteMap<BlkKey, ()> = LiteMap::new();
+        for key in ready
             .ports()
             .filter_map(|port| self.registry.key_for_port(port))
-            .collect();
-        due.extend(self.registry.keys().filter(|key| {
+        {
+            due.insert(key, ());
+        }
+        for key in self.registry.keys().filter(|key| {
             self.registry
                 .session(*key)
                 .is_some_and(BlkSession::has_backlog)
-        }));
-        for key in due {
+        }) {
+            due.insert(key, ());
+        }
+        for (key, ()) in due {
             self.deliver(Some(store), pmap, key, PeerEvent::EventChannel, counters);
         }
     }

@@ -140,8 +140,14 @@ pub const FLOOR_IN_FLIGHT: usize = 512;
 /// cycle, so that one reading of the clock does not time a single microsecond-long cycle.
 pub const PAGES_PER_SAMPLE: usize = 512;
 
-/// Attempts at one sample while the clock goes backwards.
+/// Attempts at one sample while the clock goes backwards or times it implausibly short.
 const CLOCK_ATTEMPTS: u32 = 3;
+
+/// Fewer clock ticks than this per page cannot time a grant map+unmap (Xen's work alone is
+/// hundreds of ns a page): such a sample was cut short by the clock, not by the work (last
+/// session's raw minimums of 0 ns under TCG, the vcpu likely moved between processors whose
+/// counters differ), so it is taken again, and dropped if every attempt is so.
+pub const MIN_TICKS_PER_PAGE: u64 = 10;
 
 /// How the pages of one benchmark row are mapped and unmapped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -198,6 +204,11 @@ pub struct FloorRow {
     /// the two samples of a round are taken back to back, so host drift between rounds (other
     /// guests, builds) cancels out of each ratio.
     pub paired_ratio_thousandths: u64,
+    /// Samples (of either way) dropped because every attempt at them timed fewer than
+    /// [`MIN_TICKS_PER_PAGE`] ticks a page; the spreads and ratios are of the others.
+    pub dropped: u32,
+    /// Samples taken again after an implausible or backwards clock reading.
+    pub retaken: u32,
 }
 
 /// Where one benchmark row maps: its address range and, for the raw calls, each page's PTE.
@@ -251,20 +262,30 @@ pub fn floor_benchmark<H: Hypervisor, A: FrameAllocator>(
     }
     let mut ops = RawOps::default();
     let rounds = rounds.max(1) as usize;
-    let mut samples: Vec<(Vec<u64>, Vec<u64>)> = places
+    // Per row, each round's pmap and raw sample (`None`: dropped), and the samples retaken.
+    let mut samples: Vec<RowSamples> = places
         .iter()
-        .map(|_| (Vec::with_capacity(rounds), Vec::with_capacity(rounds)))
+        .map(|_| RowSamples {
+            pmap: Vec::with_capacity(rounds),
+            raw: Vec::with_capacity(rounds),
+            retaken: 0,
+        })
         .collect();
     for round in 0..rounds {
-        for (place, (pmap_samples, raw_samples)) in places.iter().zip(samples.iter_mut()) {
+        for (place, row) in places.iter().zip(samples.iter_mut()) {
             let cycles = place.shape.cycles_per_sample();
             let pages = (cycles * place.shape.pages()) as u64;
             let pmap_first = round % 2 == 0;
             for through_pmap in [pmap_first, !pmap_first] {
-                // A clock that went backwards (the vcpu moved to a processor whose counter
-                // lags) times nothing: that sample is taken again.
-                let mut elapsed = None;
-                for _ in 0..CLOCK_ATTEMPTS {
+                // A clock that went backwards or took implausibly few ticks (the vcpu moved
+                // to a processor whose counter differs) times nothing: that sample is taken
+                // again; one that only ever went backwards ends the run.
+                let mut went_forward = false;
+                let mut per_page = None;
+                for attempt in 0..CLOCK_ATTEMPTS {
+                    if attempt > 0 {
+                        row.retaken += 1;
+                    }
                     let started = clock();
                     for _ in 0..cycles {
                         if through_pmap {
@@ -273,36 +294,69 @@ pub fn floor_benchmark<H: Hypervisor, A: FrameAllocator>(
                             raw_cycle(pmap, peer, refs, place, &mut ops)?;
                         }
                     }
-                    elapsed = clock().checked_sub(started);
-                    if elapsed.is_some() {
+                    let Some(elapsed) = clock().checked_sub(started) else {
+                        continue;
+                    };
+                    went_forward = true;
+                    if elapsed / pages >= MIN_TICKS_PER_PAGE {
+                        per_page = Some(elapsed / pages);
                         break;
                     }
                 }
-                let per_page = elapsed.ok_or(BenchError::ClockWentBackwards)? / pages;
+                if !went_forward {
+                    return Err(BenchError::ClockWentBackwards);
+                }
                 if through_pmap {
-                    pmap_samples.push(per_page);
+                    row.pmap.push(per_page);
                 } else {
-                    raw_samples.push(per_page);
+                    row.raw.push(per_page);
                 }
             }
         }
     }
     let mut rows = Vec::with_capacity(places.len());
-    for (place, (mut pmap_samples, mut raw_samples)) in places.into_iter().zip(samples) {
+    for (place, row) in places.into_iter().zip(samples) {
         let _ = pmap.free_va(place.range);
-        let mut ratios: Vec<u64> = pmap_samples
-            .iter()
-            .zip(&raw_samples)
-            .map(|(through_pmap, raw)| through_pmap.saturating_mul(1000) / (*raw).max(1))
-            .collect();
-        rows.push(FloorRow {
-            shape: place.shape,
-            pmap: Spread::of(&mut pmap_samples),
-            raw: Spread::of(&mut raw_samples),
-            paired_ratio_thousandths: median(&mut ratios),
-        });
+        rows.push(row.into_floor_row(place.shape));
     }
     Ok(rows)
+}
+
+/// One row's samples while the benchmark runs.
+struct RowSamples {
+    pmap: Vec<Option<u64>>,
+    raw: Vec<Option<u64>>,
+    retaken: u32,
+}
+
+impl RowSamples {
+    /// The spreads of the samples kept, and the paired ratio of the rounds that kept both.
+    fn into_floor_row(self, shape: FloorShape) -> FloorRow {
+        let mut ratios: Vec<u64> = self
+            .pmap
+            .iter()
+            .zip(&self.raw)
+            .filter_map(|(through_pmap, raw)| {
+                Some(through_pmap.as_ref()?.saturating_mul(1000) / (*raw.as_ref()?).max(1))
+            })
+            .collect();
+        let dropped = self
+            .pmap
+            .iter()
+            .chain(&self.raw)
+            .filter(|sample| sample.is_none());
+        let dropped = dropped.count() as u32;
+        let mut pmap: Vec<u64> = self.pmap.into_iter().flatten().collect();
+        let mut raw: Vec<u64> = self.raw.into_iter().flatten().collect();
+        FloorRow {
+            shape,
+            pmap: Spread::of(&mut pmap),
+            raw: Spread::of(&mut raw),
+            paired_ratio_thousandths: median(&mut ratios),
+            dropped,
+            retaken: self.retaken,
+        }
+    }
 }
 
 /// One map + unmap cycle of a row through the pmap.

@@ -11,7 +11,6 @@ use super::store::{BackingStore, StoreFault};
 use crate::abi::blkif::SECTOR_SIZE;
 use crate::addr::PAGE_SIZE;
 use alloc::boxed::Box;
-use alloc::collections::BTreeMap;
 use alloc::vec::Vec;
 use core::fmt;
 
@@ -69,10 +68,15 @@ impl MemoryBudget {
 type Page = Box<[u8; PAGE_SIZE]>;
 
 /// A RAM disk: its size and the pages written so far.
+///
+/// The pages sit in a vector indexed by page number, grown to the highest page written: one
+/// pointer (8 bytes) per 4 KiB page, 0.2% of what the budget reserves, and a direct index
+/// instead of a tree (whose code was 4.7 KB of the kernel image, issue 10).
 #[derive(Debug)]
 pub struct RamDisk {
     sectors: u64,
-    pages: BTreeMap<u64, Page>,
+    pages: Vec<Option<Page>>,
+    in_use: usize,
 }
 
 impl RamDisk {
@@ -81,7 +85,8 @@ impl RamDisk {
         budget.reserve(Self::bytes_for(sectors))?;
         Ok(RamDisk {
             sectors,
-            pages: BTreeMap::new(),
+            pages: Vec::new(),
+            in_use: 0,
         })
     }
 
@@ -96,7 +101,44 @@ impl RamDisk {
 
     /// Pages holding data now (for counters and tests).
     pub fn pages_in_use(&self) -> usize {
-        self.pages.len()
+        self.in_use
+    }
+
+    fn page(&self, page: u64) -> Option<&Page> {
+        let index = usize::try_from(page).ok()?;
+        self.pages.get(index)?.as_ref()
+    }
+
+    fn page_mut(&mut self, page: u64) -> Option<&mut Page> {
+        let index = usize::try_from(page).ok()?;
+        self.pages.get_mut(index)?.as_mut()
+    }
+
+    /// Allocates page `page` (absent before), growing the index to it when needed.
+    fn insert_page(&mut self, page: u64) -> Result<(), StoreFault> {
+        let index = usize::try_from(page).map_err(|_| StoreFault::OutOfMemory)?;
+        if index >= self.pages.len() {
+            self.pages
+                .try_reserve(index + 1 - self.pages.len())
+                .map_err(|_| StoreFault::OutOfMemory)?;
+            self.pages.resize_with(index + 1, || None);
+        }
+        let data = Self::new_page()?;
+        let slot = self.pages.get_mut(index).ok_or(StoreFault::OutOfMemory)?;
+        *slot = Some(data);
+        self.in_use += 1;
+        Ok(())
+    }
+
+    fn remove_page(&mut self, page: u64) {
+        let slot = usize::try_from(page)
+            .ok()
+            .and_then(|index| self.pages.get_mut(index));
+        if let Some(slot) = slot {
+            if slot.take().is_some() {
+                self.in_use -= 1;
+            }
+        }
     }
 
     /// Checks a byte range of whole sectors inside the disk; returns its byte offset.
@@ -159,8 +201,7 @@ impl BackingStore for RamDisk {
                     bytes: length,
                 })?;
             match self
-                .pages
-                .get(&page)
+                .page(page)
                 .and_then(|data| data.get(in_page..in_page + length))
             {
                 Some(data) => target.copy_from_slice(data),
@@ -177,12 +218,14 @@ impl BackingStore for RamDisk {
                 sector,
                 bytes: length,
             })?;
-            let data = match self.pages.get_mut(&page) {
-                Some(data) => data,
+            if self.page(page).is_none() {
                 // Zeros into an absent page change nothing: keep it absent (mkfs writes many).
-                None if source.iter().all(|&byte| byte == 0) => continue,
-                None => self.pages.entry(page).or_insert(Self::new_page()?),
-            };
+                if source.iter().all(|&byte| byte == 0) {
+                    continue;
+                }
+                self.insert_page(page)?;
+            }
+            let data = self.page_mut(page).ok_or(StoreFault::OutOfMemory)?;
             data.get_mut(in_page..in_page + length)
                 .ok_or(StoreFault::OutOfRange {
                     sector,
@@ -212,13 +255,13 @@ impl BackingStore for RamDisk {
         let start = self.check(sector, bytes)?;
         for (page, in_page, length, _) in pieces(start, bytes) {
             if length == PAGE_SIZE {
-                self.pages.remove(&page);
-            } else if let Some(data) = self.pages.get_mut(&page) {
+                self.remove_page(page);
+            } else if let Some(data) = self.page_mut(page) {
                 if let Some(range) = data.get_mut(in_page..in_page + length) {
                     range.fill(0);
                 }
                 if data.iter().all(|&byte| byte == 0) {
-                    self.pages.remove(&page);
+                    self.remove_page(page);
                 }
             }
         }
@@ -284,6 +327,30 @@ mod tests {
         assert!(kept_back.iter().all(|&byte| byte == 0xab));
         disk.discard(0, 32).unwrap();
         assert_eq!(disk.pages_in_use(), 0);
+    }
+
+    #[test]
+    fn pages_written_out_of_order_read_back_and_count_once() {
+        let mut budget = MemoryBudget::new(1 << 20);
+        let mut disk = RamDisk::attach(64, &mut budget).unwrap();
+        // The last page first (the index grows to it), then the first, then the last again.
+        disk.write(56, &vec![0x11; 8 * SECTOR_SIZE]).unwrap();
+        disk.write(0, &vec![0x22; SECTOR_SIZE]).unwrap();
+        disk.write(63, &vec![0x33; SECTOR_SIZE]).unwrap();
+        assert_eq!(disk.pages_in_use(), 2);
+        let mut buffer = vec![0; 64 * SECTOR_SIZE];
+        disk.read(0, &mut buffer).unwrap();
+        assert!(buffer[..SECTOR_SIZE].iter().all(|&byte| byte == 0x22));
+        assert!(buffer[SECTOR_SIZE..56 * SECTOR_SIZE]
+            .iter()
+            .all(|&byte| byte == 0));
+        assert!(buffer[56 * SECTOR_SIZE..63 * SECTOR_SIZE]
+            .iter()
+            .all(|&byte| byte == 0x11));
+        assert!(buffer[63 * SECTOR_SIZE..].iter().all(|&byte| byte == 0x33));
+        disk.discard(56, 8).unwrap();
+        disk.discard(56, 8).unwrap();
+        assert_eq!(disk.pages_in_use(), 1);
     }
 
     #[test]

@@ -123,11 +123,17 @@ fn the_floor_benchmark_issues_the_same_grant_calls_both_ways_and_leaves_nothing_
 fn one_pmap_cycle_costs_exactly_the_grant_hypercalls_of_the_raw_one() {
     let mut pmap = pmap();
     let refs = grant_peer_pages(&mut pmap, 0, 64, false);
-    // The first run makes the tables; the counted run finds them kept.
-    floor_benchmark(&mut pmap, PEER, &refs, &[8], 0, 1, &mut || 0).unwrap();
+    // The first run makes the tables; the counted run finds them kept. The clock steps enough
+    // for every sample to count (no sample taken again).
+    let mut ticks = 0u64;
+    let mut clock = || {
+        ticks += 1_000_000;
+        ticks
+    };
+    floor_benchmark(&mut pmap, PEER, &refs, &[8], 0, 1, &mut clock).unwrap();
     let before = pmap.hypervisor().calls();
     // One round: 64 pmap cycles (8 pages each, a sample of 512 pages) and 64 raw ones.
-    floor_benchmark(&mut pmap, PEER, &refs, &[8], 0, 1, &mut || 0).unwrap();
+    floor_benchmark(&mut pmap, PEER, &refs, &[8], 0, 1, &mut clock).unwrap();
     let after = pmap.hypervisor().calls();
     // Plus the untimed cycle that sets the row up: 64 + 1 pmap cycles, 64 raw ones.
     assert_eq!(after.grant_map - before.grant_map, 64 + 1 + 64);
@@ -141,18 +147,19 @@ fn one_pmap_cycle_costs_exactly_the_grant_hypercalls_of_the_raw_one() {
 fn a_sample_whose_clock_went_backwards_is_taken_again() {
     let mut pmap = pmap();
     let refs = grant_peer_pages(&mut pmap, 0, 8, false);
-    // Readings: 1000, then 10 (backwards: retaken), then 2000, 2000 + 512 * 7 per sample.
+    // Readings: 1000, then 10 (backwards: retaken), then 2000, 2000 + 512 * 70 per sample.
     let mut readings = alloc::vec![1000u64, 10].into_iter();
     let mut ticks = 2000;
     let rows = floor_benchmark(&mut pmap, PEER, &refs, &[8], 0, 1, &mut || {
         readings.next().unwrap_or_else(|| {
-            ticks += 512 * 7;
+            ticks += 512 * 70;
             ticks
         })
     })
     .unwrap();
-    assert_eq!(rows[0].pmap.min, 7);
-    assert_eq!(rows[0].raw.min, 7);
+    assert_eq!(rows[0].pmap.min, 70);
+    assert_eq!(rows[0].raw.min, 70);
+    assert_eq!((rows[0].retaken, rows[0].dropped), (1, 0));
     // A clock that only goes backwards measures nothing: an error, not a zero.
     let mut falling = u64::MAX;
     let error = floor_benchmark(&mut pmap, PEER, &refs, &[8], 0, 1, &mut || {
@@ -161,6 +168,38 @@ fn a_sample_whose_clock_went_backwards_is_taken_again() {
     })
     .unwrap_err();
     assert_eq!(error, crate::pmap::BenchError::ClockWentBackwards);
+    assert_eq!(pmap.stats().live_grant_pages, 0);
+    check(&pmap);
+}
+
+#[test]
+fn a_sample_timed_implausibly_short_is_taken_again_and_dropped_if_it_stays_so() {
+    let mut pmap = pmap();
+    let refs = grant_peer_pages(&mut pmap, 0, 8, false);
+    // Two rounds, each a pmap and a raw sample of 512 pages. The clock steps 512 * 50 ticks a
+    // reading, except that the second reading of the first sample comes only 100 ticks after
+    // the first (under 10 a page: retaken), and the whole raw sample of round 2 reads the
+    // same value three times over (0 a page at every attempt: dropped).
+    let mut reading = 0;
+    let mut ticks = 0u64;
+    let rows = floor_benchmark(&mut pmap, PEER, &refs, &[8], 0, 2, &mut || {
+        reading += 1;
+        // Readings 1-2: the short first attempt; 3-4: its retake; 5-6: round 1's raw sample;
+        // 7-12: round 2's raw sample (first, as the order alternates), stuck; 13-14: its pmap.
+        ticks += match reading {
+            2 => 100,
+            8 | 10 | 12 => 0,
+            _ => 512 * 50,
+        };
+        ticks
+    })
+    .unwrap();
+    let row = &rows[0];
+    assert_eq!((row.retaken, row.dropped), (1 + 2, 1));
+    assert_eq!((row.pmap.min, row.pmap.max), (50, 50));
+    // The raw way kept one sample: round 1's.
+    assert_eq!((row.raw.min, row.raw.max), (50, 50));
+    assert_eq!(row.paired_ratio_thousandths, 1000);
     assert_eq!(pmap.stats().live_grant_pages, 0);
     check(&pmap);
 }

@@ -6,9 +6,11 @@
 //! complete. The scenario waits for `pages`, reads the refs, runs `floor_benchmark` for the
 //! batch sizes of [`FLOOR_BATCHES`] and [`FLOOR_IN_FLIGHT`] one-page calls, and prints each
 //! row as `grant-floor: row <shape> <pages> pmap <min> <median> <max> raw <min> <median> <max>
-//! paired <ratio>` in ns per page (TSC scaled by Xen's factor; the ratio is the median of each
-//! round's pmap/raw, see `FloorRow`), which the lab's `grant` bench turns into its table. It
-//! asserts nothing about speed: it passes when every cycle succeeded and nothing stays mapped.
+//! paired <ratio> dropped <samples> retaken <samples>` in ns per page (TSC scaled by Xen's
+//! factor; the ratio is the median of each round's pmap/raw, see `FloorRow`; samples timed
+//! implausibly short are retaken or dropped, see `MIN_TICKS_PER_PAGE`), which the lab's `grant`
+//! bench turns into its table. It asserts nothing about speed: it passes when every cycle
+//! succeeded and nothing stays mapped.
 
 use super::self_grants::{outcome, Baseline};
 use super::Outcome;
@@ -77,7 +79,7 @@ fn body(kernel: &Kernel) -> Result<String, String> {
             FloorShape::OnePageCalls(pages) => ("calls", pages),
         };
         log::info!(
-            "grant-floor: row {shape} {pages} pmap {} {} {} raw {} {} {} paired {}.{:03}",
+            "grant-floor: row {shape} {pages} pmap {} {} {} raw {} {} {} paired {}.{:03} dropped {} retaken {}",
             ns(row.pmap.min),
             ns(row.pmap.median),
             ns(row.pmap.max),
@@ -85,7 +87,9 @@ fn body(kernel: &Kernel) -> Result<String, String> {
             ns(row.raw.median),
             ns(row.raw.max),
             row.paired_ratio_thousandths / 1000,
-            row.paired_ratio_thousandths % 1000
+            row.paired_ratio_thousandths % 1000,
+            row.dropped,
+            row.retaken
         );
     }
     let expected = FLOOR_BATCHES.len() + 1;
