@@ -22,8 +22,8 @@ pub const USAGE: &str = "\
 
   crowd publishes N grant-share devices (default 32, devices K.., default 0) and M vchan
   servers (default 0; at PATH/crowd-I, orders 10 and 11) together: grants, ports and the
-  devices' nodes are prepared first (one pipelined batch of xenstore requests per device), then
-  the peers are published 4 at a time in one pipelined batch (a device's state set to
+  devices' nodes are prepared first (one batch of xenstore requests per device, no transaction), then
+  the peers are published 4 at a time (a device's state set to
   Initialised, a server's nodes), each timed from its own publication while the rest are still
   being published. grantsvc's answers are seen through a watch on its backend directories (and
   cli_live in a vchan's page); once each answered, or S s (default 30) after the last
