@@ -1,11 +1,11 @@
 //! `grantsvc-peer crowd`: many grant-share devices and vchan servers published together from one process; how long grantsvc takes to answer each, and how each ended (served, refused with a reason, or wrongly).
 //!
 //! Everything grantsvc cannot see yet is prepared first (grants, ports, each device's two
-//! directories with its frontend still Initialising: one batch of requests per
-//! device, sent one after the other: see `Store::steps`). Then the peers are published in
-//! bursts of [`BURST`] (one batch per burst: a device's `state` = Initialised, a vchan server's directory), and between bursts the
-//! tool already looks for answers, so that each peer is timed from its own publication and
-//! none waits for the rest to be published. grantsvc's answers are found through a watch on
+//! directories with its frontend still Initialising: one batch of requests per device, no
+//! transaction, sent one after the other: see `Store::steps`). Then the peers are published
+//! in bursts of [`BURST`] (a device's `state` = Initialised, a vchan server's nodes), and
+//! between bursts the tool already looks for answers, so that each peer is timed from its own
+//! publication and none waits for the rest to be published. grantsvc's answers are found through a watch on
 //! its backend directories for this domain (a backend's `state` is read only after an event
 //! below it, with a full sweep every [`SWEEP`] in case one was missed) and, for vchans, in the
 //! shared page (`cli_live`). Results and pages are judged once every peer answered.
