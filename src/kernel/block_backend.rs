@@ -48,6 +48,7 @@ use grantsvc::peer::key::SessionKey;
 use grantsvc::peer::liveness::peer_lost;
 use grantsvc::peer::pending::{Answered, PendingRequests};
 use grantsvc::peer::registry::Registry;
+use grantsvc::peer::store_limit::StoreRefusal;
 use litemap::LiteMap;
 use xenstore::{Operation, Reply, ReplyError, RequestId, TransactionId, XsError};
 
@@ -416,11 +417,20 @@ impl BlockBackend {
                         counters,
                     );
                 }
-                Answered::WriteFailed { key, node, error } => log::warn!(
-                    "blkif: frontend domain {} vbd {}: writing {node} failed: {error}",
-                    key.peer,
-                    key.device
-                ),
+                Answered::WriteFailed { key, node, error } => {
+                    log::warn!(
+                        "blkif: frontend domain {} vbd {}: writing {node} failed: {error}",
+                        key.peer,
+                        key.device
+                    );
+                    let refusal = StoreRefusal::write(node, error);
+                    let event = PeerEvent::OwnNodesNotWritten(refusal);
+                    self.deliver(Some(store), pmap, key, event, counters);
+                }
+                Answered::WritesAcknowledged { key } => {
+                    let event = PeerEvent::OwnNodesWritten;
+                    self.deliver(Some(store), pmap, key, event, counters);
+                }
                 Answered::Nothing => {}
             }
         }
@@ -588,13 +598,8 @@ impl BlockBackend {
             }
             Err(error) => {
                 log::warn!("blkif: session {key}: watching {path}: {error}; session ended");
-                self.deliver(
-                    Some(store),
-                    pmap,
-                    key,
-                    PeerEvent::PeerNodesRemoved,
-                    counters,
-                );
+                let event = PeerEvent::OwnNodesNotWritten(StoreRefusal::watch(None));
+                self.deliver(Some(store), pmap, key, event, counters);
             }
         }
     }

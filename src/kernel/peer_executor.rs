@@ -236,6 +236,23 @@ impl<P: Protocol, G: ProtocolGlue<P>> Effects<P, Region> for Executor<'_, G> {
         }
     }
 
+    fn remove_nodes(&mut self, key: SessionKey<P>, names: Vec<&'static str>) {
+        let (Some(directory), Some(store)) =
+            (self.glue.own_directory(key), self.store.as_deref_mut())
+        else {
+            return;
+        };
+        // Before the writes queued after them; nobody waits for the answers (a node that is
+        // not there is as good as removed).
+        for name in names {
+            let path = alloc::format!("{directory}/{name}");
+            match store.submit(NONE, &Operation::Remove { path: &path }) {
+                Ok(id) => store.abandon(id),
+                Err(error) => log::warn!("{}: session {key}: removing {path}: {error}", P::NAME),
+            }
+        }
+    }
+
     fn write_nodes_in_transaction(
         &mut self,
         key: SessionKey<P>,

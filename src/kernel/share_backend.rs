@@ -41,6 +41,7 @@ use grantsvc::peer::share::nodes::{self, backend, frontend};
 use grantsvc::peer::share::protocol::{ShareMapping, ShareProtocol};
 use grantsvc::peer::share::registry::{open_device, ShareKey, ShareRegistry};
 use grantsvc::peer::share::session::{CloseReason, ShareEvent, Verification};
+use grantsvc::peer::store_limit::StoreRefusal;
 use grantsvc::peer::xenbus_state::XenbusState;
 use litemap::LiteMap;
 use xenstore::{Operation, Reply, ReplyError, RequestId, TransactionId, XsError};
@@ -358,13 +359,8 @@ impl ShareBackend {
             }
             Err(error) => {
                 log::warn!("grant-share: peer domain {peer} device {device}: watching {path}: {error}; session ended");
-                self.deliver(
-                    Some(store),
-                    pmap,
-                    key,
-                    PeerEvent::PeerNodesRemoved,
-                    counters,
-                );
+                let event = PeerEvent::OwnNodesNotWritten(StoreRefusal::watch(None));
+                self.deliver(Some(store), pmap, key, event, counters);
             }
         }
     }
@@ -457,13 +453,9 @@ impl ShareBackend {
                     key.peer,
                     key.device
                 );
-                self.deliver(
-                    Some(store),
-                    pmap,
-                    key,
-                    PeerEvent::PeerNodesRemoved,
-                    counters,
-                );
+                // Past xenstored's watch quota (E2BIG): refused with a reason the frontend reads.
+                let event = PeerEvent::OwnNodesNotWritten(StoreRefusal::watch(Some(*error)));
+                self.deliver(Some(store), pmap, key, event, counters);
                 continue;
             }
             let value = match result {
@@ -515,11 +507,20 @@ impl ShareBackend {
                         counters,
                     );
                 }
-                Answered::WriteFailed { key, node, error } => log::warn!(
-                    "grant-share: peer domain {} device {}: writing {node} failed: {error}",
-                    key.peer,
-                    key.device
-                ),
+                Answered::WriteFailed { key, node, error } => {
+                    log::warn!(
+                        "grant-share: peer domain {} device {}: writing {node} failed: {error}",
+                        key.peer,
+                        key.device
+                    );
+                    let refusal = StoreRefusal::write(node, error);
+                    let event = PeerEvent::OwnNodesNotWritten(refusal);
+                    self.deliver(Some(store), pmap, key, event, counters);
+                }
+                Answered::WritesAcknowledged { key } => {
+                    let event = PeerEvent::OwnNodesWritten;
+                    self.deliver(Some(store), pmap, key, event, counters);
+                }
                 Answered::Nothing => {}
             }
         }

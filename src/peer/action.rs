@@ -2,6 +2,7 @@
 
 use super::fault::PeerFault;
 use super::protocol::Protocol;
+use super::store_limit::{RefusedRequest, StoreRefusal};
 use super::value::RemotePort;
 use super::xenbus_state::XenbusState;
 use crate::ids::{DomId, EvtchnPort, GrantRef};
@@ -50,10 +51,14 @@ pub enum PeerEvent<'a, P: Protocol, R> {
     DomainDied,
     /// grantsvc is shutting down.
     Shutdown,
-    /// Nodes grantsvc had to write for the session (a [`PeerAction::WriteNodesInTransaction`])
-    /// were not written: xenstore refused or did not answer. The session must not go on as if
-    /// the peer could read them.
-    OwnNodesNotWritten,
+    /// Nodes grantsvc had to write for the session were not written: xenstored refused one
+    /// (past a quota, say) or a [`PeerAction::WriteNodesInTransaction`] failed; or the watch
+    /// the session needs on the peer's nodes was refused. The session must not go on as if
+    /// the peer could read them (or as if it would hear the peer).
+    OwnNodesNotWritten(StoreRefusal),
+    /// Every node write the session asked for so far was acknowledged by xenstored (what a
+    /// session waits for before it announces Connected).
+    OwnNodesWritten,
 }
 
 /// What the caller must do for a session, in order.
@@ -65,6 +70,9 @@ pub enum PeerAction<P: Protocol, R> {
     WriteNodes(Vec<(&'static str, String)>),
     /// Write these nodes in one xenstore transaction, so that a reader sees all or none.
     WriteNodesInTransaction(Vec<(&'static str, String)>),
+    /// Remove these nodes of the session's own directory (nodes it wrote, to make room for its
+    /// `error` node after xenstored's node quota refused a write).
+    RemoveNodes(Vec<&'static str>),
     /// Map these refs of `peer` contiguously, in one batch; answer with `Mapped`.
     MapGrants {
         peer: DomId,
@@ -102,8 +110,9 @@ pub enum CloseReason<P: Protocol> {
     DomainDied,
     /// grantsvc shut down.
     Shutdown,
-    /// grantsvc could not write nodes the peer needs (xenstore refused or did not answer).
-    OwnNodesNotWritten,
+    /// grantsvc could not write nodes the peer needs, or set the watch it needs (xenstore
+    /// refused, past one of its quotas say, or did not answer).
+    OwnNodesNotWritten(StoreRefusal),
     /// An ending particular to the protocol.
     Protocol(P::Ending),
     /// The peer broke the protocol.
@@ -122,8 +131,14 @@ impl<P: Protocol> CloseReason<P> {
     pub fn writes_error_node(&self) -> bool {
         matches!(
             self,
-            CloseReason::Fault(_) | CloseReason::Protocol(_) | CloseReason::OwnNodesNotWritten
+            CloseReason::Fault(_) | CloseReason::Protocol(_) | CloseReason::OwnNodesNotWritten(_)
         )
+    }
+
+    /// True when xenstored's node quota ended the session: the `error` node then fits only
+    /// where the session first removes nodes it wrote.
+    pub fn needs_room_for_error_node(&self) -> bool {
+        matches!(self, CloseReason::OwnNodesNotWritten(refusal) if refusal.is_node_quota())
     }
 }
 
@@ -137,13 +152,14 @@ impl<P: Protocol> fmt::Display for CloseReason<P> {
             CloseReason::OwnNodesRemoved => write!(formatter, "{} nodes removed", P::OWN_WORD),
             CloseReason::DomainDied => write!(formatter, "{} domain died", P::PEER_WORD),
             CloseReason::Shutdown => formatter.write_str("grantsvc shutting down"),
-            CloseReason::OwnNodesNotWritten => {
-                write!(
+            CloseReason::OwnNodesNotWritten(refusal) => match refusal.request() {
+                RefusedRequest::Watch => write!(
                     formatter,
-                    "{} nodes could not be written to xenstore",
-                    P::OWN_WORD
-                )
-            }
+                    "grantsvc cannot watch the {} nodes: {refusal}",
+                    P::PEER_WORD
+                ),
+                _ => write!(formatter, "{} nodes not written: {refusal}", P::OWN_WORD),
+            },
             CloseReason::Protocol(ending) => write!(formatter, "{ending}"),
             CloseReason::Fault(fault) => write!(formatter, "{fault}"),
         }

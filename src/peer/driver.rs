@@ -5,6 +5,7 @@ use super::counters::ServiceCounters;
 use super::key::SessionKey;
 use super::protocol::{PeerSession, Protocol};
 use super::registry::{ActionsOf, KeyOf, Registry};
+use super::store_limit::StoreRefusal;
 use super::value::RemotePort;
 use crate::ids::{DomId, EvtchnPort, GrantRef};
 use alloc::collections::VecDeque;
@@ -48,6 +49,8 @@ pub trait Effects<P: Protocol, R> {
     ) -> Option<OwnedNodes>;
     /// Writes `nodes` (relative to the session's own directory), in order.
     fn write_nodes(&mut self, key: SessionKey<P>, nodes: Vec<(&'static str, String)>);
+    /// Removes `names` of the session's own directory (a missing node is fine).
+    fn remove_nodes(&mut self, key: SessionKey<P>, names: Vec<&'static str>);
     /// Writes `nodes` in one transaction; false when they were not written (xenstore refused
     /// or did not answer). The default writes them in order, which is enough where the readers
     /// wait for a `state` node written last.
@@ -102,8 +105,13 @@ pub fn drive<S, E>(
                     // What the session queued after the write (its `state`, its report)
                     // assumed the write: it decides again, from the failure.
                     queue.clear();
-                    registry.handle(key, PeerEvent::OwnNodesNotWritten, counters)
+                    let refusal = StoreRefusal::transaction_failed();
+                    registry.handle(key, PeerEvent::OwnNodesNotWritten(refusal), counters)
                 }
+            }
+            PeerAction::RemoveNodes(names) => {
+                effects.remove_nodes(key, names);
+                Vec::new()
             }
             PeerAction::MapGrants {
                 peer,

@@ -43,6 +43,7 @@ pub mod pending;
 pub mod protocol;
 pub mod registry;
 pub mod share;
+pub mod store_limit;
 pub mod value;
 pub mod vchan;
 pub mod xenbus_state;

@@ -1,4 +1,4 @@
-//! The xenstore requests a protocol's sessions have in flight, matched to their replies by request id: a session's node reads gathered until the last one arrives, its writes checked.
+//! The xenstore requests a protocol's sessions have in flight, matched to their replies by request id: a session's node reads gathered until the last one arrives, its writes checked and their acknowledgement reported.
 //!
 //! Nothing waits: the executor submits a session's reads and writes and records them here;
 //! when replies arrive (in any order, mixed with other sessions' and the service's own), the
@@ -31,12 +31,17 @@ struct ReadInProgress {
 pub enum Answered<K> {
     /// The last reply of a read arrived: every node, as read.
     NodesRead { key: K, nodes: OwnedNodes },
-    /// A write was refused (ENOSPC past a quota, EACCES, ...).
+    /// A write was refused (ENOSPC past a quota, EACCES, ...): the session must hear of it
+    /// (`PeerEvent::OwnNodesNotWritten`).
     WriteFailed {
         key: K,
         node: &'static str,
         error: ReplyError,
     },
+    /// The session's last write in flight was acknowledged, and none of them was refused
+    /// since the last such answer: every node it asked to write is written
+    /// (`PeerEvent::OwnNodesWritten`).
+    WritesAcknowledged { key: K },
     /// Nothing to do yet (a read still waits for other replies, or a write succeeded).
     Nothing,
 }
@@ -46,6 +51,14 @@ pub enum Answered<K> {
 pub struct PendingRequests<K> {
     requests: LiteMap<RequestId, Purpose<K>>,
     reads: LiteMap<K, ReadInProgress>,
+    /// Per session: its writes in flight, and whether one was refused since it last had none.
+    writes: LiteMap<K, WritesInFlight>,
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+struct WritesInFlight {
+    count: usize,
+    refused: bool,
 }
 
 impl<K> Default for PendingRequests<K> {
@@ -53,6 +66,7 @@ impl<K> Default for PendingRequests<K> {
         PendingRequests {
             requests: LiteMap::new(),
             reads: LiteMap::new(),
+            writes: LiteMap::new(),
         }
     }
 }
@@ -84,6 +98,34 @@ impl<K: Copy + Ord> PendingRequests<K> {
     /// Records a write of `node` for `key`.
     pub fn track_write(&mut self, id: RequestId, key: K, node: &'static str) {
         self.requests.insert(id, Purpose::Write { key, node });
+        match self.writes.get_mut(&key) {
+            Some(writes) => writes.count += 1,
+            None => {
+                self.writes.insert(
+                    key,
+                    WritesInFlight {
+                        count: 1,
+                        refused: false,
+                    },
+                );
+            }
+        }
+    }
+
+    /// One write of `key` was answered (`refused` or not); true when it was the last in
+    /// flight and none was refused since the session last had none in flight.
+    fn write_answered(&mut self, key: K, refused: bool) -> bool {
+        let Some(writes) = self.writes.get_mut(&key) else {
+            return false;
+        };
+        writes.count = writes.count.saturating_sub(1);
+        writes.refused |= refused;
+        if writes.count > 0 {
+            return false;
+        }
+        let clean = !writes.refused;
+        self.writes.remove(&key);
+        clean
     }
 
     /// The ids of every request in flight.
@@ -99,6 +141,7 @@ impl<K: Copy + Ord> PendingRequests<K> {
     /// Forgets `key`'s requests (its session ended); their replies will mean nothing.
     pub fn forget(&mut self, key: K) -> Vec<RequestId> {
         self.reads.remove(&key);
+        self.writes.remove(&key);
         let ids: Vec<RequestId> = self
             .requests
             .iter()
@@ -115,10 +158,15 @@ impl<K: Copy + Ord> PendingRequests<K> {
     pub fn answer(&mut self, id: RequestId, result: Result<Reply, ReplyError>) -> Answered<K> {
         match self.requests.remove(&id) {
             None => Answered::Nothing,
-            Some(Purpose::Write { key, node }) => match result {
-                Ok(_) => Answered::Nothing,
-                Err(error) => Answered::WriteFailed { key, node, error },
-            },
+            Some(Purpose::Write { key, node }) => {
+                let refused = result.is_err();
+                let all_written = self.write_answered(key, refused);
+                match result {
+                    Err(error) => Answered::WriteFailed { key, node, error },
+                    Ok(_) if all_written => Answered::WritesAcknowledged { key },
+                    Ok(_) => Answered::Nothing,
+                }
+            }
             Some(Purpose::Read { key, slot }) => {
                 let Some(read) = self.reads.get_mut(&key) else {
                     return Answered::Nothing;
@@ -176,7 +224,7 @@ mod tests {
         // Another session's write finishing in between changes nothing for this read.
         assert_eq!(
             pending.answer(RequestId(13), Ok(Reply::Acknowledged)),
-            Answered::Nothing
+            Answered::WritesAcknowledged { key: 8 }
         );
         assert_eq!(
             pending.answer(RequestId(11), Ok(Reply::Value(b"x".to_vec()))),
@@ -216,5 +264,50 @@ mod tests {
             Some(vec![("a", None), ("b", None), ("c", None)]),
             "nothing could be sent: every node reads as absent at once"
         );
+    }
+
+    #[test]
+    fn writes_are_reported_written_only_when_the_last_in_flight_is_acknowledged_and_none_refused() {
+        let mut pending: PendingRequests<u32> = PendingRequests::default();
+        let ok = || Ok(Reply::Acknowledged);
+        for (id, node) in [(1, "mapped-pages"), (2, "pattern"), (3, "digest")] {
+            pending.track_write(RequestId(id), 4, node);
+        }
+        pending.track_write(RequestId(9), 5, "state");
+        // Replies in any order: only the last of session 4's three completes it.
+        assert_eq!(pending.answer(RequestId(2), ok()), Answered::Nothing);
+        assert_eq!(
+            pending.answer(RequestId(9), ok()),
+            Answered::WritesAcknowledged { key: 5 }
+        );
+        assert_eq!(pending.answer(RequestId(3), ok()), Answered::Nothing);
+        assert_eq!(
+            pending.answer(RequestId(1), ok()),
+            Answered::WritesAcknowledged { key: 4 }
+        );
+        // A refusal among them: reported as such, and the last acknowledgement is no "written".
+        pending.track_write(RequestId(10), 4, "answer");
+        pending.track_write(RequestId(11), 4, "state");
+        let refused = ReplyError::Xenstore(XsError::NoSpace);
+        assert_eq!(
+            pending.answer(RequestId(10), Err(refused)),
+            Answered::WriteFailed {
+                key: 4,
+                node: "answer",
+                error: refused
+            }
+        );
+        assert_eq!(pending.answer(RequestId(11), ok()), Answered::Nothing);
+        // Once nothing is in flight the slate is clean again.
+        pending.track_write(RequestId(12), 4, "state");
+        assert_eq!(
+            pending.answer(RequestId(12), ok()),
+            Answered::WritesAcknowledged { key: 4 }
+        );
+        // A forgotten session's writes are nobody's.
+        pending.track_write(RequestId(13), 6, "state");
+        assert_eq!(pending.forget(6), vec![RequestId(13)]);
+        assert_eq!(pending.answer(RequestId(13), ok()), Answered::Nothing);
+        assert!(pending.is_empty());
     }
 }

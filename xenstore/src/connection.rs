@@ -1,8 +1,9 @@
 //! A blocking xenstore connection over any `Read + Write` transport, such as dom0's `/dev/xen/xenbus` (feature `std`).
 //!
-//! Each call writes its request and reads until the reply with its id arrives;
-//! [`Connection::pipeline`] sends many before reading any reply (one wake-up of xenstored for a
-//! batch instead of one per request). Watch events that arrive meanwhile are queued for
+//! One request at a time: each call writes its request and reads until the reply with its id
+//! arrives (Linux's `/dev/xen/xenbus` sends a request's payload from the file's one message
+//! buffer after `write` returned, so a second request must not be written before the first is
+//! answered). Watch events that arrive meanwhile are queued for
 //! [`Connection::next_watch_event`].
 
 use std::collections::VecDeque;
@@ -264,49 +265,6 @@ impl<T: Read + Write> Connection<T> {
     /// Reads once (blocking until something arrives) and queues the watch events it carried.
     pub fn receive(&mut self) -> Result<(), ConnectionError> {
         self.receive_once(&[]).map(|_| ())
-    }
-
-    /// Sends every request of `batch` before reading any reply, then waits for all of them;
-    /// their results in the order of `batch`. xenstored applies one connection's requests in
-    /// the order sent, so a later request sees the effect of an earlier one. A request that
-    /// could not be built fails alone; an I/O or protocol failure fails the whole batch.
-    pub fn pipeline(
-        &mut self,
-        batch: &[(TransactionId, Operation<'_>)],
-    ) -> Result<Vec<Result<Reply, ConnectionError>>, ConnectionError> {
-        let mut results: Vec<Option<Result<Reply, ConnectionError>>> = Vec::new();
-        let mut awaited: Vec<(crate::ids::RequestId, usize)> = Vec::new();
-        let mut bytes = Vec::new();
-        for (transaction, operation) in batch {
-            match self.client.send_in_transaction(*transaction, operation) {
-                Ok(outgoing) => {
-                    awaited.push((outgoing.request_id, results.len()));
-                    results.push(None);
-                    // /dev/xen/xenbus takes whole messages, one per write.
-                    bytes.push(outgoing.bytes);
-                }
-                Err(error) => results.push(Some(Err(ConnectionError::Request(error)))),
-            }
-        }
-        for message in bytes {
-            self.transport.write_all(&message)?;
-        }
-        self.transport.flush()?;
-        while !awaited.is_empty() {
-            for (request_id, result) in self.receive_once(&awaited)? {
-                let slot = awaited
-                    .iter()
-                    .position(|(id, _)| *id == request_id)
-                    .map(|position| awaited.swap_remove(position).1);
-                if let Some(place) = slot.and_then(|index| results.get_mut(index)) {
-                    *place = Some(result.map_err(ConnectionError::Reply));
-                }
-            }
-        }
-        Ok(results
-            .into_iter()
-            .map(|result| result.unwrap_or(Err(ConnectionError::Closed)))
-            .collect())
     }
 
     fn acknowledged(

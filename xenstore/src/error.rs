@@ -1,4 +1,4 @@
-//! The errors xenstored sends in an `XS_ERROR` reply, named by the errno strings of `xsd_errors` in `xs_wire.h`.
+//! The errors xenstored sends in an `XS_ERROR` reply, named by the errno strings of `xsd_errors` in `xs_wire.h` (and oxenstored's `EQUOTA`).
 
 use core::fmt;
 
@@ -37,11 +37,14 @@ pub enum XsError {
     TooBig,
     /// `EPERM`.
     NotPermitted,
+    /// `EQUOTA`: oxenstored's answer past a node, watch or transaction quota (C xenstored
+    /// answers `ENOSPC` or `E2BIG` there). Not in `xs_wire.h`'s list.
+    Quota,
 }
 
 impl XsError {
-    /// Every error, in the order of `xsd_errors[]`.
-    pub const ALL: [XsError; 16] = [
+    /// Every error: `xsd_errors[]` in its order, then oxenstored's `EQUOTA`.
+    pub const ALL: [XsError; 17] = [
         XsError::InvalidArgument,
         XsError::AccessDenied,
         XsError::AlreadyExists,
@@ -58,6 +61,7 @@ impl XsError {
         XsError::AlreadyConnected,
         XsError::TooBig,
         XsError::NotPermitted,
+        XsError::Quota,
     ];
 
     /// The errno name as it travels on the wire (without the terminating NUL).
@@ -79,6 +83,7 @@ impl XsError {
             XsError::AlreadyConnected => "EISCONN",
             XsError::TooBig => "E2BIG",
             XsError::NotPermitted => "EPERM",
+            XsError::Quota => "EQUOTA",
         }
     }
 
@@ -117,6 +122,7 @@ mod tests {
         }
         assert_eq!(XsError::from_payload(b"EAGAIN"), Some(XsError::TryAgain));
         assert_eq!(XsError::from_payload(b"ENOENT\0"), Some(XsError::NotFound));
+        assert_eq!(XsError::from_payload(b"EQUOTA\0"), Some(XsError::Quota));
     }
 
     #[test]

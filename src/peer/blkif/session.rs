@@ -271,8 +271,8 @@ impl<L: PmapLock + Clone> BlkSession<L> {
             (phase, PeerEvent::OwnNodesRemoved) => self.close(phase, CloseReason::OwnNodesRemoved),
             (phase, PeerEvent::DomainDied) => self.close(phase, CloseReason::DomainDied),
             (phase, PeerEvent::Shutdown) => self.close(phase, CloseReason::Shutdown),
-            (phase, PeerEvent::OwnNodesNotWritten) => {
-                self.close(phase, CloseReason::OwnNodesNotWritten)
+            (phase, PeerEvent::OwnNodesNotWritten(refusal)) => {
+                self.close(phase, CloseReason::OwnNodesNotWritten(refusal))
             }
             (phase, PeerEvent::ToolstackOffline) => {
                 self.offline = true;
@@ -642,6 +642,14 @@ impl<L: PmapLock + Clone> BlkSession<L> {
             reason,
             CloseReason::OwnNodesRemoved | CloseReason::Protocol(BlkEnding::Detached)
         ) {
+            if reason.needs_room_for_error_node() {
+                // Past the node quota the `error` node fits only in room the session makes:
+                // its offer goes (the frontend has no use for it once refused).
+                let offer = before_init_wait(&OFFER);
+                actions.push(PeerAction::RemoveNodes(
+                    offer.iter().map(|(name, _)| *name).collect(),
+                ));
+            }
             let mut nodes = Vec::new();
             if reason.writes_error_node() {
                 nodes.push(("error", reason.to_string()));

@@ -55,6 +55,7 @@ struct Harness {
     data_refs: Vec<GrantRef>,
     writes: Vec<(&'static str, String)>,
     transaction: Vec<(&'static str, String)>,
+    removed: Vec<&'static str>,
     notifies: usize,
     closed_ports: usize,
     connected: Option<BlkConnected>,
@@ -106,6 +107,7 @@ impl Harness {
             data_refs,
             writes: Vec::new(),
             transaction: Vec::new(),
+            removed: Vec::new(),
             notifies: 0,
             closed_ports: 0,
             connected: None,
@@ -187,6 +189,10 @@ impl Harness {
                 }
                 PeerAction::WriteNodesInTransaction(nodes) => {
                     self.transaction.extend(nodes);
+                    None
+                }
+                PeerAction::RemoveNodes(names) => {
+                    self.removed.extend(names);
                     None
                 }
                 PeerAction::ReadPeerNodes(names) => {
@@ -484,6 +490,57 @@ fn a_producer_jump_ends_the_device_with_an_error_node_and_nothing_mapped() {
         1 << 20,
         "the disk's memory is back"
     );
+}
+
+#[test]
+fn an_offer_refused_past_the_node_quota_ends_the_device_with_the_quota_in_its_error_node() {
+    let mut harness = Harness::new(0);
+    harness.writes.clear();
+    let refusal = crate::peer::store_limit::StoreRefusal::write(
+        "max-ring-page-order",
+        xenstore::ReplyError::Xenstore(xenstore::XsError::NoSpace),
+    );
+    harness.deliver(PeerEvent::OwnNodesNotWritten(refusal));
+    assert_eq!(
+        harness.closed,
+        Some(CloseReason::OwnNodesNotWritten(refusal))
+    );
+    // Its offer goes first, to make room for the error node under the same quota.
+    assert_eq!(
+        harness.removed,
+        [
+            "feature-max-indirect-segments",
+            "max-ring-page-order",
+            "multi-queue-max-queues"
+        ]
+    );
+    let error = harness
+        .writes
+        .iter()
+        .find(|(name, _)| *name == "error")
+        .map(|(_, value)| value.as_str());
+    assert_eq!(
+        error,
+        Some(
+            "backend nodes not written: max-ring-page-order refused with ENOSPC: xenstored's \
+             quota of nodes per domain is exhausted (xenstored --entry-nb; or a node reached \
+             --entry-size)"
+        )
+    );
+    assert_eq!(harness.state_written(), Some("6"));
+    assert_eq!(harness.budget.borrow().available(), 1 << 20);
+}
+
+#[test]
+fn a_refusal_that_names_no_quota_ends_the_device_and_removes_nothing() {
+    let mut harness = Harness::new(0);
+    harness.connect(false);
+    harness.writes.clear();
+    let refusal = crate::peer::store_limit::StoreRefusal::transaction_failed();
+    harness.deliver(PeerEvent::OwnNodesNotWritten(refusal));
+    assert!(harness.removed.is_empty());
+    assert_eq!(harness.state_written(), Some("6"));
+    assert_eq!(harness.live_maps(), 0);
 }
 
 #[test]

@@ -1,14 +1,17 @@
 //! Tests of the executor loop over a fake world: results fed back in order, unmaps counted, late answers released.
 
 use super::*;
+use crate::peer::pending::{Answered, PendingRequests};
 use crate::peer::share::nodes::{RawFrontendNodes, FRONTEND_NODES};
 use crate::peer::share::protocol::{ShareMapping, ShareProtocol};
 use crate::peer::share::registry::{open_device, ShareKey, ShareRegistry};
+use crate::peer::store_limit::StoreRefusal;
 use crate::peer::vchan::testing::FakeMemory;
 use crate::shared_memory::SharedMemory;
 use alloc::format;
 use alloc::string::ToString;
 use alloc::vec;
+use xenstore::{Reply, ReplyError, RequestId, XsError};
 
 /// A fake world that logs what was done.
 #[derive(Default)]
@@ -18,6 +21,12 @@ struct World {
     defer_reads: bool,
     /// Fail every transaction, as xenstored does past a quota or when it does not answer.
     fail_transactions: bool,
+    /// Writes in flight as the kernel records them (request ids from 1).
+    pending: PendingRequests<ShareKey>,
+    next_request: u32,
+    /// The node whose writes xenstored refuses, and the ids of those writes.
+    refuse: Option<&'static str>,
+    refused_ids: Vec<RequestId>,
 }
 
 const NODES: RawFrontendNodes<'static> = RawFrontendNodes {
@@ -78,9 +87,20 @@ impl Effects<ShareProtocol, FakeMemory> for World {
                 .collect(),
         )
     }
-    fn write_nodes(&mut self, _: ShareKey, nodes: Vec<(&'static str, String)>) {
+    fn write_nodes(&mut self, key: ShareKey, nodes: Vec<(&'static str, String)>) {
         let names: Vec<&str> = nodes.iter().map(|(name, _)| *name).collect();
         self.log.push(format!("write {}", names.join(",")));
+        for (name, _) in nodes {
+            self.next_request += 1;
+            let id = RequestId(self.next_request);
+            self.pending.track_write(id, key, name);
+            if self.refuse == Some(name) {
+                self.refused_ids.push(id);
+            }
+        }
+    }
+    fn remove_nodes(&mut self, _: ShareKey, names: Vec<&'static str>) {
+        self.log.push(format!("remove {}", names.join(",")));
     }
     fn write_nodes_in_transaction(
         &mut self,
@@ -135,14 +155,25 @@ fn one_event_runs_the_whole_chain_of_results_in_order() {
     assert_eq!(
         world.log,
         [
-            "write state",
+            "write mapped-pages,state",
             "read 5",
             "map d4 1 ref(s) writable=false",
             "bind 3",
-            "write mapped-pages,pattern,digest,answer,state",
-            "notify 40",
-            "connected d4/share0#1",
+            "write mapped-pages,pattern,digest,answer",
         ]
+    );
+    world.log.clear();
+    // Connected once xenstored acknowledged the results.
+    deliver(
+        &mut registry,
+        key,
+        PeerEvent::OwnNodesWritten,
+        &mut world,
+        &counters,
+    );
+    assert_eq!(
+        world.log,
+        ["write state", "notify 40", "connected d4/share0#1"]
     );
     world.log.clear();
     deliver(
@@ -180,12 +211,19 @@ fn a_deferred_read_is_answered_later_and_a_late_answer_for_a_gone_session_releas
         &mut world,
         &counters,
     );
-    assert_eq!(world.log, ["write state", "read 5"]);
+    assert_eq!(world.log, ["write mapped-pages,state", "read 5"]);
     let nodes = NODES.to_peer_nodes();
     deliver(
         &mut registry,
         key,
         PeerEvent::PeerNodesRead(&nodes),
+        &mut world,
+        &counters,
+    );
+    deliver(
+        &mut registry,
+        key,
+        PeerEvent::OwnNodesWritten,
         &mut world,
         &counters,
     );
@@ -244,11 +282,80 @@ fn a_failed_transaction_drops_what_was_queued_after_it_and_ends_the_session_with
         world.log
     );
     assert!(
-        world
-            .log
-            .last()
-            .is_some_and(|line| line.contains("nodes could not be written to xenstore")),
+        world.log.last().is_some_and(
+            |line| line.contains("nodes not written: the transaction refused or not answered")
+        ),
         "not closed for the failed write: {:?}",
         world.log
     );
+}
+
+/// As the kernel's service does when replies arrive: answers every write in flight in the
+/// order sent (those of `World::refuse` with ENOSPC) and delivers what each answer means.
+fn answer_writes(registry: &mut ShareRegistry<FakeMemory>, world: &mut World) {
+    let counters = ServiceCounters::new();
+    for id in world.pending.ids() {
+        let result = match world.refused_ids.contains(&id) {
+            true => Err(ReplyError::Xenstore(XsError::NoSpace)),
+            false => Ok(Reply::Acknowledged),
+        };
+        match world.pending.answer(id, result) {
+            Answered::WriteFailed { key, node, error } => {
+                let event = PeerEvent::OwnNodesNotWritten(StoreRefusal::write(node, error));
+                deliver(registry, key, event, world, &counters);
+            }
+            Answered::WritesAcknowledged { key } => {
+                deliver(registry, key, PeerEvent::OwnNodesWritten, world, &counters);
+            }
+            Answered::NodesRead { .. } | Answered::Nothing => {}
+        }
+    }
+}
+
+#[test]
+fn results_acknowledged_by_xenstored_connect_and_a_refused_one_ends_the_session_with_its_quota() {
+    for refuse in [None, Some("digest")] {
+        let counters = ServiceCounters::new();
+        let mut registry = ShareRegistry::default();
+        let mut world = World {
+            refuse,
+            ..World::default()
+        };
+        let key = opened(&mut registry, &mut world);
+        answer_writes(&mut registry, &mut world);
+        deliver(
+            &mut registry,
+            key,
+            PeerEvent::PeerState(b"3"),
+            &mut world,
+            &counters,
+        );
+        assert_eq!(
+            world.log.last().map(String::as_str),
+            Some("write mapped-pages,pattern,digest,answer")
+        );
+        world.log.clear();
+        answer_writes(&mut registry, &mut world);
+        match refuse {
+            None => assert_eq!(
+                world.log,
+                ["write state", "notify 40", "connected d4/share0#1"]
+            ),
+            Some(_) => {
+                assert_eq!(
+                    world.log,
+                    [
+                        "unmap",
+                        "close 40",
+                        "remove mapped-pages,pattern,digest,answer",
+                        "write error,state",
+                        "closed d4/share0#1: backend nodes not written: digest refused with \
+                         ENOSPC: xenstored's quota of nodes per domain is exhausted (xenstored \
+                         --entry-nb; or a node reached --entry-size); 1 page(s)",
+                    ]
+                );
+                assert!(registry.is_empty());
+            }
+        }
+    }
 }

@@ -4,6 +4,13 @@
 //! so the only way the region leaves is a [`ShareAction::Unmap`], and on close, whatever the
 //! cause, that unmap comes before the port's close and before `state` = Closed is written: the
 //! frontend is never told "closed" while grantsvc still maps its pages.
+//!
+//! Nor is it told "connected" before its results are there: `state` = Connected is written only
+//! once xenstored acknowledged every result node ([`ShareState::Announcing`]). A write refused
+//! (past xenstored's node quota, say) ends the session with an `error` node naming the quota;
+//! since that node needs room under the same quota, the session first removes the result nodes
+//! it wrote, and it writes `mapped-pages` already with `state` = InitWait so that there is
+//! always one to remove.
 
 use super::fault::{ShareFault, ShareFaultKind};
 use super::nodes::{answer, backend, FrontendNodes, RawFrontendNodes, FRONTEND_NODES};
@@ -28,6 +35,14 @@ pub type ShareEvent<'a, R> = PeerEvent<'a, ShareProtocol, R>;
 pub type ShareAction<R> = PeerAction<ShareProtocol, R>;
 /// Why a session ended.
 pub type CloseReason = action::CloseReason<ShareProtocol>;
+
+/// The nodes the session writes besides `state` (and `error`): its results.
+const RESULT_NODES: [&str; 4] = [
+    backend::MAPPED_PAGES,
+    backend::PATTERN,
+    backend::DIGEST,
+    backend::ANSWER,
+];
 
 /// What grantsvc found in the pages and did with them.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -62,6 +77,12 @@ pub enum ShareState<R> {
     Mapping { nodes: FrontendNodes },
     /// Waiting for the event channel to be bound; the region is mapped.
     Binding { nodes: FrontendNodes, region: R },
+    /// Results written, waiting for xenstored to acknowledge them before `state` = Connected.
+    Announcing {
+        port: EvtchnPort,
+        region: R,
+        verification: Verification,
+    },
     /// Connected: results written, the region stays mapped until the frontend lets go.
     Connected {
         port: EvtchnPort,
@@ -88,10 +109,12 @@ impl<R: SharedMemory> ShareSession<R> {
             device,
             state: ShareState::WaitingForFrontend,
         };
-        let actions = vec![PeerAction::WriteNodes(vec![(
-            backend::STATE,
-            XenbusState::InitWait.as_str().to_string(),
-        )])];
+        // `mapped-pages` first: a node of the session's own to remove should xenstored's node
+        // quota later refuse a result, to make room for the `error` node.
+        let actions = vec![PeerAction::WriteNodes(vec![
+            (backend::MAPPED_PAGES, "0".to_string()),
+            (backend::STATE, XenbusState::InitWait.as_str().to_string()),
+        ])];
         (session, actions)
     }
 
@@ -115,7 +138,7 @@ impl<R: SharedMemory> ShareSession<R> {
     /// Our local port, once bound.
     pub fn port(&self) -> Option<EvtchnPort> {
         match &self.state {
-            ShareState::Connected { port, .. } => Some(*port),
+            ShareState::Announcing { port, .. } | ShareState::Connected { port, .. } => Some(*port),
             _ => None,
         }
     }
@@ -124,7 +147,8 @@ impl<R: SharedMemory> ShareSession<R> {
     pub fn mapped_pages(&self) -> u32 {
         match &self.state {
             ShareState::Binding { nodes, .. } => nodes.refs.len() as u32,
-            ShareState::Connected { verification, .. } => verification.pages,
+            ShareState::Announcing { verification, .. }
+            | ShareState::Connected { verification, .. } => verification.pages,
             _ => 0,
         }
     }
@@ -162,8 +186,31 @@ impl<R: SharedMemory> ShareSession<R> {
             (state, PeerEvent::OwnNodesRemoved) => self.close(state, CloseReason::OwnNodesRemoved),
             (state, PeerEvent::DomainDied) => self.close(state, CloseReason::DomainDied),
             (state, PeerEvent::Shutdown) => self.close(state, CloseReason::Shutdown),
-            (state, PeerEvent::OwnNodesNotWritten) => {
-                self.close(state, CloseReason::OwnNodesNotWritten)
+            (state, PeerEvent::OwnNodesNotWritten(refusal)) => {
+                self.close(state, CloseReason::OwnNodesNotWritten(refusal))
+            }
+            (
+                ShareState::Announcing {
+                    port,
+                    region,
+                    verification,
+                },
+                PeerEvent::OwnNodesWritten,
+            ) => {
+                let actions = vec![
+                    PeerAction::WriteNodes(vec![(
+                        backend::STATE,
+                        XenbusState::Connected.as_str().to_string(),
+                    )]),
+                    PeerAction::Notify(port),
+                    PeerAction::ReportConnected(verification.clone()),
+                ];
+                let state = ShareState::Connected {
+                    port,
+                    region,
+                    verification,
+                };
+                (state, actions)
             }
             (state, PeerEvent::PeerState(value)) => match XenbusState::parse(value) {
                 Err(fault) => {
@@ -225,7 +272,8 @@ impl<R: SharedMemory> ShareSession<R> {
         }
     }
 
-    /// Checks the pages, answers, and publishes the results.
+    /// Checks the pages, answers, and writes the results (`state` = Connected follows once
+    /// xenstored acknowledged them).
     fn connect(
         &self,
         nodes: FrontendNodes,
@@ -262,19 +310,13 @@ impl<R: SharedMemory> ShareSession<R> {
             (backend::PATTERN, verification.pattern_value()),
             (backend::DIGEST, format!("{:08x}", verification.digest)),
             (backend::ANSWER, answer.to_string()),
-            (backend::STATE, XenbusState::Connected.as_str().to_string()),
         ];
-        let actions = vec![
-            PeerAction::WriteNodes(results),
-            PeerAction::Notify(port),
-            PeerAction::ReportConnected(verification.clone()),
-        ];
-        let state = ShareState::Connected {
+        let state = ShareState::Announcing {
             port,
             region,
             verification,
         };
-        (state, actions)
+        (state, vec![PeerAction::WriteNodes(results)])
     }
 
     /// Reads each page once into a copy, checks the copy against the pattern, and writes the
@@ -323,7 +365,8 @@ impl<R: SharedMemory> ShareSession<R> {
     ) -> (ShareState<R>, Vec<ShareAction<R>>) {
         let (region, port) = match state {
             ShareState::Binding { region, .. } => (Some(region), None),
-            ShareState::Connected { port, region, .. } => (Some(region), Some(port)),
+            ShareState::Announcing { port, region, .. }
+            | ShareState::Connected { port, region, .. } => (Some(region), Some(port)),
             _ => (None, None),
         };
         let mut actions = Vec::new();
@@ -339,7 +382,14 @@ impl<R: SharedMemory> ShareSession<R> {
         // A dead frontend or a removed backend directory has nobody to tell; writing would
         // only recreate nodes the toolstack removed.
         if !reason.nobody_to_tell() {
-            let mut nodes = vec![(backend::MAPPED_PAGES, "0".to_string())];
+            let mut nodes = Vec::new();
+            if reason.needs_room_for_error_node() {
+                // Past the node quota the `error` node fits only in room the session makes:
+                // its results go (an absent `mapped-pages` maps nothing either).
+                actions.push(PeerAction::RemoveNodes(RESULT_NODES.to_vec()));
+            } else {
+                nodes.push((backend::MAPPED_PAGES, "0".to_string()));
+            }
             if reason.writes_error_node() {
                 nodes.push((backend::ERROR, reason.to_string()));
             }

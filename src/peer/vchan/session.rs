@@ -164,8 +164,8 @@ impl<R: SharedMemory> VchanSession<R> {
             }
             (state, PeerEvent::DomainDied) => self.close(state, CloseReason::DomainDied),
             (state, PeerEvent::Shutdown) => self.close(state, CloseReason::Shutdown),
-            (state, PeerEvent::OwnNodesNotWritten) => {
-                self.close(state, CloseReason::OwnNodesNotWritten)
+            (state, PeerEvent::OwnNodesNotWritten(refusal)) => {
+                self.close(state, CloseReason::OwnNodesNotWritten(refusal))
             }
             (state, PeerEvent::PeerState(value)) => match XenbusState::parse(value) {
                 Err(fault) => {

@@ -504,3 +504,42 @@ blk_check_no_leak() {
     esac
     step "$1: nothing mapped (grantsvc's counters and Xen's grant dump), grantsvc running"
 }
+
+# --- xenstored's quotas (many-devices) ---
+
+# xenstored_quota NAME: the quota NAME (nodes, watches, transactions, ...) in force for every
+# unprivileged domain, as `xenstore-control quota` lists it.
+xenstored_quota() {
+    xenstore-control quota 2>/dev/null | awk -v name="$1" '$1 == name && $2 == ":" { print $3 }'
+}
+
+# xenstored_usage DOMID NAME: what domain DOMID uses of quota NAME (nodes, watches, ...), as
+# `xenstore-control quota DOMID` lists it.
+xenstored_usage() {
+    xenstore-control quota "$1" 2>/dev/null | awk -v name="$2" '$1 == name && $2 == ":" { print $3 }'
+}
+
+# lower_xenstored_quota NAME VALUE: sets xenstored's quota NAME to VALUE for the rest of the
+# scenario (xenstored 4.17 takes it at run time: `xenstore-control quota set`); the value in
+# force before is put back when the script ends, passing, failing or killed by its timeout
+# (this sets the script's EXIT, TERM and INT traps: not for a script that uses kill_at_exit).
+LAB_QUOTAS_TO_RESTORE=()
+lower_xenstored_quota() {
+    local before
+    before=$(xenstored_quota "$1")
+    [ -n "$before" ] || fail "xenstore-control quota lists no quota '$1'"
+    LAB_QUOTAS_TO_RESTORE+=("$1=$before")
+    trap restore_xenstored_quotas EXIT
+    trap 'restore_xenstored_quotas; exit 1' TERM INT
+    step "xenstore-control quota set $1 $2 (was $before)"
+    xenstore-control quota set "$1" "$2" >/dev/null || fail "xenstore-control quota set $1 $2 failed"
+}
+
+restore_xenstored_quotas() {
+    local entry
+    for entry in "${LAB_QUOTAS_TO_RESTORE[@]}"; do
+        xenstore-control quota set "${entry%%=*}" "${entry#*=}" >/dev/null 2>&1 ||
+            echo "could not restore xenstored's quota ${entry%%=*} to ${entry#*=}" >&2
+    done
+    LAB_QUOTAS_TO_RESTORE=()
+}

@@ -1,11 +1,11 @@
 //! `grantsvc-peer crowd`: many grant-share devices and vchan servers published together from one process; how long grantsvc takes to answer each, and how each ended (served, refused with a reason, or wrongly).
 //!
 //! Everything grantsvc cannot see yet is prepared first (grants, ports, each device's two
-//! directories with its frontend still Initialising: one pipelined batch of requests per
-//! device). Then the peers are published in bursts of [`BURST`] (one pipelined batch per
-//! burst: a device's `state` = Initialised, a vchan server's directory), and between bursts the
-//! tool already looks for answers, so that each peer is timed from its own publication and
-//! none waits for the rest to be published. grantsvc's answers are found through a watch on
+//! directories with its frontend still Initialising: one batch of requests per device, no
+//! transaction, sent one after the other: see `Store::steps`). Then the peers are published
+//! in bursts of [`BURST`] (a device's `state` = Initialised, a vchan server's nodes), and
+//! between bursts the tool already looks for answers, so that each peer is timed from its own
+//! publication and none waits for the rest to be published. grantsvc's answers are found through a watch on
 //! its backend directories for this domain (a backend's `state` is read only after an event
 //! below it, with a full sweep every [`SWEEP`] in case one was missed) and, for vchans, in the
 //! shared page (`cli_live`). Results and pages are judged once every peer answered.
@@ -22,7 +22,7 @@ use grantsvc::peer::share::nodes;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-/// Peers published in one pipelined batch.
+/// Peers published in one batch, between two looks for answers.
 pub const BURST: usize = 4;
 
 /// How often every unanswered device's `state` is read even without a watch event.
@@ -369,7 +369,7 @@ fn publish_and_watch(
     }
 }
 
-/// Publishes `burst` in one pipelined batch; each member's clock starts when it is sent.
+/// Publishes `burst` in one batch; each member's clock starts when its batch is sent.
 fn publish(
     store: &mut Store,
     burst: &mut [Member],
@@ -388,7 +388,7 @@ fn publish(
         ranges.push(first..steps.len());
     }
     let sent = Instant::now();
-    let results = store.pipeline(&steps)?;
+    let results = store.steps(&steps)?;
     for (member, range) in burst.iter_mut().zip(ranges) {
         let failure = results
             .get(range)
@@ -403,7 +403,7 @@ fn publish(
     Ok(())
 }
 
-/// Reads the backend `state` of the devices at `indexes` in one pipelined batch and notes
+/// Reads the backend `state` of the devices at `indexes` in one batch and notes
 /// those that reached Connected or Closed.
 fn read_states(store: &mut Store, members: &mut [Member], indexes: &[usize]) -> Result<(), String> {
     let steps: Vec<Step> = indexes
@@ -422,7 +422,7 @@ fn read_states(store: &mut Store, members: &mut [Member], indexes: &[usize]) -> 
     if steps.is_empty() {
         return Ok(());
     }
-    let results = store.pipeline(&steps)?;
+    let results = store.steps(&steps)?;
     for (index, result) in indexes.iter().zip(results) {
         let state = match result? {
             Some(value) => parse_state(&value)?,

@@ -22,10 +22,9 @@ pub const USAGE: &str = "\
 
   crowd publishes N grant-share devices (default 32, devices K.., default 0) and M vchan
   servers (default 0; at PATH/crowd-I, orders 10 and 11) together: grants, ports and the
-  devices' nodes are prepared first (one pipelined batch of xenstore requests per device), then
-  the peers are published 4 at a time in one pipelined batch (a device's state set to
-  Initialised, a server's nodes), each timed from its own publication while the rest are still
-  being published. grantsvc's answers are seen through a watch on its backend directories (and
+  devices' nodes are prepared first (no transaction), then the peers are published 4 at a
+  time (a device's state set to Initialised, a server's nodes), each timed from its own
+  publication while the rest are still being published. grantsvc's answers are seen through a watch on its backend directories (and
   cli_live in a vchan's page); once each answered, or S s (default 30) after the last
   publication, it prints how each ended (served; refused with the backend's error node,
   counted per reason; connected with wrong or missing results, or closed again; closed with no

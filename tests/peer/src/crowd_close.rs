@@ -8,7 +8,7 @@ use crate::store::{Step, Store};
 use grantsvc::peer::share::nodes::backend;
 use std::time::Instant;
 
-/// Revokes every connected device (one pipelined batch) and hangs up every vchan, waits for
+/// Revokes every connected device (one batch) and hangs up every vchan, waits for
 /// each revoked device's backend to close with `mapped-pages` 0, then tears everything down.
 pub fn close_all(
     store: &mut Store,
@@ -30,7 +30,7 @@ pub fn close_all(
     }
     let revocations: Vec<Step> = revoked.iter().map(|device| device.revoke_step()).collect();
     if !revocations.is_empty() {
-        errors.extend(store.pipeline_all(&revocations).err());
+        errors.extend(store.steps_all(&revocations).err());
     }
     let deadline = Instant::now() + options.timeout;
     while !revoked.is_empty() {
@@ -41,7 +41,7 @@ pub fn close_all(
                     .map(|name| Step::Read(format!("{}/{name}", device.backend_dir)))
             })
             .collect();
-        let values = store.pipeline(&steps)?;
+        let values = store.steps(&steps)?;
         let mut still_open = Vec::new();
         for (device, pair) in revoked.iter().zip(values.chunks(2)) {
             let state = match pair.first() {

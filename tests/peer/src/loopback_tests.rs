@@ -65,9 +65,12 @@ impl Backend {
         pages: &Pages,
     ) -> Vec<ShareEvent<'static, Pages>> {
         let mut follow_ups = Vec::new();
+        let mut acknowledged = false;
         for action in actions {
             match action {
                 ShareAction::WriteNodes(nodes) => {
+                    // As xenstored: acknowledged once the batch is carried out.
+                    acknowledged = true;
                     for (name, value) in nodes {
                         let slot = match name {
                             "mapped-pages" => &mut self.results.mapped_pages,
@@ -94,6 +97,9 @@ impl Backend {
                 }
                 _ => {}
             }
+        }
+        if acknowledged {
+            follow_ups.push(ShareEvent::OwnNodesWritten);
         }
         follow_ups
     }

@@ -96,7 +96,7 @@ impl ShareDevice {
             pages: granted,
             port,
         };
-        if let Err(error) = store.pipeline_all(&share.directory_steps(own, grantsvc)) {
+        if let Err(error) = store.steps_all(&share.directory_steps(own, grantsvc)) {
             let _ = share.tear_down(store, channels);
             return Err(error);
         }
@@ -105,7 +105,7 @@ impl ShareDevice {
 
     /// The requests that create both directories as a toolstack would, frontend first (so
     /// that it is whole when grantsvc sees the backend), after removing leftovers of an
-    /// earlier run, which would be taken for this device: one pipelined batch, applied by
+    /// earlier run, which would be taken for this device: one batch, applied by
     /// xenstored in this order.
     fn directory_steps(&self, own: DomId, grantsvc: DomId) -> Vec<Step> {
         let initialising = XenbusState::Initialising.as_str().to_string();
@@ -156,10 +156,10 @@ impl ShareDevice {
 
     /// The frontend says it is ready: state Initialised, one write.
     pub fn announce(&self, store: &mut Store) -> Result<(), String> {
-        store.pipeline_all(&[self.announce_step()])
+        store.steps_all(&[self.announce_step()])
     }
 
-    /// [`ShareDevice::announce`]'s write, for a pipelined batch.
+    /// [`ShareDevice::announce`]'s write, for a batch.
     pub fn announce_step(&self) -> Step {
         Step::Write(
             format!("{}/{}", self.frontend_dir, frontend::STATE),
@@ -207,10 +207,10 @@ impl ShareDevice {
 
     /// The frontend revokes: state Closing, after which grantsvc must unmap and close.
     pub fn revoke(&self, store: &mut Store) -> Result<(), String> {
-        store.pipeline_all(&[self.revoke_step()])
+        store.steps_all(&[self.revoke_step()])
     }
 
-    /// [`ShareDevice::revoke`]'s write, for a pipelined batch.
+    /// [`ShareDevice::revoke`]'s write, for a batch.
     pub fn revoke_step(&self) -> Step {
         Step::Write(
             format!("{}/{}", self.frontend_dir, frontend::STATE),
@@ -231,7 +231,7 @@ impl ShareDevice {
             Step::Remove(self.frontend_dir.clone()),
             Step::Remove(self.backend_dir.clone()),
         ];
-        let mut errors: Vec<String> = match store.pipeline(&steps) {
+        let mut errors: Vec<String> = match store.steps(&steps) {
             Ok(results) => results.into_iter().filter_map(Result::err).collect(),
             Err(error) => vec![error],
         };

@@ -24,7 +24,7 @@ pub struct Store {
     connection: Connection<File>,
 }
 
-/// One request of a pipelined batch ([`Store::pipeline`]), with owned paths.
+/// One request of a batch ([`Store::steps`]), with owned paths.
 #[derive(Clone, Debug)]
 pub enum Step {
     Read(String),
@@ -181,41 +181,53 @@ impl Store {
             .map_err(|error| describe("write below", path, error))
     }
 
-    /// Sends every step before reading any reply (one wake-up of xenstored for the batch, not
-    /// one per request) and returns each step's result in order: a value for a read (None: the
-    /// node does not exist), nothing for the others. Err only when the connection failed.
+    /// Sends the steps one after the other, each once the reply to the one before arrived,
+    /// and returns each step's result in order: a value for a read (None: the node does not
+    /// exist), nothing for the others. Err only when the connection failed.
+    ///
+    /// Not pipelined on purpose: Linux's `/dev/xen/xenbus` (6.1, `xenbus_dev_frontend.c`)
+    /// queues a request with its payload still in the open file's one message buffer and sends
+    /// it later from there, so a second `write` before the first is sent overwrites it. A
+    /// pipelined crowd of requests hung dom0's xenstore connection in the lab.
     #[allow(clippy::type_complexity)]
-    pub fn pipeline(
+    pub fn steps(
         &mut self,
         steps: &[Step],
     ) -> Result<Vec<Result<Option<Vec<u8>>, String>>, String> {
-        let batch: Vec<(TransactionId, Operation<'_>)> = steps
-            .iter()
-            .map(|step| (TransactionId::NONE, step.operation()))
-            .collect();
-        let replies = self
-            .connection
-            .pipeline(&batch)
-            .map_err(|error| format!("xenstore pipeline of {} request(s): {error}", steps.len()))?;
-        Ok(steps
-            .iter()
-            .zip(replies)
-            .map(|(step, reply)| match (step, reply) {
-                (_, Ok(Reply::Value(value))) => Ok(Some(value)),
-                (Step::Read(_) | Step::Remove(_), Err(error)) if is_missing(&error) => Ok(None),
-                (_, Ok(_)) => Ok(None),
-                (step, Err(error)) => {
+        let mut results = Vec::with_capacity(steps.len());
+        for step in steps {
+            let result = match self
+                .connection
+                .request(TransactionId::NONE, &step.operation())
+            {
+                Ok(Reply::Value(value)) => Ok(Some(value)),
+                Ok(_) => Ok(None),
+                Err(error @ ConnectionError::Reply(_)) => match (step, is_missing(&error)) {
+                    (Step::Read(_) | Step::Remove(_), true) => Ok(None),
+                    _ => {
+                        let (what, path) = step.describe();
+                        Err(describe(what, path, error))
+                    }
+                },
+                Err(ConnectionError::Request(error)) => {
                     let (what, path) = step.describe();
-                    Err(describe(what, path, error))
+                    Err(format!("xenstore {what} {path}: {error}"))
                 }
-            })
-            .collect())
+                // The connection itself failed: nothing after this step can be sent.
+                Err(error) => {
+                    let (what, path) = step.describe();
+                    return Err(describe(what, path, error));
+                }
+            };
+            results.push(result);
+        }
+        Ok(results)
     }
 
-    /// Like [`Store::pipeline`], for steps that are all expected to succeed: the first
+    /// Like [`Store::steps`], for steps that are all expected to succeed: the first
     /// failure, if any.
-    pub fn pipeline_all(&mut self, steps: &[Step]) -> Result<(), String> {
-        self.pipeline(steps)?
+    pub fn steps_all(&mut self, steps: &[Step]) -> Result<(), String> {
+        self.steps(steps)?
             .into_iter()
             .find_map(Result::err)
             .map_or(Ok(()), Err)
@@ -314,7 +326,7 @@ impl Store {
         }
     }
 
-    /// The backend's result nodes, read in one pipelined batch.
+    /// The backend's result nodes.
     pub fn backend_results(&mut self, backend: &str) -> Result<BackendResults, String> {
         let names = [
             backend::MAPPED_PAGES,
@@ -327,7 +339,7 @@ impl Store {
             .iter()
             .map(|name| Step::Read(format!("{backend}/{name}")))
             .collect();
-        let mut values = self.pipeline(&steps)?.into_iter().map(|result| {
+        let mut values = self.steps(&steps)?.into_iter().map(|result| {
             result.map(|value| value.map(|value| String::from_utf8_lossy(&value).into_owned()))
         });
         let mut next = || values.next().unwrap_or(Ok(None));

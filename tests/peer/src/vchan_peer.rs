@@ -58,8 +58,7 @@ impl VchanPeer {
     }
 
     /// The requests that publish `ring-ref` and `event-channel` under the path, readable by
-    /// `grantsvc` (from then on grantsvc may connect), for a pipelined batch that xenstored
-    /// applies in order: the directory and its permissions, then `event-channel`, then `ring-ref` last,
+    /// `grantsvc` (from then on grantsvc may connect), in the order xenstored applies them: the directory and its permissions, then `event-channel`, then `ring-ref` last,
     /// so that a client that waits for both finds both.
     pub fn announce_steps(&self, own: DomId, grantsvc: DomId) -> Vec<Step> {
         let ring_ref = self

@@ -2,8 +2,10 @@
 
 use super::*;
 use crate::peer::share::nodes::RawFrontendNodes;
+use crate::peer::store_limit::StoreRefusal;
 use crate::peer::value::RemotePort;
 use crate::peer::vchan::testing::FakeMemory;
+use xenstore::{ReplyError, XsError};
 
 fn mapped(result: Result<FakeMemory, i32>) -> ShareEvent<'static, FakeMemory> {
     ShareEvent::Mapped {
@@ -21,6 +23,7 @@ const SEED: u32 = 0xdead_beef;
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Step {
     Write(Vec<(&'static str, String)>),
+    Remove(Vec<&'static str>),
     ReadNodes,
     Map(usize, bool),
     Bind(RemotePort),
@@ -39,6 +42,11 @@ struct Harness {
     live_mappings: usize,
     map_status: Option<i32>,
     bind_status: Option<i32>,
+    /// As xenstored: after each batch of actions, its writes are acknowledged (false: the
+    /// answer is left for the test to deliver)...
+    acknowledge_writes: bool,
+    /// ... or this node's write is refused with this error.
+    refuse: Option<(&'static str, XsError)>,
 }
 
 impl Harness {
@@ -57,6 +65,8 @@ impl Harness {
             live_mappings: 0,
             map_status: None,
             bind_status: None,
+            acknowledge_writes: true,
+            refuse: None,
         };
         harness.carry_out(actions);
         harness
@@ -68,10 +78,28 @@ impl Harness {
     }
 
     fn carry_out(&mut self, actions: Vec<ShareAction<FakeMemory>>) {
+        let mut answer = None;
         for action in actions {
             let follow_up = match action {
                 ShareAction::WriteNodes(nodes) | ShareAction::WriteNodesInTransaction(nodes) => {
+                    let refused = self
+                        .refuse
+                        .filter(|(name, _)| nodes.iter().any(|(node, _)| node == name));
+                    answer = match (refused, answer) {
+                        (Some((node, error)), _) => {
+                            let error = ReplyError::Xenstore(error);
+                            Some(ShareEvent::OwnNodesNotWritten(StoreRefusal::write(
+                                node, error,
+                            )))
+                        }
+                        (None, Some(refusal @ ShareEvent::OwnNodesNotWritten(_))) => Some(refusal),
+                        (None, _) => Some(ShareEvent::OwnNodesWritten),
+                    };
                     self.steps.push(Step::Write(nodes));
+                    None
+                }
+                ShareAction::RemoveNodes(names) => {
+                    self.steps.push(Step::Remove(names));
                     None
                 }
                 ShareAction::ReadPeerNodes(names) => {
@@ -133,6 +161,9 @@ impl Harness {
                 self.deliver(event);
             }
         }
+        if let (true, Some(event)) = (self.acknowledge_writes, answer) {
+            self.deliver(event);
+        }
     }
 
     /// The frontend publishes `nodes` and goes Initialised.
@@ -184,7 +215,10 @@ fn a_writable_share_is_mapped_checked_answered_and_released_unmap_first() {
     let mut harness = Harness::new(3);
     assert_eq!(
         harness.take_steps(),
-        [Step::Write(vec![node("state", "2")])]
+        [Step::Write(vec![
+            node("mapped-pages", "0"),
+            node("state", "2")
+        ])]
     );
     // Initialising is not yet a reason to read anything.
     harness.deliver(ShareEvent::PeerState(b"1"));
@@ -208,8 +242,9 @@ fn a_writable_share_is_mapped_checked_answered_and_released_unmap_first() {
                 node("pattern", "ok"),
                 node("digest", &format!("{digest:08x}")),
                 node("answer", "written"),
-                node("state", "4"),
             ]),
+            // Only once xenstored acknowledged every result.
+            Step::Write(vec![node("state", "4")]),
             Step::Notify,
             Step::Connected(verification),
         ]
@@ -254,7 +289,6 @@ fn read_only_pages_are_digested_but_never_written() {
             &format!("{:08x}", pattern::expected_digest(SEED, 2))
         ),
         node("answer", "none read-only"),
-        node("state", "4"),
     ])));
     assert_eq!(harness.page(0), pattern::page(SEED, 0));
     assert_eq!(harness.page(1), pattern::page(SEED, 1));
@@ -458,4 +492,182 @@ fn a_region_smaller_than_the_pages_is_released_not_read_past() {
             }
         )))
     ));
+}
+
+fn results(pages: u32, digest: u32, answer: &str) -> Step {
+    Step::Write(vec![
+        node("mapped-pages", &pages.to_string()),
+        node("pattern", "ok"),
+        node("digest", &format!("{digest:08x}")),
+        node("answer", answer),
+    ])
+}
+
+#[test]
+fn connected_is_written_only_once_xenstored_acknowledged_every_result() {
+    let mut harness = Harness::new(2);
+    harness.acknowledge_writes = false;
+    harness.take_steps();
+    harness.connect(b"2", b"1 2", true);
+    let digest = pattern::expected_digest(SEED, 2);
+    assert_eq!(
+        harness.take_steps(),
+        [
+            Step::ReadNodes,
+            Step::Map(2, true),
+            Step::Bind(RemotePort(9)),
+            results(2, digest, "written"),
+        ],
+        "no state, no notification, no report before the acknowledgement"
+    );
+    assert_eq!(harness.session.mapped_pages(), 2);
+    // Signals and states meanwhile change nothing.
+    harness.deliver(ShareEvent::EventChannel);
+    harness.deliver(ShareEvent::PeerState(b"3"));
+    assert!(harness.take_steps().is_empty());
+    harness.deliver(ShareEvent::OwnNodesWritten);
+    let steps = harness.take_steps();
+    assert_eq!(
+        steps[..2],
+        [Step::Write(vec![node("state", "4")]), Step::Notify]
+    );
+    assert!(matches!(steps[2], Step::Connected(_)));
+    // A second acknowledgement (of the state write) changes nothing.
+    harness.deliver(ShareEvent::OwnNodesWritten);
+    assert!(harness.take_steps().is_empty());
+}
+
+#[test]
+fn a_revocation_before_the_acknowledgement_unmaps_first_and_never_announces_connected() {
+    let mut harness = Harness::new(1);
+    harness.acknowledge_writes = false;
+    harness.connect(b"1", b"1", true);
+    harness.take_steps();
+    harness.deliver(ShareEvent::PeerState(b"5"));
+    harness.deliver(ShareEvent::OwnNodesWritten);
+    let steps = harness.take_steps();
+    assert_eq!(
+        steps,
+        [
+            Step::Unmap,
+            Step::ClosePort,
+            closed_writes(None),
+            Step::Closed(CloseReason::PeerStateClosing(XenbusState::Closing)),
+        ]
+    );
+    assert_eq!(harness.live_mappings, 0);
+}
+
+#[test]
+fn a_result_refused_past_the_node_quota_ends_the_session_with_room_made_for_the_error() {
+    for refused in ["mapped-pages", "pattern", "digest", "answer"] {
+        let mut harness = Harness::new(1);
+        harness.take_steps();
+        harness.refuse = Some((refused, XsError::NoSpace));
+        harness.connect(b"1", b"1", true);
+        let steps = harness.take_steps();
+        let refusal = StoreRefusal::write(refused, ReplyError::Xenstore(XsError::NoSpace));
+        let reason = CloseReason::OwnNodesNotWritten(refusal);
+        let error = format!(
+            "backend nodes not written: {refused} refused with ENOSPC: xenstored's quota of \
+             nodes per domain is exhausted (xenstored --entry-nb; or a node reached \
+             --entry-size)"
+        );
+        assert_eq!(reason.to_string(), error);
+        assert_eq!(
+            steps[4..],
+            [
+                Step::Unmap,
+                Step::ClosePort,
+                // The results go first, then the error fits where they were.
+                Step::Remove(vec!["mapped-pages", "pattern", "digest", "answer"]),
+                Step::Write(vec![("error", error), node("state", "6")]),
+                Step::Closed(reason),
+            ],
+            "{refused}: {steps:?}"
+        );
+        assert!(
+            !steps.iter().any(|step| matches!(step,
+                Step::Write(nodes) if nodes.contains(&node("state", "4")))),
+            "Connected written after a refused write: {steps:?}"
+        );
+        assert!(!steps.contains(&Step::Notify));
+        assert_eq!(harness.live_mappings, 0);
+        assert!(harness.session.is_closed());
+    }
+}
+
+#[test]
+fn other_refusals_name_their_cause_and_remove_nothing() {
+    for (error, cause) in [
+        (
+            XsError::AccessDenied,
+            "EACCES: no quota: the node's permissions refuse grantsvc",
+        ),
+        (
+            XsError::OutOfMemory,
+            "ENOMEM: xenstored's memory quota for the domain is exhausted (xenstored -Q memory=)",
+        ),
+        (
+            XsError::Quota,
+            "EQUOTA: xenstored's quota of nodes per domain",
+        ),
+    ] {
+        let mut harness = Harness::new(1);
+        harness.take_steps();
+        harness.refuse = Some(("digest", error));
+        harness.connect(b"1", b"1", true);
+        let steps = harness.take_steps();
+        let Some(Step::Closed(reason)) = steps.last() else {
+            panic!("{steps:?}");
+        };
+        assert!(
+            reason
+                .to_string()
+                .contains(&format!("digest refused with {cause}")),
+            "{reason}"
+        );
+        let removes = steps.iter().any(|step| matches!(step, Step::Remove(_)));
+        assert_eq!(removes, error == XsError::Quota, "{steps:?}");
+        assert!(steps.iter().any(|step| matches!(step,
+            Step::Write(nodes) if nodes.iter().any(|(name, _)| *name == "error"))));
+    }
+}
+
+#[test]
+fn a_refused_first_write_ends_the_session_before_anything_is_mapped() {
+    let (mut session, actions) = ShareSession::<FakeMemory>::new(PEER, DEVICE);
+    assert!(matches!(&actions[..], [ShareAction::WriteNodes(nodes)]
+        if nodes.first().map(|(name, _)| *name) == Some("mapped-pages")));
+    // The refusal came back for the InitWait write: the session ends at once.
+    let refusal = StoreRefusal::write("mapped-pages", ReplyError::Xenstore(XsError::NoSpace));
+    let actions = session.handle(ShareEvent::OwnNodesNotWritten(refusal));
+    assert!(session.is_closed());
+    assert!(matches!(
+        &actions[..],
+        [
+            ShareAction::RemoveNodes(_),
+            ShareAction::WriteNodes(_),
+            ShareAction::ReportClosed(CloseReason::OwnNodesNotWritten(_)),
+        ]
+    ));
+    // The frontend's readiness then reads nothing and maps nothing.
+    assert!(session.handle(ShareEvent::PeerState(b"3")).is_empty());
+}
+
+#[test]
+fn a_watch_refused_past_the_watch_quota_ends_the_session_with_the_quota_in_its_error_node() {
+    let mut harness = Harness::new(1);
+    harness.take_steps();
+    let refusal = StoreRefusal::watch(Some(ReplyError::Xenstore(XsError::TooBig)));
+    harness.deliver(ShareEvent::OwnNodesNotWritten(refusal));
+    let error = "grantsvc cannot watch the frontend nodes: the watch refused with E2BIG: \
+                 xenstored's quota of watches per domain is exhausted (xenstored --watch-nb)";
+    assert_eq!(
+        harness.take_steps(),
+        [
+            closed_writes(Some(error.to_string())),
+            Step::Closed(CloseReason::OwnNodesNotWritten(refusal)),
+        ]
+    );
 }

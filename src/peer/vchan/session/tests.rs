@@ -100,7 +100,8 @@ impl FakeKernel {
                 }
                 SessionAction::ReadPeerNodes(_)
                 | SessionAction::WriteNodes(_)
-                | SessionAction::WriteNodesInTransaction(_) => {
+                | SessionAction::WriteNodesInTransaction(_)
+                | SessionAction::RemoveNodes(_) => {
                     panic!("a vchan session neither reads nor writes nodes: {action:?}")
                 }
             };
