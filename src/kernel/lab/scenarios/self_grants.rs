@@ -92,9 +92,11 @@ pub struct Baseline {
 impl Baseline {
     /// The counters now.
     pub fn take(pmap: PmapLock) -> Baseline {
+        // One lock: a guard made in a struct expression lives to the end of the statement.
+        let locked = pmap.lock();
         Baseline {
-            stats: pmap.lock().stats(),
-            free_frames: pmap.lock().frames().free_frames(),
+            stats: locked.stats(),
+            free_frames: locked.frames().free_frames(),
         }
     }
 
