@@ -1,40 +1,23 @@
-//! The kernel's one pmap: Xen's initial page tables adopted at boot, the direct map extended to the whole domain.
+//! The kernel's one pmap: Xen's initial page tables adopted at boot, the direct map extended to the whole domain, handed to the `Kernel` value.
 //!
-//! Lock order: the pmap lock may take the frame allocator's lock (page-table pages come from
-//! it), never the other way round; and a `GrantMapping` is never dropped while the pmap lock
-//! is held (its drop takes the lock).
+//! The pmap owns the frame allocator its page tables come from, so no other code can allocate
+//! or free those frames (the lab's own pages borrow frames from it as owned tokens). Lock
+//! order: a `GrantMapping` is never dropped while the pmap lock is held (its drop takes the
+//! lock).
 
-use super::frames;
 use super::xen::xen_hypervisor::{adopt_address_space, AdoptError, XenHypervisor};
 use super::xen::{sched, time};
 use alloc::boxed::Box;
-use core::sync::atomic::{AtomicBool, Ordering};
 use grantsvc::addr::Pfn;
 use grantsvc::boot_info::BootInfo;
-use grantsvc::frame_alloc::FrameAllocator;
+use grantsvc::frame_alloc::BitmapFrameAllocator;
 use grantsvc::pmap::{Pmap, PmapError};
 
-/// The kernel's frame allocator, as the pmap's source of page-table pages.
-pub struct KernelFrames;
-
-impl FrameAllocator for KernelFrames {
-    fn allocate(&mut self) -> Option<Pfn> {
-        frames::with_frames(|frames| frames.allocate()).flatten()
-    }
-
-    fn free(&mut self, frame: Pfn) {
-        if frames::with_frames(|frames| frames.free(frame)).is_none() {
-            log::error!("pmap: freeing pfn {frame} before the frame allocator exists");
-        }
-    }
-}
-
 /// The pmap type the kernel runs.
-pub type KernelPmap = Pmap<XenHypervisor, KernelFrames>;
+pub type KernelPmap = Pmap<XenHypervisor, BitmapFrameAllocator>;
 
-static PMAP: spin::Once<spin::Mutex<KernelPmap>> = spin::Once::new();
-static DIRECT_MAP_COMPLETE: AtomicBool = AtomicBool::new(false);
-
+/// The kernel's one pmap, shared by whoever holds a mapping of it.
+pub type PmapHandle = &'static spin::Mutex<KernelPmap>;
 /// What boot did to the address space, for the log.
 #[derive(Clone, Copy, Debug)]
 pub struct Adopted {
@@ -61,11 +44,14 @@ impl core::fmt::Display for AddressSpaceError {
     }
 }
 
-/// Adopts the tree Xen started us with (its L4 is at `pt_base`) and maps every pfn of the
-/// domain at its direct-map address. Needs the frame allocator.
-pub fn initialise(boot_info: &BootInfo) -> Result<Adopted, AddressSpaceError> {
+/// Adopts the tree Xen started us with (its L4 is at `pt_base`), with `frames` as the source of
+/// page-table pages, and maps every pfn of the domain at its direct-map address.
+pub fn initialise(
+    boot_info: &BootInfo,
+    frames: BitmapFrameAllocator,
+) -> Result<(PmapHandle, Adopted), AddressSpaceError> {
     // Works once: the hypervisor interface hands out its one pmap a single time.
-    let mut pmap = adopt_address_space(KernelFrames).map_err(AddressSpaceError::Adopt)?;
+    let mut pmap = adopt_address_space(frames).map_err(AddressSpaceError::Adopt)?;
     let adopted_tables = pmap.stats().page_table_pages;
     // Frames come lowest-first, so each new page table lies in memory already mapped.
     let pages_added = pmap
@@ -73,24 +59,14 @@ pub fn initialise(boot_info: &BootInfo) -> Result<Adopted, AddressSpaceError> {
         .map_err(AddressSpaceError::Pmap)?;
     let tables_added = pmap.stats().page_table_pages - adopted_tables;
     pmap.set_eagain_backoff(Box::new(wait_milliseconds));
-    PMAP.call_once(|| spin::Mutex::new(pmap));
-    DIRECT_MAP_COMPLETE.store(true, Ordering::Release);
-    Ok(Adopted {
+    // Lives as long as the domain; made once (adoption above succeeds once).
+    let handle: PmapHandle = Box::leak(Box::new(spin::Mutex::new(pmap)));
+    let adopted = Adopted {
         adopted_tables,
         pages_added,
         tables_added,
-    })
-}
-
-/// The kernel's pmap, once `initialise` succeeded.
-pub fn pmap() -> Option<&'static spin::Mutex<KernelPmap>> {
-    PMAP.get()
-}
-
-/// True once every pfn of the domain is mapped at its direct-map address.
-#[cfg(feature = "lab")]
-pub fn direct_map_complete() -> bool {
-    DIRECT_MAP_COMPLETE.load(Ordering::Acquire)
+    };
+    Ok((handle, adopted))
 }
 
 /// The `GNTST_eagain` backoff: `attempt` milliseconds, yielding the cpu meanwhile.

@@ -7,14 +7,13 @@
 // counters, our own grant table's set-up) are `cfg(feature = "lab")` items, so that each build's
 // clippy run reports what it does not use.
 
-mod address_space;
+pub mod address_space;
 mod block_backend;
 pub mod boot;
 pub mod booted;
 mod console;
 mod event_wait;
 mod fault_report;
-mod frames;
 #[cfg(feature = "lab")]
 pub mod lab;
 mod logger;

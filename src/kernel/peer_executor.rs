@@ -12,7 +12,6 @@
     clippy::indexing_slicing
 )]
 
-use super::address_space::KernelPmap;
 use super::store_connection::Xenstore;
 use super::xen::event_channel::{self, PortStatus};
 use alloc::string::String;
@@ -32,7 +31,7 @@ use grantsvc::shared_memory::SharedMemory;
 use xenstore::{Operation, TransactionId};
 
 /// The pmap handle the service owns and lends to the executor.
-pub type PmapHandle = &'static spin::Mutex<KernelPmap>;
+pub use super::address_space::PmapHandle;
 /// A peer's pages as sessions hold them.
 pub type Region = GrantMapping<PmapHandle>;
 

@@ -13,13 +13,13 @@
 use super::block_backend::{self, BlockBackend};
 use super::boot::heap;
 use super::booted::Kernel;
+use super::console;
 use super::event_wait;
 use super::peer_executor::PmapHandle;
 use super::share_backend::{self, ShareBackend};
 use super::store_connection::{WatchOwner, Xenstore, XenstoreError};
 use super::vchan_client::{self, VchanClient};
 use super::xen::sched;
-use super::{address_space, console};
 use alloc::string::{String, ToString};
 use alloc::vec::Vec;
 use grantsvc::abi::sched::ShutdownReason;
@@ -106,7 +106,7 @@ impl Service {
         store.watch("control/shutdown", SHUTDOWN_TOKEN, CONTROL_OWNER)?;
         log::info!("watching control/shutdown: xl shutdown and xl reboot stop the service cleanly");
         probe_release_domain(&mut store);
-        let pmap = address_space::pmap();
+        let pmap = Some(kernel.pmap);
         if pmap.is_none() {
             log::error!("no pmap: no peer is served");
         }

@@ -4,13 +4,15 @@
 //! `Kernel` it returns.
 
 use super::boot::entry;
+use super::boot::heap;
 use super::booted::Kernel;
 use super::xen::{platform, ring_pages, sched, shared_info};
-use super::{address_space, console, event_wait, frames, logger};
+use super::{address_space, console, event_wait, logger};
 use alloc::string::String;
 use grantsvc::abi::sched::ShutdownReason;
 use grantsvc::boot_info::{BootInfo, BootInfoError};
 use grantsvc::cmdline::CommandLine;
+use grantsvc::frame_alloc::BitmapFrameAllocator;
 
 /// Boots: validate start_info, map shared_info, install traps, console and logger, print the
 /// banner and summary, take over memory and events, and hand over the booted kernel.
@@ -71,25 +73,31 @@ pub fn start(recorded: Result<&'static BootInfo, BootInfoError>) -> Kernel {
     if let Err(error) = entry::unmap_stack_guard() {
         log::warn!("could not unmap the stack guard page: {error}");
     }
-    if !frames::initialise(boot_info) {
+    let Some(mut frames) =
+        BitmapFrameAllocator::new(boot_info.first_free_pfn(), boot_info.end_pfn())
+    else {
         panic!("no free frames after Xen's bootstrap area");
-    }
+    };
     log::debug!(
         "frame allocator: pfns {}..{:#x} free",
         boot_info.first_free_pfn(),
         boot_info.nr_pages()
     );
-    match address_space::initialise(boot_info) {
-        Ok(adopted) => log::info!(
-            "pmap: adopted Xen's {} page-table pages; direct map extended by {} pages to all {} pfns with {} new page-table pages",
-            adopted.adopted_tables,
-            adopted.pages_added,
-            boot_info.nr_pages(),
-            adopted.tables_added
-        ),
+    let heap_frames = heap::reserve_frames(&mut frames);
+    let pmap = match address_space::initialise(boot_info, frames) {
+        Ok((pmap, adopted)) => {
+            log::info!(
+                "pmap: adopted Xen's {} page-table pages; direct map extended by {} pages to all {} pfns with {} new page-table pages",
+                adopted.adopted_tables,
+                adopted.pages_added,
+                boot_info.nr_pages(),
+                adopted.tables_added
+            );
+            pmap
+        }
         Err(error) => panic!("the pmap could not take over the address space: {error}"),
-    }
-    match super::boot::heap::grow_from_free_frames() {
+    };
+    match heap_frames.and_then(|reserved| heap::grow(reserved, pmap)) {
         Ok(bytes) => log::info!("heap: {} KiB of the domain's free frames", bytes / 1024),
         Err(error) => log::warn!("heap: only the bootstrap arena: {error}"),
     }
@@ -101,6 +109,7 @@ pub fn start(recorded: Result<&'static BootInfo, BootInfoError>) -> Kernel {
 
     Kernel {
         boot_info,
+        pmap,
         #[cfg(feature = "lab")]
         lab_words: command_line.lab,
     }

@@ -13,6 +13,9 @@ mod error;
 mod grant_list;
 mod grant_map;
 mod layout;
+// Frames lent out of the pmap's allocator: the lab's own pages (and host tests) only.
+#[cfg(any(test, feature = "lab"))]
+mod lent_frame;
 mod mapped_access;
 mod mapping;
 mod page_index;
@@ -42,6 +45,8 @@ pub use self::layout::{
     direct_map_address, in_xen_slots, PageRange, CHOSEN_REGION_END, CHOSEN_REGION_START,
     DIRECT_MAP_BASE, XEN_L4_SLOTS,
 };
+#[cfg(any(test, feature = "lab"))]
+pub use self::lent_frame::LentFrame;
 pub use self::mapping::{GrantMapping, PmapLock};
 pub use self::prot::Prot;
 pub use self::stats::PmapStats;

@@ -49,19 +49,54 @@ pub struct SimConfig {
 
 impl Default for SimConfig {
     fn default() -> Self {
+        // Under Miri (`make miri`) a smaller domain: building the direct map of 2,048 pages
+        // costs minutes of interpretation per test there, and no test needs that many.
+        let pages = if cfg!(miri) { 512 } else { 2048 };
         SimConfig {
-            pages: 2048,
-            initially_mapped: 1024,
+            pages,
+            initially_mapped: pages / 2,
             kernel_pages: 64,
             maptrack_limit: 8192,
         }
     }
 }
 
+/// A frame's bytes, allocated at the first write: most frames of a simulated machine are never
+/// written, and host tests (Miri's above all) would otherwise spend most of their time zeroing
+/// and copying thousands of pages they never look at.
+#[derive(Default)]
+pub(super) struct FrameData(Option<Box<[u8; PAGE_SIZE]>>);
+
+/// What a frame never written holds.
+static ZERO_PAGE: [u8; PAGE_SIZE] = [0; PAGE_SIZE];
+
+impl FrameData {
+    /// The bytes (zeroes until the first write).
+    pub fn bytes(&self) -> &[u8; PAGE_SIZE] {
+        self.0.as_deref().unwrap_or(&ZERO_PAGE)
+    }
+
+    /// The bytes, allocated zeroed on first use.
+    pub fn bytes_mut(&mut self) -> &mut [u8; PAGE_SIZE] {
+        self.0.get_or_insert_with(|| {
+            // From a zeroed allocation, not a zeroed array on the stack moved into a box.
+            alloc::vec![0u8; PAGE_SIZE]
+                .into_boxed_slice()
+                .try_into()
+                .unwrap_or_else(|_| unreachable!("a vector of PAGE_SIZE bytes"))
+        })
+    }
+
+    /// Zeroes the frame (by forgetting its bytes).
+    pub fn clear(&mut self) {
+        self.0 = None;
+    }
+}
+
 /// One machine frame.
 pub(super) struct Frame {
     pub owner: DomId,
-    pub data: Box<[u8; PAGE_SIZE]>,
+    pub data: FrameData,
     /// `Some(level)` while validated as a page table.
     pub table_level: Option<u32>,
     /// Entries of validated tables (or the vcpu's root) referencing it as a table.
@@ -154,7 +189,7 @@ impl SimXen {
         let mfn = sim_mfn(self.frames.len() as u64);
         self.frames.push(Frame {
             owner,
-            data: Box::new([0; PAGE_SIZE]),
+            data: FrameData::default(),
             table_level: None,
             table_refs: 0,
             writable_refs: 0,
@@ -227,7 +262,7 @@ impl SimXen {
     pub(super) fn write_raw(&mut self, table: Mfn, index: usize, value: u64) {
         if let Some(frame) = self.frames.get_mut(table.get() as usize) {
             let offset = index * 8;
-            frame.data[offset..offset + 8].copy_from_slice(&value.to_le_bytes());
+            frame.data.bytes_mut()[offset..offset + 8].copy_from_slice(&value.to_le_bytes());
         }
     }
 
@@ -238,7 +273,7 @@ impl SimXen {
         };
         let offset = index * 8;
         let mut bytes = [0u8; 8];
-        bytes.copy_from_slice(&frame.data[offset..offset + 8]);
+        bytes.copy_from_slice(&frame.data.bytes()[offset..offset + 8]);
         u64::from_le_bytes(bytes)
     }
 
@@ -284,13 +319,13 @@ impl SimXen {
     pub fn frame_bytes(&self, frame: Mfn) -> Option<&[u8; PAGE_SIZE]> {
         self.frames
             .get(frame.get() as usize)
-            .map(|frame| &*frame.data)
+            .map(|frame| frame.data.bytes())
     }
 
     /// Writes bytes into a machine frame directly (what the granting peer does to its page).
     pub fn write_frame(&mut self, frame: Mfn, offset: usize, bytes: &[u8]) {
         if let Some(frame) = self.frames.get_mut(frame.get() as usize) {
-            if let Some(target) = frame.data.get_mut(offset..offset + bytes.len()) {
+            if let Some(target) = frame.data.bytes_mut().get_mut(offset..offset + bytes.len()) {
                 target.copy_from_slice(bytes);
             }
         }

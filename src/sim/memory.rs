@@ -33,7 +33,12 @@ impl SimXen {
             let here = address.checked_add(done as u64).ok_or(fault)?;
             let (frame, offset) = self.translate(here, write).ok_or(fault)?;
             let take = (PAGE_SIZE - offset).min(length - done);
-            let data = &mut self.frames.get_mut(frame.get() as usize).ok_or(fault)?.data;
+            let data = self
+                .frames
+                .get_mut(frame.get() as usize)
+                .ok_or(fault)?
+                .data
+                .bytes_mut();
             piece(&mut data[offset..offset + take], done);
             done += take;
         }
@@ -52,7 +57,12 @@ impl VirtualMemory for SimXen {
             let here = address.checked_add(done as u64).ok_or(fault)?;
             let (frame, offset) = self.translate(here, false).ok_or(fault)?;
             let take = (PAGE_SIZE - offset).min(into.len() - done);
-            let data = &self.frames.get(frame.get() as usize).ok_or(fault)?.data;
+            let data = self
+                .frames
+                .get(frame.get() as usize)
+                .ok_or(fault)?
+                .data
+                .bytes();
             into[done..done + take].copy_from_slice(&data[offset..offset + take]);
             done += take;
         }

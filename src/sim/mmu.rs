@@ -254,7 +254,7 @@ impl Hypervisor for SimXen {
             return;
         }
         if let Some(frame) = self.frames.get_mut(mfn.get() as usize) {
-            frame.data.fill(0);
+            frame.data.clear();
         }
     }
 

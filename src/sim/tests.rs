@@ -59,6 +59,7 @@ fn page_tables_cannot_be_mapped_writable() {
 #[test]
 fn clearing_a_grant_pte_with_mmu_update_is_a_violation_and_unmap_checks_handle_and_address() {
     let mut sim = SimXen::new(SimConfig {
+        pages: 2048,
         initially_mapped: 1000,
         ..SimConfig::default()
     });

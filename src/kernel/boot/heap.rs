@@ -1,18 +1,20 @@
 //! The kernel heap: a small bootstrap arena in .bss, then a run of the domain's own free frames sized from start_info, both behind `linked_list_allocator`.
 //!
 //! The bootstrap arena exists before any page-table work, so boot can use `alloc` while the
-//! pmap adopts Xen's tables and maps every pfn. Then [`grow_from_free_frames`] takes the top
-//! of the domain's free frames (all but [`KEPT_FREE_FRAMES`], or half in a small domain) for the
-//! main heap: the image carries no fixed array, so it boots in `memory=8`, and a larger domain
-//! gets a larger heap (room for RAM disks) without a rebuild.
+//! pmap adopts Xen's tables and maps every pfn. [`reserve_frames`] takes the top of the
+//! domain's free frames (all but [`KEPT_FREE_FRAMES`], or half in a small domain) out of the
+//! frame allocator before the pmap owns it, and [`grow`] hands them to the main heap once the
+//! direct map covers them: the image carries no fixed array, so it boots in `memory=8`, and a
+//! larger domain gets a larger heap (room for RAM disks) without a rebuild.
 
-use crate::kernel::{address_space, frames};
+use crate::kernel::address_space::PmapHandle;
 use core::alloc::{GlobalAlloc, Layout};
 use core::cell::UnsafeCell;
 use core::fmt;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use grantsvc::addr::{Pfn, PAGE_SIZE};
+use grantsvc::frame_alloc::BitmapFrameAllocator;
 use grantsvc::pmap::{direct_map_address, Mapping, Prot};
 use linked_list_allocator::Heap;
 
@@ -73,8 +75,6 @@ pub fn initialise() {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum HeapGrowthError {
     AlreadyGrown,
-    /// The frame allocator or the pmap does not exist yet.
-    NotReady,
     /// Too few free frames to spare any.
     NoFreeFrames,
     /// The top frames are not all free (something allocated them before the heap).
@@ -87,9 +87,6 @@ impl fmt::Display for HeapGrowthError {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             HeapGrowthError::AlreadyGrown => formatter.write_str("the heap has grown already"),
-            HeapGrowthError::NotReady => {
-                formatter.write_str("the frame allocator or the pmap is not set up")
-            }
             HeapGrowthError::NoFreeFrames => formatter.write_str("no free frame to spare"),
             HeapGrowthError::TopFramesInUse => {
                 formatter.write_str("the top frames of the domain are in use")
@@ -104,15 +101,18 @@ impl fmt::Display for HeapGrowthError {
     }
 }
 
-/// Gives the heap the domain's free frames but [`KEPT_FREE_FRAMES`] (half in a small domain), taken
-/// from the top of memory for good; returns the bytes added. Call once, after the pmap has
-/// mapped every pfn at its direct-map address.
-pub fn grow_from_free_frames() -> Result<usize, HeapGrowthError> {
-    if GROWN.load(Ordering::Acquire) {
-        return Err(HeapGrowthError::AlreadyGrown);
-    }
-    let free =
-        frames::with_frames(|frames| frames.free_frames()).ok_or(HeapGrowthError::NotReady)?;
+/// Frames taken out of the frame allocator for good, for the main heap; only
+/// [`reserve_frames`] makes one, and [`grow`] consumes it.
+pub struct HeapFrames {
+    first: Pfn,
+    pages: u64,
+}
+
+/// Takes the domain's free frames but [`KEPT_FREE_FRAMES`] (half in a small domain) from the
+/// top of `frames` for the main heap. Call before the pmap takes the allocator: the frames it
+/// keeps are the lowest, where the direct map's new page tables go.
+pub fn reserve_frames(frames: &mut BitmapFrameAllocator) -> Result<HeapFrames, HeapGrowthError> {
+    let free = frames.free_frames();
     // The heap holds the RAM disks of the block backend, so it takes what the domain has.
     let pages = if free > 2 * KEPT_FREE_FRAMES {
         free - KEPT_FREE_FRAMES
@@ -122,12 +122,21 @@ pub fn grow_from_free_frames() -> Result<usize, HeapGrowthError> {
     if pages == 0 {
         return Err(HeapGrowthError::NoFreeFrames);
     }
-    let pmap = address_space::pmap().ok_or(HeapGrowthError::NotReady)?;
-    let first = frames::with_frames(|frames| frames.reserve_top(pages))
-        .flatten()
+    let first = frames
+        .reserve_top(pages)
         .ok_or(HeapGrowthError::TopFramesInUse)?;
-    // The frames are ours alone now (out of the allocator for good); check that each is
-    // mapped read-write where the heap will reach it.
+    Ok(HeapFrames { first, pages })
+}
+
+/// Gives the heap the frames `reserved`, once `pmap` maps every pfn at its direct-map
+/// address; returns the bytes added.
+pub fn grow(reserved: HeapFrames, pmap: PmapHandle) -> Result<usize, HeapGrowthError> {
+    if GROWN.load(Ordering::Acquire) {
+        return Err(HeapGrowthError::AlreadyGrown);
+    }
+    let HeapFrames { first, pages } = reserved;
+    // The frames are ours alone (out of the allocator for good); check that each is mapped
+    // read-write where the heap will reach it.
     let start = {
         let locked = pmap.lock();
         for index in 0..pages {

@@ -5,7 +5,7 @@
 //! toolstack's (console and xenstore rings) and are never handed out; a ref is granted or
 //! ended only while it is handed out, so no caller can end the toolstack's grants.
 
-use crate::kernel::address_space;
+use crate::kernel::address_space::PmapHandle;
 use crate::kernel::xen::event_channel::{self, PortStatus};
 use crate::kernel::xen::grant_entries::{self, EntryError, GrantEntries, SetUpError};
 use crate::kernel::xen::own_pages::OwnPages;
@@ -23,7 +23,6 @@ pub const WANTED_FRAMES: u32 = 4;
 /// Why our grant table is unusable.
 #[derive(Clone, Copy, Debug)]
 pub enum OwnGrantError {
-    NoPmap,
     SetUp(SetUpError),
     DomainId(XenError),
     DomainIdStatus(PortStatus),
@@ -32,7 +31,6 @@ pub enum OwnGrantError {
 impl core::fmt::Display for OwnGrantError {
     fn fmt(&self, formatter: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         match self {
-            OwnGrantError::NoPmap => formatter.write_str("the pmap is not set up"),
             OwnGrantError::SetUp(error) => write!(formatter, "{error}"),
             OwnGrantError::DomainId(error) => {
                 write!(
@@ -83,17 +81,16 @@ pub struct OwnGrantTable {
 
 static TABLE: spin::Once<Result<spin::Mutex<OwnGrantTable>, OwnGrantError>> = spin::Once::new();
 
-/// Our grant table, set up on first use. Never call it holding the pmap lock: the set-up
-/// maps the table through the pmap.
-pub fn table() -> Result<&'static spin::Mutex<OwnGrantTable>, OwnGrantError> {
+/// Our grant table, set up on first use through `pmap`, the kernel's one. Never call it
+/// holding the pmap lock: the set-up maps the table through the pmap.
+pub fn table(pmap: PmapHandle) -> Result<&'static spin::Mutex<OwnGrantTable>, OwnGrantError> {
     TABLE
-        .call_once(|| set_up().map(spin::Mutex::new))
+        .call_once(|| set_up(pmap).map(spin::Mutex::new))
         .as_ref()
         .map_err(|error| *error)
 }
 
-fn set_up() -> Result<OwnGrantTable, OwnGrantError> {
-    let pmap = address_space::pmap().ok_or(OwnGrantError::NoPmap)?;
+fn set_up(pmap: PmapHandle) -> Result<OwnGrantTable, OwnGrantError> {
     let domain = own_domain_id()?;
     let entries =
         grant_entries::set_up(&mut pmap.lock(), WANTED_FRAMES).map_err(OwnGrantError::SetUp)?;

@@ -5,17 +5,16 @@
 
 use crate::kernel::boot::heap;
 use crate::kernel::booted::Kernel;
+use crate::kernel::console;
 use crate::kernel::xen::event_channel::{self, PortStatus};
 use crate::kernel::xen::own_pages::OwnPages;
 use crate::kernel::xen::{grant_table, sched, shared_info, start_of_day, time};
-use crate::kernel::{address_space, console, frames};
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use grantsvc::addr::{Mfn, Pfn, PAGE_SIZE};
-use grantsvc::frame_alloc::{FrameAllocator, FreeError};
 use grantsvc::ids::{DomId, EvtchnPort};
-use grantsvc::pmap::{direct_map_address, Mapping, Prot};
+use grantsvc::pmap::{direct_map_address, LentFrame, Mapping, Prot};
 
 type Check = fn(&Kernel) -> Result<String, String>;
 
@@ -82,55 +81,48 @@ fn heap_allocates_and_frees(_: &Kernel) -> Result<String, String> {
 }
 
 fn frames_come_lowest_first_and_return(kernel: &Kernel) -> Result<String, String> {
-    frames::with_frames(|frames| {
-        let free_before = frames.free_frames();
-        let taken: Vec<Pfn> = (0..4).filter_map(|_| frames.allocate()).collect();
-        if taken.len() != 4 {
-            return Err(format!("only {} of 4 frames allocated", taken.len()));
-        }
-        let lowest_first = taken.windows(2).all(|pair| pair[0] < pair[1]);
-        // The pmap's page tables (direct map, grant table) took the lowest frames at boot:
-        // every managed frame below the first one handed out must be in use.
-        let first_is_first_free = taken.first().is_some_and(|first| {
-            (kernel.boot_info.first_free_pfn().get()..first.get()).all(|frame| {
-                Pfn::new(frame).and_then(|frame| frames.is_allocated(frame)) == Some(true)
-            })
-        });
-        for &frame in &taken {
-            frames.free(frame);
-        }
-        let double_free = taken
-            .first()
-            .map(|&frame| frames.try_free(frame))
-            .unwrap_or(Ok(()));
-        if !lowest_first || !first_is_first_free {
-            return Err(format!(
-                "frames {taken:?} are not the lowest free ones (managed from {})",
-                kernel.boot_info.first_free_pfn()
-            ));
-        }
-        if frames.free_frames() != free_before {
-            return Err(format!(
-                "{free_before} free before, {} after",
-                frames.free_frames()
-            ));
-        }
-        if !matches!(double_free, Err(FreeError::NotAllocated(_))) {
-            return Err(format!("double free answered {double_free:?}"));
-        }
-        Ok(format!(
-            "{} of {} frames free, first free pfn {}",
-            frames.free_frames(),
-            frames.total_frames(),
-            frames.first()
-        ))
-    })
-    .unwrap_or_else(|| Err("frame allocator not initialised".into()))
+    let mut pmap = kernel.pmap.lock();
+    let free_before = pmap.frames().free_frames();
+    let lent: Vec<LentFrame> = (0..4).filter_map(|_| pmap.lend_frame()).collect();
+    let taken: Vec<Pfn> = lent.iter().map(LentFrame::pfn).collect();
+    let lowest_first = taken.windows(2).all(|pair| pair[0] < pair[1]);
+    // The pmap's page tables (direct map, grant table) took the lowest frames at boot:
+    // every managed frame below the first one handed out must be in use.
+    let first_is_first_free = taken.first().is_some_and(|first| {
+        (kernel.boot_info.first_free_pfn().get()..first.get()).all(|frame| {
+            Pfn::new(frame).and_then(|frame| pmap.frames().is_allocated(frame)) == Some(true)
+        })
+    });
+    for frame in lent {
+        pmap.take_back_frame(frame);
+    }
+    if taken.len() != 4 {
+        return Err(format!("only {} of 4 frames allocated", taken.len()));
+    }
+    if !lowest_first || !first_is_first_free {
+        return Err(format!(
+            "frames {taken:?} are not the lowest free ones (managed from {})",
+            kernel.boot_info.first_free_pfn()
+        ));
+    }
+    let frames = pmap.frames();
+    if frames.free_frames() != free_before {
+        return Err(format!(
+            "{free_before} free before, {} after",
+            frames.free_frames()
+        ));
+    }
+    Ok(format!(
+        "{} of {} frames free, first free pfn {}",
+        frames.free_frames(),
+        frames.total_frames(),
+        frames.first()
+    ))
 }
 
 fn allocated_frames_are_mapped_and_translate(kernel: &Kernel) -> Result<String, String> {
     let p2m = start_of_day::p2m().ok_or("no p2m recorded")?;
-    let page = OwnPages::allocate(1).ok_or("no frame to test with")?;
+    let page = OwnPages::allocate(kernel.pmap, 1).ok_or("no frame to test with")?;
     let frame = page.pfn(0).ok_or("the page has no frame")?;
     // Writing the whole page through the direct map and reading it back proves the mapping.
     let zeroes = alloc::vec![0u8; PAGE_SIZE];
@@ -166,8 +158,7 @@ fn allocated_frames_are_mapped_and_translate(kernel: &Kernel) -> Result<String, 
 }
 
 fn the_pmap_maps_every_pfn(kernel: &Kernel) -> Result<String, String> {
-    let pmap = address_space::pmap().ok_or("the pmap is not set up")?;
-    let pmap = pmap.lock();
+    let pmap = kernel.pmap.lock();
     let last = kernel.boot_info.last_pfn();
     let address = direct_map_address(last).ok_or("the last pfn has no direct-map address")?;
     match pmap.extract(address) {

@@ -8,6 +8,7 @@
 //! our own pages, and then idle with the pages granted, until the domain is destroyed.
 
 use super::own_grants;
+use crate::kernel::address_space::PmapHandle;
 use crate::kernel::booted::Kernel;
 use crate::kernel::event_wait;
 use crate::kernel::store_connection::Xenstore;
@@ -81,7 +82,7 @@ fn share(kernel: &Kernel, count: u32) -> Result<Shared, String> {
         String::from_utf8(backend_dir).map_err(|_| "the toolstack's backend path is not text")?;
     log::info!("share-peer: backend domain {backend_id} at {backend_dir}");
 
-    let shared = grant_pages(backend_id, count)?;
+    let shared = grant_pages(kernel.pmap, backend_id, count)?;
     let port = event_channel::alloc_unbound(backend_id)
         .map_err(|error| format!("allocating a port for domain {backend_id}: {error}"))?;
     let values = [
@@ -161,9 +162,9 @@ fn wait_for_node(store: &mut Xenstore, path: &str, deadline: u64) -> Result<Vec<
 }
 
 /// Fresh pages filled with the pattern, each granted writable to `backend`.
-fn grant_pages(backend: DomId, count: u32) -> Result<Shared, String> {
-    let table = own_grants::table().map_err(|error| format!("our grant table: {error}"))?;
-    let pages = OwnPages::allocate(count as usize)
+fn grant_pages(pmap: PmapHandle, backend: DomId, count: u32) -> Result<Shared, String> {
+    let table = own_grants::table(pmap).map_err(|error| format!("our grant table: {error}"))?;
+    let pages = OwnPages::allocate(pmap, count as usize)
         .ok_or_else(|| format!("could not allocate {count} page(s)"))?;
     let seed = (event_wait::now_ns() as u32) | 1;
     for number in 0..count {

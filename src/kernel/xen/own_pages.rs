@@ -1,23 +1,25 @@
-//! Pages of our own memory taken from the frame allocator, read and written through the direct map: the only pages our grant table grants (the lab build's self-grant machinery).
+//! Pages of our own memory lent by the pmap's frame allocator, read and written through the direct map: the only pages our grant table grants (the lab build's self-grant machinery).
 //!
 //! The bytes may also be reached through a grant or foreign mapping of the same frame, so
 //! every access is volatile and no Rust reference to them is ever made. Each page counts the
 //! live grants of it (only `grant_entries`, in this layer, changes the count): dropping the
 //! pages gives back to the allocator only the frames that no grant names, and keeps (leaks)
-//! the others, as another domain may still map them.
+//! the others, as another domain may still map them. Each frame is a [`LentFrame`], which only
+//! the pmap makes: these pages are ours alone until they go back. Dropping them takes the pmap
+//! lock, so never drop them while holding it.
 
 use super::direct_map::address_of;
 use super::start_of_day;
-use crate::kernel::{address_space, frames};
+use crate::kernel::address_space::PmapHandle;
 use alloc::vec::Vec;
 use core::cell::Cell;
 use grantsvc::addr::{Mfn, Pfn, PAGE_SIZE};
-use grantsvc::frame_alloc::FrameAllocator;
+use grantsvc::pmap::LentFrame;
 use grantsvc::shared_memory::{check_bounds, OutOfBounds};
 
 /// One page of ours and the grants of it.
 struct OwnPage {
-    frame: Pfn,
+    frame: LentFrame,
     machine: Mfn,
     /// Live grant entries naming this page's frame. A `Cell`: counted through `&OwnPages`
     /// while the holder reads and writes the page; the pages are not shared between contexts.
@@ -27,23 +29,22 @@ struct OwnPage {
 /// Frames allocated for the holder alone; given back on drop, except those still granted.
 pub struct OwnPages {
     pages: Vec<OwnPage>,
+    pmap: PmapHandle,
 }
 
 impl OwnPages {
-    /// `count` free frames of ours, or `None` when memory runs out or the direct map does
-    /// not yet cover the whole domain (the pmap extends it at boot).
-    pub fn allocate(count: usize) -> Option<OwnPages> {
-        if !address_space::direct_map_complete() {
-            return None;
-        }
+    /// `count` free frames of ours lent by `pmap` (whose direct map covers the whole domain
+    /// once boot handed it over), or `None` when memory runs out.
+    pub fn allocate(pmap: PmapHandle, count: usize) -> Option<OwnPages> {
         let p2m = start_of_day::p2m()?;
         let mut pages = OwnPages {
             pages: Vec::with_capacity(count),
+            pmap,
         };
         for _ in 0..count {
-            let frame = frames::with_frames(|frames| frames.allocate()).flatten()?;
-            let Some(machine) = p2m.machine_frame(frame) else {
-                frames::with_frames(|frames| frames.free(frame));
+            let frame = pmap.lock().lend_frame()?;
+            let Some(machine) = p2m.machine_frame(frame.pfn()) else {
+                pmap.lock().take_back_frame(frame);
                 return None;
             };
             pages.pages.push(OwnPage {
@@ -62,7 +63,7 @@ impl OwnPages {
 
     /// Page `index`'s pseudo-physical frame.
     pub fn pfn(&self, index: usize) -> Option<Pfn> {
-        self.pages.get(index).map(|page| page.frame)
+        self.pages.get(index).map(|page| page.frame.pfn())
     }
 
     /// Page `index`'s machine frame.
@@ -107,8 +108,8 @@ impl OwnPages {
     pub fn write(&self, index: usize, offset: usize, from: &[u8]) -> Result<(), OutOfBounds> {
         let destination = self.at(index, offset, from.len())?;
         for (position, &byte) in from.iter().enumerate() {
-            // SAFETY: the frame is allocated to us alone and mapped read-write by the direct
-            // map, which covers the whole domain (checked at allocation); the write stays in
+            // SAFETY: the frame is lent to us alone and mapped read-write by the direct map,
+            // which covers the whole domain once boot hands the pmap over; the write stays in
             // the page (bounds checked by `at`).
             unsafe { core::ptr::write_volatile(destination.add(position), byte) };
         }
@@ -129,15 +130,15 @@ impl OwnPages {
 impl Drop for OwnPages {
     fn drop(&mut self) {
         let mut kept = 0usize;
-        frames::with_frames(|frames| {
-            for page in &self.pages {
-                if page.grants.get() == 0 {
-                    frames.free(page.frame);
-                } else {
-                    kept += 1;
-                }
+        let mut pmap = self.pmap.lock();
+        for page in self.pages.drain(..) {
+            if page.grants.get() == 0 {
+                pmap.take_back_frame(page.frame);
+            } else {
+                kept += 1;
             }
-        });
+        }
+        drop(pmap);
         if kept > 0 {
             log::warn!("own pages: {kept} page(s) still granted are kept out of the allocator");
         }

@@ -3,6 +3,7 @@
 mod fixture;
 mod grant_errors;
 mod grant_mapping;
+mod lent_frame;
 mod mapping_guard;
 mod model;
 mod ordinary;

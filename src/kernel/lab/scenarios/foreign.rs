@@ -21,15 +21,15 @@ const SEED: u8 = 0xc3;
 /// What `one_case` answers when the mapping worked both ways.
 const MAPPED: &str = "mapped, read and written back";
 
-pub fn run(_: &Kernel) -> Outcome {
-    outcome("pmap-foreign", body())
+pub fn run(kernel: &Kernel) -> Outcome {
+    outcome("pmap-foreign", body(kernel))
 }
 
-fn body() -> Result<String, String> {
-    let (pmap, table) = pmap_and_table()?;
+fn body(kernel: &Kernel) -> Result<String, String> {
+    let (pmap, table) = pmap_and_table(kernel)?;
     let own_domain = table.lock().domain();
     let before = Baseline::take(pmap);
-    let pages = OwnPages::allocate(4).ok_or("no pages")?;
+    let pages = OwnPages::allocate(kernel.pmap, 4).ok_or("no pages")?;
     for page in 0..pages.len() {
         pages
             .write(page, 0, &pattern_page(SEED, page))

@@ -19,7 +19,7 @@ pub fn run(kernel: &Kernel) -> Outcome {
 }
 
 fn body(kernel: &Kernel) -> Result<String, String> {
-    let (pmap, table) = pmap_and_table()?;
+    let (pmap, table) = pmap_and_table(kernel)?;
     let before = Baseline::take(pmap);
     let largest = BENCH_BATCHES.iter().copied().max().unwrap_or(1);
     let grants = SelfGrants::new(kernel, table, largest, false)?;

@@ -66,7 +66,7 @@ fn names_ref(error: &GrantMapError, wanted: GrantRef) -> bool {
 }
 
 fn body(kernel: &Kernel) -> Result<String, String> {
-    let (pmap, table) = pmap_and_table()?;
+    let (pmap, table) = pmap_and_table(kernel)?;
     let before = Baseline::take(pmap);
     let grants = SelfGrants::new(kernel, table, 5, false)?;
     grants.fill(0x3c)?;

@@ -14,7 +14,6 @@
 
 use super::self_grants::{outcome, Baseline};
 use super::Outcome;
-use crate::kernel::address_space;
 use crate::kernel::booted::Kernel;
 use crate::kernel::event_wait;
 use crate::kernel::store_connection::Xenstore;
@@ -40,7 +39,7 @@ pub fn run(kernel: &Kernel) -> Outcome {
 
 fn body(kernel: &Kernel) -> Result<String, String> {
     let refs = published_refs(kernel)?;
-    let pmap = address_space::pmap().ok_or("the pmap is not set up")?;
+    let pmap = kernel.pmap;
     let before = Baseline::take(pmap);
     // TSC ticks, converted to ns once per figure (see `time::tsc_ticks`).
     let mut clock = time::tsc_ticks;

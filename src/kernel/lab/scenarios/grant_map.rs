@@ -27,7 +27,7 @@ pub fn run(kernel: &Kernel) -> Outcome {
 }
 
 fn body(kernel: &Kernel) -> Result<String, String> {
-    let (pmap, table) = pmap_and_table()?;
+    let (pmap, table) = pmap_and_table(kernel)?;
     let before = Baseline::take(pmap);
     let grants = SelfGrants::new(kernel, table, PAGES, false)?;
     log::info!(

@@ -23,7 +23,7 @@ pub fn run(kernel: &Kernel) -> Outcome {
 }
 
 fn body(kernel: &Kernel) -> Result<String, String> {
-    let (pmap, table) = pmap_and_table()?;
+    let (pmap, table) = pmap_and_table(kernel)?;
     let before = Baseline::take(pmap);
     // Pages 0..9 are granted (for both regions), 9..15 entered as ordinary or foreign.
     let grants = SelfGrants::new(kernel, table, 15, false)?;

@@ -1,9 +1,8 @@
 //! Scenario support: pages of our own granted to ourselves, their byte patterns, and the checks that nothing stays mapped.
 
 use super::Outcome;
-use crate::kernel::address_space::{self, KernelPmap};
+use crate::kernel::address_space::KernelPmap;
 use crate::kernel::booted::Kernel;
-use crate::kernel::frames;
 use crate::kernel::lab::own_grants::{self, OwnGrantTable, RefError};
 use crate::kernel::xen::grant_entries::EntryError;
 use crate::kernel::xen::own_pages::OwnPages;
@@ -19,9 +18,11 @@ use grantsvc::pmap::{PageRange, PmapStats};
 pub type PmapLock = &'static spin::Mutex<KernelPmap>;
 
 /// The pmap and our grant table, or why a scenario cannot run.
-pub fn pmap_and_table() -> Result<(PmapLock, &'static spin::Mutex<OwnGrantTable>), String> {
-    let pmap = address_space::pmap().ok_or("the pmap is not set up")?;
-    let table = own_grants::table().map_err(|error| format!("our grant table: {error}"))?;
+pub fn pmap_and_table(
+    kernel: &Kernel,
+) -> Result<(PmapLock, &'static spin::Mutex<OwnGrantTable>), String> {
+    let pmap = kernel.pmap;
+    let table = own_grants::table(pmap).map_err(|error| format!("our grant table: {error}"))?;
     Ok((pmap, table))
 }
 
@@ -91,9 +92,11 @@ pub struct Baseline {
 impl Baseline {
     /// The counters now.
     pub fn take(pmap: PmapLock) -> Baseline {
+        // One lock: a guard made in a struct expression lives to the end of the statement.
+        let locked = pmap.lock();
         Baseline {
-            stats: pmap.lock().stats(),
-            free_frames: frames::with_frames(|frames| frames.free_frames()).unwrap_or(0),
+            stats: locked.stats(),
+            free_frames: locked.frames().free_frames(),
         }
     }
 
@@ -149,12 +152,12 @@ pub struct SelfGrants {
 impl SelfGrants {
     /// `count` fresh pages granted read-write (or read-only) to our own domain.
     pub fn new(
-        _kernel: &Kernel,
+        kernel: &Kernel,
         table: &'static spin::Mutex<OwnGrantTable>,
         count: usize,
         readonly: bool,
     ) -> Result<SelfGrants, String> {
-        let pages = OwnPages::allocate(count)
+        let pages = OwnPages::allocate(kernel.pmap, count)
             .ok_or_else(|| format!("could not allocate {count} pages of our own"))?;
         let mut grants = SelfGrants {
             pages,
