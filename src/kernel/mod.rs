@@ -20,6 +20,7 @@ pub mod lab;
 mod logger;
 mod panic;
 mod peer_executor;
+mod peer_sessions;
 pub mod service;
 mod share_backend;
 mod start;

@@ -44,9 +44,6 @@ const TRANSACTION_ATTEMPTS: u32 = 5;
 
 /// What differs between protocols when their actions are carried out.
 pub trait ProtocolGlue<P: Protocol> {
-    /// The protocol's node reads and writes in flight (the executor records them here; the
-    /// protocol hands their replies back as they arrive).
-    fn pending(&mut self) -> &mut PendingRequests<SessionKey<P>>;
     /// The session's own directory (node writes are relative to it), if it has one.
     fn own_directory(&self, key: SessionKey<P>) -> Option<String>;
     /// The peer's directory (node reads are relative to it).
@@ -80,10 +77,13 @@ pub trait ProtocolGlue<P: Protocol> {
 }
 
 /// Carries out actions for protocol glue `G`.
-pub struct Executor<'a, G> {
+pub struct Executor<'a, P: Protocol, G> {
     pub pmap: PmapHandle,
     /// `None` while xenstore is unusable (at shutdown without it): writes are skipped.
     pub store: Option<&'a mut Xenstore>,
+    /// The sessions' node reads and writes in flight (recorded here; their replies are handed
+    /// back as they arrive).
+    pub pending: &'a mut PendingRequests<SessionKey<P>>,
     pub glue: &'a mut G,
 }
 
@@ -108,7 +108,7 @@ pub fn port_state(port: EvtchnPort) -> PortState {
     }
 }
 
-impl<P: Protocol, G: ProtocolGlue<P>> Effects<P, Region> for Executor<'_, G> {
+impl<P: Protocol, G: ProtocolGlue<P>> Effects<P, Region> for Executor<'_, P, G> {
     fn map(
         &mut self,
         key: SessionKey<P>,
@@ -207,7 +207,7 @@ impl<P: Protocol, G: ProtocolGlue<P>> Effects<P, Region> for Executor<'_, G> {
                     .ok()
             })
             .collect();
-        self.glue.pending().start_read(key, names, &ids)
+        self.pending.start_read(key, names, &ids)
     }
 
     fn write_nodes(&mut self, key: SessionKey<P>, nodes: Vec<(&'static str, String)>) {
@@ -230,7 +230,7 @@ impl<P: Protocol, G: ProtocolGlue<P>> Effects<P, Region> for Executor<'_, G> {
                 value: value.as_bytes(),
             };
             match store.submit(NONE, &operation) {
-                Ok(id) => self.glue.pending().track_write(id, key, name),
+                Ok(id) => self.pending.track_write(id, key, name),
                 Err(error) => log::warn!("{}: session {key}: writing {path}: {error}", P::NAME),
             }
         }
@@ -279,7 +279,7 @@ impl<P: Protocol, G: ProtocolGlue<P>> Effects<P, Region> for Executor<'_, G> {
 
     fn closed(&mut self, key: SessionKey<P>, reason: &CloseReason<P>, unmapped_pages: usize) {
         // Replies still to come for the ended session mean nothing now.
-        let ids = self.glue.pending().forget(key);
+        let ids = self.pending.forget(key);
         if let Some(store) = self.store.as_deref_mut() {
             for id in ids {
                 store.abandon(id);

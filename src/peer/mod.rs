@@ -36,13 +36,17 @@ pub mod counters;
 pub mod crc32;
 pub mod device_id;
 pub mod driver;
+#[cfg(test)]
+pub mod fake_store;
 pub mod fault;
 pub mod key;
 pub mod liveness;
 pub mod pending;
 pub mod protocol;
 pub mod registry;
+pub mod root_scan;
 pub mod share;
+pub mod store_requests;
 pub mod value;
 pub mod vchan;
 pub mod xenbus_state;
