@@ -20,12 +20,13 @@ use alloc::vec::Vec;
 use grantsvc::addr::PAGE_SIZE;
 use grantsvc::hypervisor::XenError;
 use grantsvc::ids::{DomId, EvtchnPort, GrantRef};
-use grantsvc::peer::action::CloseReason;
-use grantsvc::peer::driver::{Effects, OwnedNodes};
+use grantsvc::peer::action::{CloseReason, PeerAction};
+use grantsvc::peer::driver::{Effects, InTransaction, OwnedNodes};
 use grantsvc::peer::key::SessionKey;
 use grantsvc::peer::liveness::PortState;
 use grantsvc::peer::pending::PendingRequests;
 use grantsvc::peer::protocol::Protocol;
+use grantsvc::peer::transaction_write::TransactionWrites;
 use grantsvc::peer::value::RemotePort;
 use grantsvc::pmap::{GrantMapError, GrantMapping};
 use grantsvc::shared_memory::SharedMemory;
@@ -39,8 +40,10 @@ pub type Region = GrantMapping<PmapHandle>;
 /// The status reported for a failure Xen gave no status for (`GNTST_general_error`).
 const GENERAL_ERROR: i32 = -1;
 const NONE: TransactionId = TransactionId::NONE;
-/// Runs of a transaction xenstored answers with EAGAIN before giving up.
-const TRANSACTION_ATTEMPTS: u32 = 5;
+
+/// The sessions' transactional writes in flight, each with the actions its session queued
+/// after it.
+pub type Transactions<P> = TransactionWrites<SessionKey<P>, Vec<PeerAction<P, Region>>>;
 
 /// What differs between protocols when their actions are carried out.
 pub trait ProtocolGlue<P: Protocol> {
@@ -84,6 +87,8 @@ pub struct Executor<'a, P: Protocol, G> {
     /// The sessions' node reads and writes in flight (recorded here; their replies are handed
     /// back as they arrive).
     pub pending: &'a mut PendingRequests<SessionKey<P>>,
+    /// The sessions' transactional writes in flight.
+    pub transactions: &'a mut Transactions<P>,
     pub glue: &'a mut G,
 }
 
@@ -240,9 +245,10 @@ impl<P: Protocol, G: ProtocolGlue<P>> Effects<P, Region> for Executor<'_, P, G> 
         &mut self,
         key: SessionKey<P>,
         nodes: Vec<(&'static str, String)>,
-    ) -> bool {
+        then: Vec<PeerAction<P, Region>>,
+    ) -> InTransaction<Vec<PeerAction<P, Region>>> {
         let Some(directory) = self.glue.own_directory(key) else {
-            return false;
+            return InTransaction::Failed;
         };
         let Some(store) = self.store.as_deref_mut() else {
             log::warn!(
@@ -250,25 +256,22 @@ impl<P: Protocol, G: ProtocolGlue<P>> Effects<P, Region> for Executor<'_, P, G> 
                 P::NAME,
                 nodes.len()
             );
-            return false;
+            return InTransaction::Failed;
         };
-        // Waits for xenstored (a few round trips): done once per connection.
-        let written = store.transaction(TRANSACTION_ATTEMPTS, |store, transaction, _| {
-            for (name, value) in &nodes {
-                let path = alloc::format!("{directory}/{name}");
-                store.write(transaction, &path, value.as_bytes())?;
-            }
-            Ok(())
-        });
-        match written {
-            Ok(_) => true,
-            Err(error) => {
+        let count = nodes.len();
+        let paths = nodes
+            .into_iter()
+            .map(|(name, value)| (alloc::format!("{directory}/{name}"), value))
+            .collect();
+        // In flight: the session waits, others are served; `Sessions::on_replies` resumes it.
+        match self.transactions.start(store, key, paths, then) {
+            Ok(()) => InTransaction::InFlight,
+            Err((_, reason)) => {
                 log::warn!(
-                    "{}: session {key}: writing {} node(s) in a transaction: {error}",
-                    P::NAME,
-                    nodes.len()
+                    "{}: session {key}: writing {count} node(s) in a transaction: {reason}",
+                    P::NAME
                 );
-                false
+                InTransaction::Failed
             }
         }
     }
@@ -284,6 +287,8 @@ impl<P: Protocol, G: ProtocolGlue<P>> Effects<P, Region> for Executor<'_, P, G> 
             for id in ids {
                 store.abandon(id);
             }
+            // What it kept for after its transaction goes with it (regions unmap on drop).
+            drop(self.transactions.forget(store, key));
         }
         self.glue
             .closed(self.store.as_deref_mut(), key, reason, unmapped_pages);

@@ -10,7 +10,7 @@
     clippy::indexing_slicing
 )]
 
-use super::peer_executor::{port_state, Executor, PmapHandle, ProtocolGlue, Region};
+use super::peer_executor::{port_state, Executor, PmapHandle, ProtocolGlue, Region, Transactions};
 use super::store_connection::Xenstore;
 use alloc::vec::Vec;
 use grantsvc::event_delivery::ReadySnapshot;
@@ -22,6 +22,7 @@ use grantsvc::peer::pending::{Answered, PendingRequests};
 use grantsvc::peer::protocol::{PeerSession, Protocol};
 use grantsvc::peer::registry::{ActionsOf, EventOf, KeyOf, KeyedActions, Registry};
 use grantsvc::peer::store_requests::{take_arrived, StoreRequests};
+use grantsvc::peer::transaction_write::Outcome;
 
 /// Called after every event a session took, with the session as it is now (`None`: ended).
 pub type AfterEvent<S, G> = fn(&mut G, KeyOf<S>, Option<&S>);
@@ -31,6 +32,8 @@ pub struct Sessions<S: PeerSession, G> {
     registry: Registry<S>,
     /// The sessions' node reads and writes in flight.
     pending: PendingRequests<KeyOf<S>>,
+    /// The sessions' transactional writes in flight.
+    transactions: Transactions<S::Protocol>,
     /// What the protocol adds: its directories, watches, log lines.
     pub glue: G,
     after_event: AfterEvent<S, G>,
@@ -46,6 +49,7 @@ where
         Sessions {
             registry: Registry::default(),
             pending: PendingRequests::default(),
+            transactions: Transactions::default(),
             glue,
             after_event,
         }
@@ -136,9 +140,31 @@ where
             pmap,
             store,
             pending: &mut self.pending,
+            transactions: &mut self.transactions,
             glue: &mut self.glue,
         };
         driver::drive(&mut self.registry, key, actions, &mut executor, counters);
+        (self.after_event)(&mut self.glue, key, self.registry.session(key));
+    }
+
+    /// Carries on after session `key`'s transaction ended (`committed`: its actions kept for
+    /// after it; `Err`: the nodes were not written).
+    fn resume(
+        &mut self,
+        store: &mut Xenstore,
+        pmap: PmapHandle,
+        key: KeyOf<S>,
+        committed: Result<ActionsOf<S>, ()>,
+        counters: &ServiceCounters,
+    ) {
+        let mut executor = Executor {
+            pmap,
+            store: Some(store),
+            pending: &mut self.pending,
+            transactions: &mut self.transactions,
+            glue: &mut self.glue,
+        };
+        driver::resume(&mut self.registry, key, committed, &mut executor, counters);
         (self.after_event)(&mut self.glue, key, self.registry.session(key));
     }
 
@@ -227,15 +253,31 @@ where
             .ids()
             .into_iter()
             .any(|id| StoreRequests::has_reply(store, id))
+            || self.transactions.has_replies(store)
     }
 
-    /// Takes the replies to the sessions' node reads and writes, and acts on them.
+    /// Takes the replies to the sessions' node reads, writes and transactions, and acts on
+    /// them.
     pub fn on_replies(
         &mut self,
         store: &mut Xenstore,
         pmap: PmapHandle,
         counters: &ServiceCounters,
     ) {
+        for outcome in self.transactions.take_replies(store) {
+            match outcome {
+                Outcome::Committed { key, then, .. } => {
+                    self.resume(store, pmap, key, Ok(then), counters)
+                }
+                Outcome::Failed { key, reason, .. } => {
+                    log::warn!(
+                        "{}: session {key}: its nodes' transaction: {reason}",
+                        S::Protocol::NAME
+                    );
+                    self.resume(store, pmap, key, Err(()), counters);
+                }
+            }
+        }
         for (id, result) in take_arrived(store, &self.pending.ids()) {
             match self.pending.answer(id, result) {
                 Answered::NodesRead { key, nodes } => {

@@ -22,7 +22,6 @@ use grantsvc::peer::store_requests::StoreRequests;
 use grantsvc::shared_memory::{OutOfBounds, SharedMemory};
 use xenstore::ring_client::{RingClient, SubmitError};
 use xenstore::ring_transport::RingMemory;
-use xenstore::transaction::retry_transaction;
 use xenstore::transaction::TryAgain;
 use xenstore::{Operation, Reply, ReplyError, RequestError, RequestId, TransactionId, WatchEvent};
 
@@ -418,6 +417,7 @@ impl Xenstore {
         }
     }
 
+    #[cfg(feature = "lab")]
     fn transaction_start(&mut self) -> Result<TransactionId, XenstoreError> {
         match self.request(TransactionId::NONE, &Operation::TransactionStart)? {
             Reply::TransactionStarted(transaction) => Ok(transaction),
@@ -428,12 +428,13 @@ impl Xenstore {
     /// Runs `body` in a transaction and commits it, running it all again when xenstored
     /// answers the commit with EAGAIN (at most `max_attempts` runs). A failing body abandons
     /// the transaction. Returns the body's result and the number of attempts made.
+    #[cfg(feature = "lab")]
     pub fn transaction<R>(
         &mut self,
         max_attempts: u32,
         mut body: impl FnMut(&mut Self, TransactionId, u32) -> Result<R, XenstoreError>,
     ) -> Result<(R, u32), XenstoreError> {
-        retry_transaction(max_attempts, |attempt| {
+        xenstore::transaction::retry_transaction(max_attempts, |attempt| {
             let transaction = self.transaction_start()?;
             match body(self, transaction, attempt) {
                 Ok(result) => self

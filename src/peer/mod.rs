@@ -47,6 +47,7 @@ pub mod registry;
 pub mod root_scan;
 pub mod share;
 pub mod store_requests;
+pub mod transaction_write;
 pub mod value;
 pub mod vchan;
 pub mod xenbus_state;
