@@ -351,6 +351,46 @@ impl Service {
         }
     }
 
+    /// Who has replies waiting (for the warning about work found only at a timer's expiry).
+    fn reply_sources(&self) -> String {
+        let store = &self.store;
+        let sources = [
+            (
+                "grant-share",
+                self.share
+                    .as_ref()
+                    .is_some_and(|share| share.has_replies(store)),
+            ),
+            (
+                "vchan",
+                self.vchan
+                    .as_ref()
+                    .is_some_and(|vchan| vchan.has_replies(store)),
+            ),
+            (
+                "blkif",
+                self.block
+                    .as_ref()
+                    .is_some_and(|block| block.has_replies(store)),
+            ),
+            (
+                "counters",
+                self.publish_requests.iter().any(|id| store.has_reply(*id)),
+            ),
+            ("control/shutdown", self.shutdown.has_replies(store)),
+        ];
+        let named: Vec<&str> = sources
+            .iter()
+            .filter(|(_, waiting)| *waiting)
+            .map(|(name, _)| *name)
+            .collect();
+        if named.is_empty() {
+            String::from("nobody")
+        } else {
+            named.join(", ")
+        }
+    }
+
     /// Hands the replies that arrived to whoever waits for them; returns the shutdown request
     /// `control/shutdown` was found to hold, if any.
     fn on_replies(&mut self) -> Option<ShutdownRequest> {
@@ -384,8 +424,11 @@ impl Service {
             let work = self.queued_work();
             if found_only_at_timer(port_fired, true, &work) {
                 log::warn!(
-                    "service: work found only at a timer's expiry ({} watch event(s) queued): a wake-up was lost",
-                    work.watch_events
+                    "service: work found only at a timer's expiry ({} watch event(s), replies for {}, port ready {}, unfinished {}): a wake-up was lost",
+                    work.watch_events,
+                    self.reply_sources(),
+                    work.ports_ready,
+                    work.unfinished
                 );
             }
         }
