@@ -25,6 +25,7 @@
 
 use super::peer_executor::{PmapHandle, ProtocolGlue};
 use super::peer_sessions::Sessions;
+use super::peer_watches::PeerWatches;
 use super::store_connection::{WatchOwner, Xenstore};
 use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::format;
@@ -80,8 +81,8 @@ pub fn owns(owner: WatchOwner) -> bool {
 /// What blkif adds when its actions are carried out: directories, watches, log lines, figures.
 struct BlkGlue {
     own: DomId,
-    /// Frontend `state` watch tokens, and the session each belongs to.
-    watches: BTreeMap<String, BlkKey>,
+    /// Each session's watch on its frontend's `state`.
+    watches: PeerWatches<BlkKey>,
     /// The figures of each live session as last seen (kept after each event).
     figures: BTreeMap<BlkKey, DeviceFigures>,
     /// Counters of the sessions that ended, for the service-wide totals.
@@ -186,7 +187,7 @@ impl BlockBackend {
         );
         let glue = BlkGlue {
             own,
-            watches: BTreeMap::new(),
+            watches: PeerWatches::new(FRONTEND_OWNER),
             figures: BTreeMap::new(),
             retired: DeviceCounters::default(),
             fire_and_forget: Vec::new(),
@@ -251,7 +252,7 @@ impl BlockBackend {
                 }
             }
             FRONTEND_OWNER => {
-                if let Some(&key) = self.sessions.glue.watches.get(token) {
+                if let Some(key) = self.sessions.glue.watches.session_of(token) {
                     if self.sessions.registry().session(key).is_some() {
                         self.look_up(store, key.peer, key.device, LookupKind::FrontendState(key));
                     }
@@ -431,27 +432,9 @@ impl BlockBackend {
                 if current != Some(key) {
                     return;
                 }
-                match value("state") {
-                    Some(state) => {
-                        let state = Vec::from(state);
-                        self.sessions.deliver(
-                            Some(store),
-                            pmap,
-                            key,
-                            PeerEvent::PeerState(&state),
-                            counters,
-                        );
-                    }
-                    None => {
-                        let event = if self.sessions.peer_lost(key) {
-                            PeerEvent::DomainDied
-                        } else {
-                            PeerEvent::PeerNodesRemoved
-                        };
-                        self.sessions
-                            .deliver(Some(store), pmap, key, event, counters);
-                    }
-                }
+                let state = value("state").map(Vec::from);
+                self.sessions
+                    .peer_state_read(Some(store), pmap, key, state.as_deref(), counters);
             }
         }
     }
@@ -519,11 +502,8 @@ impl BlockBackend {
             key.peer, key.device, key.generation
         );
         let path = format!("{}/state", frontend_path(key.peer, key.device));
-        match store.submit_watch(&path, &token, FRONTEND_OWNER) {
-            Ok(id) => {
-                self.sessions.glue.watches.insert(token, key);
-                self.sessions.glue.fire_and_forget.push(id);
-            }
+        match self.sessions.glue.watches.watch(store, key, &path, token) {
+            Ok(id) => self.sessions.glue.fire_and_forget.push(id),
             Err(error) => {
                 log::warn!("blkif: session {key}: watching {path}: {error}; session ended");
                 self.sessions.deliver(
@@ -736,20 +716,11 @@ impl ProtocolGlue<BlkProtocol> for BlkGlue {
                 key.device
             ),
         }
-        let token = self
-            .watches
-            .iter()
-            .find(|(_, watched)| **watched == key)
-            .map(|(token, _)| token.clone());
         let Some(store) = store else {
+            self.watches.unwatch(None, key);
             return;
         };
-        if let Some(token) = token {
-            self.watches.remove(&token);
-            if let Err(error) = store.unwatch_later(&token) {
-                log::debug!("blkif: {key}: removing watch {token}: {error}");
-            }
-        }
+        self.watches.unwatch(Some(&mut *store), key);
         let path = figures_path(key);
         match store.submit(NONE, &Operation::Remove { path: &path }) {
             Ok(id) => self.fire_and_forget.push(id),

@@ -21,6 +21,7 @@ mod logger;
 mod panic;
 mod peer_executor;
 mod peer_sessions;
+mod peer_watches;
 pub mod service;
 mod share_backend;
 mod start;

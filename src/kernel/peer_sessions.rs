@@ -203,6 +203,25 @@ where
             .any(|(live, port)| live == key && peer_lost(key.peer, port_state(port)))
     }
 
+    /// Session `key`'s peer `state` node as read after its watch fired: handed over, or
+    /// (`None`: gone or unreadable) the peer removed its nodes - or died, when its end of our
+    /// event channel is gone too.
+    pub fn peer_state_read(
+        &mut self,
+        store: Option<&mut Xenstore>,
+        pmap: PmapHandle,
+        key: KeyOf<S>,
+        state: Option<&[u8]>,
+        counters: &ServiceCounters,
+    ) {
+        let event = match state {
+            Some(state) => PeerEvent::PeerState(state),
+            None if self.peer_lost(key) => PeerEvent::DomainDied,
+            None => PeerEvent::PeerNodesRemoved,
+        };
+        self.deliver(store, pmap, key, event, counters);
+    }
+
     /// The liveness check: ends the sessions whose port's remote end is no longer their peer's.
     pub fn check_liveness(
         &mut self,

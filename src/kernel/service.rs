@@ -6,7 +6,11 @@
 //! queued watch events, runs the liveness check when due, and republishes the counters when
 //! they changed (rate-limited). It blocks only when nothing is queued - no fired port, no watch
 //! event or reply already read - until the earliest deadline something waits for; work that
-//! only a timer's expiry found is logged as a warning. A `control/shutdown` request from
+//! only a timer's expiry found is logged as a warning. Once serving, the loop waits for no
+//! xenstore round trip: the backend-root scans, vchan discovery, the read of
+//! `control/shutdown` and the sessions' node reads, writes and transactions are requests in
+//! flight whose replies are handed over as they arrive, so no peer waits for another's; only
+//! start-up and the orderly stop's last flush wait. A `control/shutdown` request from
 //! `xl shutdown` / `xl reboot` is acknowledged by clearing the node, then every peer session
 //! is closed (its grants unmapped) before the domain goes with the matching shutdown reason.
 

@@ -25,6 +25,7 @@
 
 use super::peer_executor::{PmapHandle, ProtocolGlue, Region};
 use super::peer_sessions::{nothing_after_event, Sessions};
+use super::peer_watches::PeerWatches;
 use super::store_connection::{WatchOwner, Xenstore};
 use alloc::format;
 use alloc::string::String;
@@ -54,8 +55,8 @@ const NONE: TransactionId = TransactionId::NONE;
 /// What grant-share adds when its actions are carried out: directories, watches, log lines.
 struct ShareGlue {
     own: DomId,
-    /// Frontend `state` watch tokens, and the session each belongs to.
-    watches: LiteMap<String, ShareKey>,
+    /// Each session's watch on its frontend's `state`.
+    watches: PeerWatches<ShareKey>,
     /// Where each session's pages are mapped, for its log lines.
     mapped_at: LiteMap<ShareKey, VirtAddr>,
 }
@@ -103,7 +104,7 @@ impl ShareBackend {
         log::info!("grant-share: serving devices under {root}");
         let glue = ShareGlue {
             own,
-            watches: LiteMap::new(),
+            watches: PeerWatches::new(FRONTEND_OWNER),
             mapped_at: LiteMap::new(),
         };
         Some(ShareBackend {
@@ -256,9 +257,8 @@ impl ShareBackend {
             key.peer, key.device, key.generation
         );
         let path = format!("{}/{}", nodes::frontend_path(peer, device), frontend::STATE);
-        match store.submit_watch(&path, &token, FRONTEND_OWNER) {
+        match self.sessions.glue.watches.watch(store, key, &path, token) {
             Ok(id) => {
-                self.sessions.glue.watches.insert(token, key);
                 self.lookups.insert(id, Lookup::FrontendWatch(key));
             }
             Err(error) => {
@@ -276,7 +276,7 @@ impl ShareBackend {
 
     /// The frontend's `state` changed (or went): look it up.
     fn on_frontend_event(&mut self, store: &mut Xenstore, token: &str) {
-        let Some(&key) = self.sessions.glue.watches.get(token) else {
+        let Some(key) = self.sessions.glue.watches.session_of(token) else {
             return;
         };
         if self.sessions.registry().session(key).is_none() {
@@ -292,35 +292,6 @@ impl ShareBackend {
                 self.lookups.insert(id, Lookup::FrontendState(key));
             }
             Err(error) => log::warn!("grant-share: session {key}: reading {path}: {error}"),
-        }
-    }
-
-    /// The frontend's `state` as read (`None`: gone or unreadable).
-    fn frontend_state_known(
-        &mut self,
-        store: &mut Xenstore,
-        pmap: PmapHandle,
-        key: ShareKey,
-        state: Option<Vec<u8>>,
-        counters: &ServiceCounters,
-    ) {
-        match state {
-            Some(value) => self.sessions.deliver(
-                Some(store),
-                pmap,
-                key,
-                PeerEvent::PeerState(&value),
-                counters,
-            ),
-            None => {
-                let event = if self.sessions.peer_lost(key) {
-                    PeerEvent::DomainDied
-                } else {
-                    PeerEvent::PeerNodesRemoved
-                };
-                self.sessions
-                    .deliver(Some(store), pmap, key, event, counters);
-            }
         }
     }
 
@@ -396,7 +367,9 @@ impl ShareBackend {
                 }
                 Lookup::FrontendState(key) => {
                     if self.sessions.registry().session(key).is_some() {
-                        self.frontend_state_known(store, pmap, key, value, counters);
+                        let state = value.as_deref();
+                        self.sessions
+                            .peer_state_read(Some(store), pmap, key, state, counters);
                     }
                 }
                 Lookup::FrontendWatch(_) => {}
@@ -466,18 +439,6 @@ impl ProtocolGlue<ShareProtocol> for ShareGlue {
                 key.device
             ),
         }
-        let token = self
-            .watches
-            .iter()
-            .find(|(_, watched)| **watched == key)
-            .map(|(token, _)| token.clone());
-        if let Some(token) = token {
-            self.watches.remove(&token);
-            if let Some(store) = store {
-                if let Err(error) = store.unwatch_later(&token) {
-                    log::debug!("grant-share: {key}: removing watch {token}: {error}");
-                }
-            }
-        }
+        self.watches.unwatch(store, key);
     }
 }
