@@ -1,7 +1,9 @@
 //! A blocking xenstore connection over any `Read + Write` transport, such as dom0's `/dev/xen/xenbus` (feature `std`).
 //!
-//! One request at a time: each call writes its request and reads until the reply with its id
-//! arrives. Watch events that arrive meanwhile are queued for [`Connection::next_watch_event`].
+//! Each call writes its request and reads until the reply with its id arrives;
+//! [`Connection::pipeline`] sends many before reading any reply (one wake-up of xenstored for a
+//! batch instead of one per request). Watch events that arrive meanwhile are queued for
+//! [`Connection::next_watch_event`].
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -235,7 +237,7 @@ impl<T: Read + Write> Connection<T> {
             if let Some(event) = self.watch_events.pop_front() {
                 return Ok(event);
             }
-            self.receive_once(None)?;
+            self.receive_once(&[])?;
         }
     }
 
@@ -251,6 +253,60 @@ impl<T: Read + Write> Connection<T> {
 
     pub fn into_inner(self) -> T {
         self.transport
+    }
+
+    /// The transport, for a caller that waits until it is readable (`poll` on its descriptor)
+    /// before [`Connection::receive`].
+    pub fn transport(&self) -> &T {
+        &self.transport
+    }
+
+    /// Reads once (blocking until something arrives) and queues the watch events it carried.
+    pub fn receive(&mut self) -> Result<(), ConnectionError> {
+        self.receive_once(&[]).map(|_| ())
+    }
+
+    /// Sends every request of `batch` before reading any reply, then waits for all of them;
+    /// their results in the order of `batch`. xenstored applies one connection's requests in
+    /// the order sent, so a later request sees the effect of an earlier one. A request that
+    /// could not be built fails alone; an I/O or protocol failure fails the whole batch.
+    pub fn pipeline(
+        &mut self,
+        batch: &[(TransactionId, Operation<'_>)],
+    ) -> Result<Vec<Result<Reply, ConnectionError>>, ConnectionError> {
+        let mut results: Vec<Option<Result<Reply, ConnectionError>>> = Vec::new();
+        let mut awaited: Vec<(crate::ids::RequestId, usize)> = Vec::new();
+        let mut bytes = Vec::new();
+        for (transaction, operation) in batch {
+            match self.client.send_in_transaction(*transaction, operation) {
+                Ok(outgoing) => {
+                    awaited.push((outgoing.request_id, results.len()));
+                    results.push(None);
+                    // /dev/xen/xenbus takes whole messages, one per write.
+                    bytes.push(outgoing.bytes);
+                }
+                Err(error) => results.push(Some(Err(ConnectionError::Request(error)))),
+            }
+        }
+        for message in bytes {
+            self.transport.write_all(&message)?;
+        }
+        self.transport.flush()?;
+        while !awaited.is_empty() {
+            for (request_id, result) in self.receive_once(&awaited)? {
+                let slot = awaited
+                    .iter()
+                    .position(|(id, _)| *id == request_id)
+                    .map(|position| awaited.swap_remove(position).1);
+                if let Some(place) = slot.and_then(|index| results.get_mut(index)) {
+                    *place = Some(result.map_err(ConnectionError::Reply));
+                }
+            }
+        }
+        Ok(results
+            .into_iter()
+            .map(|result| result.unwrap_or(Err(ConnectionError::Closed)))
+            .collect())
     }
 
     fn acknowledged(
@@ -278,18 +334,21 @@ impl<T: Read + Write> Connection<T> {
         // One write per message: /dev/xen/xenbus takes whole messages.
         self.transport.write_all(&outgoing.bytes)?;
         self.transport.flush()?;
+        let awaited = [(outgoing.request_id, 0)];
         loop {
-            if let Some(result) = self.receive_once(Some(outgoing.request_id))? {
+            if let Some((_, result)) = self.receive_once(&awaited)?.pop() {
                 return result.map_err(ConnectionError::Reply);
             }
         }
     }
 
-    /// Reads once and dispatches; returns the result for `awaited` if it arrived.
+    /// Reads once and dispatches; returns the replies to requests in `awaited` that arrived
+    /// (the caller takes them off `awaited`).
+    #[allow(clippy::type_complexity)]
     fn receive_once(
         &mut self,
-        awaited: Option<crate::ids::RequestId>,
-    ) -> Result<Option<Result<Reply, ReplyError>>, ConnectionError> {
+        awaited: &[(crate::ids::RequestId, usize)],
+    ) -> Result<Vec<(crate::ids::RequestId, Result<Reply, ReplyError>)>, ConnectionError> {
         let mut buffer = [0u8; HEADER_SIZE + PAYLOAD_MAX];
         let count = loop {
             match self.transport.read(&mut buffer) {
@@ -299,12 +358,14 @@ impl<T: Read + Write> Connection<T> {
                 Err(error) => return Err(ConnectionError::Io(error)),
             }
         };
-        let mut answer = None;
+        let mut answers = Vec::new();
         let received = buffer.get(..count).unwrap_or_default();
         for event in self.client.receive(received) {
             match event {
-                Event::Reply { request_id, result } if Some(request_id) == awaited => {
-                    answer = Some(result);
+                Event::Reply { request_id, result }
+                    if awaited.iter().any(|(id, _)| *id == request_id) =>
+                {
+                    answers.push((request_id, result));
                 }
                 // A reply to a request whose caller gave up (after an I/O error): dropped.
                 Event::Reply { .. } => {}
@@ -315,6 +376,6 @@ impl<T: Read + Write> Connection<T> {
                 Event::Fault(fault) => self.faults.push(fault),
             }
         }
-        Ok(answer)
+        Ok(answers)
     }
 }

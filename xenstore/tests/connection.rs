@@ -21,6 +21,9 @@ struct FakeXenstored {
     conflicts_left: u32,
     transaction_ends: u32,
     closed: bool,
+    /// Requests written after the client first read: 0 for a batch sent before any reply.
+    writes_after_a_read: u32,
+    read_from: bool,
 }
 
 fn strings(payload: &[u8]) -> Vec<String> {
@@ -115,6 +118,7 @@ impl FakeXenstored {
 
 impl Write for FakeXenstored {
     fn write(&mut self, bytes: &[u8]) -> io::Result<usize> {
+        self.writes_after_a_read += u32::from(self.read_from);
         self.requests.feed(bytes);
         while let Parsed::Message(message) = self.requests.next_message() {
             let header = message.header;
@@ -130,6 +134,7 @@ impl Write for FakeXenstored {
 
 impl Read for FakeXenstored {
     fn read(&mut self, into: &mut [u8]) -> io::Result<usize> {
+        self.read_from = true;
         if self.replies.is_empty() && self.closed {
             return Ok(0);
         }
@@ -258,4 +263,40 @@ fn a_closed_transport_is_an_error_not_a_hang() {
         connection.next_watch_event(),
         Err(ConnectionError::Closed)
     ));
+}
+
+#[test]
+fn a_pipelined_batch_is_sent_whole_and_answered_in_order_with_errors_per_request() {
+    let mut connection = Connection::new(FakeXenstored::default());
+    let batch = [
+        (
+            NONE,
+            xenstore::Operation::Write {
+                path: "/peer/a",
+                value: b"1",
+            },
+        ),
+        (NONE, xenstore::Operation::Read { path: "/missing" }),
+        (NONE, xenstore::Operation::Read { path: "bad//path" }),
+        (NONE, xenstore::Operation::Read { path: "/peer/a" }),
+    ];
+    let results = connection.pipeline(&batch).expect("batch answered");
+    assert!(matches!(results[0], Ok(xenstore::Reply::Acknowledged)));
+    assert!(matches!(
+        results[1],
+        Err(ConnectionError::Reply(ReplyError::Xenstore(
+            XsError::NotFound
+        )))
+    ));
+    assert!(matches!(results[2], Err(ConnectionError::Request(_))));
+    assert!(
+        matches!(&results[3], Ok(xenstore::Reply::Value(value)) if value == b"1"),
+        "the read sees the write sent before it"
+    );
+    assert_eq!(results.len(), 4);
+    let server = connection.into_inner();
+    assert_eq!(
+        server.writes_after_a_read, 0,
+        "every request sent before any reply read"
+    );
 }

@@ -1,12 +1,35 @@
 //! `grantsvc-peer crowd`: many grant-share devices and vchan servers published together from one process; how long grantsvc takes to answer each, and how each ended (served, refused with a reason, or wrongly).
+//!
+//! Everything grantsvc cannot see yet is prepared first (grants, ports, each device's two
+//! directories with its frontend still Initialising: one pipelined batch of requests per
+//! device). Then the peers are published in bursts of [`BURST`] (one pipelined batch per
+//! burst: a device's `state` = Initialised, a vchan server's directory), and between bursts the
+//! tool already looks for answers, so that each peer is timed from its own publication and
+//! none waits for the rest to be published. grantsvc's answers are found through a watch on
+//! its backend directories for this domain (a backend's `state` is read only after an event
+//! below it, with a full sweep every [`SWEEP`] in case one was missed) and, for vchans, in the
+//! shared page (`cli_live`). Results and pages are judged once every peer answered.
 
+use crate::crowd_close::close_all;
+use crate::crowd_tally::Tally;
 use crate::evtchn::EventChannels;
+use crate::frontend::parse_state;
 use crate::share_device::{Answer, DeviceId, ShareDevice, XenbusState};
-use crate::store::Store;
+use crate::store::{Step, Store};
 use crate::vchan_peer::VchanPeer;
 use grantsvc::ids::DomId;
+use grantsvc::peer::share::nodes;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
+
+/// Peers published in one pipelined batch.
+pub const BURST: usize = 4;
+
+/// How often every unanswered device's `state` is read even without a watch event.
+pub const SWEEP: Duration = Duration::from_secs(1);
+
+/// The watch token of the backend directories.
+const TOKEN: &str = "grantsvc-peer-crowd";
 
 /// Options of `crowd`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -18,8 +41,9 @@ pub struct CrowdOptions {
     pub vchans: u32,
     /// Where the vchan servers publish (`PATH/crowd-N`); needed when `vchans` > 0.
     pub vchan_base: Option<String>,
-    /// Bound on the wait for all answers, and on each close.
+    /// Bound on the wait for all answers after the last publication, and on each close.
     pub timeout: Duration,
+    /// How long to wait for a watch event when there is nothing left to publish.
     pub poll: Duration,
     /// How long to keep everything connected once all answered.
     pub hold: Duration,
@@ -27,21 +51,42 @@ pub struct CrowdOptions {
     pub all_served_within: Option<Duration>,
 }
 
-/// A peer of the crowd and when it was published.
-enum Peer {
+/// A peer of the crowd.
+pub enum Peer {
     Share(ShareDevice),
     Vchan(VchanPeer),
 }
 
-struct Member {
-    peer: Peer,
-    published: Instant,
-    /// The answer and how long after publication it came (None: not yet).
-    answer: Option<(Answer, Duration)>,
+/// What grantsvc's first answer to a peer was, before it is judged.
+#[derive(Clone, Debug)]
+enum Seen {
+    /// A device's backend reached Connected or Closed.
+    Backend(XenbusState),
+    /// A vchan's `cli_live` went to 1, or to a value no client may leave there.
+    Vchan(Result<(), String>),
+}
+
+pub struct Member {
+    pub peer: Peer,
+    /// When its publication was sent (None: not yet).
+    published: Option<Instant>,
+    /// grantsvc's first answer and how long after publication it came.
+    seen: Option<(Seen, Duration)>,
+    /// The answer judged, and how long after publication it came.
+    pub answer: Option<(Answer, Duration)>,
 }
 
 impl Member {
-    fn name(&self) -> String {
+    fn new(peer: Peer) -> Member {
+        Member {
+            peer,
+            published: None,
+            seen: None,
+            answer: None,
+        }
+    }
+
+    pub fn name(&self) -> String {
         match &self.peer {
             Peer::Share(device) => format!("device {}", device.device),
             Peer::Vchan(vchan) => format!(
@@ -51,169 +96,94 @@ impl Member {
         }
     }
 
-    /// Looks once whether grantsvc answered; records the answer when it did.
-    fn poll(&mut self, store: &mut Store) -> Result<(), String> {
-        if self.answer.is_some() {
-            return Ok(());
+    fn waiting(&self) -> bool {
+        self.published.is_some() && self.seen.is_none()
+    }
+
+    fn see(&mut self, seen: Seen) {
+        if let Some(published) = self.published {
+            self.seen = Some((seen, published.elapsed()));
         }
-        let answer = match &self.peer {
-            Peer::Share(device) => match device.backend_state(store)? {
-                Some(state @ (XenbusState::Connected | XenbusState::Closed)) => {
-                    Some(device.judge(store, state)?)
-                }
-                _ => None,
-            },
-            Peer::Vchan(vchan) => match vchan.connected() {
-                Ok(true) => Some(Answer::Served),
-                Ok(false) => None,
-                Err(wrong) => Some(Answer::ConnectedWrongly(wrong)),
-            },
-        };
-        self.answer = answer.map(|answer| (answer, self.published.elapsed()));
-        Ok(())
     }
 }
 
-/// The tally of the answers, for the figures and the verdict.
-#[derive(Debug, Default, PartialEq, Eq)]
-pub struct Tally {
-    pub served: u32,
-    /// Refusal reasons and how many devices got each.
-    pub refused: BTreeMap<String, u32>,
-    /// "device K: what was wrong" for every device that answered wrongly.
-    pub wrong: Vec<String>,
-    pub unanswered: Vec<String>,
-    /// The slowest answer after its peer's publication, and whose.
-    pub slowest: Option<(Duration, String)>,
-}
-
-impl Tally {
-    /// Counts (peer's name, its answer and how long after publication) pairs.
-    pub fn count<'a>(
-        answers: impl IntoIterator<Item = (String, Option<&'a (Answer, Duration)>)>,
-    ) -> Tally {
-        let mut tally = Tally::default();
-        for (name, answer) in answers {
-            let Some((answer, took)) = answer else {
-                tally.unanswered.push(name);
-                continue;
-            };
-            if tally.slowest.as_ref().is_none_or(|(worst, _)| took > worst) {
-                tally.slowest = Some((*took, name.clone()));
-            }
-            match answer {
-                Answer::Served => tally.served += 1,
-                Answer::Refused(reason) => *tally.refused.entry(reason.clone()).or_default() += 1,
-                Answer::ConnectedWrongly(wrong) => {
-                    tally.wrong.push(format!("{name} Connected but {wrong}"))
-                }
-                Answer::ClosedSilently => tally
-                    .wrong
-                    .push(format!("{name} Closed with no error node")),
-            }
-        }
-        tally
-    }
-
-    /// One line of figures: "served 120, refused 8 (3 kinds), wrong 0, unanswered 0".
-    pub fn line(&self) -> String {
-        format!(
-            "served {}, refused {} ({} reason(s)), wrong {}, unanswered {}",
-            self.served,
-            self.refused.values().sum::<u32>(),
-            self.refused.len(),
-            self.wrong.len(),
-            self.unanswered.len()
-        )
-    }
-}
-
-fn say(line: &str) {
+pub fn say(line: &str) {
     println!("grantsvc-peer: crowd: {line}");
+}
+
+/// Grants, ports and directories of every peer, interleaved (so that neither kind is served
+/// first just by being published first); Err lines name the peers that could not be prepared.
+fn prepare(
+    store: &mut Store,
+    channels: &EventChannels,
+    options: &CrowdOptions,
+) -> (Vec<Member>, Vec<String>) {
+    let mut members = Vec::new();
+    let mut unprepared = Vec::new();
+    for index in 0..options.devices.max(options.vchans) {
+        if index < options.devices {
+            let device = DeviceId(options.first_device + index);
+            let seed = index.wrapping_mul(2_654_435_761) ^ 0xc40d;
+            match ShareDevice::prepare(store, channels, options.domid, device, options.pages, seed)
+            {
+                Ok(share) => members.push(Member::new(Peer::Share(share))),
+                Err(error) => unprepared.push(format!("device {device}: {error}")),
+            }
+        }
+        if let (true, Some(base)) = (index < options.vchans, &options.vchan_base) {
+            let path = format!("{base}/crowd-{index}");
+            match VchanPeer::prepare(store, channels, options.domid, &path) {
+                Ok(vchan) => members.push(Member::new(Peer::Vchan(vchan))),
+                Err(error) => unprepared.push(format!("vchan {path}: {error}")),
+            }
+        }
+    }
+    (members, unprepared)
 }
 
 /// Runs `crowd`; Ok is the verdict's summary, Err the failure's reason.
 pub fn run(options: &CrowdOptions) -> Result<String, String> {
     let mut store = Store::open()?;
     let channels = EventChannels::open().map_err(|error| format!("/dev/xen/evtchn: {error}"))?;
-    let mut members = Vec::new();
-    let mut unpublished = Vec::new();
-    // First everything that grantsvc cannot see yet or will wait on (grants, ports, the devices'
-    // directories with the frontend still Initialising), so that the publication itself is
-    // short: one write per device and one small transaction per vchan server.
+    let own = store.own_domid()?;
     let preparing = Instant::now();
-    // Interleaved, so that neither kind is served first just by being published first.
-    for index in 0..options.devices.max(options.vchans) {
-        if index < options.devices {
-            let device = DeviceId(options.first_device + index);
-            let seed = index.wrapping_mul(2_654_435_761) ^ 0xc40d;
-            match ShareDevice::prepare(
-                &mut store,
-                &channels,
-                options.domid,
-                device,
-                options.pages,
-                seed,
-            ) {
-                Ok(share) => members.push(Member {
-                    peer: Peer::Share(share),
-                    published: Instant::now(),
-                    answer: None,
-                }),
-                Err(error) => unpublished.push(format!("device {device}: {error}")),
-            }
-        }
-        if let (true, Some(base)) = (index < options.vchans, &options.vchan_base) {
-            let path = format!("{base}/crowd-{index}");
-            match VchanPeer::prepare(&mut store, &channels, options.domid, &path) {
-                Ok(vchan) => members.push(Member {
-                    peer: Peer::Vchan(vchan),
-                    published: Instant::now(),
-                    answer: None,
-                }),
-                Err(error) => unpublished.push(format!("vchan {path}: {error}")),
-            }
-        }
-    }
+    let (mut members, mut unpublished) = prepare(&mut store, &channels, options);
     say(&format!(
         "prepared {} peer(s) in {} ms",
         members.len(),
         preparing.elapsed().as_millis()
     ));
+    let root = nodes::backend_root(&format!("/local/domain/{}", options.domid));
+    if options.devices > 0 {
+        store.watch(&format!("{root}/{own}"), TOKEN)?;
+    }
     let started = Instant::now();
-    let mut announced = Vec::with_capacity(members.len());
-    for mut member in members {
-        let result = match &member.peer {
-            Peer::Share(device) => device.announce(&mut store),
-            Peer::Vchan(vchan) => vchan.announce(&mut store, options.domid),
-        };
-        member.published = Instant::now();
-        match result {
-            Ok(()) => announced.push(member),
-            Err(error) => {
-                unpublished.push(format!("{}: {error}", member.name()));
-                let _ = match member.peer {
-                    Peer::Share(device) => device.tear_down(&mut store, &channels),
-                    Peer::Vchan(vchan) => vchan.tear_down(&mut store, &channels),
-                };
-            }
+    let outcome = publish_and_watch(
+        &mut store,
+        &mut members,
+        &mut unpublished,
+        &root,
+        own,
+        options,
+    );
+    let last_answer = started.elapsed();
+    if options.devices > 0 {
+        if let Err(error) = store.unwatch(TOKEN) {
+            say(&error);
         }
     }
-    let mut members = announced;
-    let publishing = started.elapsed();
-    say(&format!(
-        "published {} peer(s) in {} ms; {} could not be published{}",
-        members.len(),
-        publishing.as_millis(),
-        unpublished.len(),
-        unpublished
-            .first()
-            .map_or(String::new(), |first| format!(" (first: {first})"))
-    ));
-
-    let deadline = Instant::now() + options.timeout;
-    let outcome = wait_for_answers(&mut store, &mut members, deadline, options.poll);
-    let last_answer = started.elapsed();
+    // Peers whose publication failed are torn down now; they have no answer to judge.
+    let (published, failed): (Vec<Member>, Vec<Member>) = members
+        .into_iter()
+        .partition(|member| member.published.is_some());
+    let mut members = published;
+    for member in failed {
+        let _ = match member.peer {
+            Peer::Share(device) => device.tear_down(&mut store, &channels),
+            Peer::Vchan(vchan) => vchan.tear_down(&mut store, &channels),
+        };
+    }
+    let judging = judge_all(&mut store, &mut members);
     let tally = Tally::count(
         members
             .iter()
@@ -249,15 +219,24 @@ pub fn run(options: &CrowdOptions) -> Result<String, String> {
     for wrong in &tally.wrong {
         say(&format!("wrong: {wrong}"));
     }
-    if let Err(error) = outcome {
-        say(&format!("polling stopped: {error}"));
+    for error in [&outcome, &judging]
+        .into_iter()
+        .filter_map(|result| result.as_ref().err())
+    {
+        say(&format!("stopped: {error}"));
     }
     std::thread::sleep(options.hold);
     let closing = close_all(&mut store, &channels, members, options);
 
     let mut faults = Vec::new();
+    faults.extend(outcome.err());
+    faults.extend(judging.err());
     if !unpublished.is_empty() {
-        faults.push(format!("{} peer(s) not published", unpublished.len()));
+        faults.push(format!(
+            "{} peer(s) not published (first: {})",
+            unpublished.len(),
+            unpublished.first().map_or("", String::as_str)
+        ));
     }
     if !tally.wrong.is_empty() {
         faults.push(format!(
@@ -268,7 +247,7 @@ pub fn run(options: &CrowdOptions) -> Result<String, String> {
     }
     if !tally.unanswered.is_empty() {
         faults.push(format!(
-            "{} without an answer after {} s: {}",
+            "{} without an answer {} s after the last publication: {}",
             tally.unanswered.len(),
             options.timeout.as_secs(),
             tally.unanswered.join(", ")
@@ -305,122 +284,173 @@ pub fn run(options: &CrowdOptions) -> Result<String, String> {
     }
 }
 
-fn wait_for_answers(
+/// Publishes the members in bursts and notes grantsvc's first answer to each, looking for
+/// answers between bursts; stops once every published member answered, or `options.timeout`
+/// after the last publication. Members whose publication failed are left unpublished (their
+/// reason in `unpublished`).
+fn publish_and_watch(
     store: &mut Store,
     members: &mut [Member],
-    deadline: Instant,
-    poll: Duration,
-) -> Result<(), String> {
-    loop {
-        for member in members.iter_mut() {
-            member.poll(store)?;
-        }
-        if members.iter().all(|member| member.answer.is_some()) {
-            return Ok(());
-        }
-        if Instant::now() >= deadline {
-            return Ok(());
-        }
-        std::thread::sleep(poll);
-    }
-}
-
-/// Revokes every connected device and hangs up every vchan, waits for each revoked device's
-/// backend to close with nothing mapped, then tears everything down.
-fn close_all(
-    store: &mut Store,
-    channels: &EventChannels,
-    members: Vec<Member>,
+    unpublished: &mut Vec<String>,
+    root: &str,
+    own: DomId,
     options: &CrowdOptions,
 ) -> Result<(), String> {
-    let mut errors = Vec::new();
-    let mut revoked = Vec::new();
-    for member in &members {
-        let result = match &member.peer {
-            Peer::Share(device) => {
-                let connected = matches!(member.answer, Some((Answer::Served, _)));
-                if connected {
-                    revoked.push(device);
-                }
-                match connected {
-                    true => device.revoke(store),
-                    false => Ok(()),
-                }
-            }
-            Peer::Vchan(vchan) => vchan.hang_up(channels),
-        };
-        errors.extend(result.err());
-    }
-    let deadline = Instant::now() + options.timeout;
-    for device in revoked {
-        loop {
-            let closed = device.backend_state(store)? == Some(XenbusState::Closed);
-            let mapped = device.backend_mapped_pages(store)?;
-            if closed && mapped.as_deref() == Some("0") {
-                break;
-            }
-            if Instant::now() >= deadline {
-                errors.push(format!(
-                    "device {}: backend closed {closed}, mapped-pages {mapped:?} {} s after \
-                     revocation",
-                    device.device,
-                    options.timeout.as_secs()
+    let devices: BTreeMap<DeviceId, usize> = members
+        .iter()
+        .enumerate()
+        .filter_map(|(index, member)| match &member.peer {
+            Peer::Share(device) => Some((device.device, index)),
+            Peer::Vchan(_) => None,
+        })
+        .collect();
+    let mut next = 0;
+    let mut last_publication = Instant::now();
+    let mut last_sweep = Instant::now();
+    let publishing = Instant::now();
+    loop {
+        if next < members.len() {
+            let burst = next..(next + BURST).min(members.len());
+            publish(
+                store,
+                members.get_mut(burst.clone()).unwrap_or_default(),
+                unpublished,
+                own,
+                options.domid,
+            )?;
+            next = burst.end;
+            last_publication = Instant::now();
+            if next == members.len() {
+                say(&format!(
+                    "published {} peer(s) in {} ms, {} not published",
+                    members.len() - unpublished.len(),
+                    publishing.elapsed().as_millis(),
+                    unpublished.len()
                 ));
-                break;
             }
-            std::thread::sleep(options.poll);
         }
-    }
-    for member in members {
-        let result = match member.peer {
-            Peer::Share(device) => device.tear_down(store, channels),
-            Peer::Vchan(vchan) => vchan.tear_down(store, channels),
+        let wait = match next < members.len() {
+            true => Duration::ZERO,
+            false => options.poll,
         };
-        errors.extend(result.err());
-    }
-    match errors.is_empty() {
-        true => Ok(()),
-        false => Err(format!("closing: {}", errors.join("; "))),
+        let mut to_read = Vec::new();
+        for event in store.watch_events(wait)? {
+            let device = nodes::device_of_backend_path(root, &event.path)
+                .filter(|(frontend, _)| *frontend == own)
+                .and_then(|(_, device)| devices.get(&device));
+            if let Some(index) = device {
+                to_read.push(*index);
+            }
+        }
+        if last_sweep.elapsed() >= SWEEP {
+            last_sweep = Instant::now();
+            to_read.extend(devices.values());
+        }
+        to_read.sort_unstable();
+        to_read.dedup();
+        to_read.retain(|index| members.get(*index).is_some_and(Member::waiting));
+        read_states(store, members, &to_read)?;
+        for member in members.iter_mut().filter(|member| member.waiting()) {
+            if let Peer::Vchan(vchan) = &member.peer {
+                match vchan.connected() {
+                    Ok(true) => member.see(Seen::Vchan(Ok(()))),
+                    Ok(false) => {}
+                    Err(wrong) => member.see(Seen::Vchan(Err(wrong))),
+                }
+            }
+        }
+        let published_all = next == members.len();
+        if published_all && !members.iter().any(Member::waiting) {
+            return Ok(());
+        }
+        if published_all && last_publication.elapsed() >= options.timeout {
+            return Ok(());
+        }
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn answers_are_tallied_by_kind_with_the_slowest_named() {
-        let ms = Duration::from_millis;
-        let answers = [
-            (Answer::Served, ms(40)),
-            (Answer::Refused("quota: nodes".to_string()), ms(900)),
-            (Answer::Refused("quota: nodes".to_string()), ms(20)),
-            (
-                Answer::ConnectedWrongly("digest missing".to_string()),
-                ms(30),
-            ),
-            (Answer::ClosedSilently, ms(10)),
-        ];
-        let named = answers
-            .iter()
-            .enumerate()
-            .map(|(index, answer)| (format!("device {index}"), Some(answer)))
-            .chain([("device 9".to_string(), None)]);
-        let tally = Tally::count(named);
-        assert_eq!(tally.served, 1);
-        assert_eq!(tally.refused.get("quota: nodes"), Some(&2));
-        assert_eq!(
-            tally.wrong,
-            [
-                "device 3 Connected but digest missing",
-                "device 4 Closed with no error node"
-            ]
-        );
-        assert_eq!(tally.unanswered, ["device 9"]);
-        assert_eq!(tally.slowest, Some((ms(900), "device 1".to_string())));
-        assert_eq!(
-            tally.line(),
-            "served 1, refused 2 (1 reason(s)), wrong 2, unanswered 1"
-        );
+/// Publishes `burst` in one pipelined batch; each member's clock starts when it is sent.
+fn publish(
+    store: &mut Store,
+    burst: &mut [Member],
+    unpublished: &mut Vec<String>,
+    own: DomId,
+    grantsvc: DomId,
+) -> Result<(), String> {
+    let mut steps = Vec::new();
+    let mut ranges = Vec::new();
+    for member in burst.iter() {
+        let first = steps.len();
+        match &member.peer {
+            Peer::Share(device) => steps.push(device.announce_step()),
+            Peer::Vchan(vchan) => steps.extend(vchan.announce_steps(own, grantsvc)),
+        }
+        ranges.push(first..steps.len());
     }
+    let sent = Instant::now();
+    let results = store.pipeline(&steps)?;
+    for (member, range) in burst.iter_mut().zip(ranges) {
+        let failure = results
+            .get(range)
+            .unwrap_or_default()
+            .iter()
+            .find_map(|result| result.as_ref().err());
+        match failure {
+            None => member.published = Some(sent),
+            Some(error) => unpublished.push(format!("{}: {error}", member.name())),
+        }
+    }
+    Ok(())
+}
+
+/// Reads the backend `state` of the devices at `indexes` in one pipelined batch and notes
+/// those that reached Connected or Closed.
+fn read_states(store: &mut Store, members: &mut [Member], indexes: &[usize]) -> Result<(), String> {
+    let steps: Vec<Step> = indexes
+        .iter()
+        .filter_map(
+            |index| match members.get(*index).map(|member| &member.peer) {
+                Some(Peer::Share(device)) => Some(Step::Read(format!(
+                    "{}/{}",
+                    device.backend_dir,
+                    nodes::backend::STATE
+                ))),
+                _ => None,
+            },
+        )
+        .collect();
+    if steps.is_empty() {
+        return Ok(());
+    }
+    let results = store.pipeline(&steps)?;
+    for (index, result) in indexes.iter().zip(results) {
+        let state = match result? {
+            Some(value) => parse_state(&value)?,
+            None => continue,
+        };
+        if let (XenbusState::Connected | XenbusState::Closed, Some(member)) =
+            (state, members.get_mut(*index))
+        {
+            member.see(Seen::Backend(state));
+        }
+    }
+    Ok(())
+}
+
+/// Judges every member that answered: a device's result nodes and pages (and that a connected
+/// backend is still connected), a vchan's `cli_live`.
+fn judge_all(store: &mut Store, members: &mut [Member]) -> Result<(), String> {
+    for member in members.iter_mut() {
+        let Some((seen, took)) = member.seen.clone() else {
+            continue;
+        };
+        let answer = match (&member.peer, seen) {
+            (Peer::Share(device), Seen::Backend(state)) => device.judge(store, state)?,
+            (_, Seen::Vchan(Ok(()))) => Answer::Served,
+            (_, Seen::Vchan(Err(wrong))) => Answer::ConnectedWrongly(wrong),
+            (Peer::Vchan(_), Seen::Backend(_)) => continue,
+        };
+        member.answer = Some((answer, took));
+    }
+    Ok(())
 }

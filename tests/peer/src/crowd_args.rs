@@ -21,15 +21,18 @@ pub const USAGE: &str = "\
   cycle and stops after 10.
 
   crowd publishes N grant-share devices (default 32, devices K.., default 0) and M vchan
-  servers (default 0; at PATH/crowd-I, orders 10 and 11) together (grants, ports and the
-  devices' nodes prepared first, then each device's state set to Initialised and each server's
-  nodes written, in a row: the publication), waits (at most S s, default
-  30) for grantsvc to answer each, prints how each ended (served; refused with the backend's
-  error node, counted per reason; connected with wrong or missing results; closed with no
-  error node; unanswered) and the time to the last answer, keeps them S s (--hold-secs), then
-  revokes all and checks every revoked device closed with mapped-pages 0. It fails on any
-  wrong or missing answer; with --all-served-within-ms also on any refusal and on any peer
-  answered B ms or more after its own publication.";
+  servers (default 0; at PATH/crowd-I, orders 10 and 11) together: grants, ports and the
+  devices' nodes are prepared first (one pipelined batch of xenstore requests per device), then
+  the peers are published 4 at a time in one pipelined batch (a device's state set to
+  Initialised, a server's nodes), each timed from its own publication while the rest are still
+  being published. grantsvc's answers are seen through a watch on its backend directories (and
+  cli_live in a vchan's page); once each answered, or S s (default 30) after the last
+  publication, it prints how each ended (served; refused with the backend's error node,
+  counted per reason; connected with wrong or missing results, or closed again; closed with no
+  error node; unanswered), keeps them S s (--hold-secs), then revokes all and checks every
+  revoked device closed with mapped-pages 0 (waiting M ms between looks, default 20). It fails
+  on any wrong or missing answer; with --all-served-within-ms also on any refusal and on any
+  peer answered B ms or more after its own publication.";
 
 fn number<T: std::str::FromStr>(option: &str, value: Option<&String>) -> Result<T, String> {
     let value = value.ok_or_else(|| format!("{option} needs a value"))?;

@@ -18,6 +18,8 @@ mod blk_nodes;
 mod blk_ring;
 mod crowd;
 mod crowd_args;
+mod crowd_close;
+mod crowd_tally;
 mod domctl;
 mod echo_diff;
 mod evtchn;

@@ -7,7 +7,7 @@
 use crate::evtchn::EventChannels;
 use crate::frontend::{BackendResults, Publication, Shared};
 use crate::gntalloc::GrantedPages;
-use crate::store::Store;
+use crate::store::{Step, Store};
 use grantsvc::ids::{DomId, EvtchnPort};
 use grantsvc::peer::share::nodes::{self, backend, frontend};
 // The protocol's names the load subcommands use, imported here once (one place to follow
@@ -72,9 +72,6 @@ impl ShareDevice {
         let own = store.own_domid()?;
         let frontend_dir = nodes::frontend_path(own, device);
         let backend_dir = nodes::backend_path(grantsvc, own, device);
-        // Leftovers of an earlier run would be taken for this device.
-        store.remove(&frontend_dir)?;
-        store.remove(&backend_dir)?;
         let shared = Shared {
             pages,
             seed,
@@ -99,47 +96,74 @@ impl ShareDevice {
             pages: granted,
             port,
         };
-        if let Err(error) = share.write_directories(store, own, grantsvc) {
+        if let Err(error) = store.pipeline_all(&share.directory_steps(own, grantsvc)) {
             let _ = share.tear_down(store, channels);
             return Err(error);
         }
         Ok(share)
     }
 
-    fn write_directories(
-        &self,
-        store: &mut Store,
-        own: DomId,
-        grantsvc: DomId,
-    ) -> Result<(), String> {
+    /// The requests that create both directories as a toolstack would, frontend first (so
+    /// that it is whole when grantsvc sees the backend), after removing leftovers of an
+    /// earlier run, which would be taken for this device: one pipelined batch, applied by
+    /// xenstored in this order.
+    fn directory_steps(&self, own: DomId, grantsvc: DomId) -> Vec<Step> {
         let initialising = XenbusState::Initialising.as_str().to_string();
-        store.create_directory(
-            &self.frontend_dir,
-            &NodePermissions::owner_and_reader(own, grantsvc),
-            &[
-                (frontend::BACKEND, self.backend_dir.clone()),
-                (frontend::BACKEND_ID, grantsvc.to_string()),
-                (frontend::STATE, initialising.clone()),
-            ],
-        )?;
-        store.create_directory(
-            &self.backend_dir,
-            &NodePermissions::owner_and_reader(grantsvc, own),
-            &[
-                (backend::FRONTEND, self.frontend_dir.clone()),
-                (backend::FRONTEND_ID, own.to_string()),
-                (backend::STATE, initialising),
-            ],
-        )?;
         let publication = Publication::new(self.pages.refs(), self.port, self.shared.seed, true);
-        store.write_nodes(&self.frontend_dir, &publication.nodes())
+        let mut steps = vec![
+            Step::Remove(self.frontend_dir.clone()),
+            Step::Remove(self.backend_dir.clone()),
+        ];
+        let frontend_nodes = [
+            (frontend::BACKEND, self.backend_dir.clone()),
+            (frontend::BACKEND_ID, grantsvc.to_string()),
+            (frontend::STATE, initialising.clone()),
+        ];
+        let publication_nodes = publication
+            .nodes()
+            .map(|(name, value)| (name, value.to_string()));
+        let backend_nodes = [
+            (backend::FRONTEND, self.frontend_dir.clone()),
+            (backend::FRONTEND_ID, own.to_string()),
+            (backend::STATE, initialising),
+        ];
+        for (directory, permissions, nodes) in [
+            (
+                &self.frontend_dir,
+                NodePermissions::owner_and_reader(own, grantsvc),
+                frontend_nodes
+                    .into_iter()
+                    .chain(publication_nodes)
+                    .collect::<Vec<_>>(),
+            ),
+            (
+                &self.backend_dir,
+                NodePermissions::owner_and_reader(grantsvc, own),
+                backend_nodes.to_vec(),
+            ),
+        ] {
+            steps.push(Step::Mkdir(directory.clone()));
+            // Nodes created below inherit the directory's permissions.
+            steps.push(Step::Permissions(directory.clone(), permissions));
+            steps.extend(
+                nodes
+                    .into_iter()
+                    .map(|(name, value)| Step::Write(format!("{directory}/{name}"), value)),
+            );
+        }
+        steps
     }
 
     /// The frontend says it is ready: state Initialised, one write.
     pub fn announce(&self, store: &mut Store) -> Result<(), String> {
-        store.write(
-            &format!("{}/{}", self.frontend_dir, frontend::STATE),
-            XenbusState::Initialised.as_str(),
+        store.pipeline_all(&[self.announce_step()])
+    }
+
+    /// [`ShareDevice::announce`]'s write, for a pipelined batch.
+    pub fn announce_step(&self) -> Step {
+        Step::Write(
+            format!("{}/{}", self.frontend_dir, frontend::STATE),
+            XenbusState::Initialised.as_str().to_string(),
         )
     }
 
@@ -149,7 +173,7 @@ impl ShareDevice {
     }
 
     /// Judges a backend that reached `state` (Connected or Closed): its result nodes, and for a
-    /// connected device the pages as the frontend sees them.
+    /// connected device the pages as the frontend sees them and that it is still connected.
     pub fn judge(&self, store: &mut Store, state: XenbusState) -> Result<Answer, String> {
         let results: BackendResults = store.backend_results(&self.backend_dir)?;
         if state != XenbusState::Connected {
@@ -157,6 +181,14 @@ impl ShareDevice {
                 Some(error) => Answer::Refused(error),
                 None => Answer::ClosedSilently,
             });
+        }
+        let now = self.backend_state(store)?;
+        if now != Some(XenbusState::Connected) {
+            return Ok(Answer::ConnectedWrongly(format!(
+                "then went to {} before the frontend let go (error node: {})",
+                now.map_or("no state".to_string(), |state| state.to_string()),
+                results.error.as_deref().unwrap_or("none")
+            )));
         }
         if let Err(wrong) = self.shared.check_results(&results) {
             return Ok(Answer::ConnectedWrongly(wrong));
@@ -175,9 +207,14 @@ impl ShareDevice {
 
     /// The frontend revokes: state Closing, after which grantsvc must unmap and close.
     pub fn revoke(&self, store: &mut Store) -> Result<(), String> {
-        store.write(
-            &format!("{}/{}", self.frontend_dir, frontend::STATE),
-            XenbusState::Closing.as_str(),
+        store.pipeline_all(&[self.revoke_step()])
+    }
+
+    /// [`ShareDevice::revoke`]'s write, for a pipelined batch.
+    pub fn revoke_step(&self) -> Step {
+        Step::Write(
+            format!("{}/{}", self.frontend_dir, frontend::STATE),
+            XenbusState::Closing.as_str().to_string(),
         )
     }
 
@@ -188,15 +225,16 @@ impl ShareDevice {
 
     /// Says goodbye as a frontend and a toolstack would, then ends the port and the grants.
     pub fn tear_down(self, store: &mut Store, channels: &EventChannels) -> Result<(), String> {
-        let mut errors = Vec::new();
         let state = format!("{}/{}", self.frontend_dir, frontend::STATE);
-        for result in [
-            store.write(&state, XenbusState::Closed.as_str()),
-            store.remove(&self.frontend_dir),
-            store.remove(&self.backend_dir),
-        ] {
-            errors.extend(result.err());
-        }
+        let steps = [
+            Step::Write(state, XenbusState::Closed.as_str().to_string()),
+            Step::Remove(self.frontend_dir.clone()),
+            Step::Remove(self.backend_dir.clone()),
+        ];
+        let mut errors: Vec<String> = match store.pipeline(&steps) {
+            Ok(results) => results.into_iter().filter_map(Result::err).collect(),
+            Err(error) => vec![error],
+        };
         if let Err(error) = channels.unbind(self.port) {
             errors.push(format!("closing port {}: {error}", self.port));
         }

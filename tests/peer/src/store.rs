@@ -4,9 +4,12 @@ use crate::frontend::{parse_state, BackendResults};
 use grantsvc::peer::share::nodes::backend;
 use grantsvc::peer::xenbus_state::XenbusState;
 use std::fs::{File, OpenOptions};
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 use xenstore::connection::{Connection, ConnectionError};
-use xenstore::{DomId, NodePermissions, ReplyError, TransactionId, XsError};
+use xenstore::{
+    DomId, NodePermissions, Operation, Reply, ReplyError, TransactionId, WatchEvent, XsError,
+};
 
 /// How often a wait re-reads a node.
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
@@ -19,6 +22,42 @@ pub type NewDirectory<'a> = (&'a str, &'a NodePermissions, &'a [(&'a str, String
 
 pub struct Store {
     connection: Connection<File>,
+}
+
+/// One request of a pipelined batch ([`Store::pipeline`]), with owned paths.
+#[derive(Clone, Debug)]
+pub enum Step {
+    Read(String),
+    Write(String, String),
+    Mkdir(String),
+    Permissions(String, NodePermissions),
+    /// Removes the node and everything below it; a missing node is fine.
+    Remove(String),
+}
+
+impl Step {
+    fn operation(&self) -> Operation<'_> {
+        match self {
+            Step::Read(path) => Operation::Read { path },
+            Step::Write(path, value) => Operation::Write {
+                path,
+                value: value.as_bytes(),
+            },
+            Step::Mkdir(path) => Operation::Mkdir { path },
+            Step::Permissions(path, permissions) => Operation::SetPermissions { path, permissions },
+            Step::Remove(path) => Operation::Remove { path },
+        }
+    }
+
+    fn describe(&self) -> (&'static str, &str) {
+        match self {
+            Step::Read(path) => ("read", path),
+            Step::Write(path, _) => ("write", path),
+            Step::Mkdir(path) => ("mkdir", path),
+            Step::Permissions(path, _) => ("set permissions of", path),
+            Step::Remove(path) => ("rm", path),
+        }
+    }
 }
 
 fn describe(what: &str, path: &str, error: ConnectionError) -> String {
@@ -142,6 +181,104 @@ impl Store {
             .map_err(|error| describe("write below", path, error))
     }
 
+    /// Sends every step before reading any reply (one wake-up of xenstored for the batch, not
+    /// one per request) and returns each step's result in order: a value for a read (None: the
+    /// node does not exist), nothing for the others. Err only when the connection failed.
+    #[allow(clippy::type_complexity)]
+    pub fn pipeline(
+        &mut self,
+        steps: &[Step],
+    ) -> Result<Vec<Result<Option<Vec<u8>>, String>>, String> {
+        let batch: Vec<(TransactionId, Operation<'_>)> = steps
+            .iter()
+            .map(|step| (TransactionId::NONE, step.operation()))
+            .collect();
+        let replies = self
+            .connection
+            .pipeline(&batch)
+            .map_err(|error| format!("xenstore pipeline of {} request(s): {error}", steps.len()))?;
+        Ok(steps
+            .iter()
+            .zip(replies)
+            .map(|(step, reply)| match (step, reply) {
+                (_, Ok(Reply::Value(value))) => Ok(Some(value)),
+                (Step::Read(_) | Step::Remove(_), Err(error)) if is_missing(&error) => Ok(None),
+                (_, Ok(_)) => Ok(None),
+                (step, Err(error)) => {
+                    let (what, path) = step.describe();
+                    Err(describe(what, path, error))
+                }
+            })
+            .collect())
+    }
+
+    /// Like [`Store::pipeline`], for steps that are all expected to succeed: the first
+    /// failure, if any.
+    pub fn pipeline_all(&mut self, steps: &[Step]) -> Result<(), String> {
+        self.pipeline(steps)?
+            .into_iter()
+            .find_map(Result::err)
+            .map_or(Ok(()), Err)
+    }
+
+    /// Registers a watch on `path` (and everything below it); its events come from
+    /// [`Store::watch_events`]. xenstored fires it once at once.
+    pub fn watch(&mut self, path: &str, token: &str) -> Result<(), String> {
+        self.connection
+            .watch(path, token)
+            .map_err(|error| describe("watch", path, error))
+    }
+
+    pub fn unwatch(&mut self, token: &str) -> Result<(), String> {
+        self.connection
+            .unwatch(token)
+            .map_err(|error| describe("unwatch", token, error))
+    }
+
+    /// The watch events received so far, waiting at most `timeout` for one when none is
+    /// queued (zero: only what has arrived).
+    pub fn watch_events(&mut self, timeout: Duration) -> Result<Vec<WatchEvent>, String> {
+        let mut events = self.connection.take_watch_events();
+        let mut wait = timeout;
+        loop {
+            if !self.readable(if events.is_empty() {
+                wait
+            } else {
+                Duration::ZERO
+            })? {
+                return Ok(events);
+            }
+            self.connection
+                .receive()
+                .map_err(|error| format!("xenstore: reading watch events: {error}"))?;
+            events.extend(self.connection.take_watch_events());
+            wait = Duration::ZERO;
+        }
+    }
+
+    /// True when /dev/xen/xenbus has something to read within `timeout`.
+    fn readable(&self, timeout: Duration) -> Result<bool, String> {
+        let mut poll = libc::pollfd {
+            fd: self.connection.transport().as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        let milliseconds = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+        // SAFETY: one valid pollfd for the length of the call; the descriptor stays open.
+        let ready = unsafe { libc::poll(&mut poll, 1, milliseconds) };
+        match ready {
+            -1 => {
+                let error = std::io::Error::last_os_error();
+                match error.kind() {
+                    std::io::ErrorKind::Interrupted => Ok(false),
+                    _ => Err(format!("poll of /dev/xen/xenbus: {error}")),
+                }
+            }
+            0 => Ok(false),
+            _ => Ok(poll.revents & libc::POLLIN != 0),
+        }
+    }
+
     /// The backend's `state` (None while absent).
     pub fn backend_state(&mut self, backend: &str) -> Result<Option<XenbusState>, String> {
         let path = format!("{backend}/{}", backend::STATE);
@@ -177,15 +314,29 @@ impl Store {
         }
     }
 
-    /// The backend's result nodes.
+    /// The backend's result nodes, read in one pipelined batch.
     pub fn backend_results(&mut self, backend: &str) -> Result<BackendResults, String> {
-        let mut read = |name: &str| self.read_text(&format!("{backend}/{name}"));
+        let names = [
+            backend::MAPPED_PAGES,
+            backend::PATTERN,
+            backend::DIGEST,
+            backend::ANSWER,
+            backend::ERROR,
+        ];
+        let steps: Vec<Step> = names
+            .iter()
+            .map(|name| Step::Read(format!("{backend}/{name}")))
+            .collect();
+        let mut values = self.pipeline(&steps)?.into_iter().map(|result| {
+            result.map(|value| value.map(|value| String::from_utf8_lossy(&value).into_owned()))
+        });
+        let mut next = || values.next().unwrap_or(Ok(None));
         Ok(BackendResults {
-            mapped_pages: read(backend::MAPPED_PAGES)?,
-            pattern: read(backend::PATTERN)?,
-            digest: read(backend::DIGEST)?,
-            answer: read(backend::ANSWER)?,
-            error: read(backend::ERROR)?,
+            mapped_pages: next()?,
+            pattern: next()?,
+            digest: next()?,
+            answer: next()?,
+            error: next()?,
         })
     }
 }

@@ -2,7 +2,7 @@
 
 use crate::evtchn::EventChannels;
 use crate::gntalloc::GrantedPages;
-use crate::store::Store;
+use crate::store::{Step, Store};
 use grantsvc::abi::vchan as abi;
 use grantsvc::addr::PAGE_SIZE;
 use grantsvc::ids::{DomId, EvtchnPort};
@@ -21,7 +21,7 @@ fn io(what: &str) -> impl Fn(std::io::Error) -> String + '_ {
 
 impl VchanPeer {
     /// Grants the shared page laid out as `init_gnt_srv` leaves it (server live, client not
-    /// yet) and allocates a port on `channels`; [`VchanPeer::announce`] publishes them at `path`.
+    /// yet) and allocates a port on `channels`; [`VchanPeer::announce_steps`] publishes them at `path`.
     pub fn prepare(
         store: &mut Store,
         channels: &EventChannels,
@@ -57,25 +57,29 @@ impl VchanPeer {
         })
     }
 
-    /// Publishes `ring-ref` and `event-channel` under the path, readable by `grantsvc`, in one
-    /// transaction: from here grantsvc may connect.
-    pub fn announce(&self, store: &mut Store, grantsvc: DomId) -> Result<(), String> {
-        let own = store.own_domid()?;
-        let peer = self;
-        let ring_ref = peer
+    /// The requests that publish `ring-ref` and `event-channel` under the path, readable by
+    /// `grantsvc` (from then on grantsvc may connect), for a pipelined batch that xenstored
+    /// applies in order: the directory and its permissions, then `event-channel`, then `ring-ref` last,
+    /// so that a client that waits for both finds both.
+    pub fn announce_steps(&self, own: DomId, grantsvc: DomId) -> Vec<Step> {
+        let ring_ref = self
             .page
             .refs()
             .first()
             .map_or(0, |grant| grant.get())
             .to_string();
-        store.create_directory(
-            &peer.path,
-            &NodePermissions::owner_and_reader(own, grantsvc),
-            &[
-                (abi::RING_REF_NODE, ring_ref),
-                (abi::EVENT_CHANNEL_NODE, peer.port.get().to_string()),
-            ],
-        )
+        vec![
+            Step::Mkdir(self.path.clone()),
+            Step::Permissions(
+                self.path.clone(),
+                NodePermissions::owner_and_reader(own, grantsvc),
+            ),
+            Step::Write(
+                format!("{}/{}", self.path, abi::EVENT_CHANNEL_NODE),
+                self.port.get().to_string(),
+            ),
+            Step::Write(format!("{}/{}", self.path, abi::RING_REF_NODE), ring_ref),
+        ]
     }
 
     /// Whether grantsvc has connected (cli_live = 1); Err for a value no client may leave.
