@@ -438,20 +438,12 @@ impl Service {
         }
         self.on_ports(&ready, now);
         self.store.pump();
-        let first = self.on_replies();
+        let requested = self.on_replies();
+        self.on_shutdown_request(requested);
         self.dispatch_watch_events();
         self.store.pump();
-        let requested = first.or(self.on_replies());
-        if let Some(request) = requested {
-            self.shutdown.acknowledge(&mut self.store);
-            match request.reason() {
-                Some(reason) => self.stop(request, reason),
-                None => log::warn!(
-                    "control/shutdown asks for {}: not supported, ignored",
-                    request.name()
-                ),
-            }
-        }
+        let requested = self.on_replies();
+        self.on_shutdown_request(requested);
         if self
             .liveness
             .due(event_wait::now_ns(), self.bound_sessions())
@@ -476,6 +468,22 @@ impl Service {
                 block_timers,
             ],
         )
+    }
+
+    /// Acknowledges a request found in `control/shutdown` and carries it out (the orderly
+    /// stop) if grantsvc supports it.
+    fn on_shutdown_request(&mut self, request: Option<ShutdownRequest>) {
+        let Some(request) = request else {
+            return;
+        };
+        self.shutdown.acknowledge(&mut self.store);
+        match request.reason() {
+            Some(reason) => self.stop(request, reason),
+            None => log::warn!(
+                "control/shutdown asks for {}: not supported, ignored",
+                request.name()
+            ),
+        }
     }
 
     /// Runs the loop until the toolstack stops the domain.
