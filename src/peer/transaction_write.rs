@@ -7,9 +7,12 @@
 //! meanwhile. The writes of one run are in flight together; the commit is sent only once all
 //! were acknowledged (a write refused, past a quota, must not be committed without it). A
 //! session that ends meanwhile is forgotten: its open transaction is ended without a commit,
-//! so none stays open in xenstored (which allows a domain only a few).
+//! so none stays open in xenstored. xenstored allows a domain only a few open transactions (10
+//! by default, `--transaction`): at most [`MAX_OPEN`] are open at once, and further writes
+//! wait their turn in the order they came.
 
 use super::store_requests::{take_arrived, StoreRequests};
+use alloc::collections::VecDeque;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -18,10 +21,15 @@ use xenstore::{Operation, Reply, ReplyError, RequestId, TransactionId};
 
 /// Runs of a transaction xenstored answers with EAGAIN before giving up.
 pub const ATTEMPTS: u32 = 5;
+/// Transactions open at once (xenstored's default quota is 10 per domain; the rest is left
+/// for others).
+pub const MAX_OPEN: usize = 4;
 
 /// Where a transaction's write stands.
 #[derive(Debug)]
 enum Stage {
+    /// Waiting for one of the [`MAX_OPEN`] places.
+    Queued,
     /// Its start sent.
     Starting(RequestId),
     /// Its writes sent; those not yet acknowledged.
@@ -57,6 +65,8 @@ pub enum Outcome<K, T> {
 #[derive(Debug)]
 pub struct TransactionWrites<K, T> {
     writes: LiteMap<K, Write<T>>,
+    /// The writes waiting for a place, oldest first.
+    queued: VecDeque<K>,
     /// Transactions of forgotten sessions whose start is still to be answered: ended without
     /// a commit once it is.
     orphans: Vec<RequestId>,
@@ -66,14 +76,16 @@ impl<K, T> Default for TransactionWrites<K, T> {
     fn default() -> Self {
         TransactionWrites {
             writes: LiteMap::new(),
+            queued: VecDeque::new(),
             orphans: Vec::new(),
         }
     }
 }
 
 impl<K: Copy + Ord, T> TransactionWrites<K, T> {
-    /// Starts writing `nodes` ((path, value), in order) for `key` in one transaction; `then`
-    /// comes back with the outcome. Err (with `then`) when the start could not be sent.
+    /// Starts writing `nodes` ((path, value), in order) for `key` in one transaction, or
+    /// queues it while [`MAX_OPEN`] are open; `then` comes back with the outcome. Err (with
+    /// `then`) when the start could not be sent.
     pub fn start<S: StoreRequests>(
         &mut self,
         store: &mut S,
@@ -81,20 +93,58 @@ impl<K: Copy + Ord, T> TransactionWrites<K, T> {
         nodes: Vec<(String, String)>,
         then: T,
     ) -> Result<(), (T, String)> {
-        let start = match store.submit(&Operation::TransactionStart) {
-            Ok(id) => id,
-            Err(error) => return Err((then, format!("starting a transaction: {error}"))),
+        let stage = if self.open() >= MAX_OPEN {
+            self.queued.push_back(key);
+            Stage::Queued
+        } else {
+            match store.submit(&Operation::TransactionStart) {
+                Ok(id) => Stage::Starting(id),
+                Err(error) => return Err((then, format!("starting a transaction: {error}"))),
+            }
         };
         self.writes.insert(
             key,
             Write {
                 nodes,
                 attempt: 1,
-                stage: Stage::Starting(start),
+                stage,
                 then,
             },
         );
         Ok(())
+    }
+
+    /// Transactions open or being opened (those of forgotten sessions included).
+    fn open(&self) -> usize {
+        self.writes.len() - self.queued.len() + self.orphans.len()
+    }
+
+    /// Starts the oldest queued writes while places are free; those that cannot be started
+    /// fail.
+    fn start_queued<S: StoreRequests>(&mut self, store: &mut S) -> Vec<Outcome<K, T>> {
+        let mut failed = Vec::new();
+        while self.open() < MAX_OPEN {
+            let Some(key) = self.queued.pop_front() else {
+                break;
+            };
+            match store.submit(&Operation::TransactionStart) {
+                Ok(id) => {
+                    if let Some(write) = self.writes.get_mut(&key) {
+                        write.stage = Stage::Starting(id);
+                    }
+                }
+                Err(error) => {
+                    if let Some(write) = self.writes.remove(&key) {
+                        failed.push(Outcome::Failed {
+                            key,
+                            then: write.then,
+                            reason: format!("starting a transaction: {error}"),
+                        });
+                    }
+                }
+            }
+        }
+        failed
     }
 
     /// The requests in flight.
@@ -102,6 +152,7 @@ impl<K: Copy + Ord, T> TransactionWrites<K, T> {
         let mut ids = self.orphans.clone();
         for write in self.writes.values() {
             match &write.stage {
+                Stage::Queued => {}
                 Stage::Starting(id) | Stage::Committing { end: id } => ids.push(*id),
                 Stage::Writing { unanswered, .. } => ids.extend(unanswered.iter().copied()),
             }
@@ -109,15 +160,17 @@ impl<K: Copy + Ord, T> TransactionWrites<K, T> {
         ids
     }
 
-    /// True when a reply has arrived.
+    /// True when a reply has arrived, or a queued write can start (work for the run loop).
     pub fn has_replies<S: StoreRequests>(&self, store: &S) -> bool {
-        self.ids().into_iter().any(|id| store.has_reply(id))
+        (!self.queued.is_empty() && self.open() < MAX_OPEN)
+            || self.ids().into_iter().any(|id| store.has_reply(id))
     }
 
-    /// Takes the replies that arrived (and those to the requests they lead to, if already
-    /// here); the writes that ended.
+    /// Starts queued writes where places are free, and takes the replies that arrived (and
+    /// those to the requests they lead to, if already here); the writes that ended.
     pub fn take_replies<S: StoreRequests>(&mut self, store: &mut S) -> Vec<Outcome<K, T>> {
-        let mut ended = Vec::new();
+        // Places a forgotten session freed.
+        let mut ended = self.start_queued(store);
         loop {
             let arrived = take_arrived(store, &self.ids());
             if arrived.is_empty() {
@@ -126,6 +179,8 @@ impl<K: Copy + Ord, T> TransactionWrites<K, T> {
             for (id, result) in arrived {
                 ended.extend(self.answer(store, id, result));
             }
+            // Places freed: the queued writes' starts go out (their replies come later).
+            ended.extend(self.start_queued(store));
         }
     }
 
@@ -134,6 +189,7 @@ impl<K: Copy + Ord, T> TransactionWrites<K, T> {
     pub fn forget<S: StoreRequests>(&mut self, store: &mut S, key: K) -> Option<T> {
         let write = self.writes.remove(&key)?;
         match write.stage {
+            Stage::Queued => self.queued.retain(|queued| *queued != key),
             // Its number is not known yet: ended when the start is answered.
             Stage::Starting(id) => self.orphans.push(id),
             Stage::Writing {
@@ -169,6 +225,7 @@ impl<K: Copy + Ord, T> TransactionWrites<K, T> {
         let key = self.key_of(id)?;
         let write = self.writes.get_mut(&key)?;
         let next = match &mut write.stage {
+            Stage::Queued => return None,
             Stage::Starting(_) => match result {
                 Ok(Reply::TransactionStarted(transaction)) => {
                     send_writes(store, transaction, &write.nodes).map(Some)
@@ -238,6 +295,7 @@ impl<K: Copy + Ord, T> TransactionWrites<K, T> {
         self.writes
             .iter()
             .find(|(_, write)| match &write.stage {
+                Stage::Queued => false,
                 Stage::Starting(waiting) | Stage::Committing { end: waiting } => *waiting == id,
                 Stage::Writing { unanswered, .. } => unanswered.contains(&id),
             })

@@ -189,3 +189,61 @@ fn a_forgotten_session_s_transaction_is_ended_without_commit_at_every_stage() {
     }
     assert!(!written(&store, "n1") && !written(&store, "n2"));
 }
+
+#[test]
+fn at_most_max_open_transactions_are_open_and_the_rest_wait_their_turn() {
+    let mut store = FakeStore::new();
+    let mut writes = TransactionWrites::default();
+    let sessions = MAX_OPEN as u32 + 3;
+    for key in 0..sessions {
+        let name = format!("n{key}");
+        writes
+            .start(&mut store, key, nodes(&[name.as_str()]), "then")
+            .unwrap();
+    }
+    assert_eq!(store.submitted, MAX_OPEN, "only MAX_OPEN starts sent");
+    // One queued session ends before its turn: nothing is ever sent for it.
+    assert_eq!(writes.forget(&mut store, sessions - 1), Some("then"));
+    let mut committed = Vec::new();
+    let mut most_open = 0;
+    for _ in 0..30 {
+        most_open = most_open.max(writes.open());
+        store.serve();
+        for outcome in writes.take_replies(&mut store) {
+            match outcome {
+                Outcome::Committed { key, .. } => committed.push(key),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
+    committed.sort();
+    assert_eq!(committed, (0..sessions - 1).collect::<Vec<_>>());
+    assert!(most_open <= MAX_OPEN, "{most_open} open at once");
+    assert!(!written(&store, &format!("n{}", sessions - 1)));
+    // Forgotten before its start is answered, a write keeps its place until then (its
+    // transaction is open in xenstored until it is ended); forgotten later, it frees its place
+    // at once, without any reply.
+    for key in 0..MAX_OPEN as u32 + 2 {
+        let name = format!("m{key}");
+        writes
+            .start(&mut store, 100 + key, nodes(&[name.as_str()]), "then")
+            .unwrap();
+    }
+    writes.forget(&mut store, 100);
+    assert!(!writes.has_replies(&store));
+    store.serve();
+    assert!(writes.take_replies(&mut store).is_empty());
+    assert_eq!(
+        writes.open(),
+        MAX_OPEN,
+        "the orphan's place went to a queued write"
+    );
+    writes.forget(&mut store, 101);
+    assert!(
+        writes.has_replies(&store),
+        "the last queued write may start now"
+    );
+    let (outcomes, _) = settle(&mut writes, &mut store);
+    assert_eq!(outcomes.len(), MAX_OPEN);
+    assert!(!written(&store, "m0") && !written(&store, "m1"));
+}
