@@ -284,6 +284,12 @@ where
         counters: &ServiceCounters,
     ) {
         for outcome in self.transactions.take_replies(store) {
+            let (Outcome::Committed { key, .. } | Outcome::Failed { key, .. }) = &outcome;
+            if self.registry.session(*key).is_none() {
+                // Ended meanwhile (its transaction forgotten without a store to tell): what it
+                // kept for after the write must not run.
+                continue;
+            }
             match outcome {
                 Outcome::Committed { key, then, .. } => {
                     self.resume(store, pmap, key, Ok(then), counters)
