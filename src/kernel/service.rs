@@ -428,10 +428,9 @@ impl Service {
             let work = self.queued_work();
             if found_only_at_timer(port_fired, true, &work) {
                 log::warn!(
-                    "service: work found only at a timer's expiry ({} watch event(s), replies for {}, port ready {}, unfinished {}): a wake-up was lost",
+                    "service: work found only at a timer's expiry ({} watch event(s), replies for {}, unfinished {}): a wake-up was lost",
                     work.watch_events,
                     self.reply_sources(),
-                    work.ports_ready,
                     work.unfinished
                 );
             }
