@@ -5,7 +5,9 @@
 //! so one slow reply holds up no other request: each caller takes its own reply by id when it
 //! arrives. What a pump read stays queued until taken ([`RingClient::queued_watch_events`],
 //! [`RingClient::queued_replies`]), so a run loop can tell that work is waiting even when the
-//! event-channel wake-up that announced it was consumed by someone else's wait.
+//! event-channel wake-up that announced it was consumed by someone else's wait. At most
+//! [`MAX_SENT`] requests are out at once, below xenstored's per-domain quota of outstanding
+//! requests; the rest wait here in order.
 
 use alloc::collections::VecDeque;
 use alloc::string::{String, ToString};
