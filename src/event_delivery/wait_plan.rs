@@ -45,9 +45,13 @@ pub fn next_wait(work: &QueuedWork, deadlines: &[Option<u64>]) -> NextWait {
 }
 
 /// True when a wait that ended at its deadline with no port fired still found work: the
-/// wake-up for that work was lost, and only the timer found it (worth a warning).
+/// wake-up for that work was lost, and only the timer found it (worth a warning). A port that
+/// fires while the turn looks (after its snapshot of fired ports, a block frontend's
+/// notification under I/O) brings its own wake-up and is not counted: only what xenstore
+/// already delivered into the queues, and work a turn left unfinished, can have lost theirs.
 pub fn found_only_at_timer(port_fired: bool, deadline_reached: bool, work: &QueuedWork) -> bool {
-    !port_fired && deadline_reached && work.any()
+    let lost = work.watch_events > 0 || work.replies > 0 || work.unfinished;
+    !port_fired && deadline_reached && lost
 }
 
 #[cfg(test)]
@@ -94,5 +98,25 @@ mod tests {
         assert!(!found_only_at_timer(true, true, &queued));
         assert!(!found_only_at_timer(false, false, &queued));
         assert!(!found_only_at_timer(false, true, &QueuedWork::default()));
+        let port_fired_meanwhile = QueuedWork {
+            ports_ready: true,
+            ..QueuedWork::default()
+        };
+        assert!(
+            !found_only_at_timer(false, true, &port_fired_meanwhile),
+            "a port firing while the turn looks has its own wake-up"
+        );
+        for lost in [
+            QueuedWork {
+                replies: 1,
+                ..QueuedWork::default()
+            },
+            QueuedWork {
+                unfinished: true,
+                ..QueuedWork::default()
+            },
+        ] {
+            assert!(found_only_at_timer(false, true, &lost));
+        }
     }
 }

@@ -23,7 +23,9 @@
     clippy::indexing_slicing
 )]
 
-use super::peer_executor::{port_state, Executor, PmapHandle, ProtocolGlue};
+use super::peer_executor::{PmapHandle, ProtocolGlue};
+use super::peer_sessions::Sessions;
+use super::peer_watches::PeerWatches;
 use super::store_connection::{WatchOwner, Xenstore};
 use alloc::format;
 use alloc::rc::Rc;
@@ -39,18 +41,16 @@ use grantsvc::peer::blkif::protocol::{BlkConnected, BlkMapping, BlkProtocol};
 use grantsvc::peer::blkif::ram_disk::MemoryBudget;
 use grantsvc::peer::blkif::service::DeviceCounters;
 use grantsvc::peer::blkif::session::{
-    figure_nodes, BlkEvent, BlkSession, CloseReason, DeviceFigures, SharedBudget,
+    figure_nodes, BlkSession, CloseReason, DeviceFigures, SharedBudget,
 };
 use grantsvc::peer::counters::{ServiceCounters, PUBLISHED_DIRECTORY};
 use grantsvc::peer::device_id::DeviceId;
-use grantsvc::peer::driver;
 use grantsvc::peer::key::SessionKey;
-use grantsvc::peer::liveness::peer_lost;
-use grantsvc::peer::pending::{Answered, PendingRequests};
-use grantsvc::peer::registry::Registry;
+use grantsvc::peer::root_scan::RootScan;
 use grantsvc::peer::store_limit::StoreRefusal;
+use grantsvc::peer::store_requests::read_value;
 use litemap::LiteMap;
-use xenstore::{Operation, Reply, ReplyError, RequestId, TransactionId, XsError};
+use xenstore::{Operation, RequestId, TransactionId};
 
 /// Watch owners of this module (the service routes their events here).
 pub const ROOT_OWNER: WatchOwner = 0x424C_0001;
@@ -68,7 +68,6 @@ const PUBLISH_INTERVAL_NS: u64 = 1_000_000_000;
 const DETACH_GRACE_NS: u64 = 2_000_000_000;
 
 type BlkKey = SessionKey<BlkProtocol>;
-type BlkRegistry = Registry<BlkSession<PmapHandle>>;
 
 /// The toolstack's nodes read to open a device.
 const TOOLSTACK_NODES: [&str; 4] = ["params", "mode", "device-type", "discard-enable"];
@@ -83,10 +82,9 @@ pub fn owns(owner: WatchOwner) -> bool {
 /// What blkif adds when its actions are carried out: directories, watches, log lines, figures.
 struct BlkGlue {
     own: DomId,
-    /// Frontend `state` watch tokens, and the session each belongs to.
-    watches: LiteMap<String, BlkKey>,
-    pending: PendingRequests<BlkKey>,
-    /// The figures of each live session as last seen (kept by the backend after each event).
+    /// Each session's watch on its frontend's `state`.
+    watches: PeerWatches<BlkKey>,
+    /// The figures of each live session as last seen (kept after each event).
     figures: LiteMap<BlkKey, DeviceFigures>,
     /// Counters of the sessions that ended, for the service-wide totals.
     retired: DeviceCounters,
@@ -117,9 +115,9 @@ struct Lookup {
 
 /// The block backend, owned by the service.
 pub struct BlockBackend {
-    root: String,
-    registry: BlkRegistry,
-    glue: BlkGlue,
+    /// The scans of `<home>/backend/vbd`, in flight while the loop goes on.
+    scan: RootScan<DeviceId>,
+    sessions: Sessions<BlkSession<PmapHandle>, BlkGlue>,
     budget: SharedBudget,
     lookups: Vec<Lookup>,
     /// Devices whose toolstack nodes are being read.
@@ -156,7 +154,20 @@ fn device_of_path(root: &str, path: &str) -> Option<(DomId, DeviceId)> {
     Some((peer, device))
 }
 
+/// Keeps each session's figures as they are after each of its events (those of an ended
+/// session go into the totals when it closes).
+fn note_figures(glue: &mut BlkGlue, key: BlkKey, session: Option<&BlkSession<PmapHandle>>) {
+    if let Some(session) = session {
+        glue.figures.insert(key, session.figures());
+    }
+}
+
 impl BlockBackend {
+    /// Our domain id.
+    fn own(&self) -> DomId {
+        self.sessions.glue.own
+    }
+
     /// Starts serving: watches `<home>/backend/vbd`, with the RAM disks' budget set from the
     /// heap. Devices that already exist are found when the watch first fires.
     pub fn start(
@@ -175,17 +186,16 @@ impl BlockBackend {
             "blkif: serving block devices under {root}: RAM disks up to {} MiB in all, one queue per device, ring order up to 4, 256 indirect segments, persistent grants",
             budget >> 20
         );
+        let glue = BlkGlue {
+            own,
+            watches: PeerWatches::new(FRONTEND_OWNER),
+            figures: LiteMap::new(),
+            retired: DeviceCounters::default(),
+            fire_and_forget: Vec::new(),
+        };
         Some(BlockBackend {
-            root,
-            registry: Registry::default(),
-            glue: BlkGlue {
-                own,
-                watches: LiteMap::new(),
-                pending: PendingRequests::default(),
-                figures: LiteMap::new(),
-                retired: DeviceCounters::default(),
-                fire_and_forget: Vec::new(),
-            },
+            scan: RootScan::new(&root, device_of_path),
+            sessions: Sessions::new(glue, note_figures),
             budget: Rc::new(RefCell::new(MemoryBudget::new(budget))),
             lookups: Vec::new(),
             opening: LiteMap::new(),
@@ -198,46 +208,30 @@ impl BlockBackend {
 
     /// Live sessions.
     pub fn sessions(&self) -> usize {
-        self.registry.len()
+        self.sessions.len()
     }
 
     /// Sessions ended for a fault of the frontend's, since boot.
     pub fn faults(&self) -> u64 {
-        self.registry.faults()
+        self.sessions.faults()
     }
 
     /// Sessions with a bound port (what the liveness check looks at).
     pub fn bound_sessions(&self) -> usize {
-        self.registry.ports().count()
+        self.sessions.bound()
+    }
+
+    /// The devices with requests left from their last wake-up.
+    fn backlogged(&self) -> impl Iterator<Item = BlkKey> + '_ {
+        let registry = self.sessions.registry();
+        registry
+            .keys()
+            .filter(|key| registry.session(*key).is_some_and(BlkSession::has_backlog))
     }
 
     /// True when a device has requests left from its last wake-up.
     pub fn has_backlog(&self) -> bool {
-        self.registry.keys().any(|key| {
-            self.registry
-                .session(key)
-                .is_some_and(BlkSession::has_backlog)
-        })
-    }
-
-    /// Hands `event` to session `key`, carries out what it asks, and notes its figures.
-    fn deliver(
-        &mut self,
-        store: Option<&mut Xenstore>,
-        pmap: PmapHandle,
-        key: BlkKey,
-        event: BlkEvent<'_, PmapHandle>,
-        counters: &ServiceCounters,
-    ) {
-        let mut executor = Executor {
-            pmap,
-            store,
-            glue: &mut self.glue,
-        };
-        driver::deliver(&mut self.registry, key, event, &mut executor, counters);
-        if let Some(session) = self.registry.session(key) {
-            self.glue.figures.insert(key, session.figures());
-        }
+        self.backlogged().next().is_some()
     }
 
     /// Handles one watch event of ours.
@@ -250,15 +244,17 @@ impl BlockBackend {
     ) {
         match owner {
             ROOT_OWNER => {
-                if let Some((peer, device)) = device_of_path(&self.root, path) {
+                let root = String::from(self.scan.root());
+                if let Some((peer, device)) = device_of_path(&root, path) {
                     self.look_up(store, peer, device, LookupKind::Status);
-                } else if path == self.root || path.starts_with(&self.root) {
-                    self.scan(store);
+                } else if path == root || path.starts_with(&root) {
+                    // Every device below is looked up when the scan's answer comes.
+                    self.scan.request(store);
                 }
             }
             FRONTEND_OWNER => {
-                if let Some(&key) = self.glue.watches.get(token) {
-                    if self.registry.session(key).is_some() {
+                if let Some(key) = self.sessions.glue.watches.session_of(token) {
+                    if self.sessions.registry().session(key).is_some() {
                         self.look_up(store, key.peer, key.device, LookupKind::FrontendState(key));
                     }
                 }
@@ -267,47 +263,11 @@ impl BlockBackend {
         }
     }
 
-    /// Looks at every device under the root (the root itself, or a frontend's folder, changed).
-    fn scan(&mut self, store: &mut Xenstore) {
-        let frontends = match store.directory(NONE, &self.root) {
-            Ok(names) => names,
-            Err(error) if error.is_not_found() => Vec::new(),
-            Err(error) => {
-                log::warn!("blkif: listing {}: {error}", self.root);
-                return;
-            }
-        };
-        let mut present: LiteMap<(DomId, DeviceId), ()> = LiteMap::new();
-        for frontend in frontends {
-            let folder = format!("{}/{frontend}", self.root);
-            let Ok(devices) = store.directory(NONE, &folder) else {
-                continue;
-            };
-            for device in devices {
-                if let Some(found) = device_of_path(&self.root, &format!("{folder}/{device}")) {
-                    present.insert(found, ());
-                }
-            }
-        }
-        let gone: Vec<(DomId, DeviceId)> = self
-            .registry
-            .keys()
-            .map(|key| (key.peer, key.device))
-            .filter(|device| !present.contains_key(device))
-            .collect();
-        for (peer, device) in gone
-            .into_iter()
-            .chain(present.into_iter().map(|(found, ())| found))
-        {
-            self.look_up(store, peer, device, LookupKind::Status);
-        }
-    }
-
     /// Sends the reads of `kind` for a device (the answer comes in [`BlockBackend::on_replies`]).
     fn look_up(&mut self, store: &mut Xenstore, peer: DomId, device: DeviceId, kind: LookupKind) {
         let (directory, names): (String, &[&'static str]) = match kind {
-            LookupKind::Status => (backend_path(self.glue.own, peer, device), &STATUS_NODES),
-            LookupKind::Toolstack => (backend_path(self.glue.own, peer, device), &TOOLSTACK_NODES),
+            LookupKind::Status => (backend_path(self.own(), peer, device), &STATUS_NODES),
+            LookupKind::Toolstack => (backend_path(self.own(), peer, device), &TOOLSTACK_NODES),
             LookupKind::FrontendState(_) => (frontend_path(peer, device), &["state"]),
         };
         let reads = names
@@ -324,7 +284,7 @@ impl BlockBackend {
         self.lookups.push(Lookup {
             peer,
             device,
-            session: self.registry.find(peer, device),
+            session: self.sessions.registry().find(peer, device),
             kind,
             reads,
         });
@@ -332,18 +292,16 @@ impl BlockBackend {
 
     /// True when a reply the backend waits for has arrived (work for the run loop).
     pub fn has_replies(&self, store: &Xenstore) -> bool {
-        self.lookups.iter().any(|lookup| {
-            lookup
-                .reads
-                .iter()
-                .all(|(_, id)| id.is_none_or(|id| store.has_reply(id)))
-        }) || self
-            .glue
-            .pending
-            .ids()
-            .into_iter()
-            .any(|id| store.has_reply(id))
+        self.scan.has_replies(store)
+            || self.lookups.iter().any(|lookup| {
+                lookup
+                    .reads
+                    .iter()
+                    .all(|(_, id)| id.is_none_or(|id| store.has_reply(id)))
+            })
+            || self.sessions.has_replies(store)
             || self
+                .sessions
                 .glue
                 .fire_and_forget
                 .iter()
@@ -357,7 +315,8 @@ impl BlockBackend {
         pmap: PmapHandle,
         counters: &ServiceCounters,
     ) {
-        self.glue
+        self.sessions
+            .glue
             .fire_and_forget
             .retain(|id| match store.take_reply(*id) {
                 None => true,
@@ -367,6 +326,22 @@ impl BlockBackend {
                     false
                 }
             });
+        for present in self.scan.take_replies(store) {
+            // Every device present and every session's (one whose directory went reads as
+            // gone), each looked up.
+            let mut devices: Vec<(DomId, DeviceId)> = present.into_iter().collect();
+            devices.extend(
+                self.sessions
+                    .registry()
+                    .keys()
+                    .map(|key| (key.peer, key.device)),
+            );
+            devices.sort();
+            devices.dedup();
+            for (peer, device) in devices {
+                self.look_up(store, peer, device, LookupKind::Status);
+            }
+        }
         let mut index = 0;
         while let Some(lookup) = self.lookups.get(index) {
             let answered = lookup
@@ -382,58 +357,21 @@ impl BlockBackend {
                 .reads
                 .iter()
                 .map(|(name, id)| {
-                    let value = id.and_then(|id| match store.take_reply(id) {
-                        Some(Ok(Reply::Value(value))) => Some(value),
-                        Some(Err(ReplyError::Xenstore(XsError::NotFound))) | None => None,
-                        Some(Ok(_)) => None,
-                        Some(Err(error)) => {
-                            log::warn!("blkif: reading {name}: {error}");
-                            None
-                        }
-                    });
+                    let value =
+                        id.and_then(|id| store.take_reply(id))
+                            .and_then(|result| match read_value(result) {
+                                Ok(value) => value,
+                                Err(error) => {
+                                    log::warn!("blkif: reading {name}: {error}");
+                                    None
+                                }
+                            });
                     (*name, value)
                 })
                 .collect();
             self.answered(store, pmap, lookup, &values, counters);
         }
-        for id in self.glue.pending.ids() {
-            if !store.has_reply(id) {
-                continue;
-            }
-            let Some(result) = store.take_reply(id) else {
-                continue;
-            };
-            match self.glue.pending.answer(id, result) {
-                Answered::NodesRead { key, nodes } => {
-                    let read: Vec<(&'static str, Option<&[u8]>)> = nodes
-                        .iter()
-                        .map(|(name, value)| (*name, value.as_deref()))
-                        .collect();
-                    self.deliver(
-                        Some(store),
-                        pmap,
-                        key,
-                        PeerEvent::PeerNodesRead(&read),
-                        counters,
-                    );
-                }
-                Answered::WriteFailed { key, node, error } => {
-                    log::warn!(
-                        "blkif: frontend domain {} vbd {}: writing {node} failed: {error}",
-                        key.peer,
-                        key.device
-                    );
-                    let refusal = StoreRefusal::write(node, error);
-                    let event = PeerEvent::OwnNodesNotWritten(refusal);
-                    self.deliver(Some(store), pmap, key, event, counters);
-                }
-                Answered::WritesAcknowledged { key } => {
-                    let event = PeerEvent::OwnNodesWritten;
-                    self.deliver(Some(store), pmap, key, event, counters);
-                }
-                Answered::Nothing => {}
-            }
-        }
+        self.sessions.on_replies(store, pmap, counters);
     }
 
     /// Acts on a lookup's answer.
@@ -452,7 +390,7 @@ impl BlockBackend {
                 .and_then(|(_, value)| value.as_deref())
         };
         let (peer, device) = (lookup.peer, lookup.device);
-        let current = self.registry.find(peer, device);
+        let current = self.sessions.registry().find(peer, device);
         match lookup.kind {
             LookupKind::Status => {
                 if current != lookup.session {
@@ -461,10 +399,14 @@ impl BlockBackend {
                 let state = value("state");
                 let offline = value("online") == Some(b"0");
                 match (current, state) {
-                    (Some(key), None) => {
-                        self.deliver(Some(store), pmap, key, PeerEvent::OwnNodesRemoved, counters)
-                    }
-                    (Some(key), Some(_)) if offline => self.deliver(
+                    (Some(key), None) => self.sessions.deliver(
+                        Some(store),
+                        pmap,
+                        key,
+                        PeerEvent::OwnNodesRemoved,
+                        counters,
+                    ),
+                    (Some(key), Some(_)) if offline => self.sessions.deliver(
                         Some(store),
                         pmap,
                         key,
@@ -491,29 +433,9 @@ impl BlockBackend {
                 if current != Some(key) {
                     return;
                 }
-                match value("state") {
-                    Some(state) => {
-                        let state = Vec::from(state);
-                        self.deliver(
-                            Some(store),
-                            pmap,
-                            key,
-                            PeerEvent::PeerState(&state),
-                            counters,
-                        );
-                    }
-                    None => {
-                        let lost = self.registry.ports().any(|(live, port)| {
-                            live == key && peer_lost(key.peer, port_state(port))
-                        });
-                        let event = if lost {
-                            PeerEvent::DomainDied
-                        } else {
-                            PeerEvent::PeerNodesRemoved
-                        };
-                        self.deliver(Some(store), pmap, key, event, counters);
-                    }
-                }
+                let state = value("state").map(Vec::from);
+                self.sessions
+                    .peer_state_read(Some(store), pmap, key, state.as_deref(), counters);
             }
         }
     }
@@ -534,28 +456,18 @@ impl BlockBackend {
                 match BlkSession::new(peer, device, pmap, request, self.budget.clone()) {
                     Err(exceeded) => format!("{exceeded}"),
                     Ok((session, actions)) => {
-                        let opened = self.registry.replace(session, actions, counters);
-                        let mut new_key = None;
-                        for (key, actions) in opened {
-                            new_key = Some(key);
-                            let mut executor = Executor {
-                                pmap,
-                                store: Some(&mut *store),
-                                glue: &mut self.glue,
-                            };
-                            driver::drive(
-                                &mut self.registry,
-                                key,
-                                actions,
-                                &mut executor,
-                                counters,
-                            );
-                        }
-                        if let Some(key) = new_key {
-                            log::info!(
-                            "blkif: frontend domain {peer} vbd {device}: new device, RAM disk of {} MiB, session {key}",
-                            request.target.sectors() >> 11
+                        let opened = self.sessions.replace(
+                            Some(&mut *store),
+                            pmap,
+                            session,
+                            actions,
+                            counters,
                         );
+                        if let Some(key) = opened {
+                            log::info!(
+                                "blkif: frontend domain {peer} vbd {device}: new device, RAM disk of {} MiB, session {key}",
+                                request.target.sectors() >> 11
+                            );
                             self.watch_frontend(store, pmap, key, counters);
                         }
                         return;
@@ -564,7 +476,7 @@ impl BlockBackend {
             }
         };
         log::error!("blkif: frontend domain {peer} vbd {device}: refused: {refusal}");
-        let directory = backend_path(self.glue.own, peer, device);
+        let directory = backend_path(self.own(), peer, device);
         for (name, text) in [("error", refusal.as_str()), ("state", "6")] {
             let path = format!("{directory}/{name}");
             let operation = Operation::Write {
@@ -572,7 +484,7 @@ impl BlockBackend {
                 value: text.as_bytes(),
             };
             match store.submit(NONE, &operation) {
-                Ok(id) => self.glue.fire_and_forget.push(id),
+                Ok(id) => self.sessions.glue.fire_and_forget.push(id),
                 Err(error) => log::warn!("blkif: writing {path}: {error}"),
             }
         }
@@ -591,15 +503,13 @@ impl BlockBackend {
             key.peer, key.device, key.generation
         );
         let path = format!("{}/state", frontend_path(key.peer, key.device));
-        match store.submit_watch(&path, &token, FRONTEND_OWNER) {
-            Ok(id) => {
-                self.glue.watches.insert(token, key);
-                self.glue.fire_and_forget.push(id);
-            }
+        match self.sessions.glue.watches.watch(store, key, &path, token) {
+            Ok(id) => self.sessions.glue.fire_and_forget.push(id),
             Err(error) => {
                 log::warn!("blkif: session {key}: watching {path}: {error}; session ended");
                 let event = PeerEvent::OwnNodesNotWritten(StoreRefusal::watch(None));
-                self.deliver(Some(store), pmap, key, event, counters);
+                self.sessions
+                    .deliver(Some(store), pmap, key, event, counters);
             }
         }
     }
@@ -615,7 +525,7 @@ impl BlockBackend {
             .collect();
         for (peer, device) in due {
             self.removals.remove(&(peer, device));
-            if self.registry.find(peer, device).is_none() {
+            if self.sessions.registry().find(peer, device).is_none() {
                 self.remove_directory(store, peer, device);
             }
         }
@@ -633,11 +543,11 @@ impl BlockBackend {
 
     /// Removes a device's backend directory after a detach (`xl block-detach` waits for it).
     fn remove_directory(&mut self, store: &mut Xenstore, peer: DomId, device: DeviceId) {
-        let path = backend_path(self.glue.own, peer, device);
+        let path = backend_path(self.own(), peer, device);
         match store.submit(NONE, &Operation::Remove { path: &path }) {
             Ok(id) => {
                 log::info!("blkif: frontend domain {peer} vbd {device}: detached, {path} removed");
-                self.glue.fire_and_forget.push(id);
+                self.sessions.glue.fire_and_forget.push(id);
             }
             Err(error) => log::warn!("blkif: removing {path}: {error}"),
         }
@@ -651,23 +561,9 @@ impl BlockBackend {
         ready: &ReadySnapshot,
         counters: &ServiceCounters,
     ) {
-        let mut due: LiteMap<BlkKey, ()> = LiteMap::new();
-        for key in ready
-            .ports()
-            .filter_map(|port| self.registry.key_for_port(port))
-        {
-            due.insert(key, ());
-        }
-        for key in self.registry.keys().filter(|key| {
-            self.registry
-                .session(*key)
-                .is_some_and(BlkSession::has_backlog)
-        }) {
-            due.insert(key, ());
-        }
-        for (key, ()) in due {
-            self.deliver(Some(store), pmap, key, PeerEvent::EventChannel, counters);
-        }
+        let backlogged: Vec<BlkKey> = self.backlogged().collect();
+        self.sessions
+            .on_ports(Some(store), pmap, ready, backlogged.into_iter(), counters);
     }
 
     /// The liveness check: ends the sessions whose port's remote end is gone.
@@ -677,48 +573,26 @@ impl BlockBackend {
         pmap: PmapHandle,
         counters: &ServiceCounters,
     ) {
-        let lost: Vec<BlkKey> = self
-            .registry
-            .ports()
-            .filter(|(key, port)| peer_lost(key.peer, port_state(*port)))
-            .map(|(key, _)| key)
-            .collect();
-        for key in lost {
-            log::info!(
-                "blkif: frontend domain {} vbd {}: its end of our event channel is gone",
-                key.peer,
-                key.device
-            );
-            self.deliver(Some(store), pmap, key, PeerEvent::DomainDied, counters);
-        }
+        self.sessions.check_liveness(Some(store), pmap, counters);
     }
 
     /// Ends every session (grantsvc is shutting down), unmapping first; returns how many ended.
     pub fn close_all(
         &mut self,
-        mut store: Option<&mut Xenstore>,
+        store: Option<&mut Xenstore>,
         pmap: PmapHandle,
         counters: &ServiceCounters,
     ) -> usize {
-        let all = self.registry.shutdown(counters);
-        let closed = all.len();
-        for (key, actions) in all {
-            let mut executor = Executor {
-                pmap,
-                store: store.as_deref_mut(),
-                glue: &mut self.glue,
-            };
-            driver::drive(&mut self.registry, key, actions, &mut executor, counters);
-        }
-        closed
+        self.sessions.close_all(store, pmap, counters)
     }
 
     /// When the figures held back by the rate limit are due (none when all are published).
     fn publish_deadline(&self) -> Option<u64> {
         let totals_changed = self.published_totals.is_none();
         let stale = totals_changed
-            || self.published.len() != self.glue.figures.len()
+            || self.published.len() != self.sessions.glue.figures.len()
             || self
+                .sessions
                 .glue
                 .figures
                 .iter()
@@ -732,12 +606,12 @@ impl BlockBackend {
         if now_ns.saturating_sub(self.last_publish_ns) < PUBLISH_INTERVAL_NS {
             return;
         }
-        let live = &self.glue.figures;
+        let live = &self.sessions.glue.figures;
         self.published.retain(|key, _| live.contains_key(key));
         let mut writes: Vec<(String, String)> = Vec::new();
-        let mut totals = self.glue.retired;
+        let mut totals = self.sessions.glue.retired;
         let mut persistent = 0;
-        for (key, figures) in &self.glue.figures {
+        for (key, figures) in &self.sessions.glue.figures {
             totals.requests += figures.counters.requests;
             totals.bytes_read += figures.counters.bytes_read;
             totals.bytes_written += figures.counters.bytes_written;
@@ -765,7 +639,7 @@ impl BlockBackend {
             }
             writes.push((
                 format!("{directory}/devices"),
-                format!("{}", self.registry.len()),
+                format!("{}", self.sessions.len()),
             ));
             self.published_totals = Some((totals, persistent));
         }
@@ -779,7 +653,7 @@ impl BlockBackend {
                 value: value.as_bytes(),
             };
             match store.submit(NONE, &operation) {
-                Ok(id) => self.glue.fire_and_forget.push(id),
+                Ok(id) => self.sessions.glue.fire_and_forget.push(id),
                 Err(error) => log::warn!("blkif: publishing {path}: {error}"),
             }
         }
@@ -787,10 +661,6 @@ impl BlockBackend {
 }
 
 impl ProtocolGlue<BlkProtocol> for BlkGlue {
-    fn pending(&mut self) -> &mut PendingRequests<BlkKey> {
-        &mut self.pending
-    }
-
     fn own_directory(&self, key: BlkKey) -> Option<String> {
         Some(backend_path(self.own, key.peer, key.device))
     }
@@ -843,20 +713,11 @@ impl ProtocolGlue<BlkProtocol> for BlkGlue {
                 key.device
             ),
         }
-        let token = self
-            .watches
-            .iter()
-            .find(|(_, watched)| **watched == key)
-            .map(|(token, _)| token.clone());
         let Some(store) = store else {
+            self.watches.unwatch(None, key);
             return;
         };
-        if let Some(token) = token {
-            self.watches.remove(&token);
-            if let Err(error) = store.unwatch_later(&token) {
-                log::debug!("blkif: {key}: removing watch {token}: {error}");
-            }
-        }
+        self.watches.unwatch(Some(&mut *store), key);
         let path = figures_path(key);
         match store.submit(NONE, &Operation::Remove { path: &path }) {
             Ok(id) => self.fire_and_forget.push(id),

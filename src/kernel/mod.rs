@@ -19,6 +19,8 @@ pub mod lab;
 mod logger;
 mod panic;
 mod peer_executor;
+mod peer_sessions;
+mod peer_watches;
 pub mod service;
 mod share_backend;
 mod start;

@@ -19,12 +19,13 @@ use alloc::vec::Vec;
 use grantsvc::addr::PAGE_SIZE;
 use grantsvc::hypervisor::XenError;
 use grantsvc::ids::{DomId, EvtchnPort, GrantRef};
-use grantsvc::peer::action::CloseReason;
-use grantsvc::peer::driver::{Effects, OwnedNodes};
+use grantsvc::peer::action::{CloseReason, PeerAction};
+use grantsvc::peer::driver::{Effects, InTransaction, OwnedNodes};
 use grantsvc::peer::key::SessionKey;
 use grantsvc::peer::liveness::PortState;
 use grantsvc::peer::pending::PendingRequests;
 use grantsvc::peer::protocol::Protocol;
+use grantsvc::peer::transaction_write::TransactionWrites;
 use grantsvc::peer::value::RemotePort;
 use grantsvc::pmap::{GrantMapError, GrantMapping};
 use grantsvc::shared_memory::SharedMemory;
@@ -38,14 +39,13 @@ pub type Region = GrantMapping<PmapHandle>;
 /// The status reported for a failure Xen gave no status for (`GNTST_general_error`).
 const GENERAL_ERROR: i32 = -1;
 const NONE: TransactionId = TransactionId::NONE;
-/// Runs of a transaction xenstored answers with EAGAIN before giving up.
-const TRANSACTION_ATTEMPTS: u32 = 5;
+
+/// The sessions' transactional writes in flight, each with the actions its session queued
+/// after it.
+pub type Transactions<P> = TransactionWrites<SessionKey<P>, Vec<PeerAction<P, Region>>>;
 
 /// What differs between protocols when their actions are carried out.
 pub trait ProtocolGlue<P: Protocol> {
-    /// The protocol's node reads and writes in flight (the executor records them here; the
-    /// protocol hands their replies back as they arrive).
-    fn pending(&mut self) -> &mut PendingRequests<SessionKey<P>>;
     /// The session's own directory (node writes are relative to it), if it has one.
     fn own_directory(&self, key: SessionKey<P>) -> Option<String>;
     /// The peer's directory (node reads are relative to it).
@@ -79,10 +79,15 @@ pub trait ProtocolGlue<P: Protocol> {
 }
 
 /// Carries out actions for protocol glue `G`.
-pub struct Executor<'a, G> {
+pub struct Executor<'a, P: Protocol, G> {
     pub pmap: PmapHandle,
     /// `None` while xenstore is unusable (at shutdown without it): writes are skipped.
     pub store: Option<&'a mut Xenstore>,
+    /// The sessions' node reads and writes in flight (recorded here; their replies are handed
+    /// back as they arrive).
+    pub pending: &'a mut PendingRequests<SessionKey<P>>,
+    /// The sessions' transactional writes in flight.
+    pub transactions: &'a mut Transactions<P>,
     pub glue: &'a mut G,
 }
 
@@ -107,7 +112,7 @@ pub fn port_state(port: EvtchnPort) -> PortState {
     }
 }
 
-impl<P: Protocol, G: ProtocolGlue<P>> Effects<P, Region> for Executor<'_, G> {
+impl<P: Protocol, G: ProtocolGlue<P>> Effects<P, Region> for Executor<'_, P, G> {
     fn map(
         &mut self,
         key: SessionKey<P>,
@@ -206,7 +211,7 @@ impl<P: Protocol, G: ProtocolGlue<P>> Effects<P, Region> for Executor<'_, G> {
                     .ok()
             })
             .collect();
-        self.glue.pending().start_read(key, names, &ids)
+        self.pending.start_read(key, names, &ids)
     }
 
     fn write_nodes(&mut self, key: SessionKey<P>, nodes: Vec<(&'static str, String)>) {
@@ -229,7 +234,7 @@ impl<P: Protocol, G: ProtocolGlue<P>> Effects<P, Region> for Executor<'_, G> {
                 value: value.as_bytes(),
             };
             match store.submit(NONE, &operation) {
-                Ok(id) => self.glue.pending().track_write(id, key, name),
+                Ok(id) => self.pending.track_write(id, key, name),
                 Err(error) => log::warn!("{}: session {key}: writing {path}: {error}", P::NAME),
             }
         }
@@ -256,9 +261,10 @@ impl<P: Protocol, G: ProtocolGlue<P>> Effects<P, Region> for Executor<'_, G> {
         &mut self,
         key: SessionKey<P>,
         nodes: Vec<(&'static str, String)>,
-    ) -> bool {
+        then: Vec<PeerAction<P, Region>>,
+    ) -> InTransaction<Vec<PeerAction<P, Region>>> {
         let Some(directory) = self.glue.own_directory(key) else {
-            return false;
+            return InTransaction::Failed;
         };
         let Some(store) = self.store.as_deref_mut() else {
             log::warn!(
@@ -266,25 +272,22 @@ impl<P: Protocol, G: ProtocolGlue<P>> Effects<P, Region> for Executor<'_, G> {
                 P::NAME,
                 nodes.len()
             );
-            return false;
+            return InTransaction::Failed;
         };
-        // Waits for xenstored (a few round trips): done once per connection.
-        let written = store.transaction(TRANSACTION_ATTEMPTS, |store, transaction, _| {
-            for (name, value) in &nodes {
-                let path = alloc::format!("{directory}/{name}");
-                store.write(transaction, &path, value.as_bytes())?;
-            }
-            Ok(())
-        });
-        match written {
-            Ok(_) => true,
-            Err(error) => {
+        let count = nodes.len();
+        let paths = nodes
+            .into_iter()
+            .map(|(name, value)| (alloc::format!("{directory}/{name}"), value))
+            .collect();
+        // In flight: the session waits, others are served; `Sessions::on_replies` resumes it.
+        match self.transactions.start(store, key, paths, then) {
+            Ok(()) => InTransaction::InFlight,
+            Err((_, reason)) => {
                 log::warn!(
-                    "{}: session {key}: writing {} node(s) in a transaction: {error}",
-                    P::NAME,
-                    nodes.len()
+                    "{}: session {key}: writing {count} node(s) in a transaction: {reason}",
+                    P::NAME
                 );
-                false
+                InTransaction::Failed
             }
         }
     }
@@ -295,11 +298,13 @@ impl<P: Protocol, G: ProtocolGlue<P>> Effects<P, Region> for Executor<'_, G> {
 
     fn closed(&mut self, key: SessionKey<P>, reason: &CloseReason<P>, unmapped_pages: usize) {
         // Replies still to come for the ended session mean nothing now.
-        let ids = self.glue.pending().forget(key);
+        let ids = self.pending.forget(key);
         if let Some(store) = self.store.as_deref_mut() {
             for id in ids {
                 store.abandon(id);
             }
+            // What it kept for after its transaction goes with it (regions unmap on drop).
+            drop(self.transactions.forget(store, key));
         }
         self.glue
             .closed(self.store.as_deref_mut(), key, reason, unmapped_pages);

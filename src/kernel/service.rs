@@ -6,7 +6,11 @@
 //! queued watch events, runs the liveness check when due, and republishes the counters when
 //! they changed (rate-limited). It blocks only when nothing is queued - no fired port, no watch
 //! event or reply already read - until the earliest deadline something waits for; work that
-//! only a timer's expiry found is logged as a warning. A `control/shutdown` request from
+//! only a timer's expiry found is logged as a warning. Once serving, the loop waits for no
+//! xenstore round trip: the backend-root scans, vchan discovery, the read of
+//! `control/shutdown` and the sessions' node reads, writes and transactions are requests in
+//! flight whose replies are handed over as they arrive, so no peer waits for another's; only
+//! start-up and the orderly stop's last flush wait. A `control/shutdown` request from
 //! `xl shutdown` / `xl reboot` is acknowledged by clearing the node, then every peer session
 //! is closed (its grants unmapped) before the domain goes with the matching shutdown reason.
 
@@ -20,10 +24,10 @@ use super::share_backend::{self, ShareBackend};
 use super::store_connection::{WatchOwner, Xenstore, XenstoreError};
 use super::vchan_client::{self, VchanClient};
 use super::xen::sched;
-use alloc::string::{String, ToString};
+use alloc::string::String;
 use alloc::vec::Vec;
 use grantsvc::abi::sched::ShutdownReason;
-use grantsvc::domain_control::ShutdownRequest;
+use grantsvc::domain_control::{ShutdownRequest, ShutdownWatch, CONTROL_SHUTDOWN};
 use grantsvc::event_delivery::{
     found_only_at_timer, next_wait, NextWait, QueuedWork, ReadySnapshot, TimerDeadlines,
 };
@@ -72,6 +76,8 @@ pub struct Service {
     unfinished: bool,
     /// The counters' writes in flight (nothing waits for them).
     publish_requests: Vec<RequestId>,
+    /// `control/shutdown`'s read and acknowledgements in flight.
+    shutdown: ShutdownWatch,
     /// Turns of the loop since boot (`stats` answers it: an idle service must not spin).
     turns: u64,
 }
@@ -103,7 +109,7 @@ impl Service {
                 log::warn!("xenstore: writing {feature}: {error}");
             }
         }
-        store.watch("control/shutdown", SHUTDOWN_TOKEN, CONTROL_OWNER)?;
+        store.watch(CONTROL_SHUTDOWN, SHUTDOWN_TOKEN, CONTROL_OWNER)?;
         log::info!("watching control/shutdown: xl shutdown and xl reboot stop the service cleanly");
         probe_release_domain(&mut store);
         let pmap = Some(kernel.pmap);
@@ -134,6 +140,7 @@ impl Service {
             timers: TimerDeadlines::new(),
             unfinished: false,
             publish_requests: Vec::new(),
+            shutdown: ShutdownWatch::default(),
             turns: 0,
         })
     }
@@ -269,10 +276,9 @@ impl Service {
     }
 
     /// Hands watch events to their owners, also those that arrive meanwhile, for at most
-    /// [`WATCH_ROUNDS`] rounds. Returns whether `control/shutdown` changed; sets `unfinished`
-    /// when events are left for the next turn.
-    fn dispatch_watch_events(&mut self) -> bool {
-        let mut control_changed = false;
+    /// [`WATCH_ROUNDS`] rounds; sets `unfinished` when events are left for the next turn.
+    /// Nothing here waits: what the events call for is read with requests in flight.
+    fn dispatch_watch_events(&mut self) {
         self.unfinished = true;
         for _ in 0..WATCH_ROUNDS {
             let events = self.store.take_watch_events();
@@ -282,7 +288,7 @@ impl Service {
             }
             for (owner, event) in events {
                 if owner == CONTROL_OWNER {
-                    control_changed = true;
+                    self.shutdown.changed(&mut self.store);
                 } else if owner == RELEASE_OWNER {
                     // Some domain died: look at every session's channel now.
                     self.check_liveness();
@@ -291,61 +297,28 @@ impl Service {
                 }
             }
         }
-        control_changed
     }
 
     /// Hands a watch event to the protocol that registered it; false if none did.
     fn on_peer_watch_event(&mut self, owner: WatchOwner, path: &str, token: &str) -> bool {
-        let Some(pmap) = self.pmap else {
-            return false;
-        };
-        let counters = self.counters(ServiceState::Running);
-        if let Some(block) = self.block.as_mut() {
-            if block_backend::owns(owner) {
-                block.on_watch_event(&mut self.store, owner, path, token);
-                return true;
-            }
-        }
-        match (self.share.as_mut(), self.vchan.as_mut()) {
-            (Some(share), _) if share_backend::owns(owner) => {
-                share.on_watch_event(&mut self.store, pmap, owner, path, token, &counters);
+        match (
+            self.share.as_mut(),
+            self.vchan.as_mut(),
+            self.block.as_mut(),
+        ) {
+            (Some(share), _, _) if share_backend::owns(owner) => {
+                share.on_watch_event(&mut self.store, owner, path, token);
                 true
             }
-            (_, Some(vchan)) if vchan_client::owns(owner) => {
-                vchan.on_watch_event(&mut self.store, pmap, path, &counters);
+            (_, Some(vchan), _) if vchan_client::owns(owner) => {
+                vchan.on_watch_event(&mut self.store, path);
+                true
+            }
+            (_, _, Some(block)) if block_backend::owns(owner) => {
+                block.on_watch_event(&mut self.store, owner, path, token);
                 true
             }
             _ => false,
-        }
-    }
-
-    /// A shutdown request, if `control/shutdown` changed and holds one.
-    fn shutdown_request(&mut self, control_changed: bool) -> Option<ShutdownRequest> {
-        if !control_changed {
-            return None;
-        }
-        let value = match self.store.read(NONE, "control/shutdown") {
-            Ok(value) => value,
-            Err(error) if error.is_not_found() => return None,
-            Err(error) => {
-                log::warn!("xenstore: reading control/shutdown: {error}");
-                return None;
-            }
-        };
-        let request = ShutdownRequest::parse(&value);
-        if request.is_none() && !value.is_empty() {
-            log::warn!(
-                "control/shutdown holds {:?}, not a request grantsvc knows; ignored",
-                value.escape_ascii().to_string()
-            );
-        }
-        request
-    }
-
-    /// Tells the toolstack the request was seen, by clearing the node (as Linux does).
-    fn acknowledge(&mut self) {
-        if let Err(error) = self.store.write(NONE, "control/shutdown", b"") {
-            log::warn!("xenstore: acknowledging the shutdown request: {error}");
         }
     }
 
@@ -360,7 +333,12 @@ impl Service {
             .block
             .as_ref()
             .is_some_and(|block| block.has_replies(&self.store));
+        let vchan_replies = self
+            .vchan
+            .as_ref()
+            .is_some_and(|vchan| vchan.has_replies(&self.store));
         let block_backlog = self.block.as_ref().is_some_and(BlockBackend::has_backlog);
+        let shutdown_replies = self.shutdown.has_replies(&self.store);
         let publish_replies = self
             .publish_requests
             .iter()
@@ -369,25 +347,73 @@ impl Service {
             ports_ready: event_wait::any_ready(),
             watch_events: self.store.queued_watch_events(),
             replies: usize::from(share_replies)
+                + usize::from(vchan_replies)
                 + usize::from(block_replies)
-                + usize::from(publish_replies),
+                + usize::from(publish_replies)
+                + usize::from(shutdown_replies),
             unfinished: self.unfinished || block_backlog,
         }
     }
 
-    /// Hands the replies that arrived to whoever waits for them.
-    fn on_replies(&mut self) {
+    /// Who has replies waiting (for the warning about work found only at a timer's expiry).
+    fn reply_sources(&self) -> String {
+        let store = &self.store;
+        let sources = [
+            (
+                "grant-share",
+                self.share
+                    .as_ref()
+                    .is_some_and(|share| share.has_replies(store)),
+            ),
+            (
+                "vchan",
+                self.vchan
+                    .as_ref()
+                    .is_some_and(|vchan| vchan.has_replies(store)),
+            ),
+            (
+                "blkif",
+                self.block
+                    .as_ref()
+                    .is_some_and(|block| block.has_replies(store)),
+            ),
+            (
+                "counters",
+                self.publish_requests.iter().any(|id| store.has_reply(*id)),
+            ),
+            ("control/shutdown", self.shutdown.has_replies(store)),
+        ];
+        let named: Vec<&str> = sources
+            .iter()
+            .filter(|(_, waiting)| *waiting)
+            .map(|(name, _)| *name)
+            .collect();
+        if named.is_empty() {
+            String::from("nobody")
+        } else {
+            named.join(", ")
+        }
+    }
+
+    /// Hands the replies that arrived to whoever waits for them; returns the shutdown request
+    /// `control/shutdown` was found to hold, if any.
+    fn on_replies(&mut self) -> Option<ShutdownRequest> {
         self.publish_replies();
+        let request = self.shutdown.take_replies(&mut self.store);
         let Some(pmap) = self.pmap else {
-            return;
+            return request;
         };
         let counters = self.counters(ServiceState::Running);
         if let Some(share) = self.share.as_mut() {
             share.on_replies(&mut self.store, pmap, &counters);
         }
+        if let Some(vchan) = self.vchan.as_mut() {
+            vchan.on_replies(&mut self.store, pmap, &counters);
+        }
         if let Some(block) = self.block.as_mut() {
             block.on_replies(&mut self.store, pmap, &counters);
         }
+        request
     }
 
     /// One turn of the loop; returns when to block until, or `None` to run again at once.
@@ -402,31 +428,21 @@ impl Service {
             let work = self.queued_work();
             if found_only_at_timer(port_fired, true, &work) {
                 log::warn!(
-                    "service: work found only at a timer's expiry ({} watch event(s) queued): a wake-up was lost",
-                    work.watch_events
+                    "service: work found only at a timer's expiry ({} watch event(s), replies for {}, unfinished {}): a wake-up was lost",
+                    work.watch_events,
+                    self.reply_sources(),
+                    work.unfinished
                 );
             }
         }
         self.on_ports(&ready, now);
         self.store.pump();
-        self.on_replies();
-        let control_changed = self.dispatch_watch_events();
-        self.on_replies();
-        if let Some(request) = self.shutdown_request(control_changed) {
-            match request.reason() {
-                Some(reason) => {
-                    self.acknowledge();
-                    self.stop(request, reason);
-                }
-                None => {
-                    log::warn!(
-                        "control/shutdown asks for {}: not supported, ignored",
-                        request.name()
-                    );
-                    self.acknowledge();
-                }
-            }
-        }
+        let requested = self.on_replies();
+        self.on_shutdown_request(requested);
+        self.dispatch_watch_events();
+        self.store.pump();
+        let requested = self.on_replies();
+        self.on_shutdown_request(requested);
         if self
             .liveness
             .due(event_wait::now_ns(), self.bound_sessions())
@@ -451,6 +467,22 @@ impl Service {
                 block_timers,
             ],
         )
+    }
+
+    /// Acknowledges a request found in `control/shutdown` and carries it out (the orderly
+    /// stop) if grantsvc supports it.
+    fn on_shutdown_request(&mut self, request: Option<ShutdownRequest>) {
+        let Some(request) = request else {
+            return;
+        };
+        self.shutdown.acknowledge(&mut self.store);
+        match request.reason() {
+            Some(reason) => self.stop(request, reason),
+            None => log::warn!(
+                "control/shutdown asks for {}: not supported, ignored",
+                request.name()
+            ),
+        }
     }
 
     /// Runs the loop until the toolstack stops the domain.

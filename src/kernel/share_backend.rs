@@ -23,7 +23,9 @@
     clippy::indexing_slicing
 )]
 
-use super::peer_executor::{port_state, Executor, PmapHandle, ProtocolGlue, Region};
+use super::peer_executor::{PmapHandle, ProtocolGlue, Region};
+use super::peer_sessions::{nothing_after_event, Sessions};
+use super::peer_watches::PeerWatches;
 use super::store_connection::{WatchOwner, Xenstore};
 use alloc::format;
 use alloc::string::String;
@@ -34,17 +36,16 @@ use grantsvc::ids::DomId;
 use grantsvc::peer::action::PeerEvent;
 use grantsvc::peer::counters::ServiceCounters;
 use grantsvc::peer::device_id::DeviceId;
-use grantsvc::peer::driver;
-use grantsvc::peer::liveness::peer_lost;
-use grantsvc::peer::pending::{Answered, PendingRequests};
+use grantsvc::peer::root_scan::RootScan;
 use grantsvc::peer::share::nodes::{self, backend, frontend};
 use grantsvc::peer::share::protocol::{ShareMapping, ShareProtocol};
-use grantsvc::peer::share::registry::{open_device, ShareKey, ShareRegistry};
-use grantsvc::peer::share::session::{CloseReason, ShareEvent, Verification};
+use grantsvc::peer::share::registry::ShareKey;
+use grantsvc::peer::share::session::{CloseReason, ShareSession, Verification};
 use grantsvc::peer::store_limit::StoreRefusal;
+use grantsvc::peer::store_requests::{read_value, take_arrived};
 use grantsvc::peer::xenbus_state::XenbusState;
 use litemap::LiteMap;
-use xenstore::{Operation, Reply, ReplyError, RequestId, TransactionId, XsError};
+use xenstore::{Operation, RequestId, TransactionId};
 
 /// Watch owners of this module (the service routes their events here).
 pub const ROOT_OWNER: WatchOwner = 0x5348_0001;
@@ -55,10 +56,8 @@ const NONE: TransactionId = TransactionId::NONE;
 /// What grant-share adds when its actions are carried out: directories, watches, log lines.
 struct ShareGlue {
     own: DomId,
-    /// Frontend `state` watch tokens, and the session each belongs to.
-    watches: LiteMap<String, ShareKey>,
-    /// The sessions' node reads and writes in flight.
-    pending: PendingRequests<ShareKey>,
+    /// Each session's watch on its frontend's `state`.
+    watches: PeerWatches<ShareKey>,
     /// Where each session's pages are mapped, for its log lines.
     mapped_at: LiteMap<ShareKey, VirtAddr>,
 }
@@ -82,9 +81,9 @@ enum Lookup {
 
 /// The grant-share backend, owned by the service.
 pub struct ShareBackend {
-    root: String,
-    registry: ShareRegistry<Region>,
-    glue: ShareGlue,
+    /// The scans of the backend root, in flight while the loop goes on.
+    scan: RootScan<DeviceId>,
+    sessions: Sessions<ShareSession<Region>, ShareGlue>,
     /// Lookups in flight, by request id: nothing waits for them.
     lookups: LiteMap<RequestId, Lookup>,
 }
@@ -104,63 +103,43 @@ impl ShareBackend {
             return None;
         }
         log::info!("grant-share: serving devices under {root}");
+        let glue = ShareGlue {
+            own,
+            watches: PeerWatches::new(FRONTEND_OWNER),
+            mapped_at: LiteMap::new(),
+        };
         Some(ShareBackend {
-            root,
-            registry: ShareRegistry::default(),
-            glue: ShareGlue {
-                own,
-                watches: LiteMap::new(),
-                pending: PendingRequests::default(),
-                mapped_at: LiteMap::new(),
-            },
+            scan: RootScan::new(&root, nodes::device_of_backend_path),
+            sessions: Sessions::new(glue, nothing_after_event),
             lookups: LiteMap::new(),
         })
     }
 
     /// Live sessions.
     pub fn sessions(&self) -> usize {
-        self.registry.len()
+        self.sessions.len()
     }
 
     /// Sessions ended for a fault of the frontend's, since boot.
     pub fn faults(&self) -> u64 {
-        self.registry.faults()
+        self.sessions.faults()
     }
 
     /// Sessions with a bound port (what the liveness check looks at).
     pub fn bound_sessions(&self) -> usize {
-        self.registry.ports().count()
-    }
-
-    /// Hands `event` to session `key` and carries out what it asks.
-    fn deliver(
-        &mut self,
-        store: Option<&mut Xenstore>,
-        pmap: PmapHandle,
-        key: ShareKey,
-        event: ShareEvent<'_, Region>,
-        counters: &ServiceCounters,
-    ) {
-        let mut executor = Executor {
-            pmap,
-            store,
-            glue: &mut self.glue,
-        };
-        driver::deliver(&mut self.registry, key, event, &mut executor, counters);
+        self.sessions.bound()
     }
 
     /// Handles one watch event of ours.
     pub fn on_watch_event(
         &mut self,
         store: &mut Xenstore,
-        pmap: PmapHandle,
         owner: WatchOwner,
         path: &str,
         token: &str,
-        counters: &ServiceCounters,
     ) {
         match owner {
-            ROOT_OWNER => self.on_root_event(store, pmap, path, counters),
+            ROOT_OWNER => self.on_root_event(store, path),
             FRONTEND_OWNER => self.on_frontend_event(store, token),
             _ => {}
         }
@@ -174,11 +153,8 @@ impl ShareBackend {
         ready: &ReadySnapshot,
         counters: &ServiceCounters,
     ) {
-        for port in ready.ports() {
-            if let Some(key) = self.registry.key_for_port(port) {
-                self.deliver(Some(store), pmap, key, PeerEvent::EventChannel, counters);
-            }
-        }
+        self.sessions
+            .on_ports(Some(store), pmap, ready, core::iter::empty(), counters);
     }
 
     /// The liveness check: ends the sessions whose port's remote end is no longer their
@@ -189,102 +165,38 @@ impl ShareBackend {
         pmap: PmapHandle,
         counters: &ServiceCounters,
     ) {
-        let lost: Vec<ShareKey> = self
-            .registry
-            .ports()
-            .filter(|(key, port)| peer_lost(key.peer, port_state(*port)))
-            .map(|(key, _)| key)
-            .collect();
-        for key in lost {
-            log::info!(
-                "grant-share: peer domain {} device {}: its end of our event channel is gone",
-                key.peer,
-                key.device
-            );
-            self.deliver(Some(store), pmap, key, PeerEvent::DomainDied, counters);
-        }
+        self.sessions.check_liveness(Some(store), pmap, counters);
     }
 
     /// Ends every session (grantsvc is shutting down), unmapping first; returns how many ended.
     pub fn close_all(
         &mut self,
-        mut store: Option<&mut Xenstore>,
+        store: Option<&mut Xenstore>,
         pmap: PmapHandle,
         counters: &ServiceCounters,
     ) -> usize {
-        let all = self.registry.shutdown(counters);
-        let closed = all.len();
-        for (key, actions) in all {
-            let mut executor = Executor {
-                pmap,
-                store: store.as_deref_mut(),
-                glue: &mut self.glue,
-            };
-            driver::drive(&mut self.registry, key, actions, &mut executor, counters);
-        }
-        closed
+        self.sessions.close_all(store, pmap, counters)
     }
 
     /// A node changed below the root: a device appeared, changed or went.
-    fn on_root_event(
-        &mut self,
-        store: &mut Xenstore,
-        pmap: PmapHandle,
-        path: &str,
-        counters: &ServiceCounters,
-    ) {
-        match nodes::device_of_backend_path(&self.root, path) {
+    fn on_root_event(&mut self, store: &mut Xenstore, path: &str) {
+        let root = String::from(self.scan.root());
+        match nodes::device_of_backend_path(&root, path) {
             Some((peer, device)) => self.consider_device(store, peer, device),
-            // The root or a frontend's folder: look at every device below it.
-            None if path == self.root || path.starts_with(&format!("{}/", self.root)) => {
-                self.scan(store, pmap, counters)
+            // The root or a frontend's folder: look at every device below it (the scan's
+            // answer comes in `on_replies`).
+            None if path == root || path.starts_with(&format!("{root}/")) => {
+                self.scan.request(store)
             }
             None => {}
         }
     }
 
-    /// Looks at every device under the root.
-    fn scan(&mut self, store: &mut Xenstore, pmap: PmapHandle, counters: &ServiceCounters) {
-        let frontends = match store.directory(NONE, &self.root) {
-            Ok(names) => names,
-            Err(error) if error.is_not_found() => Vec::new(),
-            Err(error) => {
-                log::warn!("grant-share: listing {}: {error}", self.root);
-                return;
-            }
-        };
-        let mut present = LiteMap::new_vec();
-        for frontend_name in frontends {
-            let folder = format!("{}/{frontend_name}", self.root);
-            let Ok(devices) = store.directory(NONE, &folder) else {
-                continue;
-            };
-            for device_name in devices {
-                let path = format!("{folder}/{device_name}");
-                if let Some(device) = nodes::device_of_backend_path(&self.root, &path) {
-                    present.insert(device, ());
-                }
-            }
-        }
-        // Sessions whose backend directory went with a whole frontend folder.
-        let gone: Vec<ShareKey> = self
-            .registry
-            .keys()
-            .filter(|key| !present.contains_key(&(key.peer, key.device)))
-            .collect();
-        for key in gone {
-            self.deliver(Some(store), pmap, key, PeerEvent::OwnNodesRemoved, counters);
-        }
-        for ((peer, device), ()) in present {
-            self.consider_device(store, peer, device);
-        }
-    }
-
     /// Looks up a device's backend `state` (the answer comes in [`ShareBackend::on_replies`]).
     fn consider_device(&mut self, store: &mut Xenstore, peer: DomId, device: DeviceId) {
-        let directory = nodes::backend_path(self.glue.own, peer, device);
+        let directory = nodes::backend_path(self.sessions.glue.own, peer, device);
         let path = format!("{directory}/{}", backend::STATE);
-        let session = self.registry.find(peer, device);
+        let session = self.sessions.registry().find(peer, device);
         match store.submit(NONE, &Operation::Read { path: &path }) {
             Ok(id) => {
                 let lookup = Lookup::BackendState {
@@ -309,11 +221,12 @@ impl ShareBackend {
         state: Option<Vec<u8>>,
         counters: &ServiceCounters,
     ) {
-        match (self.registry.find(peer, device), state) {
+        match (self.sessions.registry().find(peer, device), state) {
             (Some(key), None) => {
-                self.deliver(Some(store), pmap, key, PeerEvent::OwnNodesRemoved, counters);
+                self.sessions
+                    .deliver(Some(store), pmap, key, PeerEvent::OwnNodesRemoved, counters);
             }
-            // New, or re-created by the toolstack before we saw it go: `open_device` ends an
+            // New, or re-created by the toolstack before we saw it go: `replace` ends an
             // old session of the device first.
             (_, Some(state))
                 if state.as_slice() == XenbusState::Initialising.as_str().as_bytes() =>
@@ -332,18 +245,11 @@ impl ShareBackend {
         device: DeviceId,
         counters: &ServiceCounters,
     ) {
-        let opened = open_device(&mut self.registry, peer, device);
-        let mut new_key = None;
-        for (key, actions) in opened {
-            new_key = Some(key);
-            let mut executor = Executor {
-                pmap,
-                store: Some(&mut *store),
-                glue: &mut self.glue,
-            };
-            driver::drive(&mut self.registry, key, actions, &mut executor, counters);
-        }
-        let Some(key) = new_key else {
+        let (session, actions) = ShareSession::new(peer, device);
+        let Some(key) = self
+            .sessions
+            .replace(Some(&mut *store), pmap, session, actions, counters)
+        else {
             return;
         };
         log::info!("grant-share: peer domain {peer} device {device}: new device, session {key}");
@@ -352,25 +258,25 @@ impl ShareBackend {
             key.peer, key.device, key.generation
         );
         let path = format!("{}/{}", nodes::frontend_path(peer, device), frontend::STATE);
-        match store.submit_watch(&path, &token, FRONTEND_OWNER) {
+        match self.sessions.glue.watches.watch(store, key, &path, token) {
             Ok(id) => {
-                self.glue.watches.insert(token, key);
                 self.lookups.insert(id, Lookup::FrontendWatch(key));
             }
             Err(error) => {
                 log::warn!("grant-share: peer domain {peer} device {device}: watching {path}: {error}; session ended");
                 let event = PeerEvent::OwnNodesNotWritten(StoreRefusal::watch(None));
-                self.deliver(Some(store), pmap, key, event, counters);
+                self.sessions
+                    .deliver(Some(store), pmap, key, event, counters);
             }
         }
     }
 
     /// The frontend's `state` changed (or went): look it up.
     fn on_frontend_event(&mut self, store: &mut Xenstore, token: &str) {
-        let Some(&key) = self.glue.watches.get(token) else {
+        let Some(key) = self.sessions.glue.watches.session_of(token) else {
             return;
         };
-        if self.registry.session(key).is_none() {
+        if self.sessions.registry().session(key).is_none() {
             return;
         }
         let path = format!(
@@ -386,47 +292,11 @@ impl ShareBackend {
         }
     }
 
-    /// The frontend's `state` as read (`None`: gone or unreadable).
-    fn frontend_state_known(
-        &mut self,
-        store: &mut Xenstore,
-        pmap: PmapHandle,
-        key: ShareKey,
-        state: Option<Vec<u8>>,
-        counters: &ServiceCounters,
-    ) {
-        match state {
-            Some(value) => self.deliver(
-                Some(store),
-                pmap,
-                key,
-                PeerEvent::PeerState(&value),
-                counters,
-            ),
-            None => {
-                let lost = self
-                    .registry
-                    .ports()
-                    .any(|(live, port)| live == key && peer_lost(key.peer, port_state(port)));
-                let event = if lost {
-                    PeerEvent::DomainDied
-                } else {
-                    PeerEvent::PeerNodesRemoved
-                };
-                self.deliver(Some(store), pmap, key, event, counters);
-            }
-        }
-    }
-
     /// True when a reply the backend waits for has arrived (work for the run loop).
     pub fn has_replies(&self, store: &Xenstore) -> bool {
-        self.lookups.keys().any(|id| store.has_reply(*id))
-            || self
-                .glue
-                .pending
-                .ids()
-                .into_iter()
-                .any(|id| store.has_reply(id))
+        self.scan.has_replies(store)
+            || self.lookups.keys().any(|id| store.has_reply(*id))
+            || self.sessions.has_replies(store)
     }
 
     /// Takes the replies that arrived for the backend and its sessions, and acts on them.
@@ -436,15 +306,25 @@ impl ShareBackend {
         pmap: PmapHandle,
         counters: &ServiceCounters,
     ) {
-        let lookups: Vec<(RequestId, Lookup)> = self
-            .lookups
-            .iter()
-            .filter(|(id, _)| store.has_reply(**id))
-            .map(|(id, lookup)| (*id, *lookup))
-            .collect();
-        for (id, lookup) in lookups {
-            self.lookups.remove(&id);
-            let Some(result) = store.take_reply(id) else {
+        for present in self.scan.take_replies(store) {
+            // Every device present, and every session's (one whose directory went reads as
+            // gone and ends): each looked up.
+            let mut devices: Vec<(DomId, DeviceId)> = present.into_iter().collect();
+            devices.extend(
+                self.sessions
+                    .registry()
+                    .keys()
+                    .map(|key| (key.peer, key.device)),
+            );
+            devices.sort();
+            devices.dedup();
+            for (peer, device) in devices {
+                self.consider_device(store, peer, device);
+            }
+        }
+        let ids: Vec<RequestId> = self.lookups.keys().copied().collect();
+        for (id, result) in take_arrived(store, &ids) {
+            let Some(lookup) = self.lookups.remove(&id) else {
                 continue;
             };
             if let (Lookup::FrontendWatch(key), Err(error)) = (lookup, &result) {
@@ -455,15 +335,16 @@ impl ShareBackend {
                 );
                 // Past xenstored's watch quota (E2BIG): refused with a reason the frontend reads.
                 let event = PeerEvent::OwnNodesNotWritten(StoreRefusal::watch(Some(*error)));
-                self.deliver(Some(store), pmap, key, event, counters);
+                self.sessions
+                    .deliver(Some(store), pmap, key, event, counters);
                 continue;
             }
-            let value = match result {
-                Ok(Reply::Value(value)) => Some(value),
-                Ok(_) => None,
-                Err(ReplyError::Xenstore(XsError::NotFound)) => None,
+            let value = match read_value(result) {
+                Ok(value) => value,
                 Err(error) => {
-                    log::warn!("grant-share: {lookup:?}: {error}");
+                    if !matches!(lookup, Lookup::FrontendWatch(_)) {
+                        log::warn!("grant-share: {lookup:?}: {error}");
+                    }
                     None
                 }
             };
@@ -474,64 +355,25 @@ impl ShareBackend {
                     session,
                 } => {
                     // Stale when a session was opened for the device after the read was sent.
-                    if self.registry.find(peer, device) == session {
+                    if self.sessions.registry().find(peer, device) == session {
                         self.backend_state_known(store, pmap, peer, device, value, counters)
                     }
                 }
                 Lookup::FrontendState(key) => {
-                    if self.registry.session(key).is_some() {
-                        self.frontend_state_known(store, pmap, key, value, counters);
+                    if self.sessions.registry().session(key).is_some() {
+                        let state = value.as_deref();
+                        self.sessions
+                            .peer_state_read(Some(store), pmap, key, state, counters);
                     }
                 }
                 Lookup::FrontendWatch(_) => {}
             }
         }
-        for id in self.glue.pending.ids() {
-            if !store.has_reply(id) {
-                continue;
-            }
-            let Some(result) = store.take_reply(id) else {
-                continue;
-            };
-            match self.glue.pending.answer(id, result) {
-                Answered::NodesRead { key, nodes } => {
-                    let read: Vec<(&'static str, Option<&[u8]>)> = nodes
-                        .iter()
-                        .map(|(name, value)| (*name, value.as_deref()))
-                        .collect();
-                    self.deliver(
-                        Some(store),
-                        pmap,
-                        key,
-                        PeerEvent::PeerNodesRead(&read),
-                        counters,
-                    );
-                }
-                Answered::WriteFailed { key, node, error } => {
-                    log::warn!(
-                        "grant-share: peer domain {} device {}: writing {node} failed: {error}",
-                        key.peer,
-                        key.device
-                    );
-                    let refusal = StoreRefusal::write(node, error);
-                    let event = PeerEvent::OwnNodesNotWritten(refusal);
-                    self.deliver(Some(store), pmap, key, event, counters);
-                }
-                Answered::WritesAcknowledged { key } => {
-                    let event = PeerEvent::OwnNodesWritten;
-                    self.deliver(Some(store), pmap, key, event, counters);
-                }
-                Answered::Nothing => {}
-            }
-        }
+        self.sessions.on_replies(store, pmap, counters);
     }
 }
 
 impl ProtocolGlue<ShareProtocol> for ShareGlue {
-    fn pending(&mut self) -> &mut PendingRequests<ShareKey> {
-        &mut self.pending
-    }
-
     fn own_directory(&self, key: ShareKey) -> Option<String> {
         Some(nodes::backend_path(self.own, key.peer, key.device))
     }
@@ -591,18 +433,6 @@ impl ProtocolGlue<ShareProtocol> for ShareGlue {
                 key.device
             ),
         }
-        let token = self
-            .watches
-            .iter()
-            .find(|(_, watched)| **watched == key)
-            .map(|(token, _)| token.clone());
-        if let Some(token) = token {
-            self.watches.remove(&token);
-            if let Some(store) = store {
-                if let Err(error) = store.unwatch_later(&token) {
-                    log::debug!("grant-share: {key}: removing watch {token}: {error}");
-                }
-            }
-        }
+        self.watches.unwatch(store, key);
     }
 }

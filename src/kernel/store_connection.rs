@@ -18,15 +18,12 @@ use alloc::vec::Vec;
 use core::fmt;
 use grantsvc::boot_info::BootInfo;
 use grantsvc::ids::{DomId, EvtchnPort};
+use grantsvc::peer::store_requests::StoreRequests;
 use grantsvc::shared_memory::{OutOfBounds, SharedMemory};
 use xenstore::ring_client::{RingClient, SubmitError};
 use xenstore::ring_transport::RingMemory;
-use xenstore::transaction::retry_transaction;
 use xenstore::transaction::TryAgain;
-use xenstore::{
-    NodePermissions, Operation, Reply, ReplyError, RequestError, RequestId, TransactionId,
-    WatchEvent,
-};
+use xenstore::{Operation, Reply, ReplyError, RequestError, RequestId, TransactionId, WatchEvent};
 
 /// How long a blocking request waits for its reply.
 const REPLY_PATIENCE_NS: u64 = 10_000_000_000;
@@ -79,6 +76,7 @@ impl TryAgain for XenstoreError {
 
 impl XenstoreError {
     /// True for xenstored's ENOENT.
+    #[cfg(feature = "lab")]
     pub fn is_not_found(&self) -> bool {
         *self == XenstoreError::Reply(ReplyError::Xenstore(xenstore::XsError::NotFound))
     }
@@ -353,6 +351,7 @@ impl Xenstore {
         self.acknowledged(transaction, &Operation::Remove { path })
     }
 
+    #[cfg(feature = "lab")]
     pub fn directory(
         &mut self,
         transaction: TransactionId,
@@ -364,7 +363,11 @@ impl Xenstore {
         }
     }
 
-    pub fn get_permissions(&mut self, path: &str) -> Result<NodePermissions, XenstoreError> {
+    #[cfg(feature = "lab")]
+    pub fn get_permissions(
+        &mut self,
+        path: &str,
+    ) -> Result<xenstore::NodePermissions, XenstoreError> {
         match self.request(TransactionId::NONE, &Operation::GetPermissions { path })? {
             Reply::Permissions(permissions) => Ok(permissions),
             other => Err(XenstoreError::Unexpected(other)),
@@ -375,7 +378,7 @@ impl Xenstore {
     pub fn set_permissions(
         &mut self,
         path: &str,
-        permissions: &NodePermissions,
+        permissions: &xenstore::NodePermissions,
     ) -> Result<(), XenstoreError> {
         self.acknowledged(
             TransactionId::NONE,
@@ -414,6 +417,7 @@ impl Xenstore {
         }
     }
 
+    #[cfg(feature = "lab")]
     fn transaction_start(&mut self) -> Result<TransactionId, XenstoreError> {
         match self.request(TransactionId::NONE, &Operation::TransactionStart)? {
             Reply::TransactionStarted(transaction) => Ok(transaction),
@@ -424,12 +428,13 @@ impl Xenstore {
     /// Runs `body` in a transaction and commits it, running it all again when xenstored
     /// answers the commit with EAGAIN (at most `max_attempts` runs). A failing body abandons
     /// the transaction. Returns the body's result and the number of attempts made.
+    #[cfg(feature = "lab")]
     pub fn transaction<R>(
         &mut self,
         max_attempts: u32,
         mut body: impl FnMut(&mut Self, TransactionId, u32) -> Result<R, XenstoreError>,
     ) -> Result<(R, u32), XenstoreError> {
-        retry_transaction(max_attempts, |attempt| {
+        xenstore::transaction::retry_transaction(max_attempts, |attempt| {
             let transaction = self.transaction_start()?;
             match body(self, transaction, attempt) {
                 Ok(result) => self
@@ -443,5 +448,30 @@ impl Xenstore {
                 }
             }
         })
+    }
+}
+
+/// The peer framework's requests go through the same ring, never waiting.
+impl StoreRequests for Xenstore {
+    type Error = XenstoreError;
+
+    fn submit_in(
+        &mut self,
+        transaction: TransactionId,
+        operation: &Operation<'_>,
+    ) -> Result<RequestId, XenstoreError> {
+        Xenstore::submit(self, transaction, operation)
+    }
+
+    fn take_reply(&mut self, id: RequestId) -> Option<Result<Reply, ReplyError>> {
+        Xenstore::take_reply(self, id)
+    }
+
+    fn has_reply(&self, id: RequestId) -> bool {
+        Xenstore::has_reply(self, id)
+    }
+
+    fn abandon(&mut self, id: RequestId) {
+        Xenstore::abandon(self, id);
     }
 }

@@ -6,11 +6,14 @@
 //! /local/domain/0/data/vchan/G/echo SOCKET`. grantsvc serves dom0's servers: it watches
 //! `/local/domain/0/data/vchan/G`, which the toolstack creates readable by G (xenstored filters
 //! watch events, directory listings and reads by the reader's permissions; libxenvchan itself
-//! makes `ring-ref` and `event-channel` readable by G). On every watch event it lists that
-//! directory. A `<name>` with both nodes present gets a session with the domain that owns
-//! `ring-ref` (from its permissions) when its `ring-ref` is written, or at the first listing for
-//! servers that published before grantsvc started. The name chooses the service: `cmd` carries
-//! one-line commands, any other name an echo ([`ServiceKind::for_path`]).
+//! makes `ring-ref` and `event-channel` readable by G). A watch event below it has that one
+//! `<name>`'s two nodes read; the directory's own event (the watch's first) lists it. A `<name>`
+//! with both nodes present gets a session with the domain that owns `ring-ref` (from its
+//! permissions) when its `ring-ref` is written, or at the first listing for servers that
+//! published before grantsvc started. None of it waits: the requests are in flight while the
+//! loop serves others, and their answers are acted on as they arrive
+//! ([`grantsvc::peer::vchan::search`], host-tested). The name chooses the service: `cmd`
+//! carries one-line commands, any other name an echo ([`ServiceKind::for_path`]).
 //!
 //! # Lifecycle
 //! A session follows `VchanSession`'s actions, carried out by [`super::peer_executor`]: bind the
@@ -32,29 +35,24 @@
     clippy::indexing_slicing
 )]
 
-use super::peer_executor::{port_state, Executor, PmapHandle, ProtocolGlue, Region};
-use super::store_connection::{WatchOwner, Xenstore, XenstoreError};
+use super::peer_executor::{PmapHandle, ProtocolGlue, Region};
+use super::peer_sessions::{nothing_after_event, Sessions};
+use super::store_connection::{WatchOwner, Xenstore};
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
 use grantsvc::addr::VirtAddr;
 use grantsvc::event_delivery::ReadySnapshot;
-use grantsvc::ids::{DomId, EvtchnPort};
+use grantsvc::ids::DomId;
 use grantsvc::peer::action::PeerEvent;
 use grantsvc::peer::counters::ServiceCounters;
-use grantsvc::peer::driver;
-use grantsvc::peer::liveness::peer_lost;
-use grantsvc::peer::pending::PendingRequests;
-use grantsvc::peer::vchan::discovery::{acceptable_name, Discovery, NodeValues, Trigger, MAX_NAME};
+use grantsvc::peer::vchan::discovery::NodeValues;
 use grantsvc::peer::vchan::protocol::VchanProtocol;
-use grantsvc::peer::vchan::registry::{PeerKey, PeerRegistry};
+use grantsvc::peer::vchan::registry::PeerKey;
+use grantsvc::peer::vchan::search::{Found, ServerSearch};
 use grantsvc::peer::vchan::service::ServiceKind;
-use grantsvc::peer::vchan::session::{
-    CloseReason, SessionEvent, VchanSession, EVENT_CHANNEL, RING_REF,
-};
+use grantsvc::peer::vchan::session::{CloseReason, VchanSession, EVENT_CHANNEL, RING_REF};
 use grantsvc::peer::vchan::session_fault::MapPurpose;
-use litemap::LiteMap;
-use xenstore::{ReplyError, TransactionId, XsError};
 
 /// Watch owner of this module (the service routes its events here), distinct from others'.
 pub const DIRECTORY_OWNER: WatchOwner = 0x7663_0001;
@@ -65,24 +63,16 @@ const SERVER_HOME: &str = "/local/domain/0";
 const POLL_NS: u64 = 500_000_000;
 /// Most vchans served at once; more names are left alone (and logged once each).
 const MAX_SESSIONS: usize = 32;
-const NONE: TransactionId = TransactionId::NONE;
 
 /// What vchan adds when its actions are carried out: the names of the vchans, log lines.
 struct VchanGlue {
-    /// `/local/domain/0/data/vchan/<our domid>`.
-    base: String,
-    /// The vchans known, live or ended, by name.
-    discovery: Discovery<PeerKey>,
-    /// Always empty: a vchan session neither reads nor writes nodes.
-    pending: PendingRequests<PeerKey>,
+    /// The vchans known, live or ended, by name, and discovery's requests in flight.
+    search: ServerSearch<PeerKey>,
 }
 
 /// The vchan client, owned by the service.
 pub struct VchanClient {
-    registry: PeerRegistry<Region>,
-    glue: VchanGlue,
-    /// Names refused (bad name, too many sessions), logged once.
-    refused: LiteMap<String, ()>,
+    sessions: Sessions<VchanSession<Region>, VchanGlue>,
     /// Next poll of the connected sessions.
     next_poll_ns: Option<u64>,
 }
@@ -90,11 +80,6 @@ pub struct VchanClient {
 /// True for the watch owners whose events [`VchanClient::on_watch_event`] takes.
 pub fn owns(owner: WatchOwner) -> bool {
     owner == DIRECTORY_OWNER
-}
-
-/// xenstored's EACCES.
-fn access_denied() -> XenstoreError {
-    XenstoreError::Reply(ReplyError::Xenstore(XsError::AccessDenied))
 }
 
 impl VchanClient {
@@ -107,31 +92,28 @@ impl VchanClient {
             return None;
         }
         log::info!("vchan: serving vchan servers published under {base}/<name> (name 'cmd': commands, others: echo)");
+        let glue = VchanGlue {
+            search: ServerSearch::new(&base, MAX_SESSIONS),
+        };
         Some(VchanClient {
-            registry: PeerRegistry::default(),
-            glue: VchanGlue {
-                base,
-                discovery: Discovery::default(),
-                pending: PendingRequests::default(),
-            },
-            refused: LiteMap::new(),
+            sessions: Sessions::new(glue, nothing_after_event),
             next_poll_ns: None,
         })
     }
 
     /// Live sessions.
     pub fn sessions(&self) -> usize {
-        self.registry.len()
+        self.sessions.len()
     }
 
     /// Sessions ended for a fault of the server's, since boot.
     pub fn faults(&self) -> u64 {
-        self.registry.faults()
+        self.sessions.faults()
     }
 
     /// Sessions with a bound port (what the liveness check looks at).
     pub fn bound_sessions(&self) -> usize {
-        self.registry.ports().count()
+        self.sessions.bound()
     }
 
     /// The next time [`VchanClient::on_ports`] must run even if no port fires.
@@ -139,33 +121,40 @@ impl VchanClient {
         self.next_poll_ns
     }
 
-    /// Hands `event` to session `key` and carries out what it asks.
-    fn deliver(
-        &mut self,
-        pmap: PmapHandle,
-        key: PeerKey,
-        event: SessionEvent<'_, Region>,
-        counters: &ServiceCounters,
-    ) {
-        // vchan writes no nodes: its executor needs no xenstore.
-        let mut executor = Executor {
-            pmap,
-            store: None,
-            glue: &mut self.glue,
-        };
-        driver::deliver(&mut self.registry, key, event, &mut executor, counters);
+    /// Takes a watch event of ours for `path`: discovery's requests go out, their answers
+    /// come in [`VchanClient::on_replies`].
+    pub fn on_watch_event(&mut self, store: &mut Xenstore, path: &str) {
+        self.sessions.glue.search.on_watch_event(store, path);
     }
 
-    /// Takes a watch event of ours for `path`.
-    pub fn on_watch_event(
+    /// True when a reply discovery waits for has arrived (work for the run loop).
+    pub fn has_replies(&self, store: &Xenstore) -> bool {
+        self.sessions.glue.search.has_replies(store) || self.sessions.has_replies(store)
+    }
+
+    /// Takes discovery's replies: ends the sessions whose vchan went or changed, starts the
+    /// sessions of servers found.
+    pub fn on_replies(
         &mut self,
         store: &mut Xenstore,
         pmap: PmapHandle,
-        path: &str,
         counters: &ServiceCounters,
     ) {
-        let trigger = Trigger::classify(&self.glue.base, path);
-        self.rescan_directory(store, pmap, &trigger, counters);
+        for found in self.sessions.glue.search.take_replies(store) {
+            match found {
+                // vchan writes no nodes: its sessions need no xenstore.
+                Found::End(key) => {
+                    self.sessions
+                        .deliver(None, pmap, key, PeerEvent::PeerNodesRemoved, counters)
+                }
+                Found::Open {
+                    name,
+                    server,
+                    nodes,
+                } => self.open(pmap, name, server, nodes, counters),
+            }
+        }
+        self.sessions.on_replies(store, pmap, counters);
     }
 
     /// Serves the ports that fired and, when due (`now_ns`), polls every connected session.
@@ -177,25 +166,14 @@ impl VchanClient {
         counters: &ServiceCounters,
     ) {
         let poll_all = self.next_poll_ns.is_some_and(|at| now_ns >= at);
-        let keys: Vec<(PeerKey, Option<EvtchnPort>)> = self
-            .glue
-            .discovery
-            .live_keys()
-            .map(|key| {
-                let port = self
-                    .registry
-                    .session(key)
-                    .and_then(|session| session.port());
-                (key, port)
-            })
-            .collect();
-        for (key, port) in keys {
-            let fired = port.is_some_and(|port| ready.contains(port));
-            if fired || poll_all {
-                self.deliver(pmap, key, PeerEvent::EventChannel, counters);
-            }
-        }
-        self.next_poll_ns = if self.glue.discovery.live_count() == 0 {
+        let live: Vec<PeerKey> = if poll_all {
+            self.sessions.glue.search.live_keys().collect()
+        } else {
+            Vec::new()
+        };
+        self.sessions
+            .on_ports(None, pmap, ready, live.into_iter(), counters);
+        self.next_poll_ns = if self.sessions.glue.search.live_count() == 0 {
             None
         } else if poll_all || self.next_poll_ns.is_none() {
             Some(now_ns.saturating_add(POLL_NS))
@@ -207,157 +185,54 @@ impl VchanClient {
     /// The liveness check: ends the sessions whose port's remote end is no longer their
     /// server's (its domain died, or it closed the channel while `srv_live` stayed 1).
     pub fn check_liveness(&mut self, pmap: PmapHandle, counters: &ServiceCounters) {
-        let lost: Vec<PeerKey> = self
-            .registry
-            .ports()
-            .filter(|(key, port)| peer_lost(key.peer, port_state(*port)))
-            .map(|(key, _)| key)
-            .collect();
-        for key in lost {
-            log::info!("vchan: session {key}: the server's end of our event channel is gone");
-            self.deliver(pmap, key, PeerEvent::DomainDied, counters);
-        }
+        self.sessions.check_liveness(None, pmap, counters);
     }
 
     /// Ends every session (grantsvc is stopping); returns how many there were.
     pub fn close_all(&mut self, pmap: PmapHandle, counters: &ServiceCounters) -> usize {
-        let closing = self.registry.shutdown(counters);
-        let count = closing.len();
-        for (key, actions) in closing {
-            let mut executor = Executor {
-                pmap,
-                store: None,
-                glue: &mut self.glue,
-            };
-            driver::drive(&mut self.registry, key, actions, &mut executor, counters);
-        }
-        count
+        self.sessions.close_all(None, pmap, counters)
     }
 
-    /// Lists the vchan directory, ends the sessions whose nodes went away or changed, and starts
-    /// the sessions `trigger` calls for.
-    fn rescan_directory(
-        &mut self,
-        store: &mut Xenstore,
-        pmap: PmapHandle,
-        trigger: &Trigger,
-        counters: &ServiceCounters,
-    ) {
-        let base = self.glue.base.clone();
-        let names = match store.directory(NONE, &base) {
-            Ok(names) => names,
-            Err(error) if error.is_not_found() => Vec::new(),
-            // Not (yet) readable by us: the toolstack creates it, then gives us read access,
-            // which fires the watch again.
-            Err(error) if error == access_denied() => {
-                log::debug!("vchan: {base} is not readable by us (yet)");
-                return;
-            }
-            Err(error) => {
-                log::warn!("vchan: listing {base}: {error}");
-                return;
-            }
-        };
-        let mut present: LiteMap<String, NodeValues> = LiteMap::new();
-        for name in names {
-            if !acceptable_name(&name) {
-                if self.refused.insert(name.clone(), ()).is_none() {
-                    log::warn!(
-                        "vchan: ignoring {base}/{name:?}: not a plain name of at most {MAX_NAME} characters"
-                    );
-                }
-                continue;
-            }
-            if let Some(nodes) = read_nodes(store, &base, &name) {
-                present.insert(name, nodes);
-            }
-        }
-        // Sessions whose nodes went away or changed end first (a replaced server is a new one).
-        let plan = self.glue.discovery.plan(&present, trigger);
-        for name in &plan.end {
-            if let Some(key) = self.glue.discovery.key_of(name) {
-                self.deliver(pmap, key, PeerEvent::PeerNodesRemoved, counters);
-            }
-        }
-        for (name, nodes) in plan.start {
-            if self.glue.discovery.live_count() >= MAX_SESSIONS {
-                if self.refused.insert(name.clone(), ()).is_none() {
-                    log::warn!("vchan: not serving {base}/{name}: {MAX_SESSIONS} sessions already");
-                }
-                continue;
-            }
-            self.open(store, pmap, name, nodes, counters);
-        }
-    }
-
-    /// Starts a session for `name`, with the domain that owns its `ring-ref`.
+    /// Starts a session for `name` with `server`, the domain that owns its `ring-ref`.
     fn open(
         &mut self,
-        store: &mut Xenstore,
         pmap: PmapHandle,
         name: String,
+        server: DomId,
         nodes: NodeValues,
         counters: &ServiceCounters,
     ) {
-        let path = format!("{}/{name}", self.glue.base);
-        let server = match store.get_permissions(&format!("{path}/{RING_REF}")) {
-            Ok(permissions) => permissions.owner,
-            Err(error) => {
-                log::warn!("vchan: permissions of {path}/{RING_REF}: {error}; not connecting");
-                return;
-            }
-        };
+        let path = format!("{}/{name}", self.sessions.glue.search.base());
         let service = ServiceKind::for_path(&path);
-        let key = self.registry.insert(VchanSession::new(server, service));
-        log::info!(
-            "vchan: server in domain {server} at {path}: session {key} ({})",
-            match service {
-                ServiceKind::Echo => "echo",
-                ServiceKind::Command => "commands",
-            }
-        );
-        self.glue.discovery.started(name, key, nodes.clone());
         let read = [
             (RING_REF, Some(nodes.ring_ref.as_slice())),
             (EVENT_CHANNEL, Some(nodes.event_channel.as_slice())),
         ];
-        self.deliver(pmap, key, PeerEvent::PeerNodesRead(&read), counters);
+        let session = VchanSession::new(server, service);
+        // Known by name before its first event, so that its log lines and its end find it.
+        let key = self.sessions.insert_then(session, |glue, key| {
+            log::info!(
+                "vchan: server in domain {server} at {path}: session {key} ({})",
+                match service {
+                    ServiceKind::Echo => "echo",
+                    ServiceKind::Command => "commands",
+                }
+            );
+            glue.search.started(name, key, nodes.clone());
+        });
+        self.sessions
+            .deliver(None, pmap, key, PeerEvent::PeerNodesRead(&read), counters);
     }
-}
-
-/// Reads a vchan's two nodes; `None` unless both exist.
-fn read_nodes(store: &mut Xenstore, base: &str, name: &str) -> Option<NodeValues> {
-    let mut read = |node: &str| {
-        let path = format!("{base}/{name}/{node}");
-        match store.read(NONE, &path) {
-            Ok(value) => Some(value),
-            Err(error) if error.is_not_found() => None,
-            Err(error) => {
-                log::warn!("vchan: reading {path}: {error}");
-                None
-            }
-        }
-    };
-    let ring_ref = read(RING_REF)?;
-    let event_channel = read(EVENT_CHANNEL)?;
-    Some(NodeValues {
-        ring_ref,
-        event_channel,
-    })
 }
 
 impl ProtocolGlue<VchanProtocol> for VchanGlue {
-    fn pending(&mut self) -> &mut PendingRequests<PeerKey> {
-        &mut self.pending
-    }
-
     fn own_directory(&self, _: PeerKey) -> Option<String> {
         None
     }
 
     fn peer_directory(&self, key: PeerKey) -> String {
-        let name = self.discovery.name_of(key).unwrap_or_default();
-        format!("{}/{name}", self.base)
+        let name = self.search.name_of(key).unwrap_or_default();
+        format!("{}/{name}", self.search.base())
     }
 
     fn mapped(&mut self, _: PeerKey, _: MapPurpose, _: usize, _: VirtAddr) {}
@@ -367,11 +242,11 @@ impl ProtocolGlue<VchanProtocol> for VchanGlue {
     }
 
     fn connected(&mut self, key: PeerKey, _: &()) {
-        let name = self.discovery.name_of(key).unwrap_or_default();
+        let name = self.search.name_of(key).unwrap_or_default();
         log::info!(
             "vchan: session {key} connected to domain {} at {}/{name}: cli_live set, serving",
             key.peer,
-            self.base
+            self.search.base()
         );
     }
 
@@ -382,8 +257,8 @@ impl ProtocolGlue<VchanProtocol> for VchanGlue {
         reason: &CloseReason,
         unmapped_pages: usize,
     ) {
-        let name = self.discovery.ended(key);
-        let path = format!("{}/{}", self.base, name.unwrap_or_default());
+        let name = self.search.ended(key);
+        let path = format!("{}/{}", self.search.base(), name.unwrap_or_default());
         match reason {
             CloseReason::Fault(_) => log::warn!(
                 "vchan: session {key} at {path} revoked: {reason}; {unmapped_pages} page(s) unmapped, port closed"

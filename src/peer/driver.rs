@@ -15,6 +15,18 @@ use alloc::vec::Vec;
 /// Nodes read for a session, owned: (name, value or `None` for a node that does not exist).
 pub type OwnedNodes = Vec<(&'static str, Option<Vec<u8>>)>;
 
+/// What became of nodes to write in one transaction; `A` are the session's actions queued
+/// after the write.
+#[derive(Debug)]
+pub enum InTransaction<A> {
+    /// Written: the actions run now.
+    Written(A),
+    /// In flight: the actions are kept, and run when it commits ([`resume`]).
+    InFlight,
+    /// Not written (xenstore refused or could not be asked): the actions are dropped.
+    Failed,
+}
+
 /// What carrying out an action needs from the world, for sessions of protocol `P` holding
 /// regions `R`. Every failure is reported as the negative status the session is told.
 pub trait Effects<P: Protocol, R> {
@@ -51,16 +63,17 @@ pub trait Effects<P: Protocol, R> {
     fn write_nodes(&mut self, key: SessionKey<P>, nodes: Vec<(&'static str, String)>);
     /// Removes `names` of the session's own directory (a missing node is fine).
     fn remove_nodes(&mut self, key: SessionKey<P>, names: Vec<&'static str>);
-    /// Writes `nodes` in one transaction; false when they were not written (xenstore refused
-    /// or did not answer). The default writes them in order, which is enough where the readers
-    /// wait for a `state` node written last.
+    /// Writes `nodes` in one transaction, before the session's actions `then` (which must
+    /// not run before the nodes are there). The default writes them in order, which is enough
+    /// where the readers wait for a `state` node written last.
     fn write_nodes_in_transaction(
         &mut self,
         key: SessionKey<P>,
         nodes: Vec<(&'static str, String)>,
-    ) -> bool {
+        then: Vec<PeerAction<P, R>>,
+    ) -> InTransaction<Vec<PeerAction<P, R>>> {
         self.write_nodes(key, nodes);
-        true
+        InTransaction::Written(then)
     }
     /// The session connected.
     fn connected(&mut self, key: SessionKey<P>, report: &P::Connected);
@@ -99,14 +112,20 @@ pub fn drive<S, E>(
                 Vec::new()
             }
             PeerAction::WriteNodesInTransaction(nodes) => {
-                if effects.write_nodes_in_transaction(key, nodes) {
-                    Vec::new()
-                } else {
+                let then: Vec<_> = queue.drain(..).collect();
+                match effects.write_nodes_in_transaction(key, nodes, then) {
+                    InTransaction::Written(then) => {
+                        queue.extend(then);
+                        Vec::new()
+                    }
+                    // The session waits; `resume` carries on when the transaction ends.
+                    InTransaction::InFlight => Vec::new(),
                     // What the session queued after the write (its `state`, its report)
                     // assumed the write: it decides again, from the failure.
-                    queue.clear();
-                    let refusal = StoreRefusal::transaction_failed();
-                    registry.handle(key, PeerEvent::OwnNodesNotWritten(refusal), counters)
+                    InTransaction::Failed => {
+                        let refusal = StoreRefusal::transaction_failed();
+                        registry.handle(key, PeerEvent::OwnNodesNotWritten(refusal), counters)
+                    }
                 }
             }
             PeerAction::RemoveNodes(names) => {
@@ -150,6 +169,30 @@ pub fn drive<S, E>(
         for action in follow_up.into_iter().rev() {
             queue.push_front(action);
         }
+    }
+}
+
+/// Carries on after session `key`'s transaction in flight ended: runs the actions kept for
+/// after it (`Ok`: it committed), or tells the session its nodes were not written (`Err`).
+pub fn resume<S, E>(
+    registry: &mut Registry<S>,
+    key: KeyOf<S>,
+    committed: Result<ActionsOf<S>, ()>,
+    effects: &mut E,
+    counters: &ServiceCounters,
+) where
+    S: PeerSession,
+    E: Effects<S::Protocol, S::Region>,
+{
+    match committed {
+        Ok(then) => drive(registry, key, then, effects, counters),
+        Err(()) => deliver(
+            registry,
+            key,
+            PeerEvent::OwnNodesNotWritten(StoreRefusal::transaction_failed()),
+            effects,
+            counters,
+        ),
     }
 }
 

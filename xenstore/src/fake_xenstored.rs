@@ -1,7 +1,8 @@
 //! A fake xenstored on a simulated store page, for host tests of code that talks over the ring (feature `testing`).
 //!
-//! It serves reads, writes and watches from an in-memory store, fires watches on writes (after
-//! the write's reply, as xenstored does), and can hold replies back to send them in another
+//! It serves reads, writes, directories, permissions, removals, transactions and watches from an
+//! in-memory store, fires watches on writes (after the write's reply, as xenstored does), can
+//! refuse requests on chosen paths or commits, and can hold replies back to send them in another
 //! order. It panics on anything else: it is for tests only.
 #![allow(
     clippy::indexing_slicing,
@@ -17,9 +18,10 @@ use alloc::vec::Vec;
 use core::cell::RefCell;
 use core::fmt;
 
-use crate::ids::{RequestId, TransactionId};
+use crate::ids::{DomId, RequestId, TransactionId};
 use crate::message_type::MessageType;
 use crate::parser::{Parsed, Parser};
+use crate::permissions::NodePermissions;
 use crate::ring::{
     REQUEST_CONSUMER_OFFSET, REQUEST_PRODUCER_OFFSET, REQUEST_RING_OFFSET,
     RESPONSE_CONSUMER_OFFSET, RESPONSE_PRODUCER_OFFSET, RESPONSE_RING_OFFSET, RING_SIZE,
@@ -90,6 +92,15 @@ pub struct Xenstored {
     held: Vec<Vec<u8>>,
     /// Hold replies back until [`Xenstored::release_held_in_reverse`].
     pub hold_replies: bool,
+    /// Requests on these paths are answered with this error name (`EACCES`, `ENOSPC`, ...).
+    pub refuse: BTreeMap<String, &'static str>,
+    /// The owner of a node, as `GET_PERMS` reports it (dom0 when not listed).
+    pub owners: BTreeMap<String, u16>,
+    /// Commits to answer with `EAGAIN` before one succeeds.
+    pub conflicting_commits: u32,
+    /// Writes of each open transaction, applied when it commits.
+    transactions: BTreeMap<u32, Vec<(String, Vec<u8>)>>,
+    next_transaction: u32,
 }
 
 impl Xenstored {
@@ -103,6 +114,11 @@ impl Xenstored {
             watches: Vec::new(),
             held: Vec::new(),
             hold_replies: false,
+            refuse: BTreeMap::new(),
+            owners: BTreeMap::new(),
+            conflicting_commits: 0,
+            transactions: BTreeMap::new(),
+            next_transaction: 1,
         }
     }
 
@@ -159,11 +175,92 @@ impl Xenstored {
             let id = message.header.request_id;
             let mut fields = message.payload.split(|&byte| byte == 0);
             let first = String::from_utf8_lossy(fields.next().unwrap_or_default()).to_string();
-            let (reply, fired) = match message.header.message_type {
+            let transaction = message.header.transaction_id;
+            let message_type = message.header.message_type;
+            let (reply, fired) = match message_type {
+                _ if self.refuse.contains_key(&first) => {
+                    let name = self.refuse[&first];
+                    let mut payload = name.as_bytes().to_vec();
+                    payload.push(0);
+                    (Self::message(MessageType::Error, id, &payload), None)
+                }
+                MessageType::Write if transaction != TransactionId::NONE => {
+                    let value = message.payload[first.len() + 1..].to_vec();
+                    self.transactions
+                        .get_mut(&transaction.0)
+                        .expect("an open transaction")
+                        .push((first, value));
+                    (Self::message(MessageType::Write, id, b"OK\0"), None)
+                }
                 MessageType::Write => {
                     let value = message.payload[first.len() + 1..].to_vec();
                     self.values.insert(first.clone(), value);
                     (Self::message(MessageType::Write, id, b"OK\0"), Some(first))
+                }
+                MessageType::Directory => {
+                    let names = self.children(&first);
+                    if names.is_empty() && !self.values.contains_key(&first) {
+                        (Self::message(MessageType::Error, id, b"ENOENT\0"), None)
+                    } else {
+                        let mut payload = Vec::new();
+                        for name in names {
+                            payload.extend_from_slice(name.as_bytes());
+                            payload.push(0);
+                        }
+                        (Self::message(MessageType::Directory, id, &payload), None)
+                    }
+                }
+                MessageType::GetPermissions if self.values.contains_key(&first) => {
+                    let owner = self.owners.get(&first).copied().unwrap_or(0);
+                    let owner = DomId::new(owner).expect("a domain id");
+                    let permissions = NodePermissions::owner_and_reader(owner, owner).encode();
+                    (
+                        Self::message(MessageType::GetPermissions, id, &permissions),
+                        None,
+                    )
+                }
+                MessageType::GetPermissions => {
+                    (Self::message(MessageType::Error, id, b"ENOENT\0"), None)
+                }
+                MessageType::Remove => {
+                    let below = alloc::format!("{first}/");
+                    self.values
+                        .retain(|path, _| *path != first && !path.starts_with(&below));
+                    (Self::message(MessageType::Remove, id, b"OK\0"), Some(first))
+                }
+                MessageType::TransactionStart => {
+                    let number = self.next_transaction;
+                    self.next_transaction += 1;
+                    self.transactions.insert(number, Vec::new());
+                    let payload = alloc::format!("{number}\0");
+                    (
+                        Self::message(MessageType::TransactionStart, id, payload.as_bytes()),
+                        None,
+                    )
+                }
+                MessageType::TransactionEnd => {
+                    let writes = self
+                        .transactions
+                        .remove(&transaction.0)
+                        .expect("an open transaction");
+                    if first != "T" {
+                        (
+                            Self::message(MessageType::TransactionEnd, id, b"OK\0"),
+                            None,
+                        )
+                    } else if self.conflicting_commits > 0 {
+                        self.conflicting_commits -= 1;
+                        (Self::message(MessageType::Error, id, b"EAGAIN\0"), None)
+                    } else {
+                        for (path, value) in writes {
+                            self.values.insert(path.clone(), value);
+                            self.fire(&path);
+                        }
+                        (
+                            Self::message(MessageType::TransactionEnd, id, b"OK\0"),
+                            None,
+                        )
+                    }
                 }
                 MessageType::Read => match self.values.get(&first) {
                     Some(value) => (Self::message(MessageType::Read, id, value), None),
@@ -186,6 +283,20 @@ impl Xenstored {
                 self.fire(&path);
             }
         }
+    }
+
+    /// The names of the children of `path` in the store (a node exists when it has a value or
+    /// a descendant).
+    fn children(&self, path: &str) -> Vec<String> {
+        let below = alloc::format!("{path}/");
+        let mut names: Vec<String> = self
+            .values
+            .keys()
+            .filter_map(|key| key.strip_prefix(below.as_str()))
+            .map(|rest| rest.split('/').next().unwrap_or_default().to_string())
+            .collect();
+        names.dedup();
+        names
     }
 
     /// Sends the held replies, last first.

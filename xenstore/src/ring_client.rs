@@ -5,7 +5,9 @@
 //! so one slow reply holds up no other request: each caller takes its own reply by id when it
 //! arrives. What a pump read stays queued until taken ([`RingClient::queued_watch_events`],
 //! [`RingClient::queued_replies`]), so a run loop can tell that work is waiting even when the
-//! event-channel wake-up that announced it was consumed by someone else's wait.
+//! event-channel wake-up that announced it was consumed by someone else's wait. At most
+//! [`MAX_SENT`] requests are out at once, below xenstored's per-domain quota of outstanding
+//! requests; the rest wait here in order.
 
 use alloc::collections::VecDeque;
 use alloc::string::{String, ToString};
@@ -23,6 +25,13 @@ use crate::watch::WatchEvent;
 /// Most bytes queued for the ring before new requests are refused (a stuck xenstored must not
 /// make the caller's memory grow without bound).
 pub const MAX_QUEUED_BYTES: usize = 64 * 1024;
+
+/// Most requests sent to xenstored whose replies have not arrived; more wait here, in order,
+/// and go out as replies come back. C xenstored stops reading a domain's ring while the domain
+/// has 20 requests outstanding (`--quota outstanding=`, the default in Xen 4.17): a client
+/// that stays below that never depends on xenstored's throttling, and keeps room for the
+/// requests of others sharing the connection.
+pub const MAX_SENT: usize = 16;
 
 /// Why a request was not queued.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -67,7 +76,13 @@ pub struct Pumped {
 pub struct RingClient<Owner> {
     ring: XenstoreRing,
     client: Client<Owner>,
+    /// Bytes released to the ring, written as room allows.
     outgoing: VecDeque<u8>,
+    /// Whole requests not yet released (past [`MAX_SENT`]), oldest first, and their bytes.
+    held: VecDeque<Vec<u8>>,
+    held_bytes: usize,
+    /// Requests released whose replies have not arrived.
+    sent: usize,
     replies: LiteMap<RequestId, Result<Reply, ReplyError>>,
     /// Requests whose caller stopped waiting: their replies are dropped.
     abandoned: LiteMap<RequestId, ()>,
@@ -82,6 +97,9 @@ impl<Owner: Clone> RingClient<Owner> {
             ring: XenstoreRing::attach(memory)?,
             client: Client::new(),
             outgoing: VecDeque::new(),
+            held: VecDeque::new(),
+            held_bytes: 0,
+            sent: 0,
             replies: LiteMap::new(),
             abandoned: LiteMap::new(),
             watch_events: VecDeque::new(),
@@ -97,7 +115,9 @@ impl<Owner: Clone> RingClient<Owner> {
     fn check_usable(&self) -> Result<(), SubmitError> {
         match &self.broken {
             Some(reason) => Err(SubmitError::Broken(reason.clone())),
-            None if self.outgoing.len() > MAX_QUEUED_BYTES => Err(SubmitError::Backlog),
+            None if self.outgoing.len() + self.held_bytes > MAX_QUEUED_BYTES => {
+                Err(SubmitError::Backlog)
+            }
             None => Ok(()),
         }
     }
@@ -110,7 +130,7 @@ impl<Owner: Clone> RingClient<Owner> {
     ) -> Result<RequestId, SubmitError> {
         self.check_usable()?;
         let outgoing = self.client.send_in_transaction(transaction, operation)?;
-        self.outgoing.extend(outgoing.bytes);
+        self.queue(outgoing.bytes);
         Ok(outgoing.request_id)
     }
 
@@ -123,7 +143,7 @@ impl<Owner: Clone> RingClient<Owner> {
     ) -> Result<RequestId, SubmitError> {
         self.check_usable()?;
         let outgoing = self.client.watch(path, token, owner)?;
-        self.outgoing.extend(outgoing.bytes);
+        self.queue(outgoing.bytes);
         Ok(outgoing.request_id)
     }
 
@@ -131,8 +151,32 @@ impl<Owner: Clone> RingClient<Owner> {
     pub fn submit_unwatch(&mut self, token: &str) -> Result<RequestId, SubmitError> {
         self.check_usable()?;
         let outgoing = self.client.unwatch(token)?;
-        self.outgoing.extend(outgoing.bytes);
+        self.queue(outgoing.bytes);
         Ok(outgoing.request_id)
+    }
+
+    /// Holds a request's bytes until fewer than [`MAX_SENT`] are out.
+    fn queue(&mut self, bytes: Vec<u8>) {
+        self.held_bytes += bytes.len();
+        self.held.push_back(bytes);
+        self.release();
+    }
+
+    /// Releases held requests to the ring while fewer than [`MAX_SENT`] are out.
+    fn release(&mut self) {
+        while self.sent < MAX_SENT {
+            let Some(bytes) = self.held.pop_front() else {
+                return;
+            };
+            self.held_bytes -= bytes.len();
+            self.outgoing.extend(bytes);
+            self.sent += 1;
+        }
+    }
+
+    /// Requests sent to xenstored whose replies have not arrived (at most [`MAX_SENT`]).
+    pub fn sent(&self) -> usize {
+        self.sent
     }
 
     /// The reply to `request_id`, if it arrived.
@@ -191,20 +235,8 @@ impl<Owner: Clone> RingClient<Owner> {
         if self.broken.is_some() {
             return pumped;
         }
-        while !self.outgoing.is_empty() {
-            let (first, second) = self.outgoing.as_slices();
-            let chunk = if first.is_empty() { second } else { first };
-            match self.ring.write(memory, chunk) {
-                Ok(0) => break,
-                Ok(written) => {
-                    self.outgoing.drain(..written);
-                    pumped.moved = true;
-                }
-                Err(error) => {
-                    self.broken = Some(error.to_string());
-                    return pumped;
-                }
-            }
+        if !self.write_out(memory, &mut pumped) {
+            return pumped;
         }
         let mut buffer = [0u8; 1024];
         loop {
@@ -226,12 +258,39 @@ impl<Owner: Clone> RingClient<Owner> {
                 }
             }
         }
+        // Replies read released held requests: out with them now.
+        self.write_out(memory, &mut pumped);
         pumped
+    }
+
+    /// Writes released bytes as the ring has room; false when the ring broke.
+    fn write_out<M: RingMemory>(&mut self, memory: &M, pumped: &mut Pumped) -> bool
+    where
+        M::Error: fmt::Display,
+    {
+        while !self.outgoing.is_empty() {
+            let (first, second) = self.outgoing.as_slices();
+            let chunk = if first.is_empty() { second } else { first };
+            match self.ring.write(memory, chunk) {
+                Ok(0) => break,
+                Ok(written) => {
+                    self.outgoing.drain(..written);
+                    pumped.moved = true;
+                }
+                Err(error) => {
+                    self.broken = Some(error.to_string());
+                    return false;
+                }
+            }
+        }
+        true
     }
 
     fn dispatch(&mut self, event: Event<Owner>, faults: &mut Vec<Fault>) {
         match event {
             Event::Reply { request_id, result } => {
+                self.sent = self.sent.saturating_sub(1);
+                self.release();
                 if self.abandoned.remove(&request_id).is_none() {
                     self.replies.insert(request_id, result);
                 }

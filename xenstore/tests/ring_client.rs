@@ -71,3 +71,31 @@ fn a_write_that_fires_a_watch_leaves_the_event_queued_until_taken() {
     assert_eq!(events[0].1.path, "/peer/state");
     assert_eq!(client.queued_watch_events(), 0);
 }
+
+#[test]
+fn at_most_max_sent_requests_are_out_and_the_rest_follow_as_replies_come_back() {
+    use xenstore::ring_client::MAX_SENT;
+    let mut server = Xenstored::new();
+    server.values.insert("/a".into(), b"1".to_vec());
+    let mut client: RingClient<u32> = RingClient::attach(&server.page).unwrap();
+    let ids: Vec<_> = (0..MAX_SENT + 5)
+        .map(|_| {
+            client
+                .submit(TransactionId::NONE, &Operation::Read { path: "/a" })
+                .unwrap()
+        })
+        .collect();
+    client.pump(&server.page);
+    assert_eq!(client.sent(), MAX_SENT, "the rest are held back");
+    server.serve();
+    // The replies read release the held requests, which the same pump sends.
+    client.pump(&server.page);
+    assert_eq!(client.sent(), 5);
+    server.serve();
+    client.pump(&server.page);
+    assert_eq!(client.sent(), 0);
+    for id in ids {
+        assert_eq!(client.take_reply(id), Some(Ok(Reply::Value(b"1".to_vec()))));
+    }
+    assert_eq!(client.in_flight(), 0);
+}

@@ -27,6 +27,9 @@ struct World {
     /// The node whose writes xenstored refuses, and the ids of those writes.
     refuse: Option<&'static str>,
     refused_ids: Vec<RequestId>,
+    /// Keep transactions in flight (their follow-up actions here) instead of writing at once.
+    defer_transactions: bool,
+    kept: Option<Vec<PeerAction<ShareProtocol, FakeMemory>>>,
 }
 
 const NODES: RawFrontendNodes<'static> = RawFrontendNodes {
@@ -106,15 +109,22 @@ impl Effects<ShareProtocol, FakeMemory> for World {
         &mut self,
         _: ShareKey,
         nodes: Vec<(&'static str, String)>,
-    ) -> bool {
+        then: Vec<PeerAction<ShareProtocol, FakeMemory>>,
+    ) -> InTransaction<Vec<PeerAction<ShareProtocol, FakeMemory>>> {
         let names: Vec<&str> = nodes.iter().map(|(name, _)| *name).collect();
         if self.fail_transactions {
             self.log
                 .push(format!("transaction failed {}", names.join(",")));
-            return false;
+            return InTransaction::Failed;
+        }
+        if self.defer_transactions {
+            self.log
+                .push(format!("transaction sent {}", names.join(",")));
+            self.kept = Some(then);
+            return InTransaction::InFlight;
         }
         self.log.push(format!("transaction {}", names.join(",")));
-        true
+        InTransaction::Written(then)
     }
     fn connected(&mut self, key: ShareKey, _: &crate::peer::share::session::Verification) {
         self.log.push(format!("connected {key}"));
@@ -358,4 +368,49 @@ fn results_acknowledged_by_xenstored_connect_and_a_refused_one_ends_the_session_
             }
         }
     }
+}
+
+#[test]
+fn a_transaction_in_flight_holds_back_what_follows_until_it_commits() {
+    let counters = ServiceCounters::new();
+    let mut registry = ShareRegistry::default();
+    let mut world = World {
+        defer_transactions: true,
+        ..World::default()
+    };
+    let key = opened(&mut registry, &mut world);
+    world.log.clear();
+    let actions = vec![
+        PeerAction::WriteNodesInTransaction(vec![("sectors", "128".to_string())]),
+        PeerAction::WriteNodes(vec![("state", "4".to_string())]),
+    ];
+    drive(&mut registry, key, actions, &mut world, &counters);
+    assert_eq!(
+        world.log,
+        ["transaction sent sectors"],
+        "state waits for the commit"
+    );
+    let then = world.kept.take().unwrap();
+    resume(&mut registry, key, Ok(then), &mut world, &counters);
+    assert_eq!(world.log, ["transaction sent sectors", "write state"]);
+    // Another transaction that fails once in flight: the session ends with an error node.
+    world.log.clear();
+    let actions = vec![
+        PeerAction::WriteNodesInTransaction(vec![("sectors", "128".to_string())]),
+        PeerAction::WriteNodes(vec![("state", "4".to_string())]),
+    ];
+    drive(&mut registry, key, actions, &mut world, &counters);
+    world.kept = None;
+    resume(&mut registry, key, Err(()), &mut world, &counters);
+    assert!(
+        !world.log.iter().any(|line| line == "write state"),
+        "{:?}",
+        world.log
+    );
+    assert!(
+        world.log.last().is_some_and(|line| line
+            .contains("backend nodes not written: the transaction refused or not answered")),
+        "{:?}",
+        world.log
+    );
 }

@@ -67,6 +67,26 @@ impl Trigger {
     }
 }
 
+/// What an event asks of one vchan, weakest first (merged events ask the strongest).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Call {
+    /// Something below it changed: only end its session if its nodes went away or changed.
+    Change,
+    /// A full sync: also start it if it has not been tried with its current values.
+    Sync,
+    /// Its `ring-ref` was written: a server published it (again): end a live session, start anew.
+    Publication,
+}
+
+/// What to do for one vchan.
+#[derive(Debug, PartialEq, Eq)]
+pub struct NamePlan<K> {
+    /// Its live session, which must end.
+    pub end: Option<K>,
+    /// Start a session with these nodes.
+    pub start: Option<NodeValues>,
+}
+
 /// What to do after one listing.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Plan {
@@ -94,37 +114,69 @@ impl<K> Default for Discovery<K> {
 
 impl<K: Copy + PartialEq> Discovery<K> {
     /// Decides from the vchans `present` now (acceptable names with both nodes) and the event's
-    /// `trigger`. Forgets ended vchans whose nodes went away, changed or were republished.
+    /// `trigger`, for every vchan present or known. Forgets ended vchans whose nodes went away,
+    /// changed or were republished.
     pub fn plan(&mut self, present: &LiteMap<String, NodeValues>, trigger: &Trigger) -> Plan {
-        let published = match trigger {
-            Trigger::Publication(name) => Some(name.as_str()),
-            _ => None,
-        };
-        let end: Vec<String> = self
+        let mut names: Vec<String> = present
+            .keys()
+            .chain(self.live.keys())
+            .chain(self.finished.keys())
+            .cloned()
+            .collect();
+        names.sort();
+        names.dedup();
+        let mut plan = Plan::default();
+        for name in names {
+            let call = match trigger {
+                Trigger::Sync => Call::Sync,
+                Trigger::Publication(published) if *published == name => Call::Publication,
+                _ => Call::Change,
+            };
+            let one = self.plan_name(&name, present.get(&name), call);
+            if one.end.is_some() {
+                plan.end.push(name.clone());
+            }
+            if let Some(nodes) = one.start {
+                plan.start.push((name, nodes));
+            }
+        }
+        plan
+    }
+
+    /// Decides for the one vchan `name` from its nodes as read now (`None` unless both exist)
+    /// and what the event asked of it. Forgets its ended session if its nodes went away,
+    /// changed or were republished.
+    pub fn plan_name(
+        &mut self,
+        name: &str,
+        present: Option<&NodeValues>,
+        call: Call,
+    ) -> NamePlan<K> {
+        let republished = call == Call::Publication;
+        let end = self
             .live
-            .iter()
-            .filter(|(name, (_, nodes))| {
-                present.get(*name) != Some(nodes) || Some(name.as_str()) == published
-            })
-            .map(|(name, _)| name.clone())
-            .collect();
-        self.finished.retain(|name, nodes| {
-            present.get(name) == Some(nodes) && Some(name.as_str()) != published
-        });
+            .get(name)
+            .filter(|(_, nodes)| present != Some(nodes) || republished)
+            .map(|(key, _)| *key);
+        let forget = self
+            .finished
+            .get(name)
+            .is_some_and(|nodes| present != Some(nodes) || republished);
+        if forget {
+            self.finished.remove(name);
+        }
+        let staying = self.live.contains_key(name) && end.is_none();
         let start = present
-            .iter()
-            .filter(|(name, nodes)| {
-                let called_for = match trigger {
-                    Trigger::Sync => true,
-                    Trigger::Publication(published) => published == *name,
-                    Trigger::Change => false,
-                };
-                let staying = self.live.contains_key(*name) && !end.contains(*name);
-                called_for && !staying && self.finished.get(*name) != Some(nodes)
+            .filter(|nodes| {
+                call >= Call::Sync && !staying && self.finished.get(name) != Some(*nodes)
             })
-            .map(|(name, nodes)| (name.clone(), nodes.clone()))
-            .collect();
-        Plan { end, start }
+            .cloned();
+        NamePlan { end, start }
+    }
+
+    /// The names of every vchan known (with a live session, or ended).
+    pub fn known_names(&self) -> impl Iterator<Item = &String> + '_ {
+        self.live.keys().chain(self.finished.keys())
     }
 
     /// A session `key` was started for `name` with `nodes`.

@@ -22,6 +22,7 @@ pub mod protocol;
 pub mod pump;
 pub mod registry;
 pub mod ring;
+pub mod search;
 pub mod service;
 pub mod session;
 pub mod session_fault;
