@@ -65,6 +65,8 @@ const PUBLISH_INTERVAL_NS: u64 = 1_000_000_000;
 /// a directory already gone then fails the detach ("wanted state 6 but it was removed"). It
 /// waits up to 10 s for the removal afterwards.
 const DETACH_GRACE_NS: u64 = 2_000_000_000;
+/// The sessions' clock (persistent grants' use and purge) is in milliseconds.
+const NS_PER_MS: u64 = 1_000_000;
 
 type BlkKey = SessionKey<BlkProtocol>;
 type BlkRegistry = Registry<BlkSession<PmapHandle>>;
@@ -596,9 +598,11 @@ impl BlockBackend {
         }
     }
 
-    /// Removes the directories of detached devices whose grace time has passed (unless the
-    /// device has a session again), and publishes the figures when due.
+    /// Unmaps idle persistent grants, removes the directories of detached devices whose grace
+    /// time has passed (unless the device has a session again), and publishes the figures when
+    /// due.
     pub fn on_timers(&mut self, store: &mut Xenstore, now_ns: u64) {
+        self.purge_idle_grants(now_ns);
         let due: Vec<(DomId, DeviceId)> = self
             .removals
             .iter()
@@ -614,12 +618,48 @@ impl BlockBackend {
         self.publish(store, now_ns);
     }
 
-    /// The earliest time [`BlockBackend::on_timers`] has work.
+    /// The earliest time [`BlockBackend::on_timers`] has work (none while no device holds a
+    /// persistent grant, waits for removal or has figures to publish: an idle service sleeps).
     pub fn deadline(&self) -> Option<u64> {
         let removal = self.removals.values().copied().min();
-        match (removal, self.publish_deadline()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+        [removal, self.publish_deadline(), self.purge_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// When some device's persistent grants may have been idle long enough to be unmapped.
+    fn purge_deadline(&self) -> Option<u64> {
+        self.registry
+            .keys()
+            .filter_map(|key| self.registry.session(key)?.purge_due())
+            .min()
+            .map(|due_ms| due_ms.saturating_mul(NS_PER_MS))
+    }
+
+    /// Unmaps the persistent grants that no request used for the idle limit, in the devices
+    /// where that is due; their figures (grants held) change with it.
+    fn purge_idle_grants(&mut self, now_ns: u64) {
+        let now_ms = now_ns / NS_PER_MS;
+        let due: Vec<BlkKey> = self
+            .registry
+            .keys()
+            .filter(|key| {
+                self.registry
+                    .session(*key)
+                    .and_then(BlkSession::purge_due)
+                    .is_some_and(|due| due <= now_ms)
+            })
+            .collect();
+        for key in due {
+            let Some(session) = self.registry.session_mut(key) else {
+                continue;
+            };
+            let purged = session.purge_idle_grants(now_ms);
+            if purged > 0 {
+                log::debug!("blkif: session {key}: {purged} idle persistent grant(s) unmapped");
+            }
+            self.glue.figures.insert(key, session.figures());
         }
     }
 
@@ -652,7 +692,11 @@ impl BlockBackend {
                 .session(*key)
                 .is_some_and(BlkSession::has_backlog)
         }));
+        let now_ms = super::event_wait::now_ns() / NS_PER_MS;
         for key in due {
+            if let Some(session) = self.registry.session_mut(key) {
+                session.set_time(now_ms);
+            }
             self.deliver(Some(store), pmap, key, PeerEvent::EventChannel, counters);
         }
     }
