@@ -28,6 +28,22 @@ pub struct DeviceCounters {
     pub bytes_written: u64,
     /// Requests answered `BLKIF_RSP_ERROR` or `BLKIF_RSP_EOPNOTSUPP`.
     pub errors: u64,
+    /// Times the rings were served (an event from the frontend, or a backlog left over).
+    pub wakeups: u64,
+    /// Events sent to the frontend (responses it asked to be told of).
+    pub notifications: u64,
+}
+
+impl DeviceCounters {
+    /// Adds `other`'s counts (for the service-wide totals).
+    pub fn accumulate(&mut self, other: &DeviceCounters) {
+        self.requests += other.requests;
+        self.bytes_read += other.bytes_read;
+        self.bytes_written += other.bytes_written;
+        self.errors += other.errors;
+        self.wakeups += other.wakeups;
+        self.notifications += other.notifications;
+    }
 }
 
 /// The result of one call of [`serve_ring`].

@@ -571,6 +571,7 @@ impl<L: PmapLock + Clone> BlkSession<L> {
         let limits = self.limits();
         let mut actions = Vec::new();
         self.backlog = false;
+        self.counters.wakeups += 1;
         for (index, queue) in queues.iter_mut().enumerate() {
             let index = index as u32;
             let mut served_requests = 0;
@@ -654,6 +655,7 @@ impl<L: PmapLock + Clone> BlkSession<L> {
                 }
             }
             if notify {
+                self.counters.notifications += 1;
                 actions.push(PeerAction::Notify(queue.port));
             }
         }
@@ -780,6 +782,11 @@ pub fn figure_nodes(figures: &DeviceFigures) -> Vec<(&'static str, String)> {
             format!("{}", figures.counters.bytes_written),
         ),
         ("errors", format!("{}", figures.counters.errors)),
+        ("wakeups", format!("{}", figures.counters.wakeups)),
+        (
+            "notifications",
+            format!("{}", figures.counters.notifications),
+        ),
         (
             "persistent-grants",
             format!("{}", figures.persistent_grants),
