@@ -1,6 +1,6 @@
 //! The data grants of one batch of requests, as the session maps them: in one region per access (one `enter_gnt` each, one `remove` each after the copy), from the persistent-grant cache, or one page at a time for indirect segment pages.
 //!
-//! Every kind implements [`DataPages`], so [`super::service::finish_batch`] copies through
+//! Every kind implements [`DataPages`], so [`super::service::answer_batch`] copies through
 //! whichever the device negotiated. A mapping that fails for the whole batch is retried per
 //! request, so that only the requests naming a grant that does not map are refused
 //! (`BLKIF_RSP_ERROR`); the others are served.

@@ -28,7 +28,7 @@ use super::persistent_grants::{
 use super::protocol::{BlkConnected, BlkEnding, BlkFaultKind, BlkMapping, BlkProtocol};
 use super::ram_disk::{MemoryBudget, RamDisk};
 use super::ring::{BackRing, RingFault};
-use super::service::{finish_batch, take_batch, DeviceCounters};
+use super::service::{answer_batch, publish_responses, take_batch, DeviceCounters};
 use super::validate::{DiskLimits, DEFAULT_MAX_INDIRECT_SEGMENTS};
 use crate::abi::blkif::MAX_RING_PAGE_ORDER;
 use crate::ids::{DomId, EvtchnPort};
@@ -604,6 +604,8 @@ impl<L: PmapLock + Clone> BlkSession<L> {
                 let Some(disk) = self.disk.as_mut() else {
                     return Err((index, RingFault::Halted));
                 };
+                // The batch's grants are let go of (unmapped, or back in the cache) before
+                // its responses become visible: blkfront checks that they are unmapped.
                 let served = match queue.persistent.as_mut() {
                     Some(cache) => {
                         let mut mapper = SingleGrants {
@@ -612,7 +614,7 @@ impl<L: PmapLock + Clone> BlkSession<L> {
                         };
                         let mut pages =
                             PersistentPages::acquire(cache, &mut mapper, &mut batch, self.now_ms);
-                        let served = finish_batch(
+                        let refusals = answer_batch(
                             &mut queue.ring,
                             batch,
                             disk,
@@ -620,11 +622,11 @@ impl<L: PmapLock + Clone> BlkSession<L> {
                             &mut self.counters,
                         );
                         pages.release(&mut mapper, self.now_ms);
-                        served
+                        refusals
                     }
                     None => {
                         let mut pages = BatchPages::map(&self.lock, self.peer, &mut batch);
-                        let served = finish_batch(
+                        let refusals = answer_batch(
                             &mut queue.ring,
                             batch,
                             disk,
@@ -632,9 +634,10 @@ impl<L: PmapLock + Clone> BlkSession<L> {
                             &mut self.counters,
                         );
                         pages.unmap();
-                        served
+                        refusals
                     }
                 }
+                .and_then(|refusals| publish_responses(&mut queue.ring, refusals))
                 .map_err(|fault| (index, fault))?;
                 for refusal in &served.refusals {
                     if self.counters.errors <= LOGGED_REFUSALS {
