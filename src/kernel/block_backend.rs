@@ -66,6 +66,8 @@ const PUBLISH_INTERVAL_NS: u64 = 1_000_000_000;
 /// a directory already gone then fails the detach ("wanted state 6 but it was removed"). It
 /// waits up to 10 s for the removal afterwards.
 const DETACH_GRACE_NS: u64 = 2_000_000_000;
+/// The sessions' clock (persistent grants' use and purge) is in milliseconds.
+const NS_PER_MS: u64 = 1_000_000;
 
 type BlkKey = SessionKey<BlkProtocol>;
 
@@ -124,7 +126,10 @@ pub struct BlockBackend {
     opening: LiteMap<(DomId, DeviceId), ()>,
     /// Figures as last published, per session, and when.
     published: LiteMap<BlkKey, DeviceFigures>,
-    published_totals: Option<(DeviceCounters, u64)>,
+    published_totals: Option<(DeviceCounters, u64, u64)>,
+    /// Nanoseconds spent serving rings since boot (published in microseconds: how busy the
+    /// data path keeps grantsvc's one vcpu).
+    serve_ns: u64,
     last_publish_ns: u64,
     /// Detached devices whose directory goes at the given time.
     removals: LiteMap<(DomId, DeviceId), u64>,
@@ -201,6 +206,7 @@ impl BlockBackend {
             opening: LiteMap::new(),
             published: LiteMap::new(),
             published_totals: None,
+            serve_ns: 0,
             last_publish_ns: 0,
             removals: LiteMap::new(),
         })
@@ -514,9 +520,11 @@ impl BlockBackend {
         }
     }
 
-    /// Removes the directories of detached devices whose grace time has passed (unless the
-    /// device has a session again), and publishes the figures when due.
+    /// Unmaps idle persistent grants, removes the directories of detached devices whose grace
+    /// time has passed (unless the device has a session again), and publishes the figures when
+    /// due.
     pub fn on_timers(&mut self, store: &mut Xenstore, now_ns: u64) {
+        self.purge_idle_grants(now_ns);
         let due: Vec<(DomId, DeviceId)> = self
             .removals
             .iter()
@@ -532,12 +540,50 @@ impl BlockBackend {
         self.publish(store, now_ns);
     }
 
-    /// The earliest time [`BlockBackend::on_timers`] has work.
+    /// The earliest time [`BlockBackend::on_timers`] has work (none while no device holds a
+    /// persistent grant, waits for removal or has figures to publish: an idle service sleeps).
     pub fn deadline(&self) -> Option<u64> {
         let removal = self.removals.values().copied().min();
-        match (removal, self.publish_deadline()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
+        [removal, self.publish_deadline(), self.purge_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// When some device's persistent grants may have been idle long enough to be unmapped.
+    fn purge_deadline(&self) -> Option<u64> {
+        let registry = self.sessions.registry();
+        registry
+            .keys()
+            .filter_map(|key| registry.session(key)?.purge_due())
+            .min()
+            .map(|due_ms| due_ms.saturating_mul(NS_PER_MS))
+    }
+
+    /// Unmaps the persistent grants that no request used for the idle limit, in the devices
+    /// where that is due; their figures (grants held) change with it.
+    fn purge_idle_grants(&mut self, now_ns: u64) {
+        let now_ms = now_ns / NS_PER_MS;
+        let registry = self.sessions.registry();
+        let due: Vec<BlkKey> = registry
+            .keys()
+            .filter(|key| {
+                registry
+                    .session(*key)
+                    .and_then(BlkSession::purge_due)
+                    .is_some_and(|due| due <= now_ms)
+            })
+            .collect();
+        for key in due {
+            let Some(session) = self.sessions.registry_mut().session_mut(key) else {
+                continue;
+            };
+            let purged = session.purge_idle_grants(now_ms);
+            let figures = session.figures();
+            if purged > 0 {
+                log::debug!("blkif: session {key}: {purged} idle persistent grant(s) unmapped");
+            }
+            self.sessions.glue.figures.insert(key, figures);
         }
     }
 
@@ -561,9 +607,20 @@ impl BlockBackend {
         ready: &ReadySnapshot,
         counters: &ServiceCounters,
     ) {
+        let start_ns = super::event_wait::now_ns();
+        // The sessions' clock: a persistent grant's last use is stamped with it.
+        let registry = self.sessions.registry_mut();
+        let keys: Vec<BlkKey> = registry.keys().collect();
+        for key in keys {
+            if let Some(session) = registry.session_mut(key) {
+                session.set_time(start_ns / NS_PER_MS);
+            }
+        }
         let backlogged: Vec<BlkKey> = self.backlogged().collect();
         self.sessions
             .on_ports(Some(store), pmap, ready, backlogged.into_iter(), counters);
+        let spent = super::event_wait::now_ns().saturating_sub(start_ns);
+        self.serve_ns = self.serve_ns.saturating_add(spent);
     }
 
     /// The liveness check: ends the sessions whose port's remote end is gone.
@@ -612,20 +669,23 @@ impl BlockBackend {
         let mut totals = self.sessions.glue.retired;
         let mut persistent = 0;
         for (key, figures) in &self.sessions.glue.figures {
-            totals.requests += figures.counters.requests;
-            totals.bytes_read += figures.counters.bytes_read;
-            totals.bytes_written += figures.counters.bytes_written;
-            totals.errors += figures.counters.errors;
+            totals.accumulate(&figures.counters);
             persistent += figures.persistent_grants;
-            if self.published.get(key) != Some(figures) {
+            let before = self.published.get(key);
+            if before != Some(figures) {
+                // Only the nodes whose value changed (fewer writes for xenstored in dom0).
+                let old = before.map(figure_nodes).unwrap_or_default();
                 let directory = figures_path(*key);
                 for (name, value) in figure_nodes(figures) {
-                    writes.push((format!("{directory}/{name}"), value));
+                    if !old.contains(&(name, value.clone())) {
+                        writes.push((format!("{directory}/{name}"), value));
+                    }
                 }
                 self.published.insert(*key, *figures);
             }
         }
-        if self.published_totals != Some((totals, persistent)) {
+        let serve_us = self.serve_ns / 1000;
+        if self.published_totals != Some((totals, persistent, serve_us)) {
             let directory = format!("{PUBLISHED_DIRECTORY}/vbd");
             let figures = DeviceFigures {
                 counters: totals,
@@ -641,7 +701,8 @@ impl BlockBackend {
                 format!("{directory}/devices"),
                 format!("{}", self.sessions.len()),
             ));
-            self.published_totals = Some((totals, persistent));
+            writes.push((format!("{directory}/serve-us"), format!("{serve_us}")));
+            self.published_totals = Some((totals, persistent, serve_us));
         }
         if writes.is_empty() {
             return;
@@ -700,10 +761,7 @@ impl ProtocolGlue<BlkProtocol> for BlkGlue {
         _unmapped_pages: usize,
     ) {
         if let Some(figures) = self.figures.remove(&key) {
-            self.retired.requests += figures.counters.requests;
-            self.retired.bytes_read += figures.counters.bytes_read;
-            self.retired.bytes_written += figures.counters.bytes_written;
-            self.retired.errors += figures.counters.errors;
+            self.retired.accumulate(&figures.counters);
         }
         match reason {
             CloseReason::Fault(fault) => log::warn!("blkif: fault: {fault}"),

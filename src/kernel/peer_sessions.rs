@@ -61,6 +61,11 @@ where
         &self.registry
     }
 
+    /// The live sessions, for work of a protocol's own outside events (a timer's purge).
+    pub fn registry_mut(&mut self) -> &mut Registry<S> {
+        &mut self.registry
+    }
+
     /// Live sessions.
     pub fn len(&self) -> usize {
         self.registry.len()

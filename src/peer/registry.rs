@@ -116,6 +116,11 @@ impl<S: PeerSession> Registry<S> {
             .collect()
     }
 
+    /// Session `key`, to change (for what is not an event of its peer's, such as a timer).
+    pub fn session_mut(&mut self, key: KeyOf<S>) -> Option<&mut S> {
+        self.sessions.get_mut(&key)
+    }
+
     /// The live session for `device` of `peer`.
     pub fn find(&self, peer: DomId, device: DeviceOf<S>) -> Option<KeyOf<S>> {
         self.sessions

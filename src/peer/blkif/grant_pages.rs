@@ -1,6 +1,6 @@
 //! The data grants of one batch of requests, as the session maps them: in one region per access (one `enter_gnt` each, one `remove` each after the copy), from the persistent-grant cache, or one page at a time for indirect segment pages.
 //!
-//! Every kind implements [`DataPages`], so [`super::service::finish_batch`] copies through
+//! Every kind implements [`DataPages`], so [`super::service::answer_batch`] copies through
 //! whichever the device negotiated. A mapping that fails for the whole batch is retried per
 //! request, so that only the requests naming a grant that does not map are refused
 //! (`BLKIF_RSP_ERROR`); the others are served.
@@ -283,6 +283,62 @@ impl<L: PmapLock + Clone> DataPages for PersistentPages<'_, L> {
             .ok_or(PageFault { gref })?
             .write_bytes(offset, from)
             .map_err(|_| PageFault { gref })
+    }
+}
+
+/// Indirect segment pages taken through the persistent-grant cache while a request is checked
+/// (as Linux blkback maps them, `xen_blkbk_parse_indirect` through `xen_blkbk_map`): acquired,
+/// copied and released at once, so a frontend that reuses its segment pages costs no mapping.
+/// A page that does not map writable (granted read-only) is mapped read-only for its copy.
+pub struct PersistentIndirectPages<'a, 'b, L: PmapLock> {
+    pub cache: &'a mut PersistentGrants<GrantMapping<L>>,
+    pub mapper: SingleGrants<'b, L>,
+    /// The clock that stamps the use.
+    pub now: u64,
+}
+
+impl<L: PmapLock + Clone> DataPages for PersistentIndirectPages<'_, '_, L> {
+    fn read_page(
+        &mut self,
+        gref: GrantRef,
+        offset: usize,
+        into: &mut [u8],
+    ) -> Result<(), PageFault> {
+        within_page(gref, offset, into.len())?;
+        match self.cache.acquire(gref, self.now, &mut self.mapper) {
+            Ok(Acquired::Cached) => {
+                let copied = match self.cache.get(gref) {
+                    Some(mapping) => mapping
+                        .read_bytes(offset, into)
+                        .map_err(|_| PageFault { gref }),
+                    None => Err(PageFault { gref }),
+                };
+                self.cache.release(gref, self.now);
+                copied
+            }
+            Ok(Acquired::Transient(mapping)) => {
+                let copied = mapping
+                    .read_bytes(offset, into)
+                    .map_err(|_| PageFault { gref });
+                self.mapper.unmap(mapping);
+                copied
+            }
+            Err(_) => IndirectPages {
+                lock: self.mapper.lock,
+                peer: self.mapper.peer,
+            }
+            .read_page(gref, offset, into),
+        }
+    }
+
+    fn write_page(
+        &mut self,
+        gref: GrantRef,
+        _offset: usize,
+        _from: &[u8],
+    ) -> Result<(), PageFault> {
+        // Segment pages are only read.
+        Err(PageFault { gref })
     }
 }
 

@@ -22,7 +22,8 @@
 //! - Per wake-up: [`service::take_batch`], one batched map of the batch's
 //!   [`validate::ValidRequest::grants`] (or [`persistent_grants::PersistentGrants::acquire`]
 //!   when both ends offered `feature-persistent`) behind an [`execute::DataPages`],
-//!   [`service::finish_batch`], one batched unmap, a notify when it says so.
+//!   [`service::answer_batch`], one batched unmap, [`service::publish_responses`], a notify
+//!   when it says so (responses become visible only after the unmap).
 //! - At Closing, frontend death or shutdown: stop serving, `close` the persistent grants,
 //!   unmap the rings, detach the disk, Closed, remove the backend directory.
 #![deny(

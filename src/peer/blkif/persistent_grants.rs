@@ -1,12 +1,18 @@
 //! The per-ring persistent-grant cache: data grants kept mapped across requests, bounded, least recently used ones unmapped first.
 //!
-//! Linux blkback's rules (`blkback.c`: `max_persistent_grants` 1056 by default, LRU purge of
-//! unused grants when full, unused grants unmapped after `persistent_grant_unused_seconds` 60):
+//! Linux blkback's rules (`blkback.c`: `max_persistent_grants` 1056 by default; every
+//! `LRU_INTERVAL` = 100 ms its ring thread runs `purge_persistent_gnt`, which unmaps every grant
+//! unused for `persistent_grant_unused_seconds` = 60 and, when the cache overflowed, 5 %
+//! (`LRU_PERCENT_CLEAN`) of the least recently used ones more; a grant in use is never purged):
 //! - a grant is mapped writable once and kept, keyed by its grant reference;
 //! - the cache never holds more than its capacity; when full, the least recently used entry that
-//!   no request is using is unmapped to make room; when every entry is in use the new grant is
+//!   no request is using is unmapped at once to make room (where Linux maps the new grant
+//!   transiently and purges 5 % at its next round); when every entry is in use the new grant is
 //!   mapped for this request only ([`Acquired::Transient`]) and unmapped after it;
-//! - entries unused for longer than the idle limit are unmapped by [`PersistentGrants::purge_idle`];
+//! - [`PersistentGrants::purge_idle`] unmaps every entry no request uses that was last used the
+//!   idle limit ago or longer; [`PersistentGrants::purge_due`] says when the next one can be,
+//!   so that the caller arms a timer only while something is cached (Linux's thread wakes every
+//!   100 ms whether or not; grantsvc's loop must not poll);
 //! - [`PersistentGrants::close`] unmaps everything (disconnect, frontend death, shutdown).
 //!
 //! Mapping goes through [`GrantMapper`], which the kernel implements over the pmap and tests
@@ -14,11 +20,14 @@
 
 use crate::ids::GrantRef;
 use alloc::collections::BTreeMap;
+use alloc::vec::Vec;
 
 /// Linux blkback's default bound per ring.
 pub const DEFAULT_CAPACITY: usize = 1056;
 /// Linux blkback's idle limit, in milliseconds.
 pub const DEFAULT_IDLE_MILLISECONDS: u64 = 60_000;
+/// Linux blkback's `LRU_INTERVAL`: purges are at least this far apart, in milliseconds.
+pub const PURGE_INTERVAL_MILLISECONDS: u64 = 100;
 
 /// A grant that did not map.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,6 +69,9 @@ pub struct PersistentGrants<T> {
     capacity: usize,
     idle_limit: u64,
     entries: BTreeMap<GrantRef, Entry<T>>,
+    /// No entry was last used before this (a lower bound: exact after a purge, kept when the
+    /// oldest entry is used again, so a purge may come early and find nothing, never late).
+    earliest_use: Option<u64>,
 }
 
 impl<T> PersistentGrants<T> {
@@ -70,7 +82,15 @@ impl<T> PersistentGrants<T> {
             capacity,
             idle_limit,
             entries: BTreeMap::new(),
+            earliest_use: None,
         }
+    }
+
+    /// When [`PersistentGrants::purge_idle`] may first find an idle entry (in the caller's
+    /// time unit); `None` while nothing is cached.
+    pub fn purge_due(&self) -> Option<u64> {
+        self.earliest_use
+            .map(|earliest| earliest.saturating_add(self.idle_limit))
     }
 
     /// Grants held.
@@ -110,6 +130,7 @@ impl<T> PersistentGrants<T> {
             return mapper.map(gref).map(Acquired::Transient);
         }
         let mapping = mapper.map(gref)?;
+        self.earliest_use = Some(self.earliest_use.map_or(now, |earliest| earliest.min(now)));
         self.entries.insert(
             gref,
             Entry {
@@ -147,25 +168,42 @@ impl<T> PersistentGrants<T> {
         }
     }
 
-    /// Unmaps every unused entry last used `idle_limit` or more before `now`; returns how many.
+    /// Unmaps every entry no request uses that was last used `idle_limit` or more before
+    /// `now`; returns how many.
     pub fn purge_idle<M: GrantMapper<Mapping = T>>(&mut self, now: u64, mapper: &mut M) -> usize {
         let idle_limit = self.idle_limit;
-        let before = self.entries.len();
-        let mut idle = BTreeMap::new();
-        core::mem::swap(&mut idle, &mut self.entries);
-        for (gref, entry) in idle {
-            if entry.users == 0 && now.saturating_sub(entry.last_used) >= idle_limit {
+        let idle: Vec<GrantRef> = self
+            .entries
+            .iter()
+            .filter(|(_, entry)| {
+                entry.users == 0 && now.saturating_sub(entry.last_used) >= idle_limit
+            })
+            .map(|(&gref, _)| gref)
+            .collect();
+        for gref in &idle {
+            if let Some(entry) = self.entries.remove(gref) {
                 mapper.unmap(entry.mapping);
-            } else {
-                self.entries.insert(gref, entry);
             }
         }
-        before - self.entries.len()
+        // An entry in use is released later, at `now` or after.
+        self.earliest_use = self
+            .entries
+            .values()
+            .map(|entry| {
+                if entry.users > 0 {
+                    now
+                } else {
+                    entry.last_used
+                }
+            })
+            .min();
+        idle.len()
     }
 
     /// Unmaps everything, in use or not (the ring is quiesced); returns how many.
     pub fn close<M: GrantMapper<Mapping = T>>(&mut self, mapper: &mut M) -> usize {
         let count = self.entries.len();
+        self.earliest_use = None;
         for (_, entry) in core::mem::take(&mut self.entries) {
             mapper.unmap(entry.mapping);
         }

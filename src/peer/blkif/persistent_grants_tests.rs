@@ -69,10 +69,49 @@ fn idle_entries_are_purged_and_busy_ones_kept() {
     cache.acquire(grant_ref(2), 0, &mut mapper).unwrap(); // still in use
     cache.acquire(grant_ref(3), 50, &mut mapper).unwrap();
     cache.release(grant_ref(3), 50);
+    assert_eq!(cache.purge_due(), Some(100));
     assert_eq!(cache.purge_idle(100, &mut mapper), 1);
     assert!(cache.get(grant_ref(1)).is_none());
     assert_eq!(cache.len(), 2);
     assert_eq!(mapper.live.len(), 2);
+    // Grant 2 is still in use: it counts as used now, so 3 (used at 50) is the next due.
+    assert_eq!(cache.purge_due(), Some(150));
+    assert_eq!(cache.purge_idle(149, &mut mapper), 0);
+    assert_eq!(cache.purge_idle(150, &mut mapper), 1);
+    cache.release(grant_ref(2), 160);
+    assert_eq!(cache.purge_idle(259, &mut mapper), 0);
+    assert_eq!(cache.purge_idle(260, &mut mapper), 1);
+    assert!(cache.is_empty());
+    assert!(mapper.live.is_empty());
+    assert_eq!(
+        cache.purge_due(),
+        None,
+        "nothing cached: no purge to wake up for"
+    );
+}
+
+#[test]
+fn the_purge_deadline_is_never_late_and_absent_while_empty() {
+    let mut mapper = CountingMapper::default();
+    let mut cache = PersistentGrants::new(8, 1000);
+    assert_eq!(cache.purge_due(), None);
+    cache.acquire(grant_ref(1), 10, &mut mapper).unwrap();
+    cache.release(grant_ref(1), 10);
+    cache.acquire(grant_ref(2), 20, &mut mapper).unwrap();
+    cache.release(grant_ref(2), 20);
+    assert_eq!(cache.purge_due(), Some(1010));
+    // Grant 1 used again: the deadline may stay early (a purge that finds nothing) ...
+    cache.acquire(grant_ref(1), 500, &mut mapper).unwrap();
+    cache.release(grant_ref(1), 500);
+    assert_eq!(cache.purge_due(), Some(1010));
+    assert_eq!(cache.purge_idle(1010, &mut mapper), 0);
+    // ... and is exact after a purge.
+    assert_eq!(cache.purge_due(), Some(1020));
+    assert_eq!(cache.purge_idle(1020, &mut mapper), 1, "grant 2 was idle");
+    assert!(cache.get(grant_ref(1)).is_some());
+    assert_eq!(cache.purge_due(), Some(1500));
+    assert_eq!(cache.close(&mut mapper), 1);
+    assert_eq!(cache.purge_due(), None);
 }
 
 #[test]
@@ -116,6 +155,19 @@ fn random_use_never_exceeds_the_bound_and_close_empties_it() {
             }
             if step == 4 {
                 cache.purge_idle(now, &mut mapper);
+            }
+            // The deadline is absent only when nothing is cached, and never later than the
+            // time an unused entry becomes idle.
+            let idle_at = cache
+                .entries
+                .values()
+                .filter(|entry| entry.users == 0)
+                .map(|entry| entry.last_used + 3)
+                .min();
+            match (cache.purge_due(), idle_at) {
+                (None, _) => prop_assert!(cache.is_empty()),
+                (Some(due), Some(idle_at)) => prop_assert!(due <= idle_at),
+                (Some(_), None) => {}
             }
             prop_assert!(cache.len() <= capacity);
             prop_assert_eq!(mapper.live.len(), cache.len());

@@ -1,8 +1,9 @@
 //! Serving one ring: take requests off it, refuse the bad ones, carry out the good ones, answer each, and say whether to notify.
 //!
 //! [`serve_ring`] is the whole loop for one wake-up, over the traits the kernel implements. It
-//! comes in two halves ([`take_batch`], [`finish_batch`]) so that the kernel can map the data
-//! grants of a whole batch in one hypercall between them. It stops after `budget` requests so
+//! comes in three parts ([`take_batch`], [`answer_batch`], [`publish_responses`]) so that the
+//! kernel can map the data grants of a whole batch in one hypercall after the first and unmap
+//! them in one before the last. It stops after `budget` requests so
 //! that one busy frontend cannot starve the others (the answer's `more` then says to come
 //! back). A [`RingFault`] ends the device: the caller logs it naming the frontend, writes the
 //! `error` node and unmaps everything.
@@ -28,6 +29,22 @@ pub struct DeviceCounters {
     pub bytes_written: u64,
     /// Requests answered `BLKIF_RSP_ERROR` or `BLKIF_RSP_EOPNOTSUPP`.
     pub errors: u64,
+    /// Times the rings were served (an event from the frontend, or a backlog left over).
+    pub wakeups: u64,
+    /// Events sent to the frontend (responses it asked to be told of).
+    pub notifications: u64,
+}
+
+impl DeviceCounters {
+    /// Adds `other`'s counts (for the service-wide totals).
+    pub fn accumulate(&mut self, other: &DeviceCounters) {
+        self.requests += other.requests;
+        self.bytes_read += other.bytes_read;
+        self.bytes_written += other.bytes_written;
+        self.errors += other.errors;
+        self.wakeups += other.wakeups;
+        self.notifications += other.notifications;
+    }
 }
 
 /// The result of one call of [`serve_ring`].
@@ -52,7 +69,7 @@ pub struct Taken {
 
 /// First half of a wake-up: takes up to `budget` requests off `ring` and checks each (copying
 /// indirect segment pages through `pages`). The caller may then map the data grants of every
-/// valid request ([`ValidRequest::grants`]) in one batch before [`finish_batch`].
+/// valid request ([`ValidRequest::grants`]) in one batch before [`answer_batch`].
 pub fn take_batch<M: SharedMemory>(
     ring: &mut BackRing<M>,
     limits: &DiskLimits,
@@ -80,16 +97,19 @@ pub fn take_batch<M: SharedMemory>(
     Ok(batch)
 }
 
-/// Second half: carries out each taken request in ring order, writes its response, publishes
-/// them, and re-arms the ring.
-pub fn finish_batch<M: SharedMemory>(
+/// Second half: carries out each taken request in ring order and writes its response, not yet
+/// visible to the frontend. The caller lets go of the batch's data grants first, then calls
+/// [`publish_responses`]: blkfront ends its grant access when it sees a response, and a grant
+/// the backend still maps then disables the device ("backed has not unmapped grant"), so Linux
+/// blkback too unmaps before it responds (`xen_blkbk_unmap_and_respond`). Returns the refusals.
+pub fn answer_batch<M: SharedMemory>(
     ring: &mut BackRing<M>,
     batch: Vec<Taken>,
     store: &mut impl BackingStore,
     pages: &mut impl DataPages,
     counters: &mut DeviceCounters,
-) -> Result<Served, RingFault> {
-    let mut served = Served::default();
+) -> Result<Vec<Refusal>, RingFault> {
+    let mut refusals = Vec::new();
     for taken in batch {
         counters.requests += 1;
         let answer = match taken.checked {
@@ -100,7 +120,7 @@ pub fn finish_batch<M: SharedMemory>(
                 outcome
             }
             Err(refusal) => {
-                served.refusals.push(refusal);
+                refusals.push(refusal);
                 Outcome {
                     status: refusal.status,
                     ..Outcome::default()
@@ -112,12 +132,25 @@ pub fn finish_batch<M: SharedMemory>(
         }
         ring.put_response(taken.id, taken.operation, answer.status)?;
     }
-    served.notify = ring.push_responses()?;
-    served.more = ring.final_check_for_requests()?;
-    Ok(served)
+    Ok(refusals)
 }
 
-/// Serves up to `budget` requests from `ring`: [`take_batch`] then [`finish_batch`].
+/// Third: publishes the responses written, says whether to notify, and re-arms the ring.
+pub fn publish_responses<M: SharedMemory>(
+    ring: &mut BackRing<M>,
+    refusals: Vec<Refusal>,
+) -> Result<Served, RingFault> {
+    let notify = ring.push_responses()?;
+    let more = ring.final_check_for_requests()?;
+    Ok(Served {
+        notify,
+        more,
+        refusals,
+    })
+}
+
+/// Serves up to `budget` requests from `ring`: [`take_batch`], [`answer_batch`],
+/// [`publish_responses`].
 pub fn serve_ring<M: SharedMemory>(
     ring: &mut BackRing<M>,
     limits: &DiskLimits,
@@ -127,7 +160,8 @@ pub fn serve_ring<M: SharedMemory>(
     budget: usize,
 ) -> Result<Served, RingFault> {
     let batch = take_batch(ring, limits, pages, budget)?;
-    finish_batch(ring, batch, store, pages, counters)
+    let refusals = answer_batch(ring, batch, store, pages, counters)?;
+    publish_responses(ring, refusals)
 }
 
 /// Validates a decoded request, copying an indirect request's segment pages out once.

@@ -19,12 +19,16 @@
 
 use super::backend_nodes::{at_connect, before_init_wait, DiskDescription, ToolstackRequest};
 use super::frontend_nodes::{BackendOffer, FrontendConfig, FrontendNodes};
-use super::grant_pages::{BatchPages, IndirectPages, PersistentPages, SingleGrants};
-use super::persistent_grants::{PersistentGrants, DEFAULT_CAPACITY, DEFAULT_IDLE_MILLISECONDS};
+use super::grant_pages::{
+    BatchPages, IndirectPages, PersistentIndirectPages, PersistentPages, SingleGrants,
+};
+use super::persistent_grants::{
+    PersistentGrants, DEFAULT_CAPACITY, DEFAULT_IDLE_MILLISECONDS, PURGE_INTERVAL_MILLISECONDS,
+};
 use super::protocol::{BlkConnected, BlkEnding, BlkFaultKind, BlkMapping, BlkProtocol};
 use super::ram_disk::{MemoryBudget, RamDisk};
 use super::ring::{BackRing, RingFault};
-use super::service::{finish_batch, take_batch, DeviceCounters};
+use super::service::{answer_batch, publish_responses, take_batch, DeviceCounters};
 use super::validate::{DiskLimits, DEFAULT_MAX_INDIRECT_SEGMENTS};
 use crate::abi::blkif::MAX_RING_PAGE_ORDER;
 use crate::ids::{DomId, EvtchnPort};
@@ -148,8 +152,11 @@ pub struct BlkSession<L: PmapLock> {
     /// The toolstack set `online` = 0.
     offline: bool,
     counters: DeviceCounters,
-    /// Batches served: the persistent-grant cache's clock.
-    ticks: u64,
+    /// The service's clock in milliseconds as last told ([`BlkSession::set_time`]): stamps
+    /// the persistent grants' use.
+    now_ms: u64,
+    /// When persistent grants were last purged.
+    last_purge_ms: u64,
     /// Requests were left on a ring when the wake-up's budget ran out.
     backlog: bool,
     phase: Phase<L>,
@@ -179,7 +186,8 @@ impl<L: PmapLock + Clone> BlkSession<L> {
             budget,
             offline: false,
             counters: DeviceCounters::default(),
-            ticks: 0,
+            now_ms: 0,
+            last_purge_ms: 0,
             backlog: false,
             phase: Phase::WaitingForFrontend,
         };
@@ -213,6 +221,50 @@ impl<L: PmapLock + Clone> BlkSession<L> {
             Phase::Closed(reason) => Some(reason),
             _ => None,
         }
+    }
+
+    /// Sets the clock (milliseconds, never going back) that stamps the persistent grants' use:
+    /// the kernel tells the time before each wake-up it delivers.
+    pub fn set_time(&mut self, now_ms: u64) {
+        self.now_ms = self.now_ms.max(now_ms);
+    }
+
+    /// When [`BlkSession::purge_idle_grants`] has work: the earliest time a persistent grant
+    /// can have been unused for the idle limit, and no sooner than [`PURGE_INTERVAL_MILLISECONDS`]
+    /// after the last purge. `None` while no grant is cached: nothing to wake up for.
+    pub fn purge_due(&self) -> Option<u64> {
+        let Phase::Connected { queues } = &self.phase else {
+            return None;
+        };
+        let due = queues
+            .iter()
+            .filter_map(|queue| queue.persistent.as_ref()?.purge_due())
+            .min()?;
+        Some(
+            due.max(
+                self.last_purge_ms
+                    .saturating_add(PURGE_INTERVAL_MILLISECONDS),
+            ),
+        )
+    }
+
+    /// Unmaps the persistent grants of every queue that no request has used for the idle
+    /// limit (at `now_ms`); returns how many.
+    pub fn purge_idle_grants(&mut self, now_ms: u64) -> usize {
+        self.set_time(now_ms);
+        self.last_purge_ms = self.now_ms;
+        let Phase::Connected { queues } = &mut self.phase else {
+            return 0;
+        };
+        let mut mapper = SingleGrants {
+            lock: &self.lock,
+            peer: self.peer,
+        };
+        queues
+            .iter_mut()
+            .filter_map(|queue| queue.persistent.as_mut())
+            .map(|cache| cache.purge_idle(self.now_ms, &mut mapper))
+            .sum()
     }
 
     /// True when requests were left waiting at the end of the last wake-up.
@@ -519,22 +571,41 @@ impl<L: PmapLock + Clone> BlkSession<L> {
         let limits = self.limits();
         let mut actions = Vec::new();
         self.backlog = false;
+        self.counters.wakeups += 1;
         for (index, queue) in queues.iter_mut().enumerate() {
             let index = index as u32;
             let mut served_requests = 0;
             let mut notify = false;
             loop {
-                let mut indirect = IndirectPages {
-                    lock: &self.lock,
-                    peer: self.peer,
-                };
-                let mut batch = take_batch(&mut queue.ring, &limits, &mut indirect, BATCH_REQUESTS)
-                    .map_err(|fault| (index, fault))?;
+                // Indirect segment pages through the persistent-grant cache when there is one
+                // (as Linux blkback maps them), else mapped for their copy alone.
+                let mut batch = match queue.persistent.as_mut() {
+                    Some(cache) => {
+                        let mut indirect = PersistentIndirectPages {
+                            cache,
+                            mapper: SingleGrants {
+                                lock: &self.lock,
+                                peer: self.peer,
+                            },
+                            now: self.now_ms,
+                        };
+                        take_batch(&mut queue.ring, &limits, &mut indirect, BATCH_REQUESTS)
+                    }
+                    None => {
+                        let mut indirect = IndirectPages {
+                            lock: &self.lock,
+                            peer: self.peer,
+                        };
+                        take_batch(&mut queue.ring, &limits, &mut indirect, BATCH_REQUESTS)
+                    }
+                }
+                .map_err(|fault| (index, fault))?;
                 served_requests += batch.len();
-                self.ticks += 1;
                 let Some(disk) = self.disk.as_mut() else {
                     return Err((index, RingFault::Halted));
                 };
+                // The batch's grants are let go of (unmapped, or back in the cache) before
+                // its responses become visible: blkfront checks that they are unmapped.
                 let served = match queue.persistent.as_mut() {
                     Some(cache) => {
                         let mut mapper = SingleGrants {
@@ -542,20 +613,20 @@ impl<L: PmapLock + Clone> BlkSession<L> {
                             peer: self.peer,
                         };
                         let mut pages =
-                            PersistentPages::acquire(cache, &mut mapper, &mut batch, self.ticks);
-                        let served = finish_batch(
+                            PersistentPages::acquire(cache, &mut mapper, &mut batch, self.now_ms);
+                        let refusals = answer_batch(
                             &mut queue.ring,
                             batch,
                             disk,
                             &mut pages,
                             &mut self.counters,
                         );
-                        pages.release(&mut mapper, self.ticks);
-                        served
+                        pages.release(&mut mapper, self.now_ms);
+                        refusals
                     }
                     None => {
                         let mut pages = BatchPages::map(&self.lock, self.peer, &mut batch);
-                        let served = finish_batch(
+                        let refusals = answer_batch(
                             &mut queue.ring,
                             batch,
                             disk,
@@ -563,9 +634,10 @@ impl<L: PmapLock + Clone> BlkSession<L> {
                             &mut self.counters,
                         );
                         pages.unmap();
-                        served
+                        refusals
                     }
                 }
+                .and_then(|refusals| publish_responses(&mut queue.ring, refusals))
                 .map_err(|fault| (index, fault))?;
                 for refusal in &served.refusals {
                     if self.counters.errors <= LOGGED_REFUSALS {
@@ -586,6 +658,7 @@ impl<L: PmapLock + Clone> BlkSession<L> {
                 }
             }
             if notify {
+                self.counters.notifications += 1;
                 actions.push(PeerAction::Notify(queue.port));
             }
         }
@@ -720,6 +793,11 @@ pub fn figure_nodes(figures: &DeviceFigures) -> Vec<(&'static str, String)> {
             format!("{}", figures.counters.bytes_written),
         ),
         ("errors", format!("{}", figures.counters.errors)),
+        ("wakeups", format!("{}", figures.counters.wakeups)),
+        (
+            "notifications",
+            format!("{}", figures.counters.notifications),
+        ),
         (
             "persistent-grants",
             format!("{}", figures.persistent_grants),

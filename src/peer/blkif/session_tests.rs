@@ -604,3 +604,81 @@ fn shutdown_and_death_unmap_everything() {
         assert_eq!(harness.state_written(), Some("6"));
     }
 }
+
+#[test]
+fn persistent_grants_unused_for_a_minute_are_unmapped_and_no_purge_is_due_without_them() {
+    let mut harness = Harness::new(0);
+    harness.connect(true);
+    assert_eq!(harness.session.purge_due(), None, "nothing cached yet");
+    harness.session.set_time(1_000);
+    let write = encode::direct(
+        op::WRITE,
+        1,
+        0,
+        &[harness.whole_page(0), harness.whole_page(1)],
+    );
+    assert_eq!(harness.run(&[write]), [(1, rsp::OKAY)]);
+    harness.session.set_time(31_000);
+    let read = encode::direct(op::READ, 2, 0, &[harness.whole_page(2)]);
+    assert_eq!(harness.run(&[read]), [(2, rsp::OKAY)]);
+    assert_eq!(harness.session.figures().persistent_grants, 3);
+    assert_eq!(harness.session.purge_due(), Some(61_000));
+    assert_eq!(harness.session.purge_idle_grants(60_999), 0);
+    // Pages 0 and 1 were last used at 1 s, page 2 at 31 s.
+    assert_eq!(harness.session.purge_idle_grants(61_000), 2);
+    assert_eq!(harness.session.figures().persistent_grants, 1);
+    assert_eq!(harness.live_maps(), 1 + 1);
+    assert_eq!(harness.session.purge_due(), Some(91_000));
+    // Purges are at least Linux's LRU interval apart.
+    assert_eq!(harness.session.purge_idle_grants(61_010), 0);
+    harness.session.set_time(61_020);
+    let reuse = encode::direct(op::READ, 3, 0, &[harness.whole_page(2)]);
+    assert_eq!(harness.run(&[reuse]), [(3, rsp::OKAY)]);
+    assert_eq!(harness.session.purge_idle_grants(121_019), 0);
+    assert_eq!(harness.session.purge_idle_grants(121_020), 1);
+    assert_eq!(harness.live_maps(), 1, "only the ring");
+    assert_eq!(harness.session.purge_due(), None);
+    // The device still serves, mapping again.
+    let again = encode::direct(op::READ, 4, 0, &[harness.whole_page(0)]);
+    assert_eq!(harness.run(&[again]), [(4, rsp::OKAY)]);
+    assert_eq!(harness.session.figures().persistent_grants, 1);
+}
+
+#[test]
+fn with_persistent_grants_an_indirect_page_is_mapped_once_and_reused() {
+    let mut harness = Harness::new(0);
+    harness.connect(true);
+    // The segment list in data page 299, the data in pages 0..16 (a 64 KiB request).
+    let mut list = alloc::vec![0u8; PAGE_SIZE];
+    for index in 0..16 {
+        harness.fill_data(index, index as u8 + 1);
+        let segment = harness.whole_page(index);
+        list[index * 8..index * 8 + 8].copy_from_slice(&encode::segment_bytes(&segment));
+    }
+    let frame = harness.data_frames[299];
+    harness
+        .lock
+        .lock()
+        .hypervisor_mut()
+        .write_frame(frame, 0, &list);
+    let before = harness.lock.lock().stats().maps;
+    let write = encode::indirect(op::WRITE, 1, 0, 16, &[harness.data_refs[299]]);
+    assert_eq!(harness.run(&[write]), [(1, rsp::OKAY)]);
+    let maps = harness.lock.lock().stats().maps;
+    assert_eq!(maps - before, 17, "16 data pages and the indirect page");
+    assert_eq!(harness.session.figures().persistent_grants, 17);
+    assert_eq!(harness.live_maps(), 1 + 17);
+    // The same pages again: nothing is mapped.
+    let again = encode::indirect(op::WRITE, 2, 128, 16, &[harness.data_refs[299]]);
+    assert_eq!(harness.run(&[again]), [(2, rsp::OKAY)]);
+    assert_eq!(harness.lock.lock().stats().maps, maps);
+    let read = encode::direct(op::READ, 3, 128 + 8 * 15, &[harness.whole_page(200)]);
+    assert_eq!(harness.run(&[read]), [(3, rsp::OKAY)]);
+    assert_eq!(harness.data(200), alloc::vec![16u8; PAGE_SIZE]);
+    harness.deliver(PeerEvent::PeerState(b"5"));
+    assert_eq!(
+        harness.live_maps(),
+        0,
+        "every persistent grant unmapped at close"
+    );
+}

@@ -85,10 +85,19 @@ negotiated() {
     echo "$front/$back"
 }
 
-# run_fio VDEV BS RW DEPTH: prints "IOPS KIB_PER_S REQUESTS NOTIFICATIONS" of one fio run.
+# grantsvc_profile VDEV: "WAKEUPS NOTIFICATIONS SERVE_US": the times grantsvc served the
+# device's ring, the events it sent back, and its microseconds spent serving rings (all devices).
+grantsvc_profile() {
+    echo "$(blk_counter "$1" wakeups || echo 0) $(blk_counter "$1" notifications || echo 0) $(grantsvc_counter vbd/serve-us || echo 0)"
+}
+
+# run_fio VDEV BS RW DEPTH: prints "IOPS KIB_PER_S REQUESTS NOTIFICATIONS" of one fio run, and for
+# grantsvc's disk also "WAKEUPS SENT SERVE_US" over it.
 run_fio() {
     local vdev=$1 bs=$2 rw=$3 depth=$4 terse iops kib requests_before requests_after irqs_before irqs_after field
+    local profile_before=(0 0 0) profile_after=(0 0 0)
     requests_before=$(requests_of "$vdev")
+    [ "$vdev" != "$GRANTSVC_VDEV" ] || read -ra profile_before <<<"$(grantsvc_profile "$vdev")"
     irqs_before=$(sum_irqs blkif)
     terse=$(fio --name=blk --filename="/dev/$vdev" --ioengine=libaio --direct=1 --bs="$bs" \
         --rw="$rw" --iodepth="$depth" --numjobs=1 --time_based --runtime="$RUNTIME" --ramp_time=1 \
@@ -98,6 +107,7 @@ run_fio() {
     # grantsvc publishes its counters at most once a second.
     [ "$vdev" != "$GRANTSVC_VDEV" ] || sleep 2
     requests_after=$(requests_of "$vdev")
+    [ "$vdev" != "$GRANTSVC_VDEV" ] || read -ra profile_after <<<"$(grantsvc_profile "$vdev")"
     echo "$terse" >>"$LAB_OUT/fio-terse"
     # Terse v3: read bandwidth (KiB/s) and IOPS are fields 7 and 8, write's 48 and 49.
     case $rw in
@@ -106,7 +116,9 @@ run_fio() {
     esac
     kib=$(echo "$terse" | cut -d';' -f"$field")
     iops=$(echo "$terse" | cut -d';' -f$((field + 1)))
-    echo "$iops $kib $((requests_after - requests_before)) $((irqs_after - irqs_before))"
+    echo "$iops $kib $((requests_after - requests_before)) $((irqs_after - irqs_before))" \
+        "$((profile_after[0] - profile_before[0])) $((profile_after[1] - profile_before[1]))" \
+        "$((profile_after[2] - profile_before[2]))"
 }
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "inf" }'; }
@@ -134,14 +146,17 @@ for mode in persistent mapped; do
         for rw in randread randwrite; do
             for depth in 1 32; do
                 maps_start=$(grantsvc_counter maps)
-                read -r g_iops g_kib g_requests g_irqs <<<"$(run_fio "$GRANTSVC_VDEV" "$bs" "$rw" "$depth")"
+                read -r g_iops g_kib g_requests g_irqs g_wakeups g_sent g_serve_us <<<"$(run_fio "$GRANTSVC_VDEV" "$bs" "$rw" "$depth")"
                 maps_end=$(grantsvc_counter maps)
                 read -r l_iops l_kib l_requests l_irqs <<<"$(run_fio "$LINUX_VDEV" "$bs" "$rw" "$depth")"
                 name="blk-$bs-$rw-qd$depth-$mode"
                 r=$(ratio "$g_iops" "$l_iops")
-                rows+=("$(printf '%-4s %-9s %4s %-10s | %8s %8s %6s %6s | %8s %8s %6s | %5s' \
+                # Busy: grantsvc's time serving over the run's 1 + RUNTIME s (ramp included).
+                busy=$(awk -v us="$g_serve_us" -v s=$((RUNTIME + 1)) 'BEGIN { printf "%.0f%%", us / s / 1e4 }')
+                rows+=("$(printf '%-4s %-9s %4s %-10s | %8s %8s %6s %6s %6s %6s %5s | %8s %8s %6s | %5s' \
                     "$bs" "$rw" "qd$depth" "$mode" "$g_iops" "$(mbs "$g_kib")" "$(per "$g_irqs" "$g_requests")" \
-                    "$(per $((maps_end - maps_start)) "$g_requests")" \
+                    "$(per $((maps_end - maps_start)) "$g_requests")" "$(per "$g_requests" "$g_wakeups")" \
+                    "$(per "$g_sent" "$g_requests")" "$busy" \
                     "$l_iops" "$(mbs "$l_kib")" "$(per "$l_irqs" "$l_requests")" "$r")")
                 goals+=("$name $r")
                 step "${rows[-1]}"
@@ -152,8 +167,8 @@ for mode in persistent mapped; do
 done
 
 table "blk-fio: $DISK_MIB MiB RAM disks, fio libaio direct=1, ${RUNTIME} s per row after 1 s ramp; grantsvc's ram: disk vs Linux blkback on brd, both through dom0's xen-blkfront" \
-    "irq/req: blkif interrupts dom0 took per request (backend-to-frontend notifications); maps/req: grant pages grantsvc mapped per request (0 once persistent grants are warm)" \
-    "size rw        qd  mode       | gsvc IOPS     MB/s irq/req maps/req | lnx IOPS     MB/s irq/req | ratio" \
+    "irq/req: blkif interrupts dom0 took per request (backend-to-frontend notifications); maps/req: grant pages grantsvc mapped per request (0 once persistent grants are warm); req/wake: requests grantsvc served per wake-up; ntf/req: events grantsvc sent per request; busy: grantsvc's time serving rings over the run" \
+    "size rw        qd  mode       | gsvc IOPS     MB/s irq/req maps/r req/wk ntf/r  busy | lnx IOPS     MB/s irq/req | ratio" \
     "${rows[@]}"
 for entry in "${goals[@]}"; do
     goal "${entry% *}" "${entry#* }" '>=1.2'
