@@ -46,7 +46,7 @@ use grantsvc::peer::blkif::session::{
 use grantsvc::peer::counters::{ServiceCounters, PUBLISHED_DIRECTORY};
 use grantsvc::peer::device_id::DeviceId;
 use grantsvc::peer::key::SessionKey;
-use grantsvc::peer::root_scan::RootScan;
+use grantsvc::peer::root_scan::{devices_to_look_up, RootScan};
 use grantsvc::peer::store_limit::StoreRefusal;
 use grantsvc::peer::store_requests::read_value;
 use litemap::LiteMap;
@@ -333,18 +333,12 @@ impl BlockBackend {
                 }
             });
         for present in self.scan.take_replies(store) {
-            // Every device present and every session's (one whose directory went reads as
-            // gone), each looked up.
-            let mut devices: Vec<(DomId, DeviceId)> = present.into_iter().collect();
-            devices.extend(
-                self.sessions
-                    .registry()
-                    .keys()
-                    .map(|key| (key.peer, key.device)),
-            );
-            devices.sort();
-            devices.dedup();
-            for (peer, device) in devices {
+            let live = self
+                .sessions
+                .registry()
+                .keys()
+                .map(|key| (key.peer, key.device));
+            for (peer, device) in devices_to_look_up(present, live) {
                 self.look_up(store, peer, device, LookupKind::Status);
             }
         }

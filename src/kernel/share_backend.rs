@@ -36,7 +36,7 @@ use grantsvc::ids::DomId;
 use grantsvc::peer::action::PeerEvent;
 use grantsvc::peer::counters::ServiceCounters;
 use grantsvc::peer::device_id::DeviceId;
-use grantsvc::peer::root_scan::RootScan;
+use grantsvc::peer::root_scan::{devices_to_look_up, RootScan};
 use grantsvc::peer::share::nodes::{self, backend, frontend};
 use grantsvc::peer::share::protocol::{ShareMapping, ShareProtocol};
 use grantsvc::peer::share::registry::ShareKey;
@@ -307,18 +307,12 @@ impl ShareBackend {
         counters: &ServiceCounters,
     ) {
         for present in self.scan.take_replies(store) {
-            // Every device present, and every session's (one whose directory went reads as
-            // gone and ends): each looked up.
-            let mut devices: Vec<(DomId, DeviceId)> = present.into_iter().collect();
-            devices.extend(
-                self.sessions
-                    .registry()
-                    .keys()
-                    .map(|key| (key.peer, key.device)),
-            );
-            devices.sort();
-            devices.dedup();
-            for (peer, device) in devices {
+            let live = self
+                .sessions
+                .registry()
+                .keys()
+                .map(|key| (key.peer, key.device));
+            for (peer, device) in devices_to_look_up(present, live) {
                 self.consider_device(store, peer, device);
             }
         }

@@ -175,5 +175,16 @@ impl<D: Copy + Ord> RootScan<D> {
     }
 }
 
+/// The devices a scan's answer asks to look up: each one `present` and each of `live` (a live
+/// session's device whose directory went then reads as gone, and its session ends), once each,
+/// in order.
+pub fn devices_to_look_up<D: Ord>(
+    mut present: BTreeSet<(DomId, D)>,
+    live: impl IntoIterator<Item = (DomId, D)>,
+) -> Vec<(DomId, D)> {
+    present.extend(live);
+    present.into_iter().collect()
+}
+
 #[cfg(test)]
 mod tests;

@@ -18,6 +18,16 @@ fn domid(id: u16) -> DomId {
     DomId::new(id).unwrap()
 }
 
+#[test]
+fn present_and_live_devices_are_each_looked_up_once_in_order() {
+    let present: BTreeSet<(DomId, u32)> = [(domid(3), 1), (domid(2), 0)].into_iter().collect();
+    let live = [(domid(3), 1), (domid(5), 0), (domid(2), 7)];
+    assert_eq!(
+        devices_to_look_up(present, live),
+        [(domid(2), 0), (domid(2), 7), (domid(3), 1), (domid(5), 0)]
+    );
+}
+
 fn store_with(devices: &[(u16, u32)]) -> FakeStore {
     let mut store = FakeStore::new();
     for (peer, device) in devices {
