@@ -258,12 +258,23 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
             // One L1 table's worth per batch.
             let chunk_end =
                 end.min((next / ENTRIES_PER_TABLE as u64 + 1) * ENTRIES_PER_TABLE as u64);
+            // The chunk's pages share one L1 table (the direct map starts on a 2 MiB
+            // boundary), so the tree is walked once for the chunk, not once per page: at boot
+            // this loop covers every frame of the domain.
+            let chunk_start = Pfn::new(next).ok_or(PmapError::BadRange)?;
+            let first_address = direct_map_address(chunk_start).ok_or(PmapError::BadRange)?;
+            let existing_table = match self.walk(first_address)? {
+                Walk::Leaf { table, .. } => Some(table),
+                Walk::Missing => None,
+            };
             let mut wanted = Vec::new();
             for frame in (next..chunk_end).map_while(Pfn::new) {
                 let address = direct_map_address(frame).ok_or(PmapError::BadRange)?;
-                match self.walk(address)? {
-                    Walk::Leaf { entry, .. } if entry & pte::PRESENT != 0 => {}
-                    _ => wanted.push((address, frame)),
+                let present = existing_table.is_some_and(|table| {
+                    self.hypervisor.read_pte(table, address.table_index(1)) & pte::PRESENT != 0
+                });
+                if !present {
+                    wanted.push((address, frame));
                 }
             }
             next = chunk_end;
@@ -272,12 +283,13 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
             }
             let addresses: Vec<VirtAddr> = wanted.iter().map(|(address, _)| *address).collect();
             self.ensure_tables(&addresses)?;
+            let Walk::Leaf { table, .. } = self.walk(first_address)? else {
+                return Err(PmapError::UnknownTable(first_address));
+            };
             let mut updates = Vec::with_capacity(wanted.len());
             let mut tables = Vec::with_capacity(wanted.len());
             for &(address, frame) in &wanted {
-                let Walk::Leaf { table, index, .. } = self.walk(address)? else {
-                    return Err(PmapError::UnknownTable(address));
-                };
+                let index = address.table_index(1);
                 let machine = self
                     .hypervisor
                     .pfn_to_mfn(frame)

@@ -5,6 +5,9 @@ use crate::addr::{Pfn, VirtAddr, PAGE_SIZE};
 /// The direct map: pseudo-physical frame N is at `DIRECT_MAP_BASE + N * 4096` (the kernel is
 /// linked there with a zero physical offset, so Xen's initial mapping already has this shape).
 pub const DIRECT_MAP_BASE: u64 = 0xffff_ffff_8000_0000;
+// A whole L1 table's worth of frames shares one L1 table (`Pmap::extend_direct_map` walks once
+// per table).
+const _: () = assert!(DIRECT_MAP_BASE % (ENTRIES_PER_TABLE as u64 * 4096) == 0);
 
 /// First address of the region handed out by the VA allocator (grant regions, test regions).
 pub const CHOSEN_REGION_START: u64 = 0xffff_c000_0000_0000;

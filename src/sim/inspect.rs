@@ -67,7 +67,7 @@ impl SimXen {
                 self.recount_table(Mfn::of_page_table_entry(entry), level - 1, counts);
             }
         }
-        if let Some(pfn) = self.m2p.get(&table) {
+        if let Some(Some(pfn)) = self.m2p.get(table.get() as usize) {
             counts.insert(*pfn, (level, live));
         }
     }

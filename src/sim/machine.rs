@@ -118,7 +118,10 @@ pub(super) struct Maptrack {
 pub struct SimXen {
     pub(super) frames: Vec<Frame>,
     pub(super) p2m: Vec<Mfn>,
-    pub(super) m2p: BTreeMap<Mfn, Pfn>,
+    /// Indexed by machine frame number: the simulator's frames are numbered densely from 0, so
+    /// a vector is the M2P table itself (a tree's search was most of the host tests' time under
+    /// Miri, as the pmap looks up every table it walks).
+    pub(super) m2p: Vec<Option<Pfn>>,
     pub(super) root: Mfn,
     pub(super) domains: BTreeMap<DomId, SimDomain>,
     pub(super) maptrack: BTreeMap<u32, Maptrack>,
@@ -146,7 +149,7 @@ impl SimXen {
         let mut sim = SimXen {
             frames: Vec::new(),
             p2m: Vec::new(),
-            m2p: BTreeMap::new(),
+            m2p: Vec::new(),
             root: sim_mfn(0),
             domains: BTreeMap::new(),
             maptrack: BTreeMap::new(),
@@ -169,8 +172,11 @@ impl SimXen {
         for pfn in (0..config.pages).rev() {
             ours[pfn as usize] = sim.new_frame(SIM_DOMID);
         }
+        sim.m2p = vec![None; sim.frames.len()];
         for (pfn, mfn) in ours.iter().enumerate() {
-            sim.m2p.insert(*mfn, sim_pfn(pfn as u64));
+            if let Some(entry) = sim.m2p.get_mut(mfn.get() as usize) {
+                *entry = Some(sim_pfn(pfn as u64));
+            }
         }
         sim.p2m = ours.clone();
         sim.domains.insert(

@@ -263,6 +263,6 @@ impl Hypervisor for SimXen {
     }
 
     fn mfn_to_pfn(&self, frame: Mfn) -> Option<Pfn> {
-        self.m2p.get(&frame).copied()
+        self.m2p.get(frame.get() as usize).copied().flatten()
     }
 }
