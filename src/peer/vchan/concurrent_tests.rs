@@ -82,18 +82,43 @@ impl SharedMemory for AtomicMemory {
         self.size
     }
 
+    // Ring bytes move a word at a time (one atomic access per word they touch, as memcpy moves
+    // words): a byte per access made the echoes minutes long under Miri's race detector.
     fn read_bytes(&self, offset: usize, into: &mut [u8]) -> Result<(), OutOfBounds> {
         check_bounds(offset, into.len(), self.size)?;
-        for (index, slot) in into.iter_mut().enumerate() {
-            *slot = self.byte(offset + index, Ordering::Relaxed);
+        let mut done = 0;
+        while done < into.len() {
+            let (word, shift) = self.word(offset + done);
+            let bytes = word.load(Ordering::Relaxed).to_le_bytes();
+            let first = shift as usize / 8;
+            let take = (4 - first).min(into.len() - done);
+            into[done..done + take].copy_from_slice(&bytes[first..first + take]);
+            done += take;
         }
         Ok(())
     }
 
     fn write_bytes(&self, offset: usize, from: &[u8]) -> Result<(), OutOfBounds> {
         check_bounds(offset, from.len(), self.size)?;
-        for (index, &byte) in from.iter().enumerate() {
-            self.update_byte(offset + index, Ordering::Relaxed, |_| byte);
+        let mut done = 0;
+        while done < from.len() {
+            let (word, shift) = self.word(offset + done);
+            let first = shift as usize / 8;
+            let take = (4 - first).min(from.len() - done);
+            let piece = &from[done..done + take];
+            if take == 4 {
+                word.store(
+                    u32::from_le_bytes([piece[0], piece[1], piece[2], piece[3]]),
+                    Ordering::Relaxed,
+                );
+            } else {
+                let _ = word.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |value| {
+                    let mut bytes = value.to_le_bytes();
+                    bytes[first..first + take].copy_from_slice(piece);
+                    Some(u32::from_le_bytes(bytes))
+                });
+            }
+            done += take;
         }
         Ok(())
     }
