@@ -1,7 +1,9 @@
 //! GrantMapping: bounds-checked access through the guard, unmap on drop, refusal after the pages went away.
 
 use super::fixture::{check, grant_peer_pages, pmap, tables_in_use, PEER};
-use crate::pmap::{floor_benchmark, grant_map_benchmark, FloorShape, GrantMapping, PageRange};
+use crate::pmap::{
+    floor_benchmark, grant_map_benchmark, FloorShape, GrantMapping, PageRange, PAGES_PER_SAMPLE,
+};
 use crate::shared_memory::SharedMemory;
 use alloc::sync::Arc;
 
@@ -106,9 +108,10 @@ fn the_floor_benchmark_issues_the_same_grant_calls_both_ways_and_leaves_nothing_
             FloorShape::OnePageCalls(16)
         ]
     );
-    // Each sample spans one clock step of 512,000 ticks over its pages (at least 512).
+    // Each sample spans one clock step of 512,000 ticks over its pages (at least
+    // PAGES_PER_SAMPLE).
     for row in &rows {
-        let pages = 512usize.div_ceil(row.shape.pages()) * row.shape.pages();
+        let pages = PAGES_PER_SAMPLE.div_ceil(row.shape.pages()) * row.shape.pages();
         let expected = 512_000 / pages as u64;
         assert_eq!(row.pmap.min, expected);
         assert_eq!(row.raw.max, expected);
@@ -132,12 +135,13 @@ fn one_pmap_cycle_costs_exactly_the_grant_hypercalls_of_the_raw_one() {
     };
     floor_benchmark(&mut pmap, PEER, &refs, &[8], 0, 1, &mut clock).unwrap();
     let before = pmap.hypervisor().calls();
-    // One round: 64 pmap cycles (8 pages each, a sample of 512 pages) and 64 raw ones.
+    // One round: a sample of PAGES_PER_SAMPLE pages each way, 8 pages a cycle.
     floor_benchmark(&mut pmap, PEER, &refs, &[8], 0, 1, &mut clock).unwrap();
     let after = pmap.hypervisor().calls();
-    // Plus the untimed cycle that sets the row up: 64 + 1 pmap cycles, 64 raw ones.
-    assert_eq!(after.grant_map - before.grant_map, 64 + 1 + 64);
-    assert_eq!(after.grant_unmap - before.grant_unmap, 64 + 1 + 64);
+    let cycles = (PAGES_PER_SAMPLE / 8) as u64;
+    // Plus the untimed cycle that sets the row up.
+    assert_eq!(after.grant_map - before.grant_map, cycles + 1 + cycles);
+    assert_eq!(after.grant_unmap - before.grant_unmap, cycles + 1 + cycles);
     assert_eq!(after.mmu_update, before.mmu_update, "no page-table writes");
     assert_eq!(after.mmuext_op, before.mmuext_op, "no flush");
     check(&pmap);
@@ -147,12 +151,13 @@ fn one_pmap_cycle_costs_exactly_the_grant_hypercalls_of_the_raw_one() {
 fn a_sample_whose_clock_went_backwards_is_taken_again() {
     let mut pmap = pmap();
     let refs = grant_peer_pages(&mut pmap, 0, 8, false);
-    // Readings: 1000, then 10 (backwards: retaken), then 2000, 2000 + 512 * 70 per sample.
+    // Readings: 1000, then 10 (backwards: retaken), then 2000, 2000 + PAGES_PER_SAMPLE * 70 per
+    // sample.
     let mut readings = alloc::vec![1000u64, 10].into_iter();
     let mut ticks = 2000;
     let rows = floor_benchmark(&mut pmap, PEER, &refs, &[8], 0, 1, &mut || {
         readings.next().unwrap_or_else(|| {
-            ticks += 512 * 70;
+            ticks += PAGES_PER_SAMPLE as u64 * 70;
             ticks
         })
     })
@@ -176,7 +181,8 @@ fn a_sample_whose_clock_went_backwards_is_taken_again() {
 fn a_sample_timed_implausibly_short_is_taken_again_and_dropped_if_it_stays_so() {
     let mut pmap = pmap();
     let refs = grant_peer_pages(&mut pmap, 0, 8, false);
-    // Two rounds, each a pmap and a raw sample of 512 pages. The clock steps 512 * 50 ticks a
+    // Two rounds, each a pmap and a raw sample of PAGES_PER_SAMPLE pages. The clock steps
+    // PAGES_PER_SAMPLE * 50 ticks a
     // reading, except that the second reading of the first sample comes only 100 ticks after
     // the first (under 10 a page: retaken), and the whole raw sample of round 2 reads the
     // same value three times over (0 a page at every attempt: dropped).
@@ -189,7 +195,7 @@ fn a_sample_timed_implausibly_short_is_taken_again_and_dropped_if_it_stays_so() 
         ticks += match reading {
             2 => 100,
             8 | 10 | 12 => 0,
-            _ => 512 * 50,
+            _ => PAGES_PER_SAMPLE as u64 * 50,
         };
         ticks
     })
