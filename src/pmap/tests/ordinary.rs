@@ -347,6 +347,18 @@ fn at_most_the_bound_of_empty_tables_stays_hooked() {
 #[test]
 fn a_new_table_with_no_free_frame_takes_the_kept_ones_back() {
     let mut pmap = pmap();
+    // Under Miri (`make miri`), where validating each new table and every check read all of
+    // each table's entries, the allocator keeps 24 frames (the rest lent away) instead of
+    // about 200: minutes fewer there, the same run-out.
+    let mut lent = alloc::vec::Vec::new();
+    if cfg!(miri) {
+        while let Some(frame) = pmap.lend_frame() {
+            lent.push(frame);
+        }
+        for frame in lent.split_off(lent.len().saturating_sub(24)) {
+            pmap.take_back_frame(frame);
+        }
+    }
     let frame = Pfn::new(1).unwrap();
     // One page per 2 MiB slot, each with its own L1, until the frames run out.
     let mut used = 0;
@@ -357,7 +369,10 @@ fn a_new_table_with_no_free_frame_takes_the_kept_ones_back() {
             Err(other) => panic!("slot {used}: {other:?}"),
         }
     }
-    assert!(used > 100, "only {used} slots mapped");
+    assert!(
+        used > if cfg!(miri) { 20 } else { 100 },
+        "only {used} slots mapped"
+    );
     check(&pmap);
     // Emptied, the first ten L1s stay hooked: no frame is free.
     for n in 0..10 {
