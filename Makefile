@@ -2,8 +2,8 @@
 #   make          build the PV kernel (the production image: no lab code)
 #   make lab-kernel  the lab build of the kernel (feature `lab`: scenarios, self-tests, benchmark)
 #   make image-check  fail if the production image carries a lab symbol
-#   make test     host tests, clippy (both targets, both builds), rustfmt check, image check, Miri's CI
-#                 part, fuzz smoke, then the Xen lab
+#   make test     host tests, clippy (both targets, both builds), rustfmt check, image check, Miri,
+#                 fuzz smoke, then the Xen lab
 #   make lab      the Xen lab scenarios on the lab kernel (SCENARIOS="boot panic" for some of them)
 #   make bench-host  the host scaling benchmark (10 vs 10,000 live regions; prints GOAL lines)
 #   make bench    every benchmark of issue 10 in one lab boot plus the host figures; ends with the
@@ -12,7 +12,7 @@
 #                 dom0 image into an empty cache); make test runs it when its recipe changed
 #   make demo     the main job inside the Xen lab on the production image, console shown live
 #   make miri     the host tests of the crates whose logic runs in the kernel, under Miri (nightly)
-#   make miri-ci  the part of make miri that make test runs (the hypervisor layer, xenstore's unit tests)
+#   make miri-ci  a quick part of make miri (the hypervisor layer, xenstore's unit tests)
 #   make fuzz     every fuzz target of peer input, FUZZ_SECONDS each (or FUZZ_RUNS executions)
 #   make fuzz-smoke  every fuzz target for 20 s (part of make test)
 #   make run      xl create domain.cfg on a real Xen host
@@ -96,11 +96,10 @@ miri: nightly-tools
 	$(MIRI_ENV) $(CARGO) +nightly miri test -p xenstore
 	$(MIRI_ENV) $(CARGO) +nightly miri test -p grantsvc --lib --bins
 
-# What make test (and so CI) runs under Miri: the whole of make miri takes far more than 20
-# minutes (README), so CI runs the part where Miri sees most: every `unsafe` block of ours that
-# runs on the host (the hypervisor layer against the fake Xen, grantsvc's binary tests) and the
-# xenstore crate's unit tests (the parser and client that take peer bytes), not the property and
-# integration tests that make up most of the time.
+# A quick part of make miri (a few minutes) for a change to the `unsafe` code: every `unsafe`
+# block of ours that runs on the host (the hypervisor layer against the fake Xen, grantsvc's
+# binary tests) and the xenstore crate's unit tests (the parser and client that take peer bytes).
+# make test runs the whole of make miri (README: about half an hour).
 miri-ci: nightly-tools
 	$(MIRI_ENV) $(CARGO) +nightly miri test -p grantsvc --bins
 	$(MIRI_ENV) $(CARGO) +nightly miri test -p xenstore --lib
@@ -133,7 +132,7 @@ fresh-check: packages
 fresh-check-if-changed: packages
 	tests/lab/fresh-check --if-changed
 
-test: host-test clippy fmt-check image-check miri-ci fuzz-smoke fresh-check-if-changed lab
+test: host-test clippy fmt-check image-check miri fuzz-smoke fresh-check-if-changed lab
 
 # The demo runs the service with no lab word: the production image, as users run it.
 demo: kernel peer
