@@ -112,10 +112,12 @@ pub fn drive<S, E>(
                 Vec::new()
             }
             PeerAction::WriteNodesInTransaction(nodes) => {
-                let then: Vec<_> = queue.drain(..).collect();
+                // The whole queue is handed over and comes back whole: moved, not drained and
+                // extended element by element (that code came once per protocol, issue 10).
+                let then = Vec::from(core::mem::take(&mut queue));
                 match effects.write_nodes_in_transaction(key, nodes, then) {
                     InTransaction::Written(then) => {
-                        queue.extend(then);
+                        queue = VecDeque::from(then);
                         Vec::new()
                     }
                     // The session waits; `resume` carries on when the transaction ends.
