@@ -117,7 +117,8 @@ impl<P: Protocol, G: ProtocolGlue<P>> Effects<P, Region> for Executor<'_, P, G> 
         writable: bool,
         purpose: P::MapPurpose,
     ) -> Result<Region, i32> {
-        let region = peer_effects::map(self.pmap, Self::name(&key), peer, refs, writable, &purpose)?;
+        let region =
+            peer_effects::map(self.pmap, Self::name(&key), peer, refs, writable, &purpose)?;
         self.glue
             .mapped(key, purpose, region.size() / PAGE_SIZE, region.start());
         Ok(region)

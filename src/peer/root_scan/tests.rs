@@ -97,11 +97,7 @@ fn replies_handed_over_in_reverse_order_give_the_same_devices() {
     }
     assert_eq!(
         ended,
-        vec![Vec::from([
-            (domid(5), 0),
-            (domid(6), 2),
-            (domid(8), 1)
-        ])]
+        vec![Vec::from([(domid(5), 0), (domid(6), 2), (domid(8), 1)])]
     );
     // A reply nobody asked for (an ended scan's) changes nothing.
     assert_eq!(
