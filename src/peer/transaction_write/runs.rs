@@ -326,7 +326,7 @@ fn abort<S: StoreRequests>(store: &mut S, transaction: TransactionId) {
 /// A reply that is not the one expected, for a log line.
 fn describe(result: &Result<Reply, ReplyError>) -> String {
     match result {
-        Ok(reply) => format!("unexpected reply {reply:?}"),
+        Ok(reply) => format!("unexpected reply ({:?})", reply.kind()),
         Err(error) => format!("{error}"),
     }
 }

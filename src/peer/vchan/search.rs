@@ -438,7 +438,7 @@ fn node_value(path: &str, node: &str, result: Result<Reply, ReplyError>) -> Opti
 /// A reply's error for a log line.
 fn describe(result: &Result<Reply, ReplyError>) -> String {
     match result {
-        Ok(reply) => format!("unexpected reply {reply:?}"),
+        Ok(reply) => format!("unexpected reply ({:?})", reply.kind()),
         Err(error) => format!("{error}"),
     }
 }
