@@ -1,4 +1,4 @@
-//! The protocol-free halves of the executor's effects (grant maps and unmaps, event channels, node requests): one copy in the image for every protocol, where the executor's generic methods were three (issue 10).
+//! The protocol-free halves of the executor's effects (grant maps and unmaps, event channels, node requests): one copy in the image for all protocols, where the executor's generic methods made three (issue 10).
 //!
 //! `peer_executor::Executor` is instantiated once per protocol; what it does needs nothing of
 //! the protocol but the words of its log lines, so it passes those ([`SessionName`], the map's

@@ -2,8 +2,9 @@
 //!
 //! The framework's executor loop (`grantsvc::peer::driver`) calls [`Executor`] through
 //! `Effects`; a protocol adds only what differs (its directories and its report lines) through
-//! [`ProtocolGlue`]. What needs nothing of the protocol is in `peer_effects`, once for all. Nothing here takes a lock but the pmap's, for the length of one map or
-//! unmap, and nothing calls back up into the service.
+//! [`ProtocolGlue`]. What needs nothing of the protocol is in `peer_effects`, once for all
+//! protocols. Nothing here takes a lock but the pmap's, for the length of one map or unmap,
+//! and nothing calls back up into the service.
 // Driven by peers: nothing here may panic.
 #![deny(
     clippy::unwrap_used,
