@@ -18,6 +18,7 @@ mod fault_report;
 pub mod lab;
 mod logger;
 mod panic;
+mod peer_effects;
 mod peer_executor;
 mod peer_sessions;
 mod peer_watches;

@@ -2,8 +2,9 @@
 //!
 //! The framework's executor loop (`grantsvc::peer::driver`) calls [`Executor`] through
 //! `Effects`; a protocol adds only what differs (its directories and its report lines) through
-//! [`ProtocolGlue`]. Nothing here takes a lock but the pmap's, for the length of one map or
-//! unmap, and nothing calls back up into the service.
+//! [`ProtocolGlue`]. What needs nothing of the protocol is in `peer_effects`, once for all
+//! protocols. Nothing here takes a lock but the pmap's, for the length of one map or unmap,
+//! and nothing calls back up into the service.
 // Driven by peers: nothing here may panic.
 #![deny(
     clippy::unwrap_used,
@@ -12,12 +13,12 @@
     clippy::indexing_slicing
 )]
 
+use super::peer_effects::{self, SessionName};
 use super::store_connection::Xenstore;
 use super::xen::event_channel::{self, PortStatus};
 use alloc::string::String;
 use alloc::vec::Vec;
 use grantsvc::addr::PAGE_SIZE;
-use grantsvc::hypervisor::XenError;
 use grantsvc::ids::{DomId, EvtchnPort, GrantRef};
 use grantsvc::peer::action::{CloseReason, PeerAction};
 use grantsvc::peer::driver::{Effects, InTransaction, OwnedNodes};
@@ -27,18 +28,12 @@ use grantsvc::peer::pending::PendingRequests;
 use grantsvc::peer::protocol::Protocol;
 use grantsvc::peer::transaction_write::TransactionWrites;
 use grantsvc::peer::value::RemotePort;
-use grantsvc::pmap::{GrantMapError, GrantMapping};
 use grantsvc::shared_memory::SharedMemory;
-use xenstore::{Operation, TransactionId};
 
 /// The pmap handle the service owns and lends to the executor.
 pub use super::address_space::PmapHandle;
 /// A peer's pages as sessions hold them.
-pub type Region = GrantMapping<PmapHandle>;
-
-/// The status reported for a failure Xen gave no status for (`GNTST_general_error`).
-const GENERAL_ERROR: i32 = -1;
-const NONE: TransactionId = TransactionId::NONE;
+pub use super::peer_effects::Region;
 
 /// The sessions' transactional writes in flight, each with the actions its session queued
 /// after it.
@@ -91,15 +86,6 @@ pub struct Executor<'a, P: Protocol, G> {
     pub glue: &'a mut G,
 }
 
-/// The status a session is told for a refused mapping: Xen's own where there is one.
-fn map_status(error: &GrantMapError) -> i32 {
-    match error {
-        GrantMapError::Grant { status, .. } => i32::from(status.to_raw()),
-        GrantMapError::Hypercall { error, .. } => i32::try_from(error.0).unwrap_or(GENERAL_ERROR),
-        _ => GENERAL_ERROR,
-    }
-}
-
 /// The liveness check's view of our port's status (`EVTCHNOP_status`, no privilege needed).
 pub fn port_state(port: EvtchnPort) -> PortState {
     match event_channel::port_status(port) {
@@ -112,6 +98,17 @@ pub fn port_state(port: EvtchnPort) -> PortState {
     }
 }
 
+impl<P: Protocol, G: ProtocolGlue<P>> Executor<'_, P, G> {
+    /// The session's name for log lines.
+    fn name<'k>(key: &'k SessionKey<P>) -> SessionName<'k> {
+        SessionName {
+            protocol: P::NAME,
+            key,
+        }
+    }
+}
+
+// Thin: each method hands plain data to `peer_effects`, whose code the protocols share.
 impl<P: Protocol, G: ProtocolGlue<P>> Effects<P, Region> for Executor<'_, P, G> {
     fn map(
         &mut self,
@@ -121,34 +118,20 @@ impl<P: Protocol, G: ProtocolGlue<P>> Effects<P, Region> for Executor<'_, P, G> 
         writable: bool,
         purpose: P::MapPurpose,
     ) -> Result<Region, i32> {
-        let region = GrantMapping::map(self.pmap, peer, refs, !writable).map_err(|error| {
-            log::warn!(
-                "{}: session {key}: mapping the {purpose} ({} ref(s)) of domain {peer}: {error}",
-                P::NAME,
-                refs.len()
-            );
-            map_status(&error)
-        })?;
+        let region =
+            peer_effects::map(self.pmap, Self::name(&key), peer, refs, writable, &purpose)?;
         self.glue
             .mapped(key, purpose, region.size() / PAGE_SIZE, region.start());
         Ok(region)
     }
 
     fn unmap(&mut self, key: SessionKey<P>, purpose: P::MapPurpose, region: Region) -> usize {
-        let pages = region.size() / PAGE_SIZE;
-        let start = region.start();
-        match region.unmap() {
-            Ok(()) => {
+        match peer_effects::unmap(Self::name(&key), &purpose, region) {
+            Some((pages, start)) => {
                 self.glue.unmapped(key, purpose, pages, start);
                 pages
             }
-            Err(error) => {
-                log::error!(
-                    "{}: session {key}: unmapping the {purpose} ({pages} page(s) at {start}) failed: {error}",
-                    P::NAME
-                );
-                0
-            }
+            None => 0,
         }
     }
 
@@ -158,34 +141,15 @@ impl<P: Protocol, G: ProtocolGlue<P>> Effects<P, Region> for Executor<'_, P, G> 
         peer: DomId,
         remote_port: RemotePort,
     ) -> Result<EvtchnPort, i32> {
-        // The decoder checked the port's range; Xen would refuse one beyond it the same way.
-        let port = EvtchnPort::new(remote_port.0)
-            .ok_or(XenError::EINVAL)
-            .and_then(|remote_port| event_channel::bind_interdomain(peer, remote_port))
-            .map_err(|error| {
-                log::warn!(
-                    "{}: session {key}: binding port {remote_port} of domain {peer}: {error}",
-                    P::NAME
-                );
-                i32::try_from(error.0).unwrap_or(GENERAL_ERROR)
-            })?;
-        // A fresh port may keep the mask of an earlier one with its number.
-        if let Err(error) = event_channel::unmask(port) {
-            log::warn!("{}: session {key}: unmasking port {port}: {error}", P::NAME);
-        }
-        Ok(port)
+        peer_effects::bind(Self::name(&key), peer, remote_port)
     }
 
     fn notify(&mut self, key: SessionKey<P>, port: EvtchnPort) {
-        if let Err(error) = event_channel::send(port) {
-            log::debug!("{}: session {key}: notifying port {port}: {error}", P::NAME);
-        }
+        peer_effects::notify(Self::name(&key), port);
     }
 
     fn close_port(&mut self, key: SessionKey<P>, port: EvtchnPort) {
-        if let Err(error) = event_channel::close(port) {
-            log::warn!("{}: session {key}: closing port {port}: {error}", P::NAME);
-        }
+        peer_effects::close_port(Self::name(&key), port);
     }
 
     fn read_peer_nodes(
@@ -199,18 +163,7 @@ impl<P: Protocol, G: ProtocolGlue<P>> Effects<P, Region> for Executor<'_, P, G> 
         };
         // One request per node, all in flight together; the answer comes when the last
         // reply does (a node that cannot be read reads as absent).
-        let ids: Vec<_> = names
-            .iter()
-            .map(|name| {
-                let path = alloc::format!("{directory}/{name}");
-                store
-                    .submit(NONE, &Operation::Read { path: &path })
-                    .inspect_err(|error| {
-                        log::warn!("{}: session {key}: reading {path}: {error}", P::NAME);
-                    })
-                    .ok()
-            })
-            .collect();
+        let ids = peer_effects::submit_reads(store, Self::name(&key), &directory, names);
         self.pending.start_read(key, names, &ids)
     }
 
@@ -219,24 +172,11 @@ impl<P: Protocol, G: ProtocolGlue<P>> Effects<P, Region> for Executor<'_, P, G> 
             return;
         };
         let Some(store) = self.store.as_deref_mut() else {
-            log::warn!(
-                "{}: session {key}: no xenstore to write {} node(s)",
-                P::NAME,
-                nodes.len()
-            );
+            peer_effects::no_store(Self::name(&key), nodes.len());
             return;
         };
-        // In flight together; xenstored applies one connection's requests in order.
-        for (name, value) in nodes {
-            let path = alloc::format!("{directory}/{name}");
-            let operation = Operation::Write {
-                path: &path,
-                value: value.as_bytes(),
-            };
-            match store.submit(NONE, &operation) {
-                Ok(id) => self.pending.track_write(id, key, name),
-                Err(error) => log::warn!("{}: session {key}: writing {path}: {error}", P::NAME),
-            }
+        for (id, name) in peer_effects::submit_writes(store, Self::name(&key), &directory, nodes) {
+            self.pending.track_write(id, key, name);
         }
     }
 
@@ -246,15 +186,8 @@ impl<P: Protocol, G: ProtocolGlue<P>> Effects<P, Region> for Executor<'_, P, G> 
         else {
             return;
         };
-        // Before the writes queued after them; nobody waits for the answers (a node that is
-        // not there is as good as removed).
-        for name in names {
-            let path = alloc::format!("{directory}/{name}");
-            match store.submit(NONE, &Operation::Remove { path: &path }) {
-                Ok(id) => store.abandon(id),
-                Err(error) => log::warn!("{}: session {key}: removing {path}: {error}", P::NAME),
-            }
-        }
+        // Before the writes queued after them.
+        peer_effects::remove(store, Self::name(&key), &directory, names);
     }
 
     fn write_nodes_in_transaction(
@@ -267,25 +200,18 @@ impl<P: Protocol, G: ProtocolGlue<P>> Effects<P, Region> for Executor<'_, P, G> 
             return InTransaction::Failed;
         };
         let Some(store) = self.store.as_deref_mut() else {
-            log::warn!(
-                "{}: session {key}: no xenstore to write {} node(s)",
-                P::NAME,
-                nodes.len()
-            );
+            peer_effects::no_store(Self::name(&key), nodes.len());
             return InTransaction::Failed;
         };
         let count = nodes.len();
-        let paths = nodes
-            .into_iter()
-            .map(|(name, value)| (alloc::format!("{directory}/{name}"), value))
-            .collect();
+        let paths = peer_effects::paths(&directory, nodes);
         // In flight: the session waits, others are served; `Sessions::on_replies` resumes it.
         match self.transactions.start(store, key, paths, then) {
             Ok(()) => InTransaction::InFlight,
             Err((_, reason)) => {
                 log::warn!(
-                    "{}: session {key}: writing {count} node(s) in a transaction: {reason}",
-                    P::NAME
+                    "{}: writing {count} node(s) in a transaction: {reason}",
+                    Self::name(&key)
                 );
                 InTransaction::Failed
             }

@@ -21,6 +21,7 @@ use grantsvc::peer::liveness::peer_lost;
 use grantsvc::peer::pending::{Answered, PendingRequests};
 use grantsvc::peer::protocol::{PeerSession, Protocol};
 use grantsvc::peer::registry::{ActionsOf, EventOf, KeyOf, KeyedActions, Registry};
+use grantsvc::peer::sorted_unique::sorted_unique;
 use grantsvc::peer::store_limit::StoreRefusal;
 use grantsvc::peer::store_requests::{take_arrived, StoreRequests};
 use grantsvc::peer::transaction_write::Outcome;
@@ -183,14 +184,12 @@ where
         also: impl Iterator<Item = KeyOf<S>>,
         counters: &ServiceCounters,
     ) {
-        let mut due: Vec<KeyOf<S>> = ready
+        let due: Vec<KeyOf<S>> = ready
             .ports()
             .filter_map(|port| self.registry.key_for_port(port))
             .chain(also)
             .collect();
-        due.sort();
-        due.dedup();
-        for key in due {
+        for key in sorted_unique(due) {
             self.deliver(
                 store.as_deref_mut(),
                 pmap,

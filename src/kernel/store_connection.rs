@@ -60,7 +60,7 @@ impl fmt::Display for XenstoreError {
             XenstoreError::Request(error) => write!(formatter, "xenstore request refused: {error}"),
             XenstoreError::Reply(error) => write!(formatter, "xenstore: {error}"),
             XenstoreError::Unexpected(reply) => {
-                write!(formatter, "unexpected xenstore reply {reply:?}")
+                write!(formatter, "unexpected xenstore reply ({:?})", reply.kind())
             }
             XenstoreError::Timeout => write!(formatter, "no xenstore reply within 10 s"),
             XenstoreError::Backlog => write!(formatter, "xenstore request backlog full"),

@@ -46,6 +46,7 @@ pub mod protocol;
 pub mod registry;
 pub mod root_scan;
 pub mod share;
+pub mod sorted_unique;
 pub mod store_limit;
 pub mod store_requests;
 pub mod transaction_write;

@@ -9,9 +9,9 @@
 //! scan's word alone. A scan asked for while one is in flight runs once more when it ends (it
 //! would miss changes after its listings were sent); any number of such asks make one more scan.
 
+use super::sorted_unique::sorted_unique;
 use super::store_requests::{directory_names, StoreRequests};
 use crate::ids::DomId;
-use alloc::collections::BTreeSet;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
@@ -28,7 +28,8 @@ struct Scan<D> {
     root_listing: Option<RequestId>,
     /// Frontend folders' listings in flight, by request id.
     folders: LiteMap<RequestId, String>,
-    present: BTreeSet<(DomId, D)>,
+    /// The devices found so far, as listed (put in order when the scan ends).
+    present: Vec<(DomId, D)>,
 }
 
 /// The scans of one backend root.
@@ -73,7 +74,7 @@ impl<D: Copy + Ord> RootScan<D> {
         self.scan = Some(Scan {
             root_listing: Some(root_listing),
             folders: LiteMap::new(),
-            present: BTreeSet::new(),
+            present: Vec::new(),
         });
     }
 
@@ -93,14 +94,15 @@ impl<D: Copy + Ord> RootScan<D> {
             .collect()
     }
 
-    /// Takes the reply to `id` (one of [`RootScan::ids`]); returns the devices present when
-    /// it was the scan's last. A scan asked for meanwhile is started then.
+    /// Takes the reply to `id` (one of [`RootScan::ids`]); returns the devices present
+    /// (ascending, each once) when it was the scan's last. A scan asked for meanwhile is
+    /// started then.
     pub fn answer<S: StoreRequests>(
         &mut self,
         store: &mut S,
         id: RequestId,
         result: Result<Reply, ReplyError>,
-    ) -> Option<BTreeSet<(DomId, D)>> {
+    ) -> Option<Vec<(DomId, D)>> {
         let scan = self.scan.as_mut()?;
         if scan.root_listing == Some(id) {
             scan.root_listing = None;
@@ -130,7 +132,7 @@ impl<D: Copy + Ord> RootScan<D> {
                     for device in devices {
                         let path = format!("{folder}/{device}");
                         if let Some(found) = (self.device_of_path)(&self.root, &path) {
-                            scan.present.insert(found);
+                            scan.present.push(found);
                         }
                     }
                 }
@@ -142,14 +144,14 @@ impl<D: Copy + Ord> RootScan<D> {
         if scan.root_listing.is_some() || !scan.folders.is_empty() {
             return None;
         }
-        let present = core::mem::take(&mut scan.present);
+        let present = sorted_unique(core::mem::take(&mut scan.present));
         self.scan = None;
         self.start_again(store);
         Some(present)
     }
 
     /// Takes every reply that has arrived; the devices present for each scan that ended.
-    pub fn take_replies<S: StoreRequests>(&mut self, store: &mut S) -> Vec<BTreeSet<(DomId, D)>> {
+    pub fn take_replies<S: StoreRequests>(&mut self, store: &mut S) -> Vec<Vec<(DomId, D)>> {
         let mut ended = Vec::new();
         // A root listing's answer sends the folders' listings, whose replies may be here too.
         loop {
@@ -179,11 +181,11 @@ impl<D: Copy + Ord> RootScan<D> {
 /// session's device whose directory went then reads as gone, and its session ends), once each,
 /// in order.
 pub fn devices_to_look_up<D: Ord>(
-    mut present: BTreeSet<(DomId, D)>,
+    mut present: Vec<(DomId, D)>,
     live: impl IntoIterator<Item = (DomId, D)>,
 ) -> Vec<(DomId, D)> {
     present.extend(live);
-    present.into_iter().collect()
+    sorted_unique(present)
 }
 
 #[cfg(test)]

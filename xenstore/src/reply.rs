@@ -72,6 +72,22 @@ impl fmt::Display for ReplyError {
     }
 }
 
+impl Reply {
+    /// What the reply carries, without its content: for log lines about a reply that was not
+    /// the one expected (a `{:?}` of the content would bring the Debug code of every payload
+    /// into the kernel image, issue 10).
+    pub fn kind(&self) -> ReplyKind {
+        match self {
+            Reply::Value(_) => ReplyKind::Value,
+            Reply::Directory(_) => ReplyKind::Directory,
+            Reply::Permissions(_) => ReplyKind::Permissions,
+            Reply::Acknowledged => ReplyKind::Acknowledgement,
+            Reply::TransactionStarted(_) => ReplyKind::TransactionStarted,
+            Reply::DomainPath(_) => ReplyKind::DomainPath,
+        }
+    }
+}
+
 impl ReplyError {
     /// True for `EAGAIN`, the answer that means "run the transaction again".
     pub fn is_try_again(&self) -> bool {
@@ -202,6 +218,31 @@ mod tests {
             ),
             Ok(Reply::DomainPath(String::from("/local/domain/3")))
         );
+    }
+
+    #[test]
+    fn a_decoded_reply_is_of_the_kind_it_was_decoded_as() {
+        let cases: [(MessageType, ReplyKind, &[u8]); 5] = [
+            (MessageType::Read, ReplyKind::Value, b"4"),
+            (MessageType::Directory, ReplyKind::Directory, b"0\0"),
+            (MessageType::Write, ReplyKind::Acknowledgement, b"OK\0"),
+            (
+                MessageType::TransactionStart,
+                ReplyKind::TransactionStarted,
+                b"12\0",
+            ),
+            (
+                MessageType::GetDomainPath,
+                ReplyKind::DomainPath,
+                b"/local/domain/3\0",
+            ),
+        ];
+        for (expected, kind, payload) in cases {
+            assert_eq!(
+                decode(expected, kind, payload).map(|reply| reply.kind()),
+                Ok(kind)
+            );
+        }
     }
 
     #[test]

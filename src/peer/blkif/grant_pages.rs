@@ -12,10 +12,11 @@ use super::validate::{Refusal, RefusalReason, ValidRequest};
 use crate::abi::blkif::status;
 use crate::addr::PAGE_SIZE;
 use crate::ids::{DomId, GrantRef};
+use crate::peer::sorted_unique::sorted_unique;
 use crate::pmap::{GrantMapping, PmapLock, MAX_REGION_PAGES};
 use crate::shared_memory::SharedMemory;
-use alloc::collections::{BTreeMap, BTreeSet};
 use alloc::vec::Vec;
+use litemap::LiteMap;
 
 /// Where a grant of the batch is mapped: (region index, page index).
 type Place = (usize, usize);
@@ -23,13 +24,20 @@ type Place = (usize, usize);
 /// The grants of one batch, mapped for it alone.
 pub struct BatchPages<L: PmapLock> {
     regions: Vec<GrantMapping<L>>,
-    /// (grant, writable mapping) → where.
-    places: BTreeMap<(GrantRef, bool), Place>,
+    /// Grant → where, in the writable regions and in the read-only ones. Sorted vectors, not
+    /// BTreeMaps whose code the kernel image would carry for these maps alone (issue 10); a
+    /// batch's grants are mapped in ascending order, so each insertion is an append.
+    writable_places: LiteMap<GrantRef, Place>,
+    read_only_places: LiteMap<GrantRef, Place>,
 }
 
-/// Grants each request needs, and whether grantsvc writes into them (a read from the disk).
-fn needs(request: &ValidRequest) -> (bool, BTreeSet<GrantRef>) {
-    (request.writes_pages(), request.grants().collect())
+/// Grants each request needs (ascending, each once), and whether grantsvc writes into them (a
+/// read from the disk).
+fn needs(request: &ValidRequest) -> (bool, Vec<GrantRef>) {
+    (
+        request.writes_pages(),
+        sorted_unique(request.grants().collect()),
+    )
 }
 
 /// Turns `taken` into a refusal because `gref` did not map.
@@ -50,10 +58,11 @@ impl<L: PmapLock + Clone> BatchPages<L> {
     pub fn map(lock: &L, peer: DomId, batch: &mut [Taken]) -> BatchPages<L> {
         let mut pages = BatchPages {
             regions: Vec::new(),
-            places: BTreeMap::new(),
+            writable_places: LiteMap::new(),
+            read_only_places: LiteMap::new(),
         };
         for writable in [true, false] {
-            let mut wanted = BTreeSet::new();
+            let mut wanted = Vec::new();
             for taken in batch.iter() {
                 if let Ok(request) = &taken.checked {
                     let (writes, grants) = needs(request);
@@ -62,7 +71,7 @@ impl<L: PmapLock + Clone> BatchPages<L> {
                     }
                 }
             }
-            let wanted: Vec<GrantRef> = wanted.into_iter().collect();
+            let wanted = sorted_unique(wanted);
             let mut all_mapped = true;
             for chunk in wanted.chunks(MAX_REGION_PAGES) {
                 all_mapped &= pages.map_region(lock, peer, chunk, writable);
@@ -78,7 +87,7 @@ impl<L: PmapLock + Clone> BatchPages<L> {
                 let (writes, grants) = needs(request);
                 let missing: Vec<GrantRef> = grants
                     .into_iter()
-                    .filter(|gref| !pages.places.contains_key(&(*gref, writable)))
+                    .filter(|gref| !pages.places(writable).contains_key(gref))
                     .collect();
                 if writes != writable || missing.is_empty() {
                     continue;
@@ -105,8 +114,12 @@ impl<L: PmapLock + Clone> BatchPages<L> {
         match GrantMapping::map(lock.clone(), peer, refs, !writable) {
             Ok(region) => {
                 let index = self.regions.len();
+                let places = match writable {
+                    true => &mut self.writable_places,
+                    false => &mut self.read_only_places,
+                };
                 for (page, gref) in refs.iter().enumerate() {
-                    self.places.insert((*gref, writable), (index, page));
+                    places.insert(*gref, (index, page));
                 }
                 self.regions.push(region);
                 true
@@ -133,8 +146,15 @@ impl<L: PmapLock + Clone> BatchPages<L> {
         failed
     }
 
+    fn places(&self, writable: bool) -> &LiteMap<GrantRef, Place> {
+        match writable {
+            true => &self.writable_places,
+            false => &self.read_only_places,
+        }
+    }
+
     fn region(&self, gref: GrantRef, writable: bool) -> Option<(&GrantMapping<L>, usize)> {
-        let (index, page) = *self.places.get(&(gref, writable))?;
+        let (index, page) = *self.places(writable).get(&gref)?;
         Some((self.regions.get(index)?, page * PAGE_SIZE))
     }
 }
@@ -201,7 +221,7 @@ impl<L: PmapLock + Clone> GrantMapper for SingleGrants<'_, L> {
 pub struct PersistentPages<'a, L: PmapLock> {
     cache: &'a mut PersistentGrants<GrantMapping<L>>,
     /// Grants mapped for this batch only (the cache was full of grants in use).
-    transient: BTreeMap<GrantRef, GrantMapping<L>>,
+    transient: LiteMap<GrantRef, GrantMapping<L>>,
     /// Grants acquired from the cache, to release after the batch.
     acquired: Vec<GrantRef>,
 }
@@ -217,14 +237,14 @@ impl<'a, L: PmapLock + Clone> PersistentPages<'a, L> {
     ) -> PersistentPages<'a, L> {
         let mut pages = PersistentPages {
             cache,
-            transient: BTreeMap::new(),
+            transient: LiteMap::new(),
             acquired: Vec::new(),
         };
         for taken in batch.iter_mut() {
             let Ok(request) = &taken.checked else {
                 continue;
             };
-            let grants: BTreeSet<GrantRef> = request.grants().collect();
+            let grants = sorted_unique(request.grants().collect());
             let mut bad = None;
             for gref in grants {
                 if pages.transient.contains_key(&gref) {
@@ -253,7 +273,7 @@ impl<'a, L: PmapLock + Clone> PersistentPages<'a, L> {
         for gref in self.acquired {
             self.cache.release(gref, now);
         }
-        for (_, mapping) in self.transient {
+        for (_, mapping) in self.transient.into_tuple_vec() {
             mapper.unmap(mapping);
         }
     }

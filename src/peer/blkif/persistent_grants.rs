@@ -19,8 +19,7 @@
 //! implement over a fake that counts live mappings.
 
 use crate::ids::GrantRef;
-use alloc::collections::BTreeMap;
-use alloc::vec::Vec;
+use litemap::LiteMap;
 
 /// Linux blkback's default bound per ring.
 pub const DEFAULT_CAPACITY: usize = 1056;
@@ -68,7 +67,10 @@ pub enum Acquired<T> {
 pub struct PersistentGrants<T> {
     capacity: usize,
     idle_limit: u64,
-    entries: BTreeMap<GrantRef, Entry<T>>,
+    /// A sorted vector, not a BTreeMap, whose code the kernel image would carry for this one
+    /// map (issue 10): lookups are binary searches; an insertion or removal moves the entries
+    /// after it, which happens only on a miss, beside a map or unmap hypercall.
+    entries: LiteMap<GrantRef, Entry<T>>,
     /// No entry was last used before this (a lower bound: exact after a purge, kept when the
     /// oldest entry is used again, so a purge may come early and find nothing, never late).
     earliest_use: Option<u64>,
@@ -81,7 +83,7 @@ impl<T> PersistentGrants<T> {
         PersistentGrants {
             capacity,
             idle_limit,
-            entries: BTreeMap::new(),
+            entries: LiteMap::new(),
             earliest_use: None,
         }
     }
@@ -172,19 +174,22 @@ impl<T> PersistentGrants<T> {
     /// `now`; returns how many.
     pub fn purge_idle<M: GrantMapper<Mapping = T>>(&mut self, now: u64, mapper: &mut M) -> usize {
         let idle_limit = self.idle_limit;
-        let idle: Vec<GrantRef> = self
-            .entries
-            .iter()
-            .filter(|(_, entry)| {
-                entry.users == 0 && now.saturating_sub(entry.last_used) >= idle_limit
-            })
-            .map(|(&gref, _)| gref)
-            .collect();
-        for gref in &idle {
-            if let Some(entry) = self.entries.remove(gref) {
+        let mut purged = 0;
+        // Rebuilt in one pass (the kept entries appended in order), not removed one by one,
+        // which would move the rest of the vector for each.
+        let mut kept = LiteMap::with_capacity(self.entries.len());
+        for (gref, entry) in core::mem::take(&mut self.entries).into_tuple_vec() {
+            if entry.users == 0 && now.saturating_sub(entry.last_used) >= idle_limit {
                 mapper.unmap(entry.mapping);
+                purged += 1;
+            } else {
+                // In order, so appended; `insert` would place one that was not.
+                if let Some((gref, entry)) = kept.try_append(gref, entry) {
+                    kept.insert(gref, entry);
+                }
             }
         }
+        self.entries = kept;
         // An entry in use is released later, at `now` or after.
         self.earliest_use = self
             .entries
@@ -197,14 +202,14 @@ impl<T> PersistentGrants<T> {
                 }
             })
             .min();
-        idle.len()
+        purged
     }
 
     /// Unmaps everything, in use or not (the ring is quiesced); returns how many.
     pub fn close<M: GrantMapper<Mapping = T>>(&mut self, mapper: &mut M) -> usize {
         let count = self.entries.len();
         self.earliest_use = None;
-        for (_, entry) in core::mem::take(&mut self.entries) {
+        for (_, entry) in core::mem::take(&mut self.entries).into_tuple_vec() {
             mapper.unmap(entry.mapping);
         }
         count

@@ -20,7 +20,7 @@ fn domid(id: u16) -> DomId {
 
 #[test]
 fn present_and_live_devices_are_each_looked_up_once_in_order() {
-    let present: BTreeSet<(DomId, u32)> = [(domid(3), 1), (domid(2), 0)].into_iter().collect();
+    let present = vec![(domid(3), 1), (domid(2), 0)];
     let live = [(domid(3), 1), (domid(5), 0), (domid(2), 7)];
     assert_eq!(
         devices_to_look_up(present, live),
@@ -37,7 +37,7 @@ fn store_with(devices: &[(u16, u32)]) -> FakeStore {
 }
 
 /// Runs the scan to its end, xenstored answering in order.
-fn scan_all(scan: &mut RootScan<u32>, store: &mut FakeStore) -> Vec<BTreeSet<(DomId, u32)>> {
+fn scan_all(scan: &mut RootScan<u32>, store: &mut FakeStore) -> Vec<Vec<(DomId, u32)>> {
     let mut ended = Vec::new();
     for _ in 0..8 {
         store.serve();
@@ -69,7 +69,7 @@ fn every_folder_is_listed_in_flight_together_and_the_devices_present_reported() 
     let ended = scan.take_replies(&mut store);
     assert_eq!(
         ended,
-        vec![BTreeSet::from([
+        vec![Vec::from([
             (domid(5), 0),
             (domid(5), 1),
             (domid(6), 0),
@@ -86,7 +86,7 @@ fn replies_handed_over_in_reverse_order_give_the_same_devices() {
     let mut scan = RootScan::new(ROOT, device_of_path);
     scan.request(&mut store);
     store.serve();
-    assert_eq!(scan.take_replies(&mut store), Vec::<BTreeSet<_>>::new());
+    assert_eq!(scan.take_replies(&mut store), Vec::<Vec<_>>::new());
     store.serve();
     let mut ids = scan.ids();
     ids.reverse();
@@ -97,11 +97,7 @@ fn replies_handed_over_in_reverse_order_give_the_same_devices() {
     }
     assert_eq!(
         ended,
-        vec![BTreeSet::from([
-            (domid(5), 0),
-            (domid(6), 2),
-            (domid(8), 1)
-        ])]
+        vec![Vec::from([(domid(5), 0), (domid(6), 2), (domid(8), 1)])]
     );
     // A reply nobody asked for (an ended scan's) changes nothing.
     assert_eq!(
@@ -121,7 +117,7 @@ fn a_folder_that_goes_between_the_listings_or_is_refused_contributes_nothing() {
     store.remove(&format!("{ROOT}/6"));
     store.server.refuse.insert(format!("{ROOT}/7"), "EACCES");
     let ended = scan_all(&mut scan, &mut store);
-    assert_eq!(ended, vec![BTreeSet::from([(domid(5), 0)])]);
+    assert_eq!(ended, vec![Vec::from([(domid(5), 0)])]);
 }
 
 #[test]
@@ -131,12 +127,12 @@ fn a_refused_or_missing_root_ends_the_scan() {
     scan.request(&mut store);
     assert_eq!(
         scan_all(&mut scan, &mut store),
-        vec![BTreeSet::new()],
+        vec![Vec::new()],
         "no root: no device"
     );
     store.server.refuse.insert(ROOT.into(), "EACCES");
     scan.request(&mut store);
-    assert_eq!(scan_all(&mut scan, &mut store), Vec::<BTreeSet<_>>::new());
+    assert_eq!(scan_all(&mut scan, &mut store), Vec::<Vec<_>>::new());
     assert!(!scan.in_flight(), "a refusal leaves nothing in flight");
 }
 
@@ -157,8 +153,8 @@ fn scans_asked_for_meanwhile_make_one_more_that_sees_the_later_device() {
     assert_eq!(
         ended,
         vec![
-            BTreeSet::from([(domid(5), 0)]),
-            BTreeSet::from([(domid(5), 0), (domid(9), 4)])
+            Vec::from([(domid(5), 0)]),
+            Vec::from([(domid(5), 0), (domid(9), 4)])
         ],
         "one scan more, not three"
     );

@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::peer::fake_store::FakeStore;
+use crate::peer::store_requests::take_arrived;
 use alloc::vec;
 
 const DIRECTORY: &str = "/local/domain/4/backend/vbd/5/768";

@@ -15,6 +15,7 @@
 //!   publishes again (a faulty server is refused once, not in a loop), while a new server that
 //!   happens to reuse the same grant ref and port numbers (Linux recycles both) still connects.
 
+use crate::peer::sorted_unique::sorted_unique;
 use alloc::string::String;
 use alloc::vec::Vec;
 use litemap::LiteMap;
@@ -117,16 +118,14 @@ impl<K: Copy + PartialEq> Discovery<K> {
     /// `trigger`, for every vchan present or known. Forgets ended vchans whose nodes went away,
     /// changed or were republished.
     pub fn plan(&mut self, present: &LiteMap<String, NodeValues>, trigger: &Trigger) -> Plan {
-        let mut names: Vec<String> = present
+        let names: Vec<String> = present
             .keys()
             .chain(self.live.keys())
             .chain(self.finished.keys())
             .cloned()
             .collect();
-        names.sort();
-        names.dedup();
         let mut plan = Plan::default();
-        for name in names {
+        for name in sorted_unique(names) {
             let call = match trigger {
                 Trigger::Sync => Call::Sync,
                 Trigger::Publication(published) if *published == name => Call::Publication,

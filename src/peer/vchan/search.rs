@@ -18,6 +18,7 @@
 use super::discovery::{acceptable_name, Call, Discovery, NodeValues, MAX_NAME};
 use super::session::{EVENT_CHANNEL, RING_REF};
 use crate::ids::DomId;
+use crate::peer::sorted_unique::sorted_unique;
 use crate::peer::store_requests::{directory_names, read_value, take_arrived, StoreRequests};
 use alloc::format;
 use alloc::string::String;
@@ -298,9 +299,7 @@ impl<K: Copy + PartialEq> ServerSearch<K> {
         };
         let mut all: Vec<String> = self.discovery.known_names().cloned().collect();
         all.extend(names);
-        all.sort();
-        all.dedup();
-        for name in all {
+        for name in sorted_unique(all) {
             self.look_up(store, &name, Call::Sync);
         }
     }
@@ -439,7 +438,7 @@ fn node_value(path: &str, node: &str, result: Result<Reply, ReplyError>) -> Opti
 /// A reply's error for a log line.
 fn describe(result: &Result<Reply, ReplyError>) -> String {
     match result {
-        Ok(reply) => format!("unexpected reply {reply:?}"),
+        Ok(reply) => format!("unexpected reply ({:?})", reply.kind()),
         Err(error) => format!("{error}"),
     }
 }
