@@ -34,10 +34,10 @@
 //!
 //! Every other public function either passes no pointer to Xen, or passes pointers only to
 //! its own locals or to slices it borrows for the call, or takes only typed ids (a port, a
-//! domain) whose misuse Xen refuses. Known limit: the frame allocator's `free` takes a bare
-//! `Pfn`, so safe code can give back a frame someone still uses (a lab `OwnPages` page or a
-//! page table); the worst it reaches is a write fault on a read-only page table or changed
-//! bytes of shared memory that is only ever read volatilely, not a Rust-visible aliasing.
+//! domain) whose misuse Xen refuses. The frame allocator that hands out the domain's frames
+//! lives inside the one `Pmap` (boot takes the heap's frames out of it first): nothing outside
+//! the pmap can free a frame its page tables or the heap use, and the lab's own pages borrow
+//! frames as `LentFrame` tokens that only `Pmap::take_back_frame` accepts back.
 //!
 //! How a reviewer checks it:
 //! - `grep -rn "pub fn" src/kernel/xen` lists no safe function that takes a raw address,
