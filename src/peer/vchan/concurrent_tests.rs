@@ -27,10 +27,10 @@ use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 /// How long a side waits for an event before calling it a lost wake-up; under Miri (`make
-/// miri`) the other thread's copy of one chunk byte by byte through atomics can take seconds.
+/// miri`) the other thread's copy of one chunk through atomics can take seconds.
 const STALL: Duration = Duration::from_secs(if cfg!(miri) { 300 } else { 5 });
 
-/// The echoes' lengths are divided by this under Miri, where each atomic byte is thousands of
+/// The echoes' lengths are divided by this under Miri, where each atomic access is thousands of
 /// times slower; the shortest is still 4 KiB, four laps of the smaller ring.
 const LENGTH_DIVISOR: usize = if cfg!(miri) { 32 } else { 1 };
 
