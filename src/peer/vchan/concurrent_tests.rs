@@ -13,6 +13,7 @@ use super::channel::{ChannelRegions, VchanChannel};
 use super::echo::EchoService;
 use super::layout::VchanLayout;
 use super::pump::{StreamPump, StreamTotals};
+use super::testing::{server_copy_in, server_copy_out};
 use crate::abi::vchan as abi;
 use crate::addr::PAGE_SIZE;
 use crate::peer::counters::ServiceCounters;
@@ -274,15 +275,7 @@ impl ThreadServer {
         }
         let ring = self.write;
         let prod = self.load(ring.prod_offset);
-        // In at most two pieces, split where the ring wraps, as libxenvchan copies.
-        let start = (prod & (ring.size - 1)) as usize;
-        let first = count.min(ring.size as usize - start);
-        self.page
-            .write_bytes(ring.base + start, &data[..first])
-            .unwrap();
-        self.page
-            .write_bytes(ring.base, &data[first..count])
-            .unwrap();
+        server_copy_in(&self.page, ring.base, ring.size, prod, &data[..count]);
         self.page
             .store_u32(ring.prod_offset, prod.wrapping_add(count as u32))
             .unwrap();
@@ -309,12 +302,7 @@ impl ThreadServer {
         }
         let ring = self.read;
         let cons = self.load(ring.cons_offset);
-        // In at most two pieces, split where the ring wraps, as libxenvchan copies.
-        let start = (cons & (ring.size - 1)) as usize;
-        let first = count.min(ring.size as usize - start);
-        let (head, tail) = into[..count].split_at_mut(first);
-        self.page.read_bytes(ring.base + start, head).unwrap();
-        self.page.read_bytes(ring.base, tail).unwrap();
+        server_copy_out(&self.page, ring.base, ring.size, cons, &mut into[..count]);
         self.page
             .store_u32(ring.cons_offset, cons.wrapping_add(count as u32))
             .unwrap();

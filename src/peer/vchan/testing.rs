@@ -100,6 +100,33 @@ pub fn write_server_header(page: &impl SharedMemory, left_order: u16, right_orde
         .unwrap();
 }
 
+/// A server's copy of `data` into the ring of `size` bytes at `base`, from free-running index
+/// `index`: in at most two pieces, split where the ring wraps, as libxenvchan's `do_send`
+/// copies. Written apart from [`super::ring::RingBuffer`] on purpose, so that the fake servers
+/// (this module's and the concurrent tests') check the client's ring arithmetic instead of
+/// sharing it.
+pub fn server_copy_in(memory: &impl SharedMemory, base: usize, size: u32, index: u32, data: &[u8]) {
+    let start = (index & (size - 1)) as usize;
+    let first = data.len().min(size as usize - start);
+    memory.write_bytes(base + start, &data[..first]).unwrap();
+    memory.write_bytes(base, &data[first..]).unwrap();
+}
+
+/// A server's copy out of the ring into `into` (`do_recv`; see [`server_copy_in`]).
+pub fn server_copy_out(
+    memory: &impl SharedMemory,
+    base: usize,
+    size: u32,
+    index: u32,
+    into: &mut [u8],
+) {
+    let start = (index & (size - 1)) as usize;
+    let first = into.len().min(size as usize - start);
+    let (head, tail) = into.split_at_mut(first);
+    memory.read_bytes(base + start, head).unwrap();
+    memory.read_bytes(base, tail).unwrap();
+}
+
 /// Builds a shared page as `init_gnt_srv` leaves it.
 pub struct ServerPage {
     page: FakeMemory,
@@ -189,11 +216,7 @@ impl FakeServer {
                 .fetch_or_u8(abi::CLI_NOTIFY_OFFSET, abi::NOTIFY_READ)
                 .unwrap();
         }
-        // In at most two pieces, split where the ring wraps, as libxenvchan copies.
-        let start = (prod & (size - 1)) as usize;
-        let first = count.min(size as usize - start);
-        memory.write_bytes(base + start, &data[..first]).unwrap();
-        memory.write_bytes(base, &data[first..count]).unwrap();
+        server_copy_in(&memory, base, size, prod, &data[..count]);
         self.page
             .store_u32(abi::RIGHT_PROD_OFFSET, prod.wrapping_add(count as u32))
             .unwrap();
@@ -211,12 +234,7 @@ impl FakeServer {
         let ready = prod.wrapping_sub(cons);
         assert!(ready <= size, "client overfilled the ring");
         let mut data = vec![0u8; ready as usize];
-        // In at most two pieces, split where the ring wraps, as libxenvchan copies.
-        let start = (cons & (size - 1)) as usize;
-        let first = data.len().min(size as usize - start);
-        let (head, tail) = data.split_at_mut(first);
-        memory.read_bytes(base + start, head).unwrap();
-        memory.read_bytes(base, tail).unwrap();
+        server_copy_out(&memory, base, size, cons, &mut data);
         if ready == 0 {
             self.page
                 .fetch_or_u8(abi::CLI_NOTIFY_OFFSET, abi::NOTIFY_WRITE)
