@@ -357,8 +357,7 @@ impl<L: PmapLock + Clone> DataPages for PersistentIndirectPages<'_, '_, L> {
         _offset: usize,
         _from: &[u8],
     ) -> Result<(), PageFault> {
-        // Segment pages are only read.
-        Err(PageFault { gref })
+        segment_pages_are_only_read(gref)
     }
 }
 
@@ -395,7 +394,11 @@ impl<L: PmapLock + Clone> DataPages for IndirectPages<'_, L> {
         _offset: usize,
         _from: &[u8],
     ) -> Result<(), PageFault> {
-        // Segment pages are only read.
-        Err(PageFault { gref })
+        segment_pages_are_only_read(gref)
     }
+}
+
+/// The answer of both indirect-page readers to a write: segment pages are only read.
+fn segment_pages_are_only_read(gref: GrantRef) -> Result<(), PageFault> {
+    Err(PageFault { gref })
 }
