@@ -1,0 +1,116 @@
+//! The `log` crate with leaner call sites (issue 10's image size): grantsvc depends on this crate under the name `log`, so `log::warn!(...)` and the logger's types are unchanged, but a log line no longer carries its module path, file and line.
+//!
+//! `log`'s own macros store, at every call site, the target and module path (two string
+//! slices) and a `Location` (file, line, column): about 60 bytes of code and read-only data a
+//! line, for 170 lines. grantsvc's console logger prints none of them (`[level] message`), so
+//! these macros hand `log` only the level and the message, through one function out of line;
+//! the level is still checked at the call site, so a line filtered out costs no formatting.
+#![no_std]
+
+pub use log::{
+    logger, max_level, set_logger, set_max_level, Level, LevelFilter, Log, Metadata, Record,
+};
+
+/// Hands one line to the installed logger; the macros' one call.
+#[doc(hidden)]
+#[inline(never)]
+pub fn emit(level: Level, message: core::fmt::Arguments<'_>) {
+    logger().log(&Record::builder().level(level).args(message).build());
+}
+
+/// A line at `level` if the filter lets it through (`log::log!` without target).
+#[macro_export]
+macro_rules! log {
+    ($level:expr, $($message:tt)+) => {{
+        let level: $crate::Level = $level;
+        if level <= $crate::max_level() {
+            $crate::emit(level, format_args!($($message)+));
+        }
+    }};
+}
+
+#[macro_export]
+macro_rules! error {
+    ($($message:tt)+) => { $crate::log!($crate::Level::Error, $($message)+) };
+}
+
+#[macro_export]
+macro_rules! warn {
+    ($($message:tt)+) => { $crate::log!($crate::Level::Warn, $($message)+) };
+}
+
+#[macro_export]
+macro_rules! info {
+    ($($message:tt)+) => { $crate::log!($crate::Level::Info, $($message)+) };
+}
+
+#[macro_export]
+macro_rules! debug {
+    ($($message:tt)+) => { $crate::log!($crate::Level::Debug, $($message)+) };
+}
+
+#[macro_export]
+macro_rules! trace {
+    ($($message:tt)+) => { $crate::log!($crate::Level::Trace, $($message)+) };
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::{Level, LevelFilter, Log, Metadata, Record};
+    use core::fmt;
+    use core::sync::atomic::{AtomicUsize, Ordering};
+    use std::string::{String, ToString};
+    use std::sync::Mutex;
+    use std::vec::Vec;
+
+    /// Every line the macros hand over: (level, message).
+    static LINES: Mutex<Vec<(Level, String)>> = Mutex::new(Vec::new());
+
+    struct Recorder;
+
+    impl Log for Recorder {
+        fn enabled(&self, _: &Metadata<'_>) -> bool {
+            true
+        }
+        fn log(&self, record: &Record<'_>) {
+            let line = (record.level(), record.args().to_string());
+            LINES.lock().unwrap().push(line);
+        }
+        fn flush(&self) {}
+    }
+
+    /// Counts its formatting: a line filtered out must not format its arguments.
+    struct Counted<'a>(&'a AtomicUsize);
+
+    impl fmt::Display for Counted<'_> {
+        fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+            self.0.fetch_add(1, Ordering::Relaxed);
+            formatter.write_str("counted")
+        }
+    }
+
+    // One test: the logger and the level are global to the process.
+    #[test]
+    fn lines_reach_the_logger_with_their_level_and_filtered_ones_are_not_formatted() {
+        super::set_logger(&Recorder).unwrap();
+        super::set_max_level(LevelFilter::Info);
+        let formatted = AtomicUsize::new(0);
+        let peer = 7;
+        crate::error!("d{peer}: {}", Counted(&formatted));
+        crate::warn!("two {} {}", 1, "args",);
+        crate::info!("plain");
+        crate::debug!("filtered {}", Counted(&formatted));
+        crate::trace!("filtered too");
+        let lines = LINES.lock().unwrap().clone();
+        assert_eq!(
+            lines,
+            [
+                (Level::Error, "d7: counted".to_string()),
+                (Level::Warn, "two 1 args".to_string()),
+                (Level::Info, "plain".to_string()),
+            ]
+        );
+        assert_eq!(formatted.load(Ordering::Relaxed), 1);
+    }
+}
