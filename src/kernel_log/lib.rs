@@ -1,14 +1,15 @@
-//! The `log` crate with leaner call sites (issue 10's image size): grantsvc depends on this crate under the name `log`, so `log::warn!(...)` and the logger's types are unchanged, but a log line no longer carries its module path, file and line.
-//!
-//! `log`'s own macros store, at every call site, the target and module path (two string
-//! slices) and a `Location` (file, line, column): about 60 bytes of code and read-only data a
-//! line, for 170 lines. grantsvc's console logger prints none of them (`[level] message`), so
-//! these macros hand `log` only the level and the message, through one function out of line.
-//! That function checks the level for `error!`, `warn!` and `info!` (shown unless `loglevel=`
-//! says otherwise: 1.8 KB fewer than a check at each call site); `debug!` and `trace!` lines,
-//! filtered out in a normal run, are checked where they are, so they cost a comparison there.
-//! A line filtered out is never formatted either way (its arguments are formatted only when
-//! the logger writes them).
+//! grantsvc's `log`: the `log` crate's API, with macros whose call sites store only the level and the message (issue 10's image size).
+
+// grantsvc depends on this crate under the name `log`, so `log::warn!(...)` and the logger's
+// types read as before. `log`'s own macros store, at every call site, the target and module
+// path (two string slices) and a `Location` (file, line, column): about 60 bytes of code and
+// read-only data a line, for 174 lines. grantsvc's console logger prints none of them
+// (`[level] message`), so these macros hand `log` only the level and the message, through one
+// function out of line. That function checks the level for `error!`, `warn!` and `info!`
+// (shown unless `loglevel=` says otherwise: 1.8 KB fewer than a check at each call site);
+// `debug!` and `trace!` lines, filtered out in a normal run, are checked where they are, so
+// they cost a comparison there. A line filtered out is never formatted either way (its
+// arguments are formatted only when the logger writes them).
 #![no_std]
 
 pub use log::{
