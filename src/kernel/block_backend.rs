@@ -126,7 +126,8 @@ pub struct BlockBackend {
     opening: LiteMap<(DomId, DeviceId), ()>,
     /// Figures as last published, per session, and when.
     published: LiteMap<BlkKey, DeviceFigures>,
-    published_totals: Option<(DeviceCounters, u64, u64)>,
+    /// The service-wide figures as last published.
+    published_totals: Option<Totals>,
     /// Nanoseconds spent serving rings since boot (published in microseconds: how busy the
     /// data path keeps grantsvc's one vcpu).
     serve_ns: u64,
@@ -143,6 +144,37 @@ fn backend_path(own: DomId, peer: DomId, device: DeviceId) -> String {
 /// The frontend directory of a device.
 fn frontend_path(peer: DomId, device: DeviceId) -> String {
     format!("/local/domain/{peer}/device/vbd/{device}")
+}
+
+/// The service-wide figures published under `vbd/`: every device's counters together.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Totals {
+    /// Of the live devices and the ended ones.
+    counters: DeviceCounters,
+    /// Held now, over every device.
+    persistent_grants: u64,
+    /// Live devices.
+    devices: usize,
+    /// Time spent serving rings since boot.
+    serve_us: u64,
+}
+
+impl Totals {
+    /// (name under `vbd/`, value) of each node.
+    fn nodes(&self) -> Vec<(&'static str, String)> {
+        let figures = DeviceFigures {
+            counters: self.counters,
+            persistent_grants: self.persistent_grants,
+            ring_pages: 0,
+        };
+        let mut nodes: Vec<(&'static str, String)> = figure_nodes(&figures)
+            .into_iter()
+            .filter(|(name, _)| *name != "ring-pages")
+            .collect();
+        nodes.push(("devices", format!("{}", self.devices)));
+        nodes.push(("serve-us", format!("{}", self.serve_us)));
+        nodes
+    }
 }
 
 /// The published directory of a device's counters (relative to grantsvc's home).
@@ -611,10 +643,17 @@ impl BlockBackend {
             }
         }
         let backlogged: Vec<BlkKey> = self.backlogged().collect();
-        self.sessions
-            .on_ports(Some(store), pmap, ready, backlogged.into_iter(), counters);
-        let spent = super::event_wait::now_ns().saturating_sub(start_ns);
-        self.serve_ns = self.serve_ns.saturating_add(spent);
+        let served =
+            self.sessions
+                .on_ports(Some(store), pmap, ready, backlogged.into_iter(), counters);
+        // Only a turn that served a device counts: were every turn's few microseconds here
+        // counted, `serve-us` would change on every turn, and the publication of each change
+        // (its writes' replies wake the loop) would cause the next, about ten turns a second
+        // with nothing to serve.
+        if served > 0 {
+            let spent = super::event_wait::now_ns().saturating_sub(start_ns);
+            self.serve_ns = self.serve_ns.saturating_add(spent);
+        }
     }
 
     /// The liveness check: ends the sessions whose port's remote end is gone.
@@ -637,9 +676,24 @@ impl BlockBackend {
         self.sessions.close_all(store, pmap, counters)
     }
 
+    /// The service-wide figures now.
+    fn totals(&self) -> Totals {
+        let mut totals = Totals {
+            counters: self.sessions.glue.retired,
+            persistent_grants: 0,
+            devices: self.sessions.len(),
+            serve_us: self.serve_ns / 1000,
+        };
+        for figures in self.sessions.glue.figures.values() {
+            totals.counters.accumulate(&figures.counters);
+            totals.persistent_grants += figures.persistent_grants;
+        }
+        totals
+    }
+
     /// When the figures held back by the rate limit are due (none when all are published).
     fn publish_deadline(&self) -> Option<u64> {
-        let totals_changed = self.published_totals.is_none();
+        let totals_changed = self.published_totals != Some(self.totals());
         let stale = totals_changed
             || self.published.len() != self.sessions.glue.figures.len()
             || self
@@ -660,11 +714,7 @@ impl BlockBackend {
         let live = &self.sessions.glue.figures;
         self.published.retain(|key, _| live.contains_key(key));
         let mut writes: Vec<(String, String)> = Vec::new();
-        let mut totals = self.sessions.glue.retired;
-        let mut persistent = 0;
         for (key, figures) in &self.sessions.glue.figures {
-            totals.accumulate(&figures.counters);
-            persistent += figures.persistent_grants;
             let before = self.published.get(key);
             if before != Some(figures) {
                 // Only the nodes whose value changed (fewer writes for xenstored in dom0).
@@ -678,25 +728,19 @@ impl BlockBackend {
                 self.published.insert(*key, *figures);
             }
         }
-        let serve_us = self.serve_ns / 1000;
-        if self.published_totals != Some((totals, persistent, serve_us)) {
-            let directory = format!("{PUBLISHED_DIRECTORY}/vbd");
-            let figures = DeviceFigures {
-                counters: totals,
-                persistent_grants: persistent,
-                ring_pages: 0,
-            };
-            for (name, value) in figure_nodes(&figures) {
-                if name != "ring-pages" {
-                    writes.push((format!("{directory}/{name}"), value));
+        let totals = self.totals();
+        if self.published_totals != Some(totals) {
+            // As for a device: only the nodes whose value changed.
+            let old = self
+                .published_totals
+                .map(|old| old.nodes())
+                .unwrap_or_default();
+            for (name, value) in totals.nodes() {
+                if !old.contains(&(name, value.clone())) {
+                    writes.push((format!("{PUBLISHED_DIRECTORY}/vbd/{name}"), value));
                 }
             }
-            writes.push((
-                format!("{directory}/devices"),
-                format!("{}", self.sessions.len()),
-            ));
-            writes.push((format!("{directory}/serve-us"), format!("{serve_us}")));
-            self.published_totals = Some((totals, persistent, serve_us));
+            self.published_totals = Some(totals);
         }
         if writes.is_empty() {
             return;

@@ -175,7 +175,8 @@ where
         (self.after_event)(&mut self.glue, key, self.registry.session(key));
     }
 
-    /// Hands an `EventChannel` event to the sessions whose port fired and to `also`.
+    /// Hands an `EventChannel` event to the sessions whose port fired and to `also`; returns
+    /// how many sessions it reached.
     pub fn on_ports(
         &mut self,
         mut store: Option<&mut Xenstore>,
@@ -183,13 +184,14 @@ where
         ready: &ReadySnapshot,
         also: impl Iterator<Item = KeyOf<S>>,
         counters: &ServiceCounters,
-    ) {
+    ) -> usize {
         let due: Vec<KeyOf<S>> = ready
             .ports()
             .filter_map(|port| self.registry.key_for_port(port))
             .chain(also)
             .collect();
-        for key in sorted_unique(due) {
+        let due = sorted_unique(due);
+        for &key in &due {
             self.deliver(
                 store.as_deref_mut(),
                 pmap,
@@ -198,6 +200,7 @@ where
                 counters,
             );
         }
+        due.len()
     }
 
     /// True when session `key`'s port no longer leads to its peer (the peer died, or closed
