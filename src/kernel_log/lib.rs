@@ -37,26 +37,31 @@ macro_rules! log {
     }};
 }
 
+/// An error line (`log::error!`).
 #[macro_export]
 macro_rules! error {
     ($($message:tt)+) => { $crate::emit($crate::Level::Error, format_args!($($message)+)) };
 }
 
+/// A warning line (`log::warn!`).
 #[macro_export]
 macro_rules! warn {
     ($($message:tt)+) => { $crate::emit($crate::Level::Warn, format_args!($($message)+)) };
 }
 
+/// An info line (`log::info!`).
 #[macro_export]
 macro_rules! info {
     ($($message:tt)+) => { $crate::emit($crate::Level::Info, format_args!($($message)+)) };
 }
 
+/// A debug line (`log::debug!`), checked against the level before the call.
 #[macro_export]
 macro_rules! debug {
     ($($message:tt)+) => { $crate::log!($crate::Level::Debug, $($message)+) };
 }
 
+/// A trace line (`log::trace!`), checked against the level before the call.
 #[macro_export]
 macro_rules! trace {
     ($($message:tt)+) => { $crate::log!($crate::Level::Trace, $($message)+) };
