@@ -82,7 +82,12 @@ impl fmt::Display for Fault {
             ),
             Fault::BadWatchEvent => formatter.write_str("malformed watch event"),
             Fault::UnknownWatch { token } => {
-                write!(formatter, "watch event for unknown token {token:?}")
+                // Bytes escaped, not `{:?}`: str's Debug escaping is 2 KB of the kernel.
+                write!(
+                    formatter,
+                    "watch event for unknown token \"{}\"",
+                    token.as_bytes().escape_ascii()
+                )
             }
         }
     }
