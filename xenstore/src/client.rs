@@ -82,7 +82,8 @@ impl fmt::Display for Fault {
             ),
             Fault::BadWatchEvent => formatter.write_str("malformed watch event"),
             Fault::UnknownWatch { token } => {
-                // Bytes escaped, not `{:?}`: str's Debug escaping is 2 KB of the kernel.
+                // Bytes escaped, not `{:?}`: str's Debug escaping and its Unicode tables are
+                // 7 KB of the kernel image.
                 write!(
                     formatter,
                     "watch event for unknown token \"{}\"",
