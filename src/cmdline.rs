@@ -47,22 +47,34 @@ pub enum Problem<'a> {
 impl fmt::Display for Problem<'_> {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Problem::UnknownWord(word) => write!(formatter, "unknown word {word:?} ignored"),
+            // Quoted with their bytes escaped (`escape_ascii`, which the image has anyway)
+            // rather than `{:?}`, whose str escaping and Unicode tables are 7 KB (issue 10).
+            Problem::UnknownWord(word) => write!(
+                formatter,
+                "unknown word \"{}\" ignored",
+                word.as_bytes().escape_ascii()
+            ),
             Problem::BadLogLevel(value) => write!(
                 formatter,
-                "loglevel={value:?} is not one of off, error, warn, info, debug, trace; keeping info"
+                "loglevel=\"{}\" is not one of off, error, warn, info, debug, trace; keeping info",
+                value.as_bytes().escape_ascii()
             ),
             Problem::LabWordIgnored(word) => write!(
                 formatter,
-                "{word:?} is a word of the lab build (`make lab-kernel`); this production image ignores it"
+                "\"{}\" is a word of the lab build (`make lab-kernel`); this production image ignores it",
+                word.as_bytes().escape_ascii()
             ),
             Problem::EmptyScenario => write!(formatter, "scenario= names no scenario; ignored"),
-            Problem::ExtraScenario(name) => {
-                write!(formatter, "second scenario={name:?} ignored: one scenario per boot")
-            }
-            Problem::BadSharePeer(value) => {
-                write!(formatter, "share-peer={value:?} is not a page count of 1 or more; ignored")
-            }
+            Problem::ExtraScenario(name) => write!(
+                formatter,
+                "second scenario=\"{}\" ignored: one scenario per boot",
+                name.as_bytes().escape_ascii()
+            ),
+            Problem::BadSharePeer(value) => write!(
+                formatter,
+                "share-peer=\"{}\" is not a page count of 1 or more; ignored",
+                value.as_bytes().escape_ascii()
+            ),
         }
     }
 }
@@ -236,5 +248,17 @@ mod tests {
     fn words_are_case_sensitive() {
         let command_line = CommandLine::parse("SelfTest");
         assert_eq!(command_line.problems(), &[Problem::UnknownWord("SelfTest")]);
+    }
+
+    #[test]
+    fn reported_words_are_quoted_with_their_bytes_escaped() {
+        assert_eq!(
+            Problem::UnknownWord("quiet").to_string(),
+            "unknown word \"quiet\" ignored"
+        );
+        assert_eq!(
+            Problem::BadLogLevel("a\"b\\\u{7f}\u{e9}").to_string(),
+            "loglevel=\"a\\\"b\\\\\\x7f\\xc3\\xa9\" is not one of off, error, warn, info, debug, trace; keeping info"
+        );
     }
 }

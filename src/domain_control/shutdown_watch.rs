@@ -2,7 +2,6 @@
 
 use super::shutdown_request::ShutdownRequest;
 use crate::peer::store_requests::{read_value, StoreRequests};
-use alloc::string::ToString;
 use alloc::vec::Vec;
 use xenstore::{Operation, Reply, ReplyError, RequestId};
 
@@ -94,8 +93,8 @@ fn request_in(result: Result<Reply, ReplyError>) -> Option<ShutdownRequest> {
     let request = ShutdownRequest::parse(&value);
     if request.is_none() && !value.is_empty() {
         log::warn!(
-            "{CONTROL_SHUTDOWN} holds {:?}, not a request grantsvc knows; ignored",
-            value.escape_ascii().to_string()
+            "{CONTROL_SHUTDOWN} holds \"{}\", not a request grantsvc knows; ignored",
+            value.escape_ascii()
         );
     }
     request

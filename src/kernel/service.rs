@@ -99,7 +99,10 @@ impl Service {
         let home = match own {
             Some(domid) => store.get_domain_path(domid)?,
             None => {
-                log::warn!("xenstore: domid {domid_text:?} is not a domain id");
+                log::warn!(
+                    "xenstore: domid \"{}\" is not a domain id",
+                    domid_text.as_bytes().escape_ascii()
+                );
                 String::from("(unknown)")
             }
         };

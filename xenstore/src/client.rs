@@ -82,7 +82,13 @@ impl fmt::Display for Fault {
             ),
             Fault::BadWatchEvent => formatter.write_str("malformed watch event"),
             Fault::UnknownWatch { token } => {
-                write!(formatter, "watch event for unknown token {token:?}")
+                // Bytes escaped, not `{:?}`: str's Debug escaping and its Unicode tables are
+                // 7 KB of the kernel image.
+                write!(
+                    formatter,
+                    "watch event for unknown token \"{}\"",
+                    token.as_bytes().escape_ascii()
+                )
             }
         }
     }

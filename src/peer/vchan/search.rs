@@ -309,8 +309,9 @@ impl<K: Copy + PartialEq> ServerSearch<K> {
         if !acceptable_name(name) {
             if self.refused.insert(String::from(name), ()).is_none() {
                 log::warn!(
-                    "vchan: ignoring {}/{name:?}: not a plain name of at most {MAX_NAME} characters",
-                    self.base
+                    "vchan: ignoring {}/\"{}\": not a plain name of at most {MAX_NAME} characters",
+                    self.base,
+                    name.as_bytes().escape_ascii()
                 );
             }
             return;
