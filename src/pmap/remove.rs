@@ -40,9 +40,7 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
             let base = match table_base {
                 Some((table, base)) if table == leaf.table => base,
                 _ => {
-                    let base = self
-                        .entry_address(leaf.table, 0)
-                        .map_err(RemoveError::Refused)?;
+                    let base = self.table_base(leaf.table).map_err(RemoveError::Refused)?;
                     table_base = Some((leaf.table, base));
                     base
                 }
@@ -76,10 +74,24 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
         let mut summary = RemoveSummary::default();
         let mut failures = Vec::new();
 
+        // The regions of the grant pages leave the grant list before the unmap hypercall and
+        // what stays mapped goes back after it: Xen's unmap flushes the TLB (under emulation
+        // every page touched afterwards is looked up again), and the grant list's pages were
+        // just looked up for these items. Items are in address order, so each region's items
+        // are consecutive.
+        let mut detached = scratch::take(&mut self.scratch.detached);
+        let mut previous = None;
+        for &(region_start, _) in grant_places.iter() {
+            if previous != Some(region_start) {
+                previous = Some(region_start);
+                detached.extend(self.grants.take(region_start));
+            }
+        }
+
         // Grant pages: by handle, never by touching their PTEs.
         let mut results = scratch::take(&mut self.scratch.unmap_results);
-        self.unmap_grants(&grant_items, &mut results);
-        // Items are in address order, so each region's items are consecutive.
+        let grant_table_emptied = self.unmap_grants(&grant_items, &mut results);
+        let mut detached_regions = detached.drain(..).peekable();
         let mut first = 0;
         while first < results.len() {
             let Some(&(region_start, _)) = grant_places.get(first) else {
@@ -107,16 +119,18 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
                 end += 1;
             }
             summary.grant_pages += removed as u64;
-            if removed > 0 {
-                self.forget_grant_pages(
-                    region_start,
-                    removed,
-                    &grant_places[first..end],
-                    &results[first..end],
-                );
+            let region = detached_regions.next_if(|region| region.start == region_start);
+            if let (Some(region), Some(places), Some(results)) = (
+                region,
+                grant_places.get(first..end),
+                results.get(first..end),
+            ) {
+                self.restore_grant_pages(region, removed, places, results);
             }
             first = end;
         }
+        drop(detached_regions);
+        scratch::give_back(&mut self.scratch.detached, detached);
         scratch::give_back(&mut self.scratch.unmap_results, results);
         scratch::give_back(&mut self.scratch.unmap_items, grant_items);
         scratch::give_back(&mut self.scratch.unmap_places, grant_places);
@@ -152,13 +166,18 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
             }
         }
 
-        // The L1 tables of the leaves, once each (leaves are in address order).
-        let mut touched = scratch::take(&mut self.scratch.tables);
-        touched.extend(leaves.iter().map(|leaf| leaf.table));
-        touched.dedup();
+        // The L1 tables of the leaves, once each (leaves are in address order), when one may
+        // have to go: the grant unmaps kept the tables they emptied while the bound allows,
+        // so a range of grant pages only usually leaves nothing to release.
+        let mut to_free = Vec::new();
+        if grant_table_emptied || summary.ordinary_pages > 0 {
+            let mut touched = scratch::take(&mut self.scratch.tables);
+            touched.extend(leaves.iter().map(|leaf| leaf.table));
+            touched.dedup();
+            to_free = self.release_empty_tables(touched.iter().copied());
+            scratch::give_back(&mut self.scratch.tables, touched);
+        }
         scratch::give_back(&mut self.scratch.leaves, leaves);
-        let to_free = self.release_empty_tables(touched.iter().copied());
-        scratch::give_back(&mut self.scratch.tables, touched);
         summary.page_tables_freed = to_free.len() as u64;
         // Xen flushes for grant unmaps itself; cleared ordinary entries and unhooked tables
         // need this one flush.
@@ -173,21 +192,23 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
         }
     }
 
-    /// Drops the `removed` unmapped pages of the region at `region_start` from the grant list:
-    /// the whole region when all went (its page vector kept for the next region), else the
-    /// region split into the runs that stay.
-    fn forget_grant_pages(
+    /// Puts back into the grant list what stays of `region`, taken out of it for an unmap
+    /// that removed `removed` of its pages (`places` and `results`: the region's items and
+    /// their outcomes): nothing when all went (its page vector kept for the next region), the
+    /// whole region when none did, else the runs of pages that stay.
+    fn restore_grant_pages(
         &mut self,
-        region_start: VirtAddr,
+        region: GrantRegion,
         removed: usize,
         places: &[(VirtAddr, usize)],
         results: &[Result<(), UnmapCause>],
     ) {
-        let Some(region) = self.grants.take(region_start) else {
-            return;
-        };
         if removed == region.pages.len() {
             self.scratch.recycle_page_vector(region.pages);
+            return;
+        }
+        if removed == 0 {
+            self.grants.insert(region);
             return;
         }
         let mut keep = vec![true; region.pages.len()];
