@@ -74,24 +74,10 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
         let mut summary = RemoveSummary::default();
         let mut failures = Vec::new();
 
-        // The regions of the grant pages leave the grant list before the unmap hypercall and
-        // what stays mapped goes back after it: Xen's unmap flushes the TLB (under emulation
-        // every page touched afterwards is looked up again), and the grant list's pages were
-        // just looked up for these items. Items are in address order, so each region's items
-        // are consecutive.
-        let mut detached = scratch::take(&mut self.scratch.detached);
-        let mut previous = None;
-        for &(region_start, _) in grant_places.iter() {
-            if previous != Some(region_start) {
-                previous = Some(region_start);
-                detached.extend(self.grants.take(region_start));
-            }
-        }
-
         // Grant pages: by handle, never by touching their PTEs.
         let mut results = scratch::take(&mut self.scratch.unmap_results);
         let grant_table_emptied = self.unmap_grants(&grant_items, &mut results);
-        let mut detached_regions = detached.drain(..).peekable();
+        // Items are in address order, so each region's items are consecutive.
         let mut first = 0;
         while first < results.len() {
             let Some(&(region_start, _)) = grant_places.get(first) else {
@@ -119,18 +105,16 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
                 end += 1;
             }
             summary.grant_pages += removed as u64;
-            let region = detached_regions.next_if(|region| region.start == region_start);
-            if let (Some(region), Some(places), Some(results)) = (
-                region,
-                grant_places.get(first..end),
-                results.get(first..end),
-            ) {
-                self.restore_grant_pages(region, removed, places, results);
+            if removed > 0 {
+                self.forget_grant_pages(
+                    region_start,
+                    removed,
+                    &grant_places[first..end],
+                    &results[first..end],
+                );
             }
             first = end;
         }
-        drop(detached_regions);
-        scratch::give_back(&mut self.scratch.detached, detached);
         scratch::give_back(&mut self.scratch.unmap_results, results);
         scratch::give_back(&mut self.scratch.unmap_items, grant_items);
         scratch::give_back(&mut self.scratch.unmap_places, grant_places);
@@ -192,23 +176,21 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
         }
     }
 
-    /// Puts back into the grant list what stays of `region`, taken out of it for an unmap
-    /// that removed `removed` of its pages (`places` and `results`: the region's items and
-    /// their outcomes): nothing when all went (its page vector kept for the next region), the
-    /// whole region when none did, else the runs of pages that stay.
-    fn restore_grant_pages(
+    /// Drops the `removed` unmapped pages of the region at `region_start` from the grant list:
+    /// the whole region when all went (its page vector kept for the next region), else the
+    /// region split into the runs that stay.
+    fn forget_grant_pages(
         &mut self,
-        region: GrantRegion,
+        region_start: VirtAddr,
         removed: usize,
         places: &[(VirtAddr, usize)],
         results: &[Result<(), UnmapCause>],
     ) {
+        let Some(region) = self.grants.take(region_start) else {
+            return;
+        };
         if removed == region.pages.len() {
             self.scratch.recycle_page_vector(region.pages);
-            return;
-        }
-        if removed == 0 {
-            self.grants.insert(region);
             return;
         }
         let mut keep = vec![true; region.pages.len()];

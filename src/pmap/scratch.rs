@@ -2,7 +2,7 @@
 
 use super::core::Leaf;
 use super::error::UnmapCause;
-use super::grant_list::{GrantPage, GrantRegion};
+use super::grant_list::GrantPage;
 use super::grant_map::{UnmapItem, MAX_GRANT_BATCH};
 use crate::abi::grant_table::{GnttabMapGrantRef, GnttabUnmapGrantRef};
 use crate::addr::{MachineAddr, Pfn, VirtAddr};
@@ -34,8 +34,6 @@ pub(super) struct Scratch {
     pub pending: Vec<usize>,
     pub again: Vec<usize>,
     pub tables: Vec<Pfn>,
-    /// The regions `remove` takes out of the grant list while their pages are unmapped.
-    pub detached: Vec<GrantRegion>,
     /// Page vectors of removed regions, reused for new regions.
     pub spare_pages: Vec<Vec<GrantPage>>,
     /// The capacity of `spare_pages`' vectors together, in pages.
