@@ -211,7 +211,7 @@ mod tests {
         assert!((510..1030).all(|page| index.get(BASE + page).is_none()));
         assert_eq!(index.get(BASE + 1030), Some(slot(3)));
         assert_eq!(index.first_set(BASE + 510, BASE + 1030), None);
-        // Forgetting where nothing was ever set makes no node.
+        // Forgetting where nothing was ever set records nothing there.
         index.fill(BASE + (1 << 20), BASE + (1 << 20) + 2000, None);
         assert_eq!(index.first_set(BASE + (1 << 20), BASE + (1 << 21)), None);
         // An empty span changes nothing.
