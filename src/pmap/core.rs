@@ -1,7 +1,7 @@
 //! The pmap's state and its read side: adopting Xen's initial tree, walking it, counters.
 
 use super::grant_list::GrantList;
-use super::layout::{bytes_per_entry, PageRange, ENTRIES_PER_TABLE, XEN_L4_SLOTS};
+use super::layout::{bytes_per_entry, PageRange, CHOSEN_L4_SLOT, ENTRIES_PER_TABLE, XEN_L4_SLOTS};
 use super::scratch::Scratch;
 use super::tables::MAX_KEPT_EMPTY_TABLES;
 use super::va_allocator::VaAllocator;
@@ -13,6 +13,7 @@ use crate::hypervisor::Hypervisor;
 use crate::ids::DomId;
 use alloc::boxed::Box;
 use alloc::vec::Vec;
+use core::cell::Cell;
 use litemap::LiteMap;
 
 /// What the pmap knows about one page-table page.
@@ -28,6 +29,20 @@ pub(super) struct TableInfo {
     pub adopted: bool,
     /// Empty, but left hooked for the next mapping (see [`MAX_KEPT_EMPTY_TABLES`]).
     pub kept: bool,
+    /// Translates part of the chosen-VA region (hangs below the root's chosen slot): set when
+    /// the table is recorded, so that deciding whether an empty table is kept reads no parents.
+    pub chosen: bool,
+}
+
+/// The L1 table of one 2 MiB span of addresses, remembered from the last look-up that reached
+/// it (see [`Pmap::l1_table`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct L1Hint {
+    /// The span: an address divided by the 2 MiB an L2 entry translates.
+    span: u64,
+    table: Pfn,
+    /// The machine address of the table's entry 0.
+    base: MachineAddr,
 }
 
 /// A mapping of another domain's (or a non-RAM) machine frame made with `enter_foreign`.
@@ -86,6 +101,9 @@ pub struct Pmap<H: Hypervisor, A: FrameAllocator> {
     pub(super) kept_empty_tables: usize,
     /// Buffers the map/unmap path reuses instead of allocating per call.
     pub(super) scratch: Scratch,
+    /// The last L1 table looked up, so that calls in the same 2 MiB walk once; dropped on any
+    /// change of the tree's tables ([`Pmap::forget_l1_hint`]).
+    pub(super) l1_hint: Cell<Option<L1Hint>>,
 }
 
 impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
@@ -105,6 +123,7 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
             backoff: None,
             kept_empty_tables: 0,
             scratch: Scratch::default(),
+            l1_hint: Cell::new(None),
         };
         pmap.adopt_table(root_pfn, 4, None)?;
         Ok(pmap)
@@ -116,6 +135,11 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
         level: u32,
         parent: Option<(Pfn, usize)>,
     ) -> Result<(), PmapError> {
+        let chosen = match parent {
+            Some((parent, index)) if parent == self.root => index == CHOSEN_L4_SLOT,
+            Some((parent, _)) => self.tables.get(&parent).is_some_and(|info| info.chosen),
+            None => false,
+        };
         let mut wire = 0;
         let mut children = Vec::new();
         for index in 0..ENTRIES_PER_TABLE {
@@ -143,6 +167,7 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
                 parent,
                 adopted: true,
                 kept: false,
+                chosen,
             },
         );
         for (child, index) in children {
@@ -237,6 +262,54 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
             .ok_or(PmapError::BadRange)
     }
 
+    /// The L1 table translating `address` and the machine address of its entry 0; `None` when
+    /// a table above it is missing. The answer is remembered: the calls of a driver mapping
+    /// and unmapping in one ring's or request's region, which fall in the same 2 MiB, walk the
+    /// tree once instead of once per call (under emulation each level's read of the entry, the
+    /// M2P and the table list costs about what a grant hypercall's own work does).
+    pub(super) fn l1_table(
+        &self,
+        address: VirtAddr,
+    ) -> Result<Option<(Pfn, MachineAddr)>, PmapError> {
+        let span = address.as_u64() / bytes_per_entry(2);
+        if let Some(hint) = self.l1_hint.get().filter(|hint| hint.span == span) {
+            return Ok(Some((hint.table, hint.base)));
+        }
+        match self.walk(address)? {
+            Walk::Leaf { table, .. } => Ok(Some((table, self.remember_l1(address, table)?))),
+            Walk::Missing => Ok(None),
+        }
+    }
+
+    /// Remembers `table` as the L1 table of `address`'s 2 MiB; returns its entry 0's machine
+    /// address.
+    fn remember_l1(&self, address: VirtAddr, table: Pfn) -> Result<MachineAddr, PmapError> {
+        let base = self.entry_address(table, 0)?;
+        self.l1_hint.set(Some(L1Hint {
+            span: address.as_u64() / bytes_per_entry(2),
+            table,
+            base,
+        }));
+        Ok(base)
+    }
+
+    /// Drops the remembered L1 table. Called on every change of the tree's tables (a table
+    /// hooked or unhooked): an L1 table stops translating its span only when it or a table
+    /// above it is unhooked, and a hook fills only a missing slot, but dropping the hint on
+    /// both keeps the rule simple.
+    pub(super) fn forget_l1_hint(&self) {
+        self.l1_hint.set(None);
+    }
+
+    /// The machine address of entry 0 of `table`, from the remembered L1 table when it is
+    /// that one.
+    pub(super) fn table_base(&self, table: Pfn) -> Result<MachineAddr, PmapError> {
+        match self.l1_hint.get() {
+            Some(hint) if hint.table == table => Ok(hint.base),
+            _ => self.entry_address(table, 0),
+        }
+    }
+
     /// Walks the tree for one address.
     pub(super) fn walk(&self, address: VirtAddr) -> Result<Walk, PmapError> {
         let mut table = self.root;
@@ -286,8 +359,11 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
         let end = range.end_raw();
         while cursor < end {
             let address = VirtAddr::try_new(cursor).ok_or(PmapError::BadRange)?;
-            let mut table = self.root;
-            let mut level = 4;
+            let span = cursor / bytes_per_entry(2);
+            let (mut table, mut level) = match self.l1_hint.get() {
+                Some(hint) if hint.span == span => (hint.table, 1),
+                _ => (self.root, 4),
+            };
             let step = loop {
                 let index = address.table_index(level);
                 if level == 1 {
@@ -327,6 +403,9 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
                     .table_of(entry)
                     .ok_or(PmapError::UnknownTable(address))?;
                 level -= 1;
+                if level == 1 {
+                    self.remember_l1(address, table)?;
+                }
             };
             match cursor.checked_add(step) {
                 Some(next) => cursor = next,

@@ -141,9 +141,7 @@ impl GrantList {
         let Some(slot) = u32::try_from(index + 1).ok().and_then(NonZeroU32::new) else {
             return;
         };
-        for page in first..end {
-            self.by_page.set(page, slot);
-        }
+        self.by_page.fill(first, end, Some(slot));
         self.regions += 1;
         self.pages += region.pages.len();
         if let Some(entry) = self.slots.get_mut(index) {
@@ -161,9 +159,8 @@ impl GrantList {
             return None;
         }
         let region = entry.take()?;
-        for page in first..first + region.pages.len() as u64 {
-            self.by_page.clear(page);
-        }
+        self.by_page
+            .fill(first, first + region.pages.len() as u64, None);
         self.vacant.push(slot.get() - 1);
         self.regions -= 1;
         self.pages -= region.pages.len();

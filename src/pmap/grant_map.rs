@@ -6,6 +6,7 @@ use super::layout::{bytes_per_entry, PageRange, ENTRIES_PER_TABLE};
 use super::scratch;
 use super::{GrantMapError, Pmap, UnmapCause};
 use crate::abi::grant_table::{gntmap, GnttabMapGrantRef, GnttabUnmapGrantRef, GrantStatus};
+use crate::abi::mmu::pte;
 use crate::addr::{MachineAddr, Pfn, VirtAddr};
 use crate::frame_alloc::FrameAllocator;
 use crate::hypervisor::{Hypervisor, XenError};
@@ -65,13 +66,24 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
         readonly: bool,
         batch: usize,
     ) -> Result<RegionId, GrantMapError> {
-        let range = self.check_grant_request(address, refs)?;
-        let spans = l1_spans(&range);
-        self.ensure_tables(&spans)
-            .map_err(GrantMapError::PageTables)?;
+        let range = check_grant_request(address, refs)?;
         let mut targets = scratch::take(&mut self.scratch.targets);
-        if let Err(error) = self.page_table_targets(&range, &mut targets) {
-            return Err(self.abandon_tables(&spans, error));
+        if self.free_entries(&range, &mut targets)? == Entries::TablesMissing {
+            let spans = l1_spans(&range);
+            self.ensure_tables(&spans)
+                .map_err(GrantMapError::PageTables)?;
+            targets.clear();
+            match self.free_entries(&range, &mut targets) {
+                Ok(Entries::AllFree) => {}
+                Ok(Entries::TablesMissing) => {
+                    let error = super::PmapError::UnknownTable(range.start());
+                    return Err(self.abandon_tables(&spans, error));
+                }
+                Err(GrantMapError::PageTables(error)) => {
+                    return Err(self.abandon_tables(&spans, error))
+                }
+                Err(error) => return Err(error),
+            }
         }
         let mut flags = gntmap::HOST_MAP | gntmap::CONTAINS_PTE;
         if readonly {
@@ -126,7 +138,9 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
     }
 
     /// For each page of `range`: its L1 table and the machine address of its entry, with one
-    /// walk per L1 table (the entries of one table are consecutive).
+    /// walk per L1 table (the entries of one table are consecutive). The benchmark's raw
+    /// hypercalls aim at these entries.
+    #[cfg(any(test, feature = "lab"))]
     pub(super) fn page_table_targets(
         &self,
         range: &PageRange,
@@ -152,41 +166,51 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
         Ok(())
     }
 
-    /// The refusals that come before anything is touched.
-    fn check_grant_request(
+    /// Checks that every page of `range` is unmapped and appends, for each, its L1 table and
+    /// the machine address of its entry: one look-up of each L1 table the range touches (none
+    /// when it is the one remembered from the last call), then a read of each entry. Pages of
+    /// spans whose L1 table is missing are free and get no target: the caller makes the tables
+    /// and asks again. Refuses a range with a page mapped, naming the grant region it overlaps
+    /// if it does (a region's pages are all mapped, so a region in the range always shows as
+    /// a present entry), else the first mapped page.
+    fn free_entries(
         &self,
-        address: VirtAddr,
-        refs: &[GrantRef],
-    ) -> Result<PageRange, GrantMapError> {
-        if refs.is_empty() {
-            return Err(GrantMapError::Empty);
+        range: &PageRange,
+        targets: &mut Vec<(Pfn, MachineAddr)>,
+    ) -> Result<Entries, GrantMapError> {
+        let mut found = Entries::AllFree;
+        let mut done = 0;
+        while done < range.pages() {
+            let page = range.page(done).ok_or(GrantMapError::BadRange)?;
+            let index = page.table_index(1);
+            let count = ((ENTRIES_PER_TABLE - index) as u64).min(range.pages() - done);
+            done += count;
+            let Some((table, base)) = self.l1_table(page).map_err(GrantMapError::PageTables)?
+            else {
+                found = Entries::TablesMissing;
+                continue;
+            };
+            for offset in 0..count as usize {
+                let entry = self.hypervisor.read_pte(table, index + offset);
+                let host_addr = base.checked_add((index + offset) as u64 * 8);
+                let (true, Some(host_addr)) = (entry & pte::PRESENT == 0, host_addr) else {
+                    return Err(self.occupied(range, page, offset));
+                };
+                targets.push((table, host_addr));
+            }
         }
-        if refs.len() > MAX_REGION_PAGES {
-            return Err(GrantMapError::TooLarge {
-                pages: refs.len(),
-                limit: MAX_REGION_PAGES,
-            });
+        Ok(found)
+    }
+
+    /// The refusal of a request whose range has a present entry at `offset` pages from `page`.
+    fn occupied(&self, range: &PageRange, page: VirtAddr, offset: usize) -> GrantMapError {
+        if let Some(region_start) = self.grants.overlapping(range) {
+            return GrantMapError::OverlapsRegion { region_start };
         }
-        let range = PageRange::new(address, refs.len() as u64).ok_or(GrantMapError::BadRange)?;
-        if range.touches_xen_slots() {
-            return Err(GrantMapError::XenSlots);
+        match page.checked_add_pages(offset as u64) {
+            Some(address) => GrantMapError::AlreadyMapped(address),
+            None => GrantMapError::BadRange,
         }
-        if !range.inside_chosen_region() {
-            return Err(GrantMapError::OutsideChosenRegion);
-        }
-        if let Some(region_start) = self.grants.overlapping(&range) {
-            return Err(GrantMapError::OverlapsRegion { region_start });
-        }
-        let mut occupied = None;
-        self.visit_present_leaves(&range, |leaf| {
-            occupied = Some(leaf.address);
-            false
-        })
-        .map_err(GrantMapError::PageTables)?;
-        if let Some(address) = occupied {
-            return Err(GrantMapError::AlreadyMapped(address));
-        }
-        Ok(range)
     }
 
     /// Frees tables created for a request that then could not be mapped.
@@ -391,12 +415,14 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
     /// checked; books each success (wire count, counter) and appends one result per item to
     /// `results`. Xen flushes the TLBs of our vcpus itself after the unmaps of each batch
     /// (`common/grant_table.c`, `gnttab_flush_tlb` on the domain's dirty cpu mask), so no
-    /// flush of ours follows.
+    /// flush of ours follows. True when a table emptied and was not kept (see
+    /// [`Pmap::drop_wire`]): `release_empty_tables` has work to do.
     pub(super) fn unmap_grants(
         &mut self,
         items: &[UnmapItem],
         results: &mut Vec<Result<(), UnmapCause>>,
-    ) {
+    ) -> bool {
+        let mut emptied = false;
         let mut ops = scratch::take(&mut self.scratch.unmap_ops);
         for chunk in items.chunks(MAX_GRANT_BATCH) {
             ops.clear();
@@ -415,7 +441,7 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
                         Some((table, count)) if *table == item.table => *count += 1,
                         _ => {
                             if let Some((table, count)) = run.replace((item.table, 1)) {
-                                self.drop_wire(table, count);
+                                emptied |= self.drop_wire(table, count);
                             }
                         }
                     }
@@ -437,10 +463,11 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
                 results.push(result);
             }
             if let Some((table, count)) = run {
-                self.drop_wire(table, count);
+                emptied |= self.drop_wire(table, count);
             }
         }
         scratch::give_back(&mut self.scratch.unmap_ops, ops);
+        emptied
     }
 }
 
@@ -462,6 +489,36 @@ fn l1_spans(
         cursor = (cursor / span + 1) * span;
     }
     spans
+}
+
+/// The refusals that come before anything is touched.
+fn check_grant_request(address: VirtAddr, refs: &[GrantRef]) -> Result<PageRange, GrantMapError> {
+    if refs.is_empty() {
+        return Err(GrantMapError::Empty);
+    }
+    if refs.len() > MAX_REGION_PAGES {
+        return Err(GrantMapError::TooLarge {
+            pages: refs.len(),
+            limit: MAX_REGION_PAGES,
+        });
+    }
+    let range = PageRange::new(address, refs.len() as u64).ok_or(GrantMapError::BadRange)?;
+    if range.touches_xen_slots() {
+        return Err(GrantMapError::XenSlots);
+    }
+    if !range.inside_chosen_region() {
+        return Err(GrantMapError::OutsideChosenRegion);
+    }
+    Ok(range)
+}
+
+/// What [`Pmap::free_entries`] found of a range's page tables.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Entries {
+    /// Every L1 table is there: each page has its target.
+    AllFree,
+    /// Some L1 tables are missing; their pages have no target yet.
+    TablesMissing,
 }
 
 /// The first failure of a map batch, before the rollback count is known.

@@ -113,6 +113,38 @@ impl PageIndex {
         None
     }
 
+    /// Records `slot` for every page in `[start, end)` (with `None`, forgets their slots),
+    /// walking down once per leaf rather than once per page: how a region's pages are
+    /// recorded and dropped. Nodes are made only to record a slot.
+    pub fn fill(&mut self, start: u64, end: u64, slot: Option<NonZeroU32>) {
+        let mut page = start;
+        while page < end {
+            let leaf_end = (page - page % LEAF_PAGES)
+                .saturating_add(LEAF_PAGES)
+                .min(end);
+            let [top, upper, middle, index] = split(page);
+            let leaf = match slot {
+                Some(_) => {
+                    let root = self.root.get_or_insert_with(|| empty_node(None));
+                    grow(root, top)
+                        .and_then(|node| grow(node, upper))
+                        .and_then(|node| grow(node, middle))
+                }
+                None => self
+                    .root
+                    .as_mut()
+                    .and_then(|node| node.get_mut(top)?.as_mut())
+                    .and_then(|node| node.get_mut(upper)?.as_mut())
+                    .and_then(|node| node.get_mut(middle)?.as_mut()),
+            };
+            let count = (leaf_end - page) as usize;
+            if let Some(entries) = leaf.and_then(|leaf| leaf.get_mut(index..index + count)) {
+                entries.fill(slot);
+            }
+            page = leaf_end;
+        }
+    }
+
     /// Records `slot` for `page`, making the nodes on its path when they are missing.
     pub fn set(&mut self, page: u64, slot: NonZeroU32) {
         let [top, upper, middle, leaf] = split(page);
@@ -165,6 +197,26 @@ mod tests {
         // Clearing what was never set makes no node and changes nothing.
         index.clear(7);
         assert_eq!(index.get(7), None);
+    }
+
+    #[test]
+    fn filling_a_span_across_leaves_sets_and_clears_exactly_its_pages() {
+        let mut index = PageIndex::default();
+        index.fill(BASE + 500, BASE + 1100, Some(slot(3)));
+        assert_eq!(index.get(BASE + 499), None);
+        assert!((500..1100).all(|page| index.get(BASE + page) == Some(slot(3))));
+        assert_eq!(index.get(BASE + 1100), None);
+        index.fill(BASE + 510, BASE + 1030, None);
+        assert_eq!(index.get(BASE + 509), Some(slot(3)));
+        assert!((510..1030).all(|page| index.get(BASE + page).is_none()));
+        assert_eq!(index.get(BASE + 1030), Some(slot(3)));
+        assert_eq!(index.first_set(BASE + 510, BASE + 1030), None);
+        // Forgetting where nothing was ever set records nothing there.
+        index.fill(BASE + (1 << 20), BASE + (1 << 20) + 2000, None);
+        assert_eq!(index.first_set(BASE + (1 << 20), BASE + (1 << 21)), None);
+        // An empty span changes nothing.
+        index.fill(BASE + 1050, BASE + 1050, Some(slot(9)));
+        assert_eq!(index.get(BASE + 1050), Some(slot(3)));
     }
 
     #[test]

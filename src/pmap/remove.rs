@@ -40,9 +40,7 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
             let base = match table_base {
                 Some((table, base)) if table == leaf.table => base,
                 _ => {
-                    let base = self
-                        .entry_address(leaf.table, 0)
-                        .map_err(RemoveError::Refused)?;
+                    let base = self.table_base(leaf.table).map_err(RemoveError::Refused)?;
                     table_base = Some((leaf.table, base));
                     base
                 }
@@ -78,7 +76,7 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
 
         // Grant pages: by handle, never by touching their PTEs.
         let mut results = scratch::take(&mut self.scratch.unmap_results);
-        self.unmap_grants(&grant_items, &mut results);
+        let grant_table_emptied = self.unmap_grants(&grant_items, &mut results);
         // Items are in address order, so each region's items are consecutive.
         let mut first = 0;
         while first < results.len() {
@@ -152,13 +150,18 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
             }
         }
 
-        // The L1 tables of the leaves, once each (leaves are in address order).
-        let mut touched = scratch::take(&mut self.scratch.tables);
-        touched.extend(leaves.iter().map(|leaf| leaf.table));
-        touched.dedup();
+        // The L1 tables of the leaves, once each (leaves are in address order), when one may
+        // have to go: the grant unmaps kept the tables they emptied while the bound allows,
+        // so a range of grant pages only usually leaves nothing to release.
+        let mut to_free = Vec::new();
+        if grant_table_emptied || summary.ordinary_pages > 0 {
+            let mut touched = scratch::take(&mut self.scratch.tables);
+            touched.extend(leaves.iter().map(|leaf| leaf.table));
+            touched.dedup();
+            to_free = self.release_empty_tables(touched.iter().copied());
+            scratch::give_back(&mut self.scratch.tables, touched);
+        }
         scratch::give_back(&mut self.scratch.leaves, leaves);
-        let to_free = self.release_empty_tables(touched.iter().copied());
-        scratch::give_back(&mut self.scratch.tables, touched);
         summary.page_tables_freed = to_free.len() as u64;
         // Xen flushes for grant unmaps itself; cleared ordinary entries and unhooked tables
         // need this one flush.

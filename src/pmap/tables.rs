@@ -90,24 +90,24 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
         }
     }
 
-    /// `count` fewer live entries in `table`.
-    pub(super) fn drop_wire(&mut self, table: Pfn, count: u32) {
-        if let Some(info) = self.tables.get_mut(&table) {
-            info.wire = info.wire.saturating_sub(count);
+    /// `count` fewer live entries in `table`. A table of the chosen-VA region that empties is
+    /// kept there and then while the bound allows, as [`Pmap::release_empty_tables`] would keep
+    /// it, so that the grant unmap path looks the table up once. True when the table emptied
+    /// and is not kept: it is for `release_empty_tables` to unhook.
+    pub(super) fn drop_wire(&mut self, table: Pfn, count: u32) -> bool {
+        let Some(info) = self.tables.get_mut(&table) else {
+            return false;
+        };
+        info.wire = info.wire.saturating_sub(count);
+        if info.wire != 0 || info.kept || info.adopted || info.level >= 4 {
+            return false;
         }
-    }
-
-    /// True when `table` translates part of the chosen-VA region (its ancestor hangs in the
-    /// root's chosen slot): those are the tables worth keeping empty.
-    fn in_chosen_region(&self, mut table: Pfn) -> bool {
-        while let Some(info) = self.tables.get(&table) {
-            match info.parent {
-                Some((parent, index)) if parent == self.root => return index == CHOSEN_L4_SLOT,
-                Some((parent, _)) => table = parent,
-                None => return false,
-            }
+        if info.chosen && self.kept_empty_tables < MAX_KEPT_EMPTY_TABLES {
+            info.kept = true;
+            self.kept_empty_tables += 1;
+            return false;
         }
-        false
+        true
     }
 
     fn ensure_tables_once(&mut self, addresses: &[VirtAddr]) -> Result<(), PmapError> {
@@ -291,6 +291,11 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
                     parent,
                     index,
                 } => {
+                    let chosen = if parent == self.root {
+                        index == CHOSEN_L4_SLOT
+                    } else {
+                        self.tables.get(&parent).is_some_and(|info| info.chosen)
+                    };
                     self.tables.insert(
                         table,
                         TableInfo {
@@ -299,12 +304,15 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
                             parent: Some((parent, index)),
                             adopted: false,
                             kept: false,
+                            chosen,
                         },
                     );
+                    self.forget_l1_hint();
                     self.add_wire(parent);
                     hooked.push(table);
                 }
                 TableStep::Unhook { table } => {
+                    self.forget_l1_hint();
                     if let Some(info) = self.tables.remove(&table) {
                         if let Some((parent, _)) = info.parent {
                             if let Some(parent_info) = self.tables.get_mut(&parent) {
@@ -344,10 +352,7 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
             if info.wire != 0 || info.kept || info.adopted || info.level >= 4 {
                 continue;
             }
-            if keep_allowed
-                && self.kept_empty_tables < MAX_KEPT_EMPTY_TABLES
-                && self.in_chosen_region(table)
-            {
+            if keep_allowed && self.kept_empty_tables < MAX_KEPT_EMPTY_TABLES && info.chosen {
                 if let Some(info) = self.tables.get_mut(&table) {
                     info.kept = true;
                     self.kept_empty_tables += 1;

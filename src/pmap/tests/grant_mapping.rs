@@ -158,3 +158,29 @@ fn eagain_is_retried_with_backoff_then_reported() {
     assert_eq!(pmap.hypervisor().active_mappings(PEER, more[0]), 0);
     check(&pmap);
 }
+
+#[test]
+fn the_remembered_l1_table_is_forgotten_when_tables_go_and_come_back() {
+    let mut pmap = pmap();
+    let refs = grant_peer_pages(&mut pmap, 0, 2, false);
+    pmap.enter_gnt(va(5), PEER, &refs[..1], false).unwrap();
+    pmap.remove(range(5, 1)).unwrap();
+    // The emptied tables are unhooked and their frames freed: an L1 table remembered from the
+    // cycle above would now name a freed frame.
+    assert!(pmap.reclaim_empty_tables() > 0);
+    check(&pmap);
+    // The same 2 MiB again: new tables are made and the grant lands in them, and a mapped page
+    // there is seen as mapped.
+    pmap.enter_gnt(va(5), PEER, &refs[..1], false).unwrap();
+    check(&pmap);
+    assert!(matches!(
+        pmap.enter_gnt(va(5), PEER, &refs[1..], false),
+        Err(GrantMapError::OverlapsRegion { .. })
+    ));
+    pmap.enter_gnt(va(6), PEER, &refs[1..], false).unwrap();
+    let mut bytes = [0; 8];
+    pmap.hypervisor().read_virtual(va(6), &mut bytes).unwrap();
+    assert_eq!(u64::from_le_bytes(bytes), 1);
+    assert_eq!(pmap.remove(range(5, 2)).unwrap().grant_pages, 2);
+    check(&pmap);
+}
