@@ -122,15 +122,6 @@ impl GrantList {
         }
         let first = page_number(region.start);
         let end = first + region.pages.len() as u64;
-        while let Some((_, slot)) = self.by_page.first_set(first, end) {
-            let old = self.slots.get(slot.get() as usize - 1);
-            let Some(start) = old.and_then(Option::as_ref).map(|old| old.start) else {
-                break;
-            };
-            if self.take(start).is_none() {
-                break;
-            }
-        }
         let index = match self.vacant.pop() {
             Some(index) => index as usize,
             None => {
@@ -141,7 +132,26 @@ impl GrantList {
         let Some(slot) = u32::try_from(index + 1).ok().and_then(NonZeroU32::new) else {
             return;
         };
-        self.by_page.fill(first, end, Some(slot));
+        // Usually one walk: the region's entries in its leaf, checked vacant and filled.
+        let recorded = match self.by_page.leaf_span_mut(first, end) {
+            Some(entries) if entries.iter().all(Option::is_none) => {
+                entries.fill(Some(slot));
+                true
+            }
+            _ => false,
+        };
+        if !recorded {
+            while let Some((_, old)) = self.by_page.first_set(first, end) {
+                let old = self.slots.get(old.get() as usize - 1);
+                let Some(start) = old.and_then(Option::as_ref).map(|old| old.start) else {
+                    break;
+                };
+                if self.take(start).is_none() {
+                    break;
+                }
+            }
+            self.by_page.fill(first, end, Some(slot));
+        }
         self.regions += 1;
         self.pages += region.pages.len();
         if let Some(entry) = self.slots.get_mut(index) {
@@ -152,18 +162,23 @@ impl GrantList {
     /// Takes the region starting at `start` out of the list.
     pub fn take(&mut self, start: VirtAddr) -> Option<GrantRegion> {
         let first = page_number(start);
-        let slot = self.by_page.get(first)?;
+        // One walk: the entries from the region's first page to the end of its leaf.
+        let entries = self.by_page.rest_of_leaf_mut(first)?;
+        let slot = (*entries.first()?)?;
         let index = slot.get() as usize - 1;
         let entry = self.slots.get_mut(index)?;
         if entry.as_ref()?.start != start {
             return None;
         }
         let region = entry.take()?;
-        self.by_page
-            .fill(first, first + region.pages.len() as u64, None);
+        let pages = region.pages.len();
+        match entries.get_mut(..pages) {
+            Some(in_leaf) => in_leaf.fill(None),
+            None => self.by_page.fill(first, first + pages as u64, None),
+        }
         self.vacant.push(slot.get() - 1);
         self.regions -= 1;
-        self.pages -= region.pages.len();
+        self.pages -= pages;
         Some(region)
     }
 
@@ -238,6 +253,29 @@ mod tests {
         assert!(list.overlapping(&at(5, 1)).is_some());
         assert!(list.overlapping(&at(8, 2)).is_none());
         assert!(list.overlapping(&at(0, 20)).is_some());
+    }
+
+    #[test]
+    fn an_overlapped_region_is_dropped_and_regions_across_leaves_come_and_go() {
+        let mut list = GrantList::default();
+        list.insert(region(1, BASE + 4 * 4096, 4));
+        // Within one leaf of the page index, then across one (pages 510 to 514).
+        list.insert(region(2, BASE + 6 * 4096, 1));
+        let at = |page: u64| VirtAddr::try_new(BASE + page * 4096).unwrap();
+        assert!(list.find(at(4)).is_none());
+        assert_eq!(list.find(at(6)).unwrap().id, RegionId(2));
+        assert_eq!((list.region_count(), list.page_count()), (1, 1));
+        list.insert(region(3, BASE + 510 * 4096, 5));
+        assert_eq!(list.find(at(514)).unwrap().id, RegionId(3));
+        list.insert(region(4, BASE + 512 * 4096, 1));
+        assert!(list.find(at(510)).is_none());
+        assert_eq!(list.take(at(512)).unwrap().id, RegionId(4));
+        assert!(list.take(at(510)).is_none());
+        list.insert(region(5, BASE + 509 * 4096, 6));
+        assert!(list.take(at(510)).is_none());
+        assert_eq!(list.take(at(509)).unwrap().pages.len(), 6);
+        assert!((505..520).all(|page| list.find(at(page)).is_none()));
+        assert_eq!((list.region_count(), list.page_count()), (1, 1));
     }
 
     #[test]

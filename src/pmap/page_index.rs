@@ -145,6 +145,32 @@ impl PageIndex {
         }
     }
 
+    /// The entries of pages `[start, end)` when they lie in one leaf, made if missing: one
+    /// walk down for a region's check and recording together (most regions are far smaller
+    /// than a leaf's 2 MiB). `None` when the span crosses a leaf.
+    pub fn leaf_span_mut(&mut self, start: u64, end: u64) -> Option<&mut [Option<NonZeroU32>]> {
+        if end <= start || (end - 1) / LEAF_PAGES != start / LEAF_PAGES {
+            return None;
+        }
+        let [top, upper, middle, index] = split(start);
+        let root = self.root.get_or_insert_with(|| empty_node(None));
+        let leaf = grow(root, top)
+            .and_then(|node| grow(node, upper))
+            .and_then(|node| grow(node, middle))?;
+        leaf.get_mut(index..index + (end - start) as usize)
+    }
+
+    /// The entries from `page` to the end of its leaf, if the leaf exists (none is made).
+    pub fn rest_of_leaf_mut(&mut self, page: u64) -> Option<&mut [Option<NonZeroU32>]> {
+        let [top, upper, middle, index] = split(page);
+        self.root
+            .as_mut()
+            .and_then(|node| node.get_mut(top)?.as_mut())
+            .and_then(|node| node.get_mut(upper)?.as_mut())
+            .and_then(|node| node.get_mut(middle)?.as_mut())
+            .and_then(|node| node.get_mut(index..))
+    }
+
     /// Records `slot` for `page`, making the nodes on its path when they are missing.
     pub fn set(&mut self, page: u64, slot: NonZeroU32) {
         let [top, upper, middle, leaf] = split(page);

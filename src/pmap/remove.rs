@@ -22,6 +22,9 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
     /// A page whose unmap fails stays mapped and accounted, and is listed in the error.
     pub fn remove(&mut self, range: PageRange) -> Result<RemoveSummary, RemoveError> {
         check_range(&range).map_err(RemoveError::Refused)?;
+        if let Some(outcome) = self.remove_one_region(&range) {
+            return outcome;
+        }
         let mut leaves = scratch::take(&mut self.scratch.leaves);
         self.visit_present_leaves(&range, |leaf| {
             leaves.push(leaf);
@@ -174,6 +177,95 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
         } else {
             Err(RemoveError::Incomplete { summary, failures })
         }
+    }
+
+    /// [`Pmap::remove`] of a range that is exactly one grant region, the driver's usual call:
+    /// every page of the range is a page of the region (a region's pages are all mapped and
+    /// regions do not overlap), so its PTE addresses come from the region and the L1 table
+    /// look-up alone, without reading the entries or looking for ordinary pages. `None` when
+    /// the range is anything else (or a table of the region is missing), for the general path.
+    fn remove_one_region(
+        &mut self,
+        range: &PageRange,
+    ) -> Option<Result<RemoveSummary, RemoveError>> {
+        let mut items = scratch::take(&mut self.scratch.unmap_items);
+        if self.one_region_items(range, &mut items).is_none() {
+            scratch::give_back(&mut self.scratch.unmap_items, items);
+            return None;
+        }
+        let mut results = scratch::take(&mut self.scratch.unmap_results);
+        let table_emptied = self.unmap_grants(&items, &mut results);
+        let removed = results.iter().filter(|result| result.is_ok()).count();
+        let mut summary = RemoveSummary {
+            grant_pages: removed as u64,
+            ..RemoveSummary::default()
+        };
+        let mut failures = Vec::new();
+        if removed == results.len() {
+            if let Some(region) = self.grants.take(range.start()) {
+                self.scratch.recycle_page_vector(region.pages);
+            }
+        } else {
+            let mut places = scratch::take(&mut self.scratch.unmap_places);
+            places.extend((0..results.len()).map(|index| (range.start(), index)));
+            for (index, result) in results.iter().enumerate() {
+                if let (Err(cause), Some(address)) = (result, range.page(index as u64)) {
+                    failures.push(UnmapFailure {
+                        address,
+                        cause: *cause,
+                    });
+                }
+            }
+            if removed > 0 {
+                self.forget_grant_pages(range.start(), removed, &places, &results);
+            }
+            scratch::give_back(&mut self.scratch.unmap_places, places);
+        }
+        scratch::give_back(&mut self.scratch.unmap_results, results);
+        if table_emptied {
+            let mut touched = scratch::take(&mut self.scratch.tables);
+            touched.extend(items.iter().map(|item| item.table));
+            touched.dedup();
+            let to_free = self.release_empty_tables(touched.iter().copied());
+            scratch::give_back(&mut self.scratch.tables, touched);
+            summary.page_tables_freed = to_free.len() as u64;
+            if let Err(error) = self.flush_and_free(false, to_free) {
+                summary.page_tables_freed = 0;
+                log::error!("pmap: remove of {:?}: {error}", range);
+            }
+        }
+        scratch::give_back(&mut self.scratch.unmap_items, items);
+        Some(if failures.is_empty() {
+            Ok(summary)
+        } else {
+            Err(RemoveError::Incomplete { summary, failures })
+        })
+    }
+
+    /// The unmap items of the grant region that is exactly `range`, in page order; `None`
+    /// when `range` is not one region or a table of it is missing.
+    fn one_region_items(&self, range: &PageRange, items: &mut Vec<UnmapItem>) -> Option<()> {
+        let region = self.grants.find(range.start())?;
+        if region.start != range.start() || region.pages.len() as u64 != range.pages() {
+            return None;
+        }
+        let mut table: Option<(Pfn, MachineAddr)> = None;
+        for (offset, page) in region.pages.iter().enumerate() {
+            let address = range.page(offset as u64)?;
+            let index = address.table_index(1);
+            // Pages are consecutive: a new L1 table begins at entry 0.
+            if index == 0 || table.is_none() {
+                table = Some(self.l1_table(address).ok()??);
+            }
+            let (table, base) = table?;
+            items.push(UnmapItem {
+                host_addr: base.checked_add(index as u64 * 8)?,
+                handle: page.handle,
+                grant_ref: page.grant_ref,
+                table,
+            });
+        }
+        Some(())
     }
 
     /// Drops the `removed` unmapped pages of the region at `region_start` from the grant list:

@@ -108,3 +108,30 @@ fn a_failed_grant_unmap_is_reported_and_the_page_stays_tracked() {
     assert_eq!(pmap.hypervisor().maptrack_in_use(), 0);
     check(&pmap);
 }
+
+#[test]
+fn a_failed_unmap_in_a_whole_region_keeps_that_page_listed_and_mapped() {
+    // The range is exactly the region: remove's path for one region, not the page walk.
+    let mut pmap = pmap();
+    let refs = grant_peer_pages(&mut pmap, 0, 4, false);
+    pmap.enter_gnt(va(0), PEER, &refs, false).unwrap();
+    pmap.hypervisor_mut().inject_unmap_failure(PEER, refs[1], 1);
+    let error = pmap.remove(range(0, 4)).unwrap_err();
+    let RemoveError::Incomplete { summary, failures } = error else {
+        panic!("expected an incomplete removal, got {error:?}");
+    };
+    assert_eq!((summary.grant_pages, summary.ordinary_pages), (3, 0));
+    assert_eq!(failures.len(), 1);
+    assert_eq!(failures[0].address, va(1));
+    assert_eq!(pmap.stats().live_grant_pages, 1);
+    assert!(pmap.extract(va(0)).is_none());
+    assert!(pmap.extract(va(1)).is_some());
+    assert!(pmap.extract(va(2)).is_none());
+    check(&pmap);
+    // The page left is a region of its own: removing exactly it takes the same path.
+    let summary = pmap.remove(range(1, 1)).unwrap();
+    assert_eq!(summary.grant_pages, 1);
+    assert_eq!(pmap.grant_list().region_count(), 0);
+    assert_eq!(pmap.hypervisor().maptrack_in_use(), 0);
+    check(&pmap);
+}
