@@ -64,7 +64,7 @@ host-test: packages
 
 clippy: target-installed
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
-	$(CARGO) clippy --target $(TARGET) -p grantsvc -p xenstore --lib --bins -- -D warnings
+	$(CARGO) clippy --target $(TARGET) -p grantsvc -p xenstore -p kernel-log --lib --bins -- -D warnings
 	$(CARGO) clippy --target $(TARGET) -p grantsvc --features lab --lib --bins --target-dir $(LAB_TARGET_DIR) -- -D warnings
 
 fmt-check:
