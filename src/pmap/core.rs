@@ -34,6 +34,24 @@ pub(super) struct TableInfo {
     pub chosen: bool,
 }
 
+impl TableInfo {
+    /// Empty and ours to unhook: no live entry, not kept already, not one of Xen's, not the root.
+    pub fn unused(&self) -> bool {
+        self.wire == 0 && !self.kept && !self.adopted && self.level < 4
+    }
+
+    /// Keeps this unused table hooked if it is of the chosen-VA region and fewer than
+    /// [`MAX_KEPT_EMPTY_TABLES`] are kept (`kept_count`, counted up here); true when kept.
+    pub fn keep_if_room(&mut self, kept_count: &mut usize) -> bool {
+        if !self.chosen || *kept_count >= MAX_KEPT_EMPTY_TABLES {
+            return false;
+        }
+        self.kept = true;
+        *kept_count += 1;
+        true
+    }
+}
+
 /// The L1 table of one 2 MiB span of addresses, remembered from the last look-up that reached
 /// it (see [`Pmap::l1_table`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -135,11 +153,8 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
         level: u32,
         parent: Option<(Pfn, usize)>,
     ) -> Result<(), PmapError> {
-        let chosen = match parent {
-            Some((parent, index)) if parent == self.root => index == CHOSEN_L4_SLOT,
-            Some((parent, _)) => self.tables.get(&parent).is_some_and(|info| info.chosen),
-            None => false,
-        };
+        let chosen =
+            parent.is_some_and(|(parent, index)| self.hangs_in_chosen_region(parent, index));
         let mut wire = 0;
         let mut children = Vec::new();
         for index in 0..ENTRIES_PER_TABLE {
@@ -260,6 +275,16 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
             .base()
             .checked_add(index as u64 * 8)
             .ok_or(PmapError::BadRange)
+    }
+
+    /// True when a table hooked at entry `index` of `parent` translates part of the chosen-VA
+    /// region: it hangs in the root's chosen slot, or below a table that does.
+    pub(super) fn hangs_in_chosen_region(&self, parent: Pfn, index: usize) -> bool {
+        if parent == self.root {
+            index == CHOSEN_L4_SLOT
+        } else {
+            self.tables.get(&parent).is_some_and(|info| info.chosen)
+        }
     }
 
     /// The L1 table translating `address` and the machine address of its entry 0; `None` when

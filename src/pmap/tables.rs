@@ -1,7 +1,7 @@
 //! Page-table pages: allocating, zeroing, write-protecting and hooking them in; keeping empty ones of the chosen-VA region, unhooking and freeing the rest.
 
 use super::core::{TableInfo, Walk};
-use super::layout::{direct_map_address, CHOSEN_L4_SLOT};
+use super::layout::direct_map_address;
 use super::prot::TABLE_FLAGS;
 use super::{Pmap, PmapError};
 use crate::abi::mmu::{pte, MmuUpdate, MmuextOp, MMU_NORMAL_PT_UPDATE};
@@ -99,15 +99,7 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
             return false;
         };
         info.wire = info.wire.saturating_sub(count);
-        if info.wire != 0 || info.kept || info.adopted || info.level >= 4 {
-            return false;
-        }
-        if info.chosen && self.kept_empty_tables < MAX_KEPT_EMPTY_TABLES {
-            info.kept = true;
-            self.kept_empty_tables += 1;
-            return false;
-        }
-        true
+        info.unused() && !info.keep_if_room(&mut self.kept_empty_tables)
     }
 
     fn ensure_tables_once(&mut self, addresses: &[VirtAddr]) -> Result<(), PmapError> {
@@ -291,11 +283,7 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
                     parent,
                     index,
                 } => {
-                    let chosen = if parent == self.root {
-                        index == CHOSEN_L4_SLOT
-                    } else {
-                        self.tables.get(&parent).is_some_and(|info| info.chosen)
-                    };
+                    let chosen = self.hangs_in_chosen_region(parent, index);
                     self.tables.insert(
                         table,
                         TableInfo {
@@ -346,17 +334,10 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
         // Tables by (level, frame), lowest level first: a sorted set.
         let mut queue: LiteMap<(u32, Pfn), ()> = LiteMap::new();
         for table in candidates {
-            let Some(info) = self.tables.get(&table).copied() else {
+            let Some(info) = self.tables.get_mut(&table) else {
                 continue;
             };
-            if info.wire != 0 || info.kept || info.adopted || info.level >= 4 {
-                continue;
-            }
-            if keep_allowed && self.kept_empty_tables < MAX_KEPT_EMPTY_TABLES && info.chosen {
-                if let Some(info) = self.tables.get_mut(&table) {
-                    info.kept = true;
-                    self.kept_empty_tables += 1;
-                }
+            if !info.unused() || keep_allowed && info.keep_if_room(&mut self.kept_empty_tables) {
                 continue;
             }
             queue.insert((info.level, table), ());
