@@ -153,25 +153,14 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
             }
         }
 
-        // The L1 tables of the leaves, once each (leaves are in address order), when one may
-        // have to go: the grant unmaps kept the tables they emptied while the bound allows,
-        // so a range of grant pages only usually leaves nothing to release.
-        let mut to_free = Vec::new();
-        if grant_table_emptied || summary.ordinary_pages > 0 {
-            let mut touched = scratch::take(&mut self.scratch.tables);
-            touched.extend(leaves.iter().map(|leaf| leaf.table));
-            touched.dedup();
-            to_free = self.release_empty_tables(touched.iter().copied());
-            scratch::give_back(&mut self.scratch.tables, touched);
-        }
+        let ordinary_cleared = summary.ordinary_pages > 0;
+        summary.page_tables_freed = self.release_after_remove(
+            &range,
+            leaves.iter().map(|leaf| leaf.table),
+            grant_table_emptied || ordinary_cleared,
+            ordinary_cleared,
+        );
         scratch::give_back(&mut self.scratch.leaves, leaves);
-        summary.page_tables_freed = to_free.len() as u64;
-        // Xen flushes for grant unmaps itself; cleared ordinary entries and unhooked tables
-        // need this one flush.
-        if let Err(error) = self.flush_and_free(summary.ordinary_pages > 0, to_free) {
-            summary.page_tables_freed = 0;
-            log::error!("pmap: remove of {:?}: {error}", range);
-        }
         if failures.is_empty() {
             Ok(summary)
         } else {
@@ -222,18 +211,12 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
             scratch::give_back(&mut self.scratch.unmap_places, places);
         }
         scratch::give_back(&mut self.scratch.unmap_results, results);
-        if table_emptied {
-            let mut touched = scratch::take(&mut self.scratch.tables);
-            touched.extend(items.iter().map(|item| item.table));
-            touched.dedup();
-            let to_free = self.release_empty_tables(touched.iter().copied());
-            scratch::give_back(&mut self.scratch.tables, touched);
-            summary.page_tables_freed = to_free.len() as u64;
-            if let Err(error) = self.flush_and_free(false, to_free) {
-                summary.page_tables_freed = 0;
-                log::error!("pmap: remove of {:?}: {error}", range);
-            }
-        }
+        summary.page_tables_freed = self.release_after_remove(
+            range,
+            items.iter().map(|item| item.table),
+            table_emptied,
+            false,
+        );
         scratch::give_back(&mut self.scratch.unmap_items, items);
         Some(if failures.is_empty() {
             Ok(summary)
@@ -266,6 +249,37 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
             });
         }
         Some(())
+    }
+
+    /// The end of a remove of `range`: when `release` (a grant unmap emptied a table it could
+    /// not keep, or ordinary pages were cleared), the L1 `tables` the pages were in (in address
+    /// order), once each, are released; then one TLB flush when `flush` (cleared ordinary
+    /// entries; Xen flushes for grant unmaps itself) or tables were unhooked, and their frames
+    /// are freed. Returns how many tables were freed. The grant unmaps keep the tables they
+    /// empty while the bound allows, so a range of grant pages only usually releases nothing.
+    fn release_after_remove(
+        &mut self,
+        range: &PageRange,
+        tables: impl Iterator<Item = Pfn>,
+        release: bool,
+        flush: bool,
+    ) -> u64 {
+        let mut to_free = Vec::new();
+        if release {
+            let mut touched = scratch::take(&mut self.scratch.tables);
+            touched.extend(tables);
+            touched.dedup();
+            to_free = self.release_empty_tables(touched.iter().copied());
+            scratch::give_back(&mut self.scratch.tables, touched);
+        }
+        let freed = to_free.len() as u64;
+        match self.flush_and_free(flush, to_free) {
+            Ok(()) => freed,
+            Err(error) => {
+                log::error!("pmap: remove of {:?}: {error}", range);
+                0
+            }
+        }
     }
 
     /// Drops the `removed` unmapped pages of the region at `region_start` from the grant list:
