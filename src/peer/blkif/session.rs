@@ -6,9 +6,10 @@
 //! - at frontend Initialised or Connected its nodes are read once and checked
 //!   ([`FrontendConfig::decode`]), each queue's ring mapped through the framework, each event
 //!   channel bound, the disk's nodes written in one transaction, then `state` = Connected;
-//! - at frontend Closing everything is unmapped and `state` = Closing; at Closed, `state` =
-//!   Closed, and the session ends if the toolstack has set `online` = 0 (a detach), or waits
-//!   for the frontend to come back (Initialising: InitWait again, a reconnect);
+//! - at frontend Closing (or Closed) the requests still on the rings are answered, then
+//!   everything is unmapped and `state` = Closing; at Closed, `state` = Closed, and the
+//!   session ends if the toolstack has set `online` = 0 (a detach), or waits for the
+//!   frontend to come back (Initialising: InitWait again, a reconnect);
 //! - a fault of the frontend ends the device: everything unmapped, an `error` node, `state` =
 //!   Closed (so that `xl block-detach` finds it closed at once).
 //!
@@ -30,7 +31,7 @@ use super::ram_disk::{MemoryBudget, RamDisk};
 use super::ring::{BackRing, RingFault};
 use super::service::{answer_batch, publish_responses, take_batch, DeviceCounters};
 use super::validate::{DiskLimits, DEFAULT_MAX_INDIRECT_SEGMENTS};
-use crate::abi::blkif::MAX_RING_PAGE_ORDER;
+use crate::abi::blkif::{ring_slots, MAX_RING_PAGE_ORDER};
 use crate::ids::{DomId, EvtchnPort};
 use crate::peer::action::{self, node_value, PeerAction, PeerEvent, PeerNodes};
 use crate::peer::counters::ServiceCounters;
@@ -90,11 +91,20 @@ pub const FRONTEND_NODES: [&str; 22] = [
     "ring-ref15",
 ];
 
+/// A session's next phase and the actions that take it there.
+type Transition<L> = (Phase<L>, Vec<BlkAction<L>>);
+
 /// Requests taken off a ring per batch (one ring page's worth): their data grants are mapped
 /// together.
 pub const BATCH_REQUESTS: usize = 32;
 /// Requests served per queue per wake-up before other devices get their turn.
 pub const REQUESTS_PER_WAKE: usize = 512;
+// One wake-up can take a whole ring of the largest order offered, which the answer to the
+// requests left at close relies on (`Session::answer_leftovers`).
+const _: () = assert!(match ring_slots(MAX_RING_PAGE_ORDER) {
+    Some(slots) => slots as usize <= REQUESTS_PER_WAKE,
+    None => false,
+});
 /// Refused requests logged per device (the rest are only counted).
 const LOGGED_REFUSALS: u64 = 16;
 
@@ -460,12 +470,20 @@ impl<L: PmapLock + Clone> BlkSession<L> {
             ),
             (Phase::Disconnected, XenbusState::Closing) => (Phase::Disconnected, Vec::new()),
             (phase, XenbusState::Closing) => {
-                let mut actions = self.release(phase);
+                let (phase, mut actions) = match self.answer_leftovers(phase) {
+                    Ok(answered) => answered,
+                    Err(closed) => return closed,
+                };
+                actions.extend(self.release(phase));
                 actions.push(write_state(XenbusState::Closing));
                 (Phase::Disconnected, actions)
             }
             (phase, XenbusState::Closed) => {
-                let mut actions = self.release(phase);
+                let (phase, mut actions) = match self.answer_leftovers(phase) {
+                    Ok(answered) => answered,
+                    Err(closed) => return closed,
+                };
+                actions.extend(self.release(phase));
                 actions.push(write_state(XenbusState::Closed));
                 if self.offline {
                     let (phase, more) = self.close(
@@ -663,6 +681,25 @@ impl<L: PmapLock + Clone> BlkSession<L> {
             }
         }
         Ok(actions)
+    }
+
+    /// Answers the requests still on the rings of a connected `phase` before they are unmapped:
+    /// Linux blkfront closes without waiting for its requests and has no request timeout, so
+    /// a request left unanswered keeps its writer (and the disk's removal) waiting for ever.
+    /// One pass takes a full ring ([`REQUESTS_PER_WAKE`] is the largest ring offered), so
+    /// whatever the frontend put there before it closed is answered. A broken ring ends the
+    /// device as it would in service (Err: the session's new phase and actions).
+    fn answer_leftovers(&mut self, phase: Phase<L>) -> Result<Transition<L>, Transition<L>> {
+        let Phase::Connected { mut queues } = phase else {
+            return Ok((phase, Vec::new()));
+        };
+        match self.serve(&mut queues) {
+            Ok(actions) => Ok((Phase::Connected { queues }, actions)),
+            Err((queue, fault)) => {
+                let reason = self.fault(BlkFaultKind::Ring { queue, fault });
+                Err(self.close(Phase::Connected { queues }, reason))
+            }
+        }
     }
 
     /// Unmaps everything `phase` holds (persistent grants directly, rings through the

@@ -578,6 +578,40 @@ fn a_detach_ends_after_the_frontend_closes_and_a_reconnect_keeps_the_data() {
 }
 
 #[test]
+fn requests_left_on_the_ring_when_the_frontend_closes_are_answered_before_the_unmap() {
+    // xl block-detach during a write: blkfront sees the backend's Closing (written by the
+    // toolstack), closes at once, and waits for the requests it already sent.
+    for (state, persistent) in [(&b"5"[..], false), (&b"6"[..], true)] {
+        let mut harness = Harness::new(0);
+        harness.connect(persistent);
+        harness.deliver(PeerEvent::ToolstackOffline);
+        harness.fill_data(0, 0x3c);
+        let notifies_before = harness.notifies;
+        let write = encode::direct(op::WRITE, 7, 0, &[harness.whole_page(0)]);
+        harness.front.queue(&write);
+        harness.front.push();
+        harness.sync_to_sim();
+        // The frontend's state arrives before its event: no EventChannel is delivered.
+        harness.deliver(PeerEvent::PeerState(state));
+        harness.sync_from_sim();
+        let responses: Vec<(u64, i16)> = harness
+            .front
+            .take_responses()
+            .into_iter()
+            .map(|(id, _, status, _)| (id, status))
+            .collect();
+        assert_eq!(responses, [(7, rsp::OKAY)]);
+        assert_eq!(harness.notifies, notifies_before + 1);
+        assert_eq!(
+            harness.session.figures().counters.bytes_written,
+            PAGE_SIZE as u64
+        );
+        assert_eq!(harness.live_maps(), 0);
+        assert_eq!(harness.closed_ports, 1);
+    }
+}
+
+#[test]
 fn a_disk_the_budget_cannot_hold_is_refused() {
     let budget: SharedBudget = Rc::new(RefCell::new(MemoryBudget::new(1 << 20)));
     let refused = Session::new(PEER, DEVICE, pmap(), request(4096), budget.clone());

@@ -1,5 +1,5 @@
 #!/bin/bash
-# blk-detach: 100 attach/detach cycles of a grantsvc RAM disk in dom0, each with a little I/O, and a detach while dd writes to the disk: xl never times out, grantsvc maps nothing afterwards (its counters and Xen's grant dump), and grantsvc stays up.
+# blk-detach: 100 attach/detach cycles of a grantsvc RAM disk in dom0, each with a little I/O, and six detaches while dd writes to the disk: xl never times out, grantsvc maps nothing afterwards (its counters and Xen's grant dump), and grantsvc stays up.
 # lab-timeout: 1500
 . "$LAB_LIB"
 blk_strict
@@ -24,34 +24,44 @@ done
 note "$cycles attach/I-O/detach cycles: mean $((total / cycles)) ms, slowest $slowest ms"
 blk_check_no_leak "after $cycles cycles"
 
-# Detach while dd writes: blkfront fails the I/O in flight, grantsvc unmaps everything.
-blk_attach xvdb 64M
-# The writer loops over the 64 MiB disk until a write fails (the disk went away); nocreat keeps
-# a dd started after the detach from making /dev/xvdb a plain file.
-(
-    while dd if=/dev/zero of=/dev/xvdb bs=64k count=1024 oflag=direct conv=nocreat status=none; do
-        :
+# Detach while dd writes: blkfront closes at once and waits for the requests it already sent,
+# so grantsvc must answer what is left on the ring before it unmaps it (a request left
+# unanswered keeps dd in the kernel for ever). Rounds with different delays put the detach at
+# different points of a write.
+detach_during_writes() {
+    local round=$1 delay=$2 writer started tries
+    blk_attach xvdb 64M
+    # The writer loops over the 64 MiB disk until a write fails (the disk went away); nocreat
+    # keeps a dd started after the detach from making /dev/xvdb a plain file.
+    (
+        while dd if=/dev/zero of=/dev/xvdb bs=64k count=1024 oflag=direct conv=nocreat status=none; do
+            :
+        done
+    ) 2>"$LAB_OUT/dd-during-detach-$round" &
+    writer=$!
+    sleep "$delay"
+    kill -0 "$writer" 2>/dev/null || fail "round $round: dd ended before the detach (it should still be writing)"
+    started=$(date +%s%N)
+    step "round $round: xl block-detach 0 xvdb while dd writes (after $delay s)"
+    timeout 30 xl block-detach 0 xvdb || fail "round $round: xl block-detach during dd failed or took more than 30 s (status $?)"
+    step "round $round: detached during dd in $((($(date +%s%N) - started) / 1000000)) ms"
+    for ((tries = 100; tries > 0; tries--)); do
+        kill -0 "$writer" 2>/dev/null || break
+        sleep 0.2
     done
-) 2>"$LAB_OUT/dd-during-detach" &
-writer=$!
-sleep 2
-kill -0 "$writer" 2>/dev/null || fail "dd ended before the detach (it should still be writing)"
-started=$(date +%s%N)
-step "xl block-detach 0 xvdb while dd writes"
-timeout 30 xl block-detach 0 xvdb || fail "xl block-detach during dd failed or took more than 30 s (status $?)"
-step "detached during dd in $((($(date +%s%N) - started) / 1000000)) ms"
-for ((tries = 100; tries > 0; tries--)); do
-    kill -0 "$writer" 2>/dev/null || break
-    sleep 0.2
+    if kill -0 "$writer" 2>/dev/null; then
+        kill "$writer" 2>/dev/null || true
+        fail "round $round: dd still runs 20 s after its disk was detached"
+    fi
+    wait "$writer" || step "round $round: dd ended with status $? (its disk went away): $(tail -n 1 "$LAB_OUT/dd-during-detach-$round")"
+    ! xenstore-read "$(blk_backend_dir xvdb)/state" >/dev/null 2>&1 ||
+        fail "round $round: the backend directory of xvdb is still there after the detach during dd"
+    blk_check_no_leak "round $round: after the detach during dd"
+}
+round=0
+for delay in 2 0.7 1.3 0.3 1.9 0.9; do
+    detach_during_writes $((++round)) "$delay"
 done
-if kill -0 "$writer" 2>/dev/null; then
-    kill "$writer" 2>/dev/null || true
-    fail "dd still runs 20 s after its disk was detached"
-fi
-wait "$writer" || step "dd ended with status $? (its disk went away): $(tail -n 1 "$LAB_OUT/dd-during-detach")"
-! xenstore-read "$(blk_backend_dir xvdb)/state" >/dev/null 2>&1 ||
-    fail "the backend directory of xvdb is still there after the detach during dd"
-blk_check_no_leak "after the detach during dd"
 
 # grantsvc still serves a new disk.
 blk_attach xvdb 16M
