@@ -693,8 +693,19 @@ impl<L: PmapLock + Clone> BlkSession<L> {
         let Phase::Connected { mut queues } = phase else {
             return Ok((phase, Vec::new()));
         };
+        let answered_before = self.counters.requests;
         match self.serve(&mut queues) {
-            Ok(actions) => Ok((Phase::Connected { queues }, actions)),
+            Ok(actions) => {
+                let answered = self.counters.requests - answered_before;
+                if answered > 0 {
+                    log::info!(
+                        "blkif: frontend domain {} vbd {} closed with {answered} request(s) on its ring: answered",
+                        self.peer,
+                        self.device
+                    );
+                }
+                Ok((Phase::Connected { queues }, actions))
+            }
             Err((queue, fault)) => {
                 let reason = self.fault(BlkFaultKind::Ring { queue, fault });
                 Err(self.close(Phase::Connected { queues }, reason))
