@@ -30,6 +30,7 @@ use super::store_connection::{WatchOwner, Xenstore};
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
+use core::fmt;
 use grantsvc::addr::VirtAddr;
 use grantsvc::event_delivery::ReadySnapshot;
 use grantsvc::ids::DomId;
@@ -63,7 +64,7 @@ struct ShareGlue {
 }
 
 /// A request of the backend's own in flight (besides its sessions' node reads and writes).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy)]
 enum Lookup {
     /// A device's backend `state`: is it new, or gone? `session` is the device's session
     /// when the read was sent: xenstored answers in order, so a read sent before a newer
@@ -77,6 +78,25 @@ enum Lookup {
     FrontendState(ShareKey),
     /// The acknowledgement of a session's frontend watch.
     FrontendWatch(ShareKey),
+}
+
+/// What the request was, for the log line of its failure (no derived Debug: its struct
+/// printers are kernel image bytes, issue 10).
+impl fmt::Display for Lookup {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Lookup::BackendState { peer, device, .. } => write!(
+                formatter,
+                "peer domain {peer} device {device}: reading its backend state"
+            ),
+            Lookup::FrontendState(key) => {
+                write!(formatter, "session {key}: reading its frontend state")
+            }
+            Lookup::FrontendWatch(key) => {
+                write!(formatter, "session {key}: watching its frontend state")
+            }
+        }
+    }
 }
 
 /// The grant-share backend, owned by the service.
@@ -337,7 +357,7 @@ impl ShareBackend {
                 Ok(value) => value,
                 Err(error) => {
                     if !matches!(lookup, Lookup::FrontendWatch(_)) {
-                        log::warn!("grant-share: {lookup:?}: {error}");
+                        log::warn!("grant-share: {lookup}: {error}");
                     }
                     None
                 }

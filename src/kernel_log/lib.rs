@@ -17,8 +17,12 @@ pub use log::{
 };
 
 /// Hands one line to the installed logger if the filter lets it through; the macros' one call.
+/// Cold: LLVM then lays each call site's block out of its function's straight path and builds
+/// its arguments for size (568 bytes fewer over the image; the pmap's map and remove paths keep
+/// their instructions, with the log blocks moved after them).
 #[doc(hidden)]
 #[inline(never)]
+#[cold]
 pub fn emit(level: Level, message: core::fmt::Arguments<'_>) {
     if level <= max_level() {
         logger().log(&Record::builder().level(level).args(message).build());

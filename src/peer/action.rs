@@ -144,24 +144,51 @@ impl<P: Protocol> CloseReason<P> {
 
 impl<P: Protocol> fmt::Display for CloseReason<P> {
     fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let common = match self {
+            CloseReason::PeerStateClosing(state) => CommonReason::PeerStateClosing(*state),
+            CloseReason::PeerNodesRemoved => CommonReason::PeerNodesRemoved,
+            CloseReason::OwnNodesRemoved => CommonReason::OwnNodesRemoved,
+            CloseReason::DomainDied => CommonReason::DomainDied,
+            CloseReason::Shutdown => CommonReason::Shutdown,
+            CloseReason::OwnNodesNotWritten(refusal) => CommonReason::OwnNodesNotWritten(refusal),
+            CloseReason::Protocol(ending) => return write!(formatter, "{ending}"),
+            CloseReason::Fault(fault) => return write!(formatter, "{fault}"),
+        };
+        common.write(P::PEER_WORD, P::OWN_WORD, formatter)
+    }
+}
+
+/// The endings every protocol shares, without the protocol: their text is written by one
+/// function rather than once per protocol (issue 10's image size).
+enum CommonReason<'a> {
+    PeerStateClosing(XenbusState),
+    PeerNodesRemoved,
+    OwnNodesRemoved,
+    DomainDied,
+    Shutdown,
+    OwnNodesNotWritten(&'a StoreRefusal),
+}
+
+impl CommonReason<'_> {
+    fn write(
+        &self,
+        peer_word: &str,
+        own_word: &str,
+        formatter: &mut fmt::Formatter<'_>,
+    ) -> fmt::Result {
         match self {
-            CloseReason::PeerStateClosing(state) => {
-                write!(formatter, "{} state {state}", P::PEER_WORD)
-            }
-            CloseReason::PeerNodesRemoved => write!(formatter, "{} nodes removed", P::PEER_WORD),
-            CloseReason::OwnNodesRemoved => write!(formatter, "{} nodes removed", P::OWN_WORD),
-            CloseReason::DomainDied => write!(formatter, "{} domain died", P::PEER_WORD),
-            CloseReason::Shutdown => formatter.write_str("grantsvc shutting down"),
-            CloseReason::OwnNodesNotWritten(refusal) => match refusal.request() {
+            CommonReason::PeerStateClosing(state) => write!(formatter, "{peer_word} state {state}"),
+            CommonReason::PeerNodesRemoved => write!(formatter, "{peer_word} nodes removed"),
+            CommonReason::OwnNodesRemoved => write!(formatter, "{own_word} nodes removed"),
+            CommonReason::DomainDied => write!(formatter, "{peer_word} domain died"),
+            CommonReason::Shutdown => formatter.write_str("grantsvc shutting down"),
+            CommonReason::OwnNodesNotWritten(refusal) => match refusal.request() {
                 RefusedRequest::Watch => write!(
                     formatter,
-                    "grantsvc cannot watch the {} nodes: {refusal}",
-                    P::PEER_WORD
+                    "grantsvc cannot watch the {peer_word} nodes: {refusal}"
                 ),
-                _ => write!(formatter, "{} nodes not written: {refusal}", P::OWN_WORD),
+                _ => write!(formatter, "{own_word} nodes not written: {refusal}"),
             },
-            CloseReason::Protocol(ending) => write!(formatter, "{ending}"),
-            CloseReason::Fault(fault) => write!(formatter, "{fault}"),
         }
     }
 }

@@ -160,6 +160,22 @@ pub enum UnmapCause {
     PteUpdate(XenError),
 }
 
+// For log lines: a derived `{:?}` would bring `core::fmt`'s struct and tuple printers into the
+// kernel image (issue 10).
+impl fmt::Display for UnmapCause {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UnmapCause::Grant { grant_ref, status } => {
+                write!(formatter, "unmap of grant ref {grant_ref}: {status}")
+            }
+            UnmapCause::GrantHypercall(error) => {
+                write!(formatter, "GNTTABOP_unmap_grant_ref failed: {error}")
+            }
+            UnmapCause::PteUpdate(error) => write!(formatter, "mmu_update refused: {error}"),
+        }
+    }
+}
+
 /// A page `remove` could not unmap.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct UnmapFailure {
@@ -203,7 +219,7 @@ impl fmt::Display for RemoveError {
                     summary.grant_pages
                 )?;
                 if let Some(first) = failures.first() {
-                    write!(formatter, "; first at {}: {:?}", first.address, first.cause)?;
+                    write!(formatter, "; first at {}: {}", first.address, first.cause)?;
                 }
                 Ok(())
             }
@@ -229,4 +245,36 @@ pub(crate) fn check_range(range: &PageRange) -> Result<(), PmapError> {
         return Err(PmapError::OutsideChosenRegion(range.start()));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::string::ToString;
+    use alloc::vec;
+
+    #[test]
+    fn an_incomplete_removal_names_the_first_page_its_grant_ref_and_status() {
+        let error = RemoveError::Incomplete {
+            summary: RemoveSummary {
+                ordinary_pages: 0,
+                grant_pages: 3,
+                page_tables_freed: 0,
+            },
+            failures: vec![UnmapFailure {
+                address: VirtAddr::new_const(0x4000_0000),
+                cause: UnmapCause::Grant {
+                    grant_ref: GrantRef::new(7),
+                    status: GrantStatus::BadHandle,
+                },
+            }],
+        };
+        assert_eq!(
+            error.to_string(),
+            "1 page(s) stay mapped after removing 0 ordinary and 3 grant page(s); \
+             first at 0x40000000: unmap of grant ref 7: GNTST_bad_handle"
+        );
+        let hypercall = UnmapCause::PteUpdate(XenError::EINVAL);
+        assert_eq!(hypercall.to_string(), "mmu_update refused: EINVAL (-22)");
+    }
 }

@@ -376,7 +376,7 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
         for ((result, &index), item) in results.iter().zip(&positions).zip(&items) {
             if let Err(cause) = result {
                 log::error!(
-                    "pmap: rollback of grant ref {} of domain {peer} failed: {cause:?}; kept mapped",
+                    "pmap: rollback of grant ref {} of domain {peer} failed: {cause}; kept mapped",
                     item.grant_ref
                 );
                 if let Some(slot) = keep.get_mut(index) {

@@ -124,7 +124,7 @@ impl<L: PmapLock> GrantMapping<L> {
             let result = pmap.remove(range);
             if result.is_ok() {
                 if let Err(error) = pmap.free_va(range) {
-                    log::error!("pmap: freeing the range of a grant mapping: {error:?}");
+                    log::error!("pmap: freeing the range of a grant mapping: {error}");
                 }
             }
             result.map(|_| ())

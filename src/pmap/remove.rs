@@ -276,7 +276,11 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
         match self.flush_and_free(flush, to_free) {
             Ok(()) => freed,
             Err(error) => {
-                log::error!("pmap: remove of {:?}: {error}", range);
+                log::error!(
+                    "pmap: remove of {} page(s) at {}: {error}",
+                    range.pages(),
+                    range.start()
+                );
                 0
             }
         }

@@ -10,6 +10,17 @@ use core::num::NonZeroU32;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct NotAllocated(pub PageRange);
 
+impl core::fmt::Display for NotAllocated {
+    fn fmt(&self, formatter: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            formatter,
+            "{} page(s) at {} are not one allocation",
+            self.0.pages(),
+            self.0.start()
+        )
+    }
+}
+
 /// Buckets: lengths 1..LINEAR_BUCKETS each have their own; above, each power of two is split
 /// into 2^SUB_BITS buckets of equal width (the two-level segregated fit of TLSF allocators).
 const LINEAR_BUCKETS: usize = 16;

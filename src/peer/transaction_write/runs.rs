@@ -319,7 +319,7 @@ fn commit<S: StoreRequests>(store: &mut S, transaction: TransactionId) -> Result
 fn abort<S: StoreRequests>(store: &mut S, transaction: TransactionId) {
     match store.submit_in(transaction, &Operation::TransactionEnd { commit: false }) {
         Ok(id) => store.abandon(id),
-        Err(error) => log::warn!("xenstore: ending transaction {transaction:?}: {error}"),
+        Err(error) => log::warn!("xenstore: ending transaction {transaction}: {error}"),
     }
 }
 
