@@ -469,23 +469,14 @@ impl<L: PmapLock + Clone> BlkSession<L> {
                 vec![PeerAction::ReadPeerNodes(&FRONTEND_NODES)],
             ),
             (Phase::Disconnected, XenbusState::Closing) => (Phase::Disconnected, Vec::new()),
-            (phase, XenbusState::Closing) => {
+            (phase, state @ (XenbusState::Closing | XenbusState::Closed)) => {
                 let (phase, mut actions) = match self.answer_leftovers(phase) {
                     Ok(answered) => answered,
                     Err(closed) => return closed,
                 };
                 actions.extend(self.release(phase));
-                actions.push(write_state(XenbusState::Closing));
-                (Phase::Disconnected, actions)
-            }
-            (phase, XenbusState::Closed) => {
-                let (phase, mut actions) = match self.answer_leftovers(phase) {
-                    Ok(answered) => answered,
-                    Err(closed) => return closed,
-                };
-                actions.extend(self.release(phase));
-                actions.push(write_state(XenbusState::Closed));
-                if self.offline {
+                actions.push(write_state(state));
+                if state == XenbusState::Closed && self.offline {
                     let (phase, more) = self.close(
                         Phase::Disconnected,
                         CloseReason::Protocol(BlkEnding::Detached),
