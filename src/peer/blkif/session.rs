@@ -332,7 +332,18 @@ impl<L: PmapLock + Clone> BlkSession<L> {
             }
             (phase, PeerEvent::OwnNodesRemoved) => self.close(phase, CloseReason::OwnNodesRemoved),
             (phase, PeerEvent::DomainDied) => self.close(phase, CloseReason::DomainDied),
-            (phase, PeerEvent::Shutdown) => self.close(phase, CloseReason::Shutdown),
+            (phase, PeerEvent::Shutdown) => {
+                // Writes the frontend already sent are carried out before grantsvc goes (its
+                // writer would wait for them for ever); a dead frontend's are not.
+                match self.answer_leftovers(phase) {
+                    Ok((phase, mut actions)) => {
+                        let (phase, more) = self.close(phase, CloseReason::Shutdown);
+                        actions.extend(more);
+                        (phase, actions)
+                    }
+                    Err(closed) => closed,
+                }
+            }
             (phase, PeerEvent::OwnNodesNotWritten(refusal)) => {
                 self.close(phase, CloseReason::OwnNodesNotWritten(refusal))
             }
@@ -674,8 +685,9 @@ impl<L: PmapLock + Clone> BlkSession<L> {
         Ok(actions)
     }
 
-    /// Answers the requests still on the rings of a connected `phase` before they are unmapped:
-    /// Linux blkfront closes without waiting for its requests and has no request timeout, so
+    /// Answers the requests still on the rings of a connected `phase` before they are unmapped
+    /// (the frontend closes, or grantsvc shuts down): Linux blkfront closes without waiting
+    /// for its requests and has no request timeout, so
     /// a request left unanswered keeps its writer (and the disk's removal) waiting for ever.
     /// One pass takes a full ring ([`REQUESTS_PER_WAKE`] is the largest ring offered), so
     /// whatever the frontend put there before it closed is answered. A broken ring ends the

@@ -294,6 +294,30 @@ impl Harness {
         responses
     }
 
+    /// A one-page write of data page 0 with id `id` put on the ring, the frontend's event not
+    /// delivered (what the frontend sent just before it closed).
+    fn leave_write_on_ring(&mut self, id: u64) {
+        self.fill_data(0, 0x3c);
+        let write = encode::direct(op::WRITE, id, 0, &[self.whole_page(0)]);
+        self.front.queue(&write);
+        self.front.push();
+        self.sync_to_sim();
+    }
+
+    /// The responses on the ring: (id, status).
+    fn take_answers(&mut self) -> Vec<(u64, i16)> {
+        self.sync_from_sim();
+        self.front
+            .take_responses()
+            .into_iter()
+            .map(|(id, _, status, _)| (id, status))
+            .collect()
+    }
+
+    fn data_written(&self) -> u64 {
+        self.session.figures().counters.bytes_written
+    }
+
     fn fill_data(&mut self, index: usize, byte: u8) {
         let frame = self.data_frames[index];
         self.lock
@@ -585,29 +609,34 @@ fn requests_left_on_the_ring_when_the_frontend_closes_are_answered_before_the_un
         let mut harness = Harness::new(0);
         harness.connect(persistent);
         harness.deliver(PeerEvent::ToolstackOffline);
-        harness.fill_data(0, 0x3c);
         let notifies_before = harness.notifies;
-        let write = encode::direct(op::WRITE, 7, 0, &[harness.whole_page(0)]);
-        harness.front.queue(&write);
-        harness.front.push();
-        harness.sync_to_sim();
+        harness.leave_write_on_ring(7);
         // The frontend's state arrives before its event: no EventChannel is delivered.
         harness.deliver(PeerEvent::PeerState(state));
-        harness.sync_from_sim();
-        let responses: Vec<(u64, i16)> = harness
-            .front
-            .take_responses()
-            .into_iter()
-            .map(|(id, _, status, _)| (id, status))
-            .collect();
-        assert_eq!(responses, [(7, rsp::OKAY)]);
+        assert_eq!(harness.take_answers(), [(7, rsp::OKAY)]);
         assert_eq!(harness.notifies, notifies_before + 1);
-        assert_eq!(
-            harness.session.figures().counters.bytes_written,
-            PAGE_SIZE as u64
-        );
+        assert_eq!(harness.data_written(), PAGE_SIZE as u64);
         assert_eq!(harness.live_maps(), 0);
         assert_eq!(harness.closed_ports, 1);
+    }
+}
+
+#[test]
+fn requests_left_on_the_ring_are_answered_at_shutdown_and_not_after_the_frontend_died() {
+    for (event, answered) in [(PeerEvent::Shutdown, true), (PeerEvent::DomainDied, false)] {
+        let mut harness = Harness::new(0);
+        harness.connect(false);
+        harness.leave_write_on_ring(9);
+        harness.deliver(event);
+        let expected: &[(u64, i16)] = if answered { &[(9, rsp::OKAY)] } else { &[] };
+        assert_eq!(harness.take_answers(), expected);
+        assert_eq!(
+            harness.data_written(),
+            if answered { PAGE_SIZE as u64 } else { 0 }
+        );
+        assert!(harness.closed.is_some());
+        assert_eq!(harness.live_maps(), 0);
+        assert_eq!(harness.state_written(), Some("6"));
     }
 }
 
