@@ -78,14 +78,37 @@ impl GrantRegion {
 #[derive(Debug, Default)]
 pub struct GrantList {
     /// Slot `i` holds the region whose pages carry `i + 1` in `by_page`.
-    slots: Vec<Option<GrantRegion>>,
-    /// Emptied slots, reused before the slab grows.
-    vacant: Vec<u32>,
+    slots: Vec<Slot>,
+    /// The emptied slot reused first (the rest follow through [`Slot::Vacant`]), before the
+    /// slab grows.
+    first_vacant: Option<u32>,
     by_page: PageIndex,
     next_id: u64,
     /// Live regions and their pages, kept as regions come and go so that counting is O(1).
     regions: usize,
     pages: usize,
+}
+
+/// One place of the slab.
+#[derive(Debug)]
+enum Slot {
+    Live(GrantRegion),
+    /// Emptied, with the emptied slot to reuse after this one: the free list is threaded
+    /// through the slab, so that recording and dropping a region touch no other vector (under
+    /// emulation each distinct page a grant map+unmap touches costs a refill after Xen's TLB
+    /// flush, README issue 10).
+    Vacant {
+        next: Option<u32>,
+    },
+}
+
+impl Slot {
+    fn live(&self) -> Option<&GrantRegion> {
+        match self {
+            Slot::Live(region) => Some(region),
+            Slot::Vacant { .. } => None,
+        }
+    }
 }
 
 fn page_number(address: VirtAddr) -> u64 {
@@ -102,7 +125,7 @@ impl GrantList {
     /// The region holding `address`, in O(1): one walk of the page index.
     pub fn find(&self, address: VirtAddr) -> Option<&GrantRegion> {
         let slot = self.by_page.get(page_number(address))?;
-        self.slots.get(slot.get() as usize - 1)?.as_ref()
+        self.slots.get(slot.get() as usize - 1)?.live()
     }
 
     /// The start of a live region overlapping `range`, if any: one look at each page of the
@@ -110,7 +133,7 @@ impl GrantList {
     pub fn overlapping(&self, range: &PageRange) -> Option<VirtAddr> {
         let first = page_number(range.start());
         let (_, slot) = self.by_page.first_set(first, first + range.pages())?;
-        let region = self.slots.get(slot.get() as usize - 1)?.as_ref()?;
+        let region = self.slots.get(slot.get() as usize - 1)?.live()?;
         Some(region.start)
     }
 
@@ -122,10 +145,20 @@ impl GrantList {
         }
         let first = page_number(region.start);
         let end = first + region.pages.len() as u64;
-        let index = match self.vacant.pop() {
-            Some(index) => index as usize,
+        let vacant = self.first_vacant.and_then(|index| {
+            let next = match self.slots.get(index as usize)? {
+                Slot::Vacant { next } => *next,
+                Slot::Live(_) => return None,
+            };
+            Some((index as usize, next))
+        });
+        let index = match vacant {
+            Some((index, next)) => {
+                self.first_vacant = next;
+                index
+            }
             None => {
-                self.slots.push(None);
+                self.slots.push(Slot::Vacant { next: None });
                 self.slots.len() - 1
             }
         };
@@ -143,7 +176,7 @@ impl GrantList {
         if !recorded {
             while let Some((_, old)) = self.by_page.first_set(first, end) {
                 let old = self.slots.get(old.get() as usize - 1);
-                let Some(start) = old.and_then(Option::as_ref).map(|old| old.start) else {
+                let Some(start) = old.and_then(Slot::live).map(|old| old.start) else {
                     break;
                 };
                 if self.take(start).is_none() {
@@ -155,7 +188,7 @@ impl GrantList {
         self.regions += 1;
         self.pages += region.pages.len();
         if let Some(entry) = self.slots.get_mut(index) {
-            *entry = Some(region);
+            *entry = Slot::Live(region);
         }
     }
 
@@ -167,16 +200,21 @@ impl GrantList {
         let slot = (*entries.first()?)?;
         let index = slot.get() as usize - 1;
         let entry = self.slots.get_mut(index)?;
-        if entry.as_ref()?.start != start {
+        if entry.live()?.start != start {
             return None;
         }
-        let region = entry.take()?;
+        let emptied = Slot::Vacant {
+            next: self.first_vacant,
+        };
+        let Slot::Live(region) = core::mem::replace(entry, emptied) else {
+            return None;
+        };
         let pages = region.pages.len();
         match entries.get_mut(..pages) {
             Some(in_leaf) => in_leaf.fill(None),
             None => self.by_page.fill(first, first + pages as u64, None),
         }
-        self.vacant.push(slot.get() - 1);
+        self.first_vacant = Some(slot.get() - 1);
         self.regions -= 1;
         self.pages -= pages;
         Some(region)
@@ -184,7 +222,7 @@ impl GrantList {
 
     /// Live regions, in no particular order.
     pub fn regions(&self) -> impl Iterator<Item = &GrantRegion> {
-        self.slots.iter().flatten()
+        self.slots.iter().filter_map(Slot::live)
     }
 
     /// Number of live regions.

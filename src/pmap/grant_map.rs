@@ -67,31 +67,18 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
         batch: usize,
     ) -> Result<RegionId, GrantMapError> {
         let range = check_grant_request(address, refs)?;
-        let mut targets = scratch::take(&mut self.scratch.targets);
+        let size = refs.len();
+        let mut targets = scratch::take(&mut self.scratch.buffers(size).targets);
         if self.free_entries(&range, &mut targets)? == Entries::TablesMissing {
-            let spans = l1_spans(&range);
-            self.ensure_tables(&spans)
-                .map_err(GrantMapError::PageTables)?;
-            targets.clear();
-            match self.free_entries(&range, &mut targets) {
-                Ok(Entries::AllFree) => {}
-                Ok(Entries::TablesMissing) => {
-                    let error = super::PmapError::UnknownTable(range.start());
-                    return Err(self.abandon_tables(&spans, error));
-                }
-                Err(GrantMapError::PageTables(error)) => {
-                    return Err(self.abandon_tables(&spans, error))
-                }
-                Err(error) => return Err(error),
-            }
+            self.make_tables(&range, &mut targets)?;
         }
         let mut flags = gntmap::HOST_MAP | gntmap::CONTAINS_PTE;
         if readonly {
             flags |= gntmap::READONLY;
         }
-        let mut handles = scratch::take(&mut self.scratch.handles);
+        let mut handles = scratch::take(&mut self.scratch.buffers(size).handles);
         handles.resize(refs.len(), None);
-        let mut pending = scratch::take(&mut self.scratch.pending);
+        let mut pending = scratch::take(&mut self.scratch.buffers(size).pending);
         let batch = batch.clamp(1, MAX_GRANT_BATCH);
         let mut failure = None;
         let mut start = 0;
@@ -104,7 +91,7 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
                 .err();
             start = end;
         }
-        scratch::give_back(&mut self.scratch.pending, pending);
+        scratch::give_back(&mut self.scratch.buffers(size).pending, pending);
         if let Some(failure) = failure {
             let left_mapped = self.roll_back(address, peer, readonly, refs, &targets, &handles);
             return Err(match failure {
@@ -125,8 +112,8 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
                 handle,
             })
         }));
-        scratch::give_back(&mut self.scratch.targets, targets);
-        scratch::give_back(&mut self.scratch.handles, handles);
+        scratch::give_back(&mut self.scratch.buffers(size).targets, targets);
+        scratch::give_back(&mut self.scratch.buffers(size).handles, handles);
         self.grants.insert(GrantRegion {
             id,
             start: address,
@@ -202,7 +189,34 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
         Ok(found)
     }
 
+    /// Makes the L1 tables `range` lacks and collects every page's target into the emptied
+    /// `targets` again. Out of line, as are the other paths a steady map+unmap cycle does not
+    /// take (`occupied`, `roll_back`): the usual call's code then sits on fewer pages, each of
+    /// which costs a refill under emulation after Xen's TLB flush of a grant unmap (README,
+    /// issue 10).
+    #[inline(never)]
+    fn make_tables(
+        &mut self,
+        range: &PageRange,
+        targets: &mut Vec<(Pfn, MachineAddr)>,
+    ) -> Result<(), GrantMapError> {
+        let spans = l1_spans(range);
+        self.ensure_tables(&spans)
+            .map_err(GrantMapError::PageTables)?;
+        targets.clear();
+        match self.free_entries(range, targets) {
+            Ok(Entries::AllFree) => Ok(()),
+            Ok(Entries::TablesMissing) => {
+                let error = super::PmapError::UnknownTable(range.start());
+                Err(self.abandon_tables(&spans, error))
+            }
+            Err(GrantMapError::PageTables(error)) => Err(self.abandon_tables(&spans, error)),
+            Err(error) => Err(error),
+        }
+    }
+
     /// The refusal of a request whose range has a present entry at `offset` pages from `page`.
+    #[inline(never)]
     fn occupied(&self, range: &PageRange, page: VirtAddr, offset: usize) -> GrantMapError {
         if let Some(region_start) = self.grants.overlapping(range) {
             return GrantMapError::OverlapsRegion { region_start };
@@ -237,8 +251,9 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
         flags: u32,
         handles: &mut [Option<GrantHandle>],
     ) -> Result<(), MapFailure> {
-        let mut ops = scratch::take(&mut self.scratch.map_ops);
-        let mut again = scratch::take(&mut self.scratch.again);
+        let size = pending.len();
+        let mut ops = scratch::take(&mut self.scratch.buffers(size).map_ops);
+        let mut again = scratch::take(&mut self.scratch.buffers(size).again);
         let result = self.map_pending(
             pending,
             &mut ops,
@@ -246,8 +261,8 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
             (peer, refs, targets, flags),
             handles,
         );
-        scratch::give_back(&mut self.scratch.map_ops, ops);
-        scratch::give_back(&mut self.scratch.again, again);
+        scratch::give_back(&mut self.scratch.buffers(size).map_ops, ops);
+        scratch::give_back(&mut self.scratch.buffers(size).again, again);
         result
     }
 
@@ -345,6 +360,7 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
 
     /// Unmaps what a failed request did map. Pages whose unmap fails stay mapped and go into
     /// the grant list (as regions of their own runs) so that `remove` can retry them.
+    #[inline(never)]
     fn roll_back(
         &mut self,
         address: VirtAddr,
@@ -423,7 +439,8 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
         results: &mut Vec<Result<(), UnmapCause>>,
     ) -> bool {
         let mut emptied = false;
-        let mut ops = scratch::take(&mut self.scratch.unmap_ops);
+        let size = items.len().min(MAX_GRANT_BATCH);
+        let mut ops = scratch::take(&mut self.scratch.buffers(size).unmap_ops);
         for chunk in items.chunks(MAX_GRANT_BATCH) {
             ops.clear();
             ops.extend(chunk.iter().map(|item| GnttabUnmapGrantRef {
@@ -466,7 +483,7 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
                 emptied |= self.drop_wire(table, count);
             }
         }
-        scratch::give_back(&mut self.scratch.unmap_ops, ops);
+        scratch::give_back(&mut self.scratch.buffers(size).unmap_ops, ops);
         emptied
     }
 }
