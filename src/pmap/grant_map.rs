@@ -155,7 +155,8 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
 
     /// Checks that every page of `range` is unmapped and appends, for each, its L1 table and
     /// the machine address of its entry: one look-up of each L1 table the range touches (none
-    /// when it is the one remembered from the last call), then a read of each entry. Pages of
+    /// when it is the one remembered from the last call), then a read of each entry unless the
+    /// table has none live. Pages of
     /// spans whose L1 table is missing are free and get no target: the caller makes the tables
     /// and asks again. Refuses a range with a page mapped, naming the grant region it overlaps
     /// if it does (a region's pages are all mapped, so a region in the range always shows as
@@ -177,8 +178,17 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
                 found = Entries::TablesMissing;
                 continue;
             };
+            // A table with no live entry (its wire count, which the pmap keeps equal to the
+            // table's present entries) has nothing to refuse, and its entries are not read:
+            // each read goes to the table's page through the direct map, under emulation one
+            // more distinct page per call after Xen's TLB flush (README, issue 10).
+            let empty = self.tables.get(&table).is_some_and(|info| info.wire == 0);
             for offset in 0..count as usize {
-                let entry = self.hypervisor.read_pte(table, index + offset);
+                let entry = if empty {
+                    0
+                } else {
+                    self.hypervisor.read_pte(table, index + offset)
+                };
                 let host_addr = base.checked_add((index + offset) as u64 * 8);
                 let (true, Some(host_addr)) = (entry & pte::PRESENT == 0, host_addr) else {
                     return Err(self.occupied(range, page, offset));
