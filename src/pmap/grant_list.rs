@@ -26,7 +26,38 @@ pub struct GrantRegion {
     pub peer: DomId,
     pub readonly: bool,
     /// Page `i` is mapped at `start + i * 4096`.
-    pub pages: Vec<GrantPage>,
+    pub pages: RegionPages,
+}
+
+/// A region's pages: a one-page region's (a ring, a request's one segment) in the record itself,
+/// larger ones in a vector. Under emulation every distinct page a grant map+unmap touches
+/// costs a refill after Xen's TLB flush of the unmap (README, issue 10): the slot holds a
+/// one-page region whole.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RegionPages {
+    One(GrantPage),
+    Many(Vec<GrantPage>),
+}
+
+impl core::ops::Deref for RegionPages {
+    type Target = [GrantPage];
+
+    fn deref(&self) -> &[GrantPage] {
+        match self {
+            RegionPages::One(page) => core::slice::from_ref(page),
+            RegionPages::Many(pages) => pages,
+        }
+    }
+}
+
+impl From<Vec<GrantPage>> for RegionPages {
+    /// One page inline (the vector is dropped), more in the vector.
+    fn from(pages: Vec<GrantPage>) -> RegionPages {
+        match pages.as_slice() {
+            [page] => RegionPages::One(*page),
+            _ => RegionPages::Many(pages),
+        }
+    }
 }
 
 impl GrantRegion {
@@ -45,25 +76,27 @@ impl GrantRegion {
     /// Splits the region into the maximal runs of pages for which `keep` is true.
     pub fn keep_runs(self, keep: &[bool]) -> Vec<GrantRegion> {
         let mut runs = Vec::new();
-        let mut current: Option<GrantRegion> = None;
+        // The current run: its first page's index and its pages.
+        let mut current: Option<(usize, Vec<GrantPage>)> = None;
+        let run_region = |(first, pages): (usize, Vec<GrantPage>)| GrantRegion {
+            id: self.id,
+            start: self
+                .start
+                .checked_add_pages(first as u64)
+                .unwrap_or(self.start),
+            peer: self.peer,
+            readonly: self.readonly,
+            pages: pages.into(),
+        };
         for (index, page) in self.pages.iter().enumerate() {
             if keep.get(index).copied().unwrap_or(true) {
-                let run = current.get_or_insert_with(|| GrantRegion {
-                    id: self.id,
-                    start: self
-                        .start
-                        .checked_add_pages(index as u64)
-                        .unwrap_or(self.start),
-                    peer: self.peer,
-                    readonly: self.readonly,
-                    pages: Vec::new(),
-                });
-                run.pages.push(*page);
+                let (_, pages) = current.get_or_insert_with(|| (index, Vec::new()));
+                pages.push(*page);
             } else if let Some(run) = current.take() {
-                runs.push(run);
+                runs.push(run_region(run));
             }
         }
-        runs.extend(current);
+        runs.extend(current.map(run_region));
         runs
     }
 }
@@ -251,7 +284,8 @@ mod tests {
                     grant_ref: GrantRef::new(index),
                     handle: GrantHandle::new(100 + index),
                 })
-                .collect(),
+                .collect::<Vec<_>>()
+                .into(),
         }
     }
 

@@ -1,7 +1,7 @@
 //! enter_gnt: mapping a peer's grant refs at chosen addresses through their PTE machine addresses, batched, every status checked.
 
 use super::core::Walk;
-use super::grant_list::{GrantPage, GrantRegion, RegionId};
+use super::grant_list::{GrantPage, GrantRegion, RegionId, RegionPages};
 use super::layout::{bytes_per_entry, PageRange, ENTRIES_PER_TABLE};
 use super::scratch;
 use super::{GrantMapError, Pmap, UnmapCause};
@@ -105,13 +105,25 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
             });
         }
         let id = self.grants.next_id();
-        let mut pages = self.scratch.page_vector(refs.len());
-        pages.extend(refs.iter().zip(&handles).filter_map(|(grant_ref, handle)| {
+        let page_of = |(grant_ref, handle): (&GrantRef, &Option<GrantHandle>)| {
             handle.map(|handle| GrantPage {
                 grant_ref: *grant_ref,
                 handle,
             })
-        }));
+        };
+        // Every handle is there (no failure): a one-page region needs no vector.
+        let one = match (refs, handles.as_slice()) {
+            ([grant_ref], [handle]) => page_of((grant_ref, handle)),
+            _ => None,
+        };
+        let pages = match one {
+            Some(page) => RegionPages::One(page),
+            None => {
+                let mut pages = self.scratch.page_vector(refs.len());
+                pages.extend(refs.iter().zip(&handles).filter_map(page_of));
+                RegionPages::Many(pages)
+            }
+        };
         scratch::give_back(&mut self.scratch.buffers(size).targets, targets);
         scratch::give_back(&mut self.scratch.buffers(size).handles, handles);
         self.grants.insert(GrantRegion {
@@ -425,7 +437,8 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
                         grant_ref: *grant_ref,
                         handle: handle.unwrap_or(GrantHandle::new(u32::MAX)),
                     })
-                    .collect(),
+                    .collect::<Vec<_>>()
+                    .into(),
             };
             for piece in region.keep_runs(&keep) {
                 self.grants.insert(piece);

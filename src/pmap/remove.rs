@@ -204,7 +204,7 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
         let mut failures = Vec::new();
         if removed == results.len() {
             if let Some(region) = self.grants.take(range.start()) {
-                self.scratch.recycle_page_vector(region.pages);
+                self.scratch.recycle_pages(region.pages);
             }
         } else {
             let mut places = scratch::take(&mut self.scratch.buffers(pages).unmap_places);
@@ -309,7 +309,7 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
             return;
         };
         if removed == region.pages.len() {
-            self.scratch.recycle_page_vector(region.pages);
+            self.scratch.recycle_pages(region.pages);
             return;
         }
         let mut keep = vec![true; region.pages.len()];

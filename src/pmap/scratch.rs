@@ -2,7 +2,7 @@
 
 use super::core::Leaf;
 use super::error::UnmapCause;
-use super::grant_list::GrantPage;
+use super::grant_list::{GrantPage, RegionPages};
 use super::grant_map::{UnmapItem, MAX_GRANT_BATCH};
 use crate::abi::grant_table::{GnttabMapGrantRef, GnttabUnmapGrantRef};
 use crate::addr::{MachineAddr, Pfn, VirtAddr};
@@ -142,8 +142,15 @@ impl Scratch {
         vector
     }
 
+    /// Keeps the page vector of a region that went away, if it had one, for the next region.
+    pub fn recycle_pages(&mut self, pages: RegionPages) {
+        if let RegionPages::Many(vector) = pages {
+            self.recycle_page_vector(vector);
+        }
+    }
+
     /// Keeps the page vector of a region that went away, for the next one, within the bounds.
-    pub fn recycle_page_vector(&mut self, mut vector: Vec<GrantPage>) {
+    fn recycle_page_vector(&mut self, mut vector: Vec<GrantPage>) {
         vector.clear();
         if vector.capacity() > 2 * MAX_GRANT_BATCH {
             vector.shrink_to(MAX_GRANT_BATCH);
