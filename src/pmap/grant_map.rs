@@ -168,9 +168,8 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
     /// Checks that every page of `range` is unmapped and appends, for each, its L1 table and
     /// the machine address of its entry: one look-up of each L1 table the range touches (none
     /// when it is the one remembered from the last call), then a read of each entry unless the
-    /// table has none live. Pages of
-    /// spans whose L1 table is missing are free and get no target: the caller makes the tables
-    /// and asks again. Refuses a range with a page mapped, naming the grant region it overlaps
+    /// table has none live. Pages of spans whose L1 table is missing are free and get no
+    /// target: the caller makes the tables and asks again. Refuses a range with a page mapped, naming the grant region it overlaps
     /// if it does (a region's pages are all mapped, so a region in the range always shows as
     /// a present entry), else the first mapped page.
     fn free_entries(

@@ -10,8 +10,9 @@ use crate::ids::GrantHandle;
 use alloc::vec::Vec;
 
 /// Spare page vectors of removed regions kept for the next regions, besides the most recent
-/// one (beyond this they are freed): enough for 512 one-page regions in flight to be mapped again without an allocation
-/// each (the kernel's heap walks a free list per allocation).
+/// one (beyond this they are freed): enough for 512 regions of several pages in flight to be
+/// mapped again without an allocation each (the kernel's heap walks a free list per
+/// allocation; one-page regions need no vector).
 const SPARE_PAGE_VECTORS: usize = 1024;
 
 /// Bound on the spare vectors' capacity, in pages (8 bytes each): 64 KiB at most stays held.
