@@ -26,7 +26,38 @@ pub struct GrantRegion {
     pub peer: DomId,
     pub readonly: bool,
     /// Page `i` is mapped at `start + i * 4096`.
-    pub pages: Vec<GrantPage>,
+    pub pages: RegionPages,
+}
+
+/// A region's pages: a one-page region's (a ring, a request's one segment) in the record itself,
+/// larger ones in a vector. Under emulation every distinct page a grant map+unmap touches
+/// costs a refill after Xen's TLB flush of the unmap (README, issue 10): the slot holds a
+/// one-page region whole.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RegionPages {
+    One(GrantPage),
+    Many(Vec<GrantPage>),
+}
+
+impl core::ops::Deref for RegionPages {
+    type Target = [GrantPage];
+
+    fn deref(&self) -> &[GrantPage] {
+        match self {
+            RegionPages::One(page) => core::slice::from_ref(page),
+            RegionPages::Many(pages) => pages,
+        }
+    }
+}
+
+impl From<Vec<GrantPage>> for RegionPages {
+    /// One page inline (the vector is dropped), more in the vector.
+    fn from(pages: Vec<GrantPage>) -> RegionPages {
+        match pages.as_slice() {
+            [page] => RegionPages::One(*page),
+            _ => RegionPages::Many(pages),
+        }
+    }
 }
 
 impl GrantRegion {
@@ -45,25 +76,27 @@ impl GrantRegion {
     /// Splits the region into the maximal runs of pages for which `keep` is true.
     pub fn keep_runs(self, keep: &[bool]) -> Vec<GrantRegion> {
         let mut runs = Vec::new();
-        let mut current: Option<GrantRegion> = None;
+        // The current run: its first page's index and its pages.
+        let mut current: Option<(usize, Vec<GrantPage>)> = None;
+        let run_region = |(first, pages): (usize, Vec<GrantPage>)| GrantRegion {
+            id: self.id,
+            start: self
+                .start
+                .checked_add_pages(first as u64)
+                .unwrap_or(self.start),
+            peer: self.peer,
+            readonly: self.readonly,
+            pages: pages.into(),
+        };
         for (index, page) in self.pages.iter().enumerate() {
             if keep.get(index).copied().unwrap_or(true) {
-                let run = current.get_or_insert_with(|| GrantRegion {
-                    id: self.id,
-                    start: self
-                        .start
-                        .checked_add_pages(index as u64)
-                        .unwrap_or(self.start),
-                    peer: self.peer,
-                    readonly: self.readonly,
-                    pages: Vec::new(),
-                });
-                run.pages.push(*page);
+                let (_, pages) = current.get_or_insert_with(|| (index, Vec::new()));
+                pages.push(*page);
             } else if let Some(run) = current.take() {
-                runs.push(run);
+                runs.push(run_region(run));
             }
         }
-        runs.extend(current);
+        runs.extend(current.map(run_region));
         runs
     }
 }
@@ -78,14 +111,37 @@ impl GrantRegion {
 #[derive(Debug, Default)]
 pub struct GrantList {
     /// Slot `i` holds the region whose pages carry `i + 1` in `by_page`.
-    slots: Vec<Option<GrantRegion>>,
-    /// Emptied slots, reused before the slab grows.
-    vacant: Vec<u32>,
+    slots: Vec<Slot>,
+    /// The emptied slot reused first (the rest follow through [`Slot::Vacant`]), before the
+    /// slab grows.
+    first_vacant: Option<u32>,
     by_page: PageIndex,
     next_id: u64,
     /// Live regions and their pages, kept as regions come and go so that counting is O(1).
     regions: usize,
     pages: usize,
+}
+
+/// One place of the slab.
+#[derive(Debug)]
+enum Slot {
+    Live(GrantRegion),
+    /// Emptied, with the emptied slot to reuse after this one: the free list is threaded
+    /// through the slab, so that recording and dropping a region touch no other vector (under
+    /// emulation each distinct page a grant map+unmap touches costs a refill after Xen's TLB
+    /// flush, README issue 10).
+    Vacant {
+        next: Option<u32>,
+    },
+}
+
+impl Slot {
+    fn live(&self) -> Option<&GrantRegion> {
+        match self {
+            Slot::Live(region) => Some(region),
+            Slot::Vacant { .. } => None,
+        }
+    }
 }
 
 fn page_number(address: VirtAddr) -> u64 {
@@ -102,7 +158,7 @@ impl GrantList {
     /// The region holding `address`, in O(1): one walk of the page index.
     pub fn find(&self, address: VirtAddr) -> Option<&GrantRegion> {
         let slot = self.by_page.get(page_number(address))?;
-        self.slots.get(slot.get() as usize - 1)?.as_ref()
+        self.slots.get(slot.get() as usize - 1)?.live()
     }
 
     /// The start of a live region overlapping `range`, if any: one look at each page of the
@@ -110,7 +166,7 @@ impl GrantList {
     pub fn overlapping(&self, range: &PageRange) -> Option<VirtAddr> {
         let first = page_number(range.start());
         let (_, slot) = self.by_page.first_set(first, first + range.pages())?;
-        let region = self.slots.get(slot.get() as usize - 1)?.as_ref()?;
+        let region = self.slots.get(slot.get() as usize - 1)?.live()?;
         Some(region.start)
     }
 
@@ -122,10 +178,20 @@ impl GrantList {
         }
         let first = page_number(region.start);
         let end = first + region.pages.len() as u64;
-        let index = match self.vacant.pop() {
-            Some(index) => index as usize,
+        let vacant = self.first_vacant.and_then(|index| {
+            let next = match self.slots.get(index as usize)? {
+                Slot::Vacant { next } => *next,
+                Slot::Live(_) => return None,
+            };
+            Some((index as usize, next))
+        });
+        let index = match vacant {
+            Some((index, next)) => {
+                self.first_vacant = next;
+                index
+            }
             None => {
-                self.slots.push(None);
+                self.slots.push(Slot::Vacant { next: None });
                 self.slots.len() - 1
             }
         };
@@ -143,7 +209,7 @@ impl GrantList {
         if !recorded {
             while let Some((_, old)) = self.by_page.first_set(first, end) {
                 let old = self.slots.get(old.get() as usize - 1);
-                let Some(start) = old.and_then(Option::as_ref).map(|old| old.start) else {
+                let Some(start) = old.and_then(Slot::live).map(|old| old.start) else {
                     break;
                 };
                 if self.take(start).is_none() {
@@ -155,7 +221,7 @@ impl GrantList {
         self.regions += 1;
         self.pages += region.pages.len();
         if let Some(entry) = self.slots.get_mut(index) {
-            *entry = Some(region);
+            *entry = Slot::Live(region);
         }
     }
 
@@ -167,16 +233,21 @@ impl GrantList {
         let slot = (*entries.first()?)?;
         let index = slot.get() as usize - 1;
         let entry = self.slots.get_mut(index)?;
-        if entry.as_ref()?.start != start {
+        if entry.live()?.start != start {
             return None;
         }
-        let region = entry.take()?;
+        let emptied = Slot::Vacant {
+            next: self.first_vacant,
+        };
+        let Slot::Live(region) = core::mem::replace(entry, emptied) else {
+            return None;
+        };
         let pages = region.pages.len();
         match entries.get_mut(..pages) {
             Some(in_leaf) => in_leaf.fill(None),
             None => self.by_page.fill(first, first + pages as u64, None),
         }
-        self.vacant.push(slot.get() - 1);
+        self.first_vacant = Some(slot.get() - 1);
         self.regions -= 1;
         self.pages -= pages;
         Some(region)
@@ -184,7 +255,7 @@ impl GrantList {
 
     /// Live regions, in no particular order.
     pub fn regions(&self) -> impl Iterator<Item = &GrantRegion> {
-        self.slots.iter().flatten()
+        self.slots.iter().filter_map(Slot::live)
     }
 
     /// Number of live regions.
@@ -213,7 +284,8 @@ mod tests {
                     grant_ref: GrantRef::new(index),
                     handle: GrantHandle::new(100 + index),
                 })
-                .collect(),
+                .collect::<Vec<_>>()
+                .into(),
         }
     }
 

@@ -1,7 +1,7 @@
 //! enter_gnt: mapping a peer's grant refs at chosen addresses through their PTE machine addresses, batched, every status checked.
 
 use super::core::Walk;
-use super::grant_list::{GrantPage, GrantRegion, RegionId};
+use super::grant_list::{GrantPage, GrantRegion, RegionId, RegionPages};
 use super::layout::{bytes_per_entry, PageRange, ENTRIES_PER_TABLE};
 use super::scratch;
 use super::{GrantMapError, Pmap, UnmapCause};
@@ -67,31 +67,18 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
         batch: usize,
     ) -> Result<RegionId, GrantMapError> {
         let range = check_grant_request(address, refs)?;
-        let mut targets = scratch::take(&mut self.scratch.targets);
+        let size = refs.len();
+        let mut targets = scratch::take(&mut self.scratch.buffers(size).targets);
         if self.free_entries(&range, &mut targets)? == Entries::TablesMissing {
-            let spans = l1_spans(&range);
-            self.ensure_tables(&spans)
-                .map_err(GrantMapError::PageTables)?;
-            targets.clear();
-            match self.free_entries(&range, &mut targets) {
-                Ok(Entries::AllFree) => {}
-                Ok(Entries::TablesMissing) => {
-                    let error = super::PmapError::UnknownTable(range.start());
-                    return Err(self.abandon_tables(&spans, error));
-                }
-                Err(GrantMapError::PageTables(error)) => {
-                    return Err(self.abandon_tables(&spans, error))
-                }
-                Err(error) => return Err(error),
-            }
+            self.make_tables(&range, &mut targets)?;
         }
         let mut flags = gntmap::HOST_MAP | gntmap::CONTAINS_PTE;
         if readonly {
             flags |= gntmap::READONLY;
         }
-        let mut handles = scratch::take(&mut self.scratch.handles);
+        let mut handles = scratch::take(&mut self.scratch.buffers(size).handles);
         handles.resize(refs.len(), None);
-        let mut pending = scratch::take(&mut self.scratch.pending);
+        let mut pending = scratch::take(&mut self.scratch.buffers(size).pending);
         let batch = batch.clamp(1, MAX_GRANT_BATCH);
         let mut failure = None;
         let mut start = 0;
@@ -104,7 +91,7 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
                 .err();
             start = end;
         }
-        scratch::give_back(&mut self.scratch.pending, pending);
+        scratch::give_back(&mut self.scratch.buffers(size).pending, pending);
         if let Some(failure) = failure {
             let left_mapped = self.roll_back(address, peer, readonly, refs, &targets, &handles);
             return Err(match failure {
@@ -118,15 +105,27 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
             });
         }
         let id = self.grants.next_id();
-        let mut pages = self.scratch.page_vector(refs.len());
-        pages.extend(refs.iter().zip(&handles).filter_map(|(grant_ref, handle)| {
+        let page_of = |(grant_ref, handle): (&GrantRef, &Option<GrantHandle>)| {
             handle.map(|handle| GrantPage {
                 grant_ref: *grant_ref,
                 handle,
             })
-        }));
-        scratch::give_back(&mut self.scratch.targets, targets);
-        scratch::give_back(&mut self.scratch.handles, handles);
+        };
+        // Every handle is there (no failure): a one-page region needs no vector.
+        let one = match (refs, handles.as_slice()) {
+            ([grant_ref], [handle]) => page_of((grant_ref, handle)),
+            _ => None,
+        };
+        let pages = match one {
+            Some(page) => RegionPages::One(page),
+            None => {
+                let mut pages = self.scratch.page_vector(refs.len());
+                pages.extend(refs.iter().zip(&handles).filter_map(page_of));
+                RegionPages::Many(pages)
+            }
+        };
+        scratch::give_back(&mut self.scratch.buffers(size).targets, targets);
+        scratch::give_back(&mut self.scratch.buffers(size).handles, handles);
         self.grants.insert(GrantRegion {
             id,
             start: address,
@@ -168,9 +167,9 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
 
     /// Checks that every page of `range` is unmapped and appends, for each, its L1 table and
     /// the machine address of its entry: one look-up of each L1 table the range touches (none
-    /// when it is the one remembered from the last call), then a read of each entry. Pages of
-    /// spans whose L1 table is missing are free and get no target: the caller makes the tables
-    /// and asks again. Refuses a range with a page mapped, naming the grant region it overlaps
+    /// when it is the one remembered from the last call), then a read of each entry unless the
+    /// table has none live. Pages of spans whose L1 table is missing are free and get no
+    /// target: the caller makes the tables and asks again. Refuses a range with a page mapped, naming the grant region it overlaps
     /// if it does (a region's pages are all mapped, so a region in the range always shows as
     /// a present entry), else the first mapped page.
     fn free_entries(
@@ -190,8 +189,17 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
                 found = Entries::TablesMissing;
                 continue;
             };
+            // A table with no live entry (its wire count, which the pmap keeps equal to the
+            // table's present entries) has nothing to refuse, and its entries are not read:
+            // each read goes to the table's page through the direct map, under emulation one
+            // more distinct page per call after Xen's TLB flush (README, issue 10).
+            let empty = self.tables.get(&table).is_some_and(|info| info.wire == 0);
             for offset in 0..count as usize {
-                let entry = self.hypervisor.read_pte(table, index + offset);
+                let entry = if empty {
+                    0
+                } else {
+                    self.hypervisor.read_pte(table, index + offset)
+                };
                 let host_addr = base.checked_add((index + offset) as u64 * 8);
                 let (true, Some(host_addr)) = (entry & pte::PRESENT == 0, host_addr) else {
                     return Err(self.occupied(range, page, offset));
@@ -202,7 +210,34 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
         Ok(found)
     }
 
+    /// Makes the L1 tables `range` lacks and collects every page's target into the emptied
+    /// `targets` again. Out of line, as are the other paths a steady map+unmap cycle does not
+    /// take (`occupied`, `roll_back`): the usual call's code then sits on fewer pages, each of
+    /// which costs a refill under emulation after Xen's TLB flush of a grant unmap (README,
+    /// issue 10).
+    #[inline(never)]
+    fn make_tables(
+        &mut self,
+        range: &PageRange,
+        targets: &mut Vec<(Pfn, MachineAddr)>,
+    ) -> Result<(), GrantMapError> {
+        let spans = l1_spans(range);
+        self.ensure_tables(&spans)
+            .map_err(GrantMapError::PageTables)?;
+        targets.clear();
+        match self.free_entries(range, targets) {
+            Ok(Entries::AllFree) => Ok(()),
+            Ok(Entries::TablesMissing) => {
+                let error = super::PmapError::UnknownTable(range.start());
+                Err(self.abandon_tables(&spans, error))
+            }
+            Err(GrantMapError::PageTables(error)) => Err(self.abandon_tables(&spans, error)),
+            Err(error) => Err(error),
+        }
+    }
+
     /// The refusal of a request whose range has a present entry at `offset` pages from `page`.
+    #[inline(never)]
     fn occupied(&self, range: &PageRange, page: VirtAddr, offset: usize) -> GrantMapError {
         if let Some(region_start) = self.grants.overlapping(range) {
             return GrantMapError::OverlapsRegion { region_start };
@@ -237,8 +272,9 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
         flags: u32,
         handles: &mut [Option<GrantHandle>],
     ) -> Result<(), MapFailure> {
-        let mut ops = scratch::take(&mut self.scratch.map_ops);
-        let mut again = scratch::take(&mut self.scratch.again);
+        let size = pending.len();
+        let mut ops = scratch::take(&mut self.scratch.buffers(size).map_ops);
+        let mut again = scratch::take(&mut self.scratch.buffers(size).again);
         let result = self.map_pending(
             pending,
             &mut ops,
@@ -246,8 +282,8 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
             (peer, refs, targets, flags),
             handles,
         );
-        scratch::give_back(&mut self.scratch.map_ops, ops);
-        scratch::give_back(&mut self.scratch.again, again);
+        scratch::give_back(&mut self.scratch.buffers(size).map_ops, ops);
+        scratch::give_back(&mut self.scratch.buffers(size).again, again);
         result
     }
 
@@ -345,6 +381,7 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
 
     /// Unmaps what a failed request did map. Pages whose unmap fails stay mapped and go into
     /// the grant list (as regions of their own runs) so that `remove` can retry them.
+    #[inline(never)]
     fn roll_back(
         &mut self,
         address: VirtAddr,
@@ -399,7 +436,8 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
                         grant_ref: *grant_ref,
                         handle: handle.unwrap_or(GrantHandle::new(u32::MAX)),
                     })
-                    .collect(),
+                    .collect::<Vec<_>>()
+                    .into(),
             };
             for piece in region.keep_runs(&keep) {
                 self.grants.insert(piece);
@@ -423,7 +461,8 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
         results: &mut Vec<Result<(), UnmapCause>>,
     ) -> bool {
         let mut emptied = false;
-        let mut ops = scratch::take(&mut self.scratch.unmap_ops);
+        let size = items.len().min(MAX_GRANT_BATCH);
+        let mut ops = scratch::take(&mut self.scratch.buffers(size).unmap_ops);
         for chunk in items.chunks(MAX_GRANT_BATCH) {
             ops.clear();
             ops.extend(chunk.iter().map(|item| GnttabUnmapGrantRef {
@@ -466,7 +505,7 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
                 emptied |= self.drop_wire(table, count);
             }
         }
-        scratch::give_back(&mut self.scratch.unmap_ops, ops);
+        scratch::give_back(&mut self.scratch.buffers(size).unmap_ops, ops);
         emptied
     }
 }

@@ -39,7 +39,7 @@ pub use self::enter::{ForeignFlags, Mapping};
 pub use self::error::{
     GrantMapError, PmapError, ProtectError, RemoveError, RemoveSummary, UnmapCause, UnmapFailure,
 };
-pub use self::grant_list::{GrantList, GrantPage, GrantRegion, RegionId};
+pub use self::grant_list::{GrantList, GrantPage, GrantRegion, RegionId, RegionPages};
 pub use self::grant_map::{MAX_EAGAIN_RETRIES, MAX_GRANT_BATCH, MAX_REGION_PAGES};
 pub use self::layout::{
     direct_map_address, in_xen_slots, PageRange, CHOSEN_REGION_END, CHOSEN_REGION_START,

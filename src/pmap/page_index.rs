@@ -4,12 +4,16 @@
 //! the free neighbours of a range). A search tree does that in O(log n) but each level is a
 //! cache miss once thousands of records live; here a lookup is four dependent loads whose
 //! upper three are shared by every page of the 512 GiB chosen region, so its cost does not grow
-//! with the number of records. Nodes are made the first time a page below them is set and are
-//! kept when they empty again: a page that was set once costs no allocation the next time,
-//! and the memory is bounded by the span of pages ever used (2 KiB per 2 MiB of it).
+//! with the number of records. The leaves lie side by side in one vector and the last leaf
+//! reached is remembered, so that a look-up in the same 2 MiB as the one before reads the leaf
+//! alone. Nodes are made the first time a page below them is set and are kept when they empty
+//! again: a page that was set once costs no allocation the next time, and the memory is
+//! bounded by the span of pages ever used (2 KiB per 2 MiB of it).
 
 use alloc::boxed::Box;
 use alloc::vec;
+use alloc::vec::Vec;
+use core::cell::Cell;
 use core::num::NonZeroU32;
 
 /// Entries per node, as in an x86-64 page table.
@@ -22,18 +26,29 @@ const LEAF_PAGES: u64 = FANOUT as u64;
 /// The bits of a page number that tell canonical addresses apart (48-bit addresses, 4 KiB pages).
 const PAGE_NUMBER_BITS: u32 = 36;
 
-// Nodes are boxed slices of FANOUT entries, reached with `get` (every index is below FANOUT by
-// construction, so the check never fails, but no panic path is compiled in).
-type Leaf = Box<[Option<NonZeroU32>]>;
-type Middle = Box<[Option<Leaf>]>;
+// Inner nodes are boxed slices of FANOUT entries, reached with `get` (every index is below
+// FANOUT by construction, so the check never fails, but no panic path is compiled in). The
+// lowest inner level names leaves by their place in `PageIndex::leaves` (plus one).
+type Middle = Box<[Option<NonZeroU32>]>;
 type Upper = Box<[Option<Middle>]>;
 type Root = Box<[Option<Upper>]>;
+
+/// The slots of one leaf's pages.
+type Leaf = [Option<NonZeroU32>; FANOUT];
 
 /// Page number (an address divided by 4096) to slot. Page numbers that differ only above bit
 /// 36 (the sign extension of a canonical address) are the same entry.
 #[derive(Default)]
 pub struct PageIndex {
     root: Option<Root>,
+    /// Every leaf, side by side in one allocation.
+    leaves: Vec<Leaf>,
+    /// The last leaf reached: its span (page number divided by 512) and its place in `leaves`.
+    /// A look-up in the same 2 MiB as the last one reads it and the leaf only, not the three
+    /// nodes above: under emulation each distinct page a grant map+unmap touches costs a
+    /// refill after Xen's TLB flush (README, issue 10). Leaves are never dropped, so the hint
+    /// stays true.
+    last_leaf: Cell<Option<(u64, usize)>>,
 }
 
 impl core::fmt::Debug for PageIndex {
@@ -42,11 +57,21 @@ impl core::fmt::Debug for PageIndex {
     }
 }
 
-/// The four 9-bit indexes of a page number, top level first.
-fn split(page: u64) -> [usize; 4] {
-    let page = page & ((1 << PAGE_NUMBER_BITS) - 1);
+/// The page number without its sign extension.
+fn canonical(page: u64) -> u64 {
+    page & ((1 << PAGE_NUMBER_BITS) - 1)
+}
+
+/// The three inner indexes of a page number's leaf, top level first, and its span.
+fn split(page: u64) -> ([usize; 3], u64) {
+    let page = canonical(page);
     let at = |level: u32| ((page >> (LEVEL_BITS * level)) as usize) % FANOUT;
-    [at(3), at(2), at(1), at(0)]
+    ([at(3), at(2), at(1)], page / LEAF_PAGES)
+}
+
+/// The index of a page in its leaf.
+fn leaf_index(page: u64) -> usize {
+    (canonical(page) % LEAF_PAGES) as usize
 }
 
 /// A node of `FANOUT` empty entries.
@@ -60,24 +85,59 @@ fn child<T>(node: &[Option<T>], index: usize) -> Option<&T> {
 }
 
 impl PageIndex {
+    /// The place in `leaves` of `page`'s leaf, if it exists.
+    fn find_leaf(&self, page: u64) -> Option<usize> {
+        let ([top, upper, middle], span) = split(page);
+        if let Some((last, place)) = self.last_leaf.get() {
+            if last == span {
+                return Some(place);
+            }
+        }
+        let root = self.root.as_ref()?;
+        let leaf = *child(child(root, top)?, upper)?.get(middle)?;
+        let place = leaf?.get() as usize - 1;
+        self.last_leaf.set(Some((span, place)));
+        Some(place)
+    }
+
+    /// The place in `leaves` of `page`'s leaf, made (empty) with the nodes above it if missing.
+    fn make_leaf(&mut self, page: u64) -> Option<usize> {
+        if let Some(place) = self.find_leaf(page) {
+            return Some(place);
+        }
+        let ([top, upper, middle], span) = split(page);
+        let root = self.root.get_or_insert_with(|| empty_node(None));
+        let entry = grow(root, top)
+            .and_then(|node| grow(node, upper))
+            .and_then(|node| node.get_mut(middle))?;
+        let place = self.leaves.len();
+        *entry = Some(NonZeroU32::new(u32::try_from(place + 1).ok()?)?);
+        self.leaves.push([None; FANOUT]);
+        self.last_leaf.set(Some((span, place)));
+        Some(place)
+    }
+
+    /// The leaf of `page`, if it exists.
+    fn leaf(&self, page: u64) -> Option<&Leaf> {
+        self.leaves.get(self.find_leaf(page)?)
+    }
+
+    /// The leaf of `page`, if it exists (none is made).
+    fn leaf_mut(&mut self, page: u64) -> Option<&mut Leaf> {
+        let place = self.find_leaf(page)?;
+        self.leaves.get_mut(place)
+    }
+
     /// The slot recorded for `page`.
     pub fn get(&self, page: u64) -> Option<NonZeroU32> {
-        let [top, upper, middle, leaf] = split(page);
-        let root = self.root.as_ref()?;
-        let leaf_node = child(child(child(root, top)?, upper)?, middle)?;
-        *leaf_node.get(leaf)?
+        *self.leaf(page)?.get(leaf_index(page))?
     }
 
     /// Forgets `page`'s slot (nodes stay, for the next page set below them).
     pub fn clear(&mut self, page: u64) {
-        let [top, upper, middle, leaf] = split(page);
         if let Some(slot) = self
-            .root
-            .as_mut()
-            .and_then(|node| node.get_mut(top)?.as_mut())
-            .and_then(|node| node.get_mut(upper)?.as_mut())
-            .and_then(|node| node.get_mut(middle)?.as_mut())
-            .and_then(|node| node.get_mut(leaf))
+            .leaf_mut(page)
+            .and_then(|leaf| leaf.get_mut(leaf_index(page)))
         {
             *slot = None;
         }
@@ -86,17 +146,14 @@ impl PageIndex {
     /// The first page in `[start, end)` with a slot, and that slot; whole missing leaves are
     /// skipped, so an empty span costs one step per 2 MiB.
     pub fn first_set(&self, start: u64, end: u64) -> Option<(u64, NonZeroU32)> {
-        let root = self.root.as_ref()?;
+        self.root.as_ref()?;
         let mut page = start;
         while page < end {
-            let [top, upper, middle, index] = split(page);
-            let leaf = child(root, top)
-                .and_then(|node| child(node, upper))
-                .and_then(|node| child(node, middle));
+            let index = leaf_index(page);
             let leaf_end = (page - page % LEAF_PAGES)
                 .saturating_add(LEAF_PAGES)
                 .min(end);
-            if let Some(leaf) = leaf {
+            if let Some(leaf) = self.leaf(page) {
                 let count = (leaf_end - page) as usize;
                 let found = leaf
                     .iter()
@@ -115,30 +172,23 @@ impl PageIndex {
 
     /// Records `slot` for every page in `[start, end)` (with `None`, forgets their slots),
     /// walking down once per leaf rather than once per page: how a region's pages are
-    /// recorded and dropped. Nodes are made only to record a slot.
+    /// recorded and dropped. Leaves are made only to record a slot.
     pub fn fill(&mut self, start: u64, end: u64, slot: Option<NonZeroU32>) {
         let mut page = start;
         while page < end {
             let leaf_end = (page - page % LEAF_PAGES)
                 .saturating_add(LEAF_PAGES)
                 .min(end);
-            let [top, upper, middle, index] = split(page);
-            let leaf = match slot {
-                Some(_) => {
-                    let root = self.root.get_or_insert_with(|| empty_node(None));
-                    grow(root, top)
-                        .and_then(|node| grow(node, upper))
-                        .and_then(|node| grow(node, middle))
-                }
-                None => self
-                    .root
-                    .as_mut()
-                    .and_then(|node| node.get_mut(top)?.as_mut())
-                    .and_then(|node| node.get_mut(upper)?.as_mut())
-                    .and_then(|node| node.get_mut(middle)?.as_mut()),
+            let index = leaf_index(page);
+            let place = match slot {
+                Some(_) => self.make_leaf(page),
+                None => self.find_leaf(page),
             };
             let count = (leaf_end - page) as usize;
-            if let Some(entries) = leaf.and_then(|leaf| leaf.get_mut(index..index + count)) {
+            if let Some(entries) = place
+                .and_then(|place| self.leaves.get_mut(place))
+                .and_then(|leaf| leaf.get_mut(index..index + count))
+            {
                 entries.fill(slot);
             }
             page = leaf_end;
@@ -152,34 +202,27 @@ impl PageIndex {
         if end <= start || (end - 1) / LEAF_PAGES != start / LEAF_PAGES {
             return None;
         }
-        let [top, upper, middle, index] = split(start);
-        let root = self.root.get_or_insert_with(|| empty_node(None));
-        let leaf = grow(root, top)
-            .and_then(|node| grow(node, upper))
-            .and_then(|node| grow(node, middle))?;
-        leaf.get_mut(index..index + (end - start) as usize)
+        let index = leaf_index(start);
+        let place = self.make_leaf(start)?;
+        self.leaves
+            .get_mut(place)?
+            .get_mut(index..index + (end - start) as usize)
     }
 
     /// The entries from `page` to the end of its leaf, if the leaf exists (none is made).
     pub fn rest_of_leaf_mut(&mut self, page: u64) -> Option<&mut [Option<NonZeroU32>]> {
-        let [top, upper, middle, index] = split(page);
-        self.root
-            .as_mut()
-            .and_then(|node| node.get_mut(top)?.as_mut())
-            .and_then(|node| node.get_mut(upper)?.as_mut())
-            .and_then(|node| node.get_mut(middle)?.as_mut())
-            .and_then(|node| node.get_mut(index..))
+        let index = leaf_index(page);
+        self.leaf_mut(page)?.get_mut(index..)
     }
 
     /// Records `slot` for `page`, making the nodes on its path when they are missing.
     pub fn set(&mut self, page: u64, slot: NonZeroU32) {
-        let [top, upper, middle, leaf] = split(page);
-        let root = self.root.get_or_insert_with(|| empty_node(None));
-        let entry = grow(root, top)
-            .and_then(|node| grow(node, upper))
-            .and_then(|node| grow(node, middle))
-            .and_then(|node| node.get_mut(leaf));
-        if let Some(entry) = entry {
+        let index = leaf_index(page);
+        if let Some(entry) = self
+            .make_leaf(page)
+            .and_then(|place| self.leaves.get_mut(place))
+            .and_then(|leaf| leaf.get_mut(index))
+        {
             *entry = Some(slot);
         }
     }

@@ -25,15 +25,25 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
         if let Some(outcome) = self.remove_one_region(&range) {
             return outcome;
         }
-        let mut leaves = scratch::take(&mut self.scratch.leaves);
+        self.remove_walking(range)
+    }
+
+    /// [`Pmap::remove`] of any range other than exactly one grant region: the range's present
+    /// entries walked. Out of line (`inline(never)`), so that the code of the usual one-region
+    /// call stays on few pages (under emulation each code page touched after Xen's TLB flush
+    /// of a grant unmap costs a refill, README issue 10).
+    #[inline(never)]
+    fn remove_walking(&mut self, range: PageRange) -> Result<RemoveSummary, RemoveError> {
+        let pages = call_pages(&range);
+        let mut leaves = scratch::take(&mut self.scratch.buffers(pages).leaves);
         self.visit_present_leaves(&range, |leaf| {
             leaves.push(leaf);
             true
         })
         .map_err(RemoveError::Refused)?;
-        let mut grant_items = scratch::take(&mut self.scratch.unmap_items);
+        let mut grant_items = scratch::take(&mut self.scratch.buffers(pages).unmap_items);
         // For each grant item: the start of its region and its page index there.
-        let mut grant_places = scratch::take(&mut self.scratch.unmap_places);
+        let mut grant_places = scratch::take(&mut self.scratch.buffers(pages).unmap_places);
         let mut ordinary = Vec::new();
         // Consecutive leaves share their L1 table and mostly their region: each is looked up
         // once per run rather than once per page.
@@ -78,7 +88,7 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
         let mut failures = Vec::new();
 
         // Grant pages: by handle, never by touching their PTEs.
-        let mut results = scratch::take(&mut self.scratch.unmap_results);
+        let mut results = scratch::take(&mut self.scratch.buffers(pages).unmap_results);
         let grant_table_emptied = self.unmap_grants(&grant_items, &mut results);
         // Items are in address order, so each region's items are consecutive.
         let mut first = 0;
@@ -118,9 +128,10 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
             }
             first = end;
         }
-        scratch::give_back(&mut self.scratch.unmap_results, results);
-        scratch::give_back(&mut self.scratch.unmap_items, grant_items);
-        scratch::give_back(&mut self.scratch.unmap_places, grant_places);
+        let buffers = self.scratch.buffers(pages);
+        scratch::give_back(&mut buffers.unmap_results, results);
+        scratch::give_back(&mut buffers.unmap_items, grant_items);
+        scratch::give_back(&mut buffers.unmap_places, grant_places);
 
         // Ordinary pages: one batch; a refused entry is reported and the rest retried.
         let mut next = 0;
@@ -160,7 +171,7 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
             grant_table_emptied || ordinary_cleared,
             ordinary_cleared,
         );
-        scratch::give_back(&mut self.scratch.leaves, leaves);
+        scratch::give_back(&mut self.scratch.buffers(pages).leaves, leaves);
         if failures.is_empty() {
             Ok(summary)
         } else {
@@ -177,12 +188,13 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
         &mut self,
         range: &PageRange,
     ) -> Option<Result<RemoveSummary, RemoveError>> {
-        let mut items = scratch::take(&mut self.scratch.unmap_items);
+        let pages = call_pages(range);
+        let mut items = scratch::take(&mut self.scratch.buffers(pages).unmap_items);
         if self.one_region_items(range, &mut items).is_none() {
-            scratch::give_back(&mut self.scratch.unmap_items, items);
+            scratch::give_back(&mut self.scratch.buffers(pages).unmap_items, items);
             return None;
         }
-        let mut results = scratch::take(&mut self.scratch.unmap_results);
+        let mut results = scratch::take(&mut self.scratch.buffers(pages).unmap_results);
         let table_emptied = self.unmap_grants(&items, &mut results);
         let removed = results.iter().filter(|result| result.is_ok()).count();
         let mut summary = RemoveSummary {
@@ -192,10 +204,10 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
         let mut failures = Vec::new();
         if removed == results.len() {
             if let Some(region) = self.grants.take(range.start()) {
-                self.scratch.recycle_page_vector(region.pages);
+                self.scratch.recycle_pages(region.pages);
             }
         } else {
-            let mut places = scratch::take(&mut self.scratch.unmap_places);
+            let mut places = scratch::take(&mut self.scratch.buffers(pages).unmap_places);
             places.extend((0..results.len()).map(|index| (range.start(), index)));
             for (index, result) in results.iter().enumerate() {
                 if let (Err(cause), Some(address)) = (result, range.page(index as u64)) {
@@ -208,16 +220,16 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
             if removed > 0 {
                 self.forget_grant_pages(range.start(), removed, &places, &results);
             }
-            scratch::give_back(&mut self.scratch.unmap_places, places);
+            scratch::give_back(&mut self.scratch.buffers(pages).unmap_places, places);
         }
-        scratch::give_back(&mut self.scratch.unmap_results, results);
+        scratch::give_back(&mut self.scratch.buffers(pages).unmap_results, results);
         summary.page_tables_freed = self.release_after_remove(
             range,
             items.iter().map(|item| item.table),
             table_emptied,
             false,
         );
-        scratch::give_back(&mut self.scratch.unmap_items, items);
+        scratch::give_back(&mut self.scratch.buffers(pages).unmap_items, items);
         Some(if failures.is_empty() {
             Ok(summary)
         } else {
@@ -266,11 +278,12 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
     ) -> u64 {
         let mut to_free = Vec::new();
         if release {
-            let mut touched = scratch::take(&mut self.scratch.tables);
+            let pages = call_pages(range);
+            let mut touched = scratch::take(&mut self.scratch.buffers(pages).tables);
             touched.extend(tables);
             touched.dedup();
             to_free = self.release_empty_tables(touched.iter().copied());
-            scratch::give_back(&mut self.scratch.tables, touched);
+            scratch::give_back(&mut self.scratch.buffers(pages).tables, touched);
         }
         let freed = to_free.len() as u64;
         match self.flush_and_free(flush, to_free) {
@@ -300,7 +313,7 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
             return;
         };
         if removed == region.pages.len() {
-            self.scratch.recycle_page_vector(region.pages);
+            self.scratch.recycle_pages(region.pages);
             return;
         }
         let mut keep = vec![true; region.pages.len()];
@@ -315,6 +328,11 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
             self.grants.insert(piece);
         }
     }
+}
+
+/// The pages of `range` as a buffer size (a range's pages bound every buffer of its remove).
+fn call_pages(range: &PageRange) -> usize {
+    usize::try_from(range.pages()).unwrap_or(usize::MAX)
 }
 
 /// Puts `failure` in address order among `failures`, after any at the same address. Each way's

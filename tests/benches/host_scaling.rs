@@ -8,7 +8,8 @@
 use grantsvc::addr::{Pfn, VirtAddr};
 use grantsvc::ids::{DomId, GrantHandle, GrantRef};
 use grantsvc::pmap::{
-    GrantList, GrantPage, GrantRegion, PageRange, Pmap, VaAllocator, CHOSEN_REGION_START,
+    GrantList, GrantPage, GrantRegion, PageRange, Pmap, RegionPages, VaAllocator,
+    CHOSEN_REGION_START,
 };
 use grantsvc::sim::{SimConfig, SimFrameAllocator, SimXen, SIM_DOMID};
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -98,10 +99,10 @@ fn grant_list(count: usize) -> GrantList {
             start: page(index as u64 * 2),
             peer: PEER,
             readonly: false,
-            pages: vec![GrantPage {
+            pages: RegionPages::One(GrantPage {
                 grant_ref: GrantRef::new(index as u32),
                 handle: GrantHandle::new(index as u32),
-            }],
+            }),
         });
     }
     list

@@ -105,7 +105,7 @@ pub fn check(pmap: &SimPmap) {
     for region in regions {
         assert!(region.start.as_u64() >= previous_end, "regions overlap");
         previous_end = region.end_raw();
-        for page in &region.pages {
+        for page in region.pages.iter() {
             assert!(handles.insert(page.handle), "handle used twice");
         }
     }
