@@ -17,11 +17,22 @@ work=$(mktemp -d)
 head -c $((8 << 20)) /dev/urandom >"$work/data"
 frontend=/local/domain/0/device/vbd/$(blk_devid xvdb)
 
+# unload_blkfront: rmmod xen_blkfront, retried for up to 10 s: after a detach the module can
+# stay in use a moment (udev's probe of the disk that went away may still hold it open).
+unload_blkfront() {
+    local tries
+    for ((tries = 50; tries > 0; tries--)); do
+        rmmod xen_blkfront 2>/dev/null && return 0
+        sleep 0.2
+    done
+    fail "xen_blkfront is still in use 10 s after the detach: $(grep '^xen_blkfront ' /proc/modules)"
+}
+
 # check_setting PERSISTENT INDIRECT ORDER QUEUES
 check_setting() {
     local persistent=$1 indirect=$2 order=$3 queues=$4 line node
     step "xen_blkfront feature_persistent=$persistent max_indirect_segments=$indirect max_ring_page_order=$order max_queues=$queues"
-    rmmod xen_blkfront
+    unload_blkfront
     modprobe xen_blkfront feature_persistent="$persistent" max_indirect_segments="$indirect" \
         max_ring_page_order="$order" max_queues="$queues"
     blk_attach xvdb 32M
@@ -87,7 +98,7 @@ check_setting 0 256 0 4
 blk_check_no_leak "after every setting"
 # blkfront back to its defaults, so that a scenario run after this one meets the usual frontend
 # (the last setting turned persistent grants off).
-rmmod xen_blkfront
+unload_blkfront
 modprobe xen_blkfront
 rm -rf "$work"
 ! log_has -i 'panicked|page fault' || fail "the console log reports a panic or fault"
