@@ -28,7 +28,7 @@ blk_check_no_leak "after $cycles cycles"
 # so grantsvc must answer what is left on the ring before it unmaps it (a request left
 # unanswered keeps dd in the kernel for ever). Linux has a race of its own here: a write that
 # blkfront's other vcpu is submitting while it stops its queues can stay unanswered whatever
-# the backend does (session 7 saw it twice in about 35 detaches during dd, with grantsvc
+# the backend does (session 7's lab saw it once in about 20 detaches during dd, with grantsvc
 # having no request left on the ring). A stuck dd keeps xen_blkfront in use for the rest of
 # the boot, so this scenario detaches during dd once, and on a hang prints where dd waits.
 detach_during_writes() {
