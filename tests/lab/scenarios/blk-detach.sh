@@ -26,11 +26,10 @@ blk_check_no_leak "after $cycles cycles"
 
 # Detach while dd writes: blkfront closes at once and waits for the requests it already sent,
 # so grantsvc must answer what is left on the ring before it unmaps it (a request left
-# unanswered keeps dd in the kernel for ever). Linux has a race of its own here: a write that
-# blkfront's other vcpu is submitting while it stops its queues can stay unanswered whatever
-# the backend does (session 7's lab saw it once in about 20 detaches during dd, with grantsvc
-# having no request left on the ring). A stuck dd keeps xen_blkfront in use for the rest of
-# the boot, so this scenario detaches during dd once, and on a hang prints where dd waits.
+# unanswered keeps dd in the kernel for ever). dd can still hang: session 7's lab saw it once in
+# about 20 detaches during dd with nothing left on grantsvc's ring (most likely a write blkfront
+# was still submitting as it stopped its queues). A stuck dd keeps xen_blkfront in use for the
+# rest of the boot, so this scenario detaches during dd once, and on a hang prints where dd waits.
 detach_during_writes() {
     local round=$1 delay=$2 writer started tries pid
     blk_attach xvdb 64M
