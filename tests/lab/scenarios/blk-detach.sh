@@ -53,9 +53,9 @@ detach_during_writes() {
     done
     if kill -0 "$writer" 2>/dev/null; then
         for pid in $(pgrep -P "$writer" dd || true); do
-            step "round $round: dd $pid waits in $(cat "/proc/$pid/wchan" 2>/dev/null): $(tr '\n' ' ' <"/proc/$pid/stack" 2>/dev/null)"
+            step "round $round: dd $pid waits in $(cat "/proc/$pid/wchan" 2>/dev/null || true): $(tr '\n' ' ' <"/proc/$pid/stack" 2>/dev/null || true)"
         done
-        step "round $round: grantsvc's last lines on the disk: $(grep -E 'vbd [0-9]+ (closed|.*on its ring)' "$(console_log)" | tail -n 2 | tr '\n' ' ')"
+        step "round $round: grantsvc's last lines on the disk: $({ grep -E 'vbd [0-9]+ (closed|.*on its ring)' "$(console_log)" || true; } | tail -n 2 | tr '\n' ' ')"
         kill "$writer" 2>/dev/null || true
         fail "round $round: dd still runs 20 s after its disk was detached"
     fi
