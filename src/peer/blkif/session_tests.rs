@@ -277,11 +277,7 @@ impl Harness {
         &mut self,
         requests: &[crate::peer::blkif::request::RequestBytes],
     ) -> Vec<(u64, u8, i16)> {
-        for request in requests {
-            self.front.queue(request);
-        }
-        self.front.push();
-        self.sync_to_sim();
+        self.put_on_ring(requests);
         self.deliver(PeerEvent::EventChannel);
         self.sync_from_sim();
         let responses = self
@@ -294,14 +290,21 @@ impl Harness {
         responses
     }
 
+    /// Publishes `requests` on the ring (into the peer's frames), without signalling.
+    fn put_on_ring(&mut self, requests: &[crate::peer::blkif::request::RequestBytes]) {
+        for request in requests {
+            self.front.queue(request);
+        }
+        self.front.push();
+        self.sync_to_sim();
+    }
+
     /// A one-page write of data page 0 with id `id` put on the ring, the frontend's event not
     /// delivered (what the frontend sent just before it closed).
     fn leave_write_on_ring(&mut self, id: u64) {
         self.fill_data(0, 0x3c);
         let write = encode::direct(op::WRITE, id, 0, &[self.whole_page(0)]);
-        self.front.queue(&write);
-        self.front.push();
-        self.sync_to_sim();
+        self.put_on_ring(&[write]);
     }
 
     /// The responses on the ring: (id, status).
