@@ -91,13 +91,21 @@ pub fn wait_for_port(port: EvtchnPort, deadline_ns: u64) -> bool {
     }
 }
 
-/// One `SCHEDOP_block`, woken by any event or by the timer at `deadline_ns`.
+/// How much later than a deadline the one-shot timer is armed. Xen runs a timer up to its
+/// `timer_slop` (50 us by default) early, and under TCG the system time read after the
+/// wake-up can lag Xen's: a wake-up just before the deadline finds nothing due and costs the
+/// run loop a second turn for the same deadline (the lab's idle scenario counted about 1.7
+/// turns a deadline). A millisecond late is nothing to the timers that wait here (the
+/// half-second liveness check, purges, publication, xenstore timeouts).
+const TIMER_LATENESS_NS: u64 = 1_000_000;
+
+/// One `SCHEDOP_block`, woken by any event or by the timer just after `deadline_ns`.
 fn block_until(deadline_ns: Option<u64>) {
     if let Some(deadline) = deadline_ns {
         if now_ns() >= deadline {
             return;
         }
-        if let Err(error) = platform::set_timer_op(deadline) {
+        if let Err(error) = platform::set_timer_op(deadline.saturating_add(TIMER_LATENESS_NS)) {
             // Without a timer, a bounded wait must not sleep: give the CPU away instead.
             log::warn!("set_timer_op({deadline}) failed: {error}; yielding");
             sched::yield_now();

@@ -244,8 +244,8 @@ impl Service {
         }
     }
 
-    /// Hands fired ports to the sessions that own them, and polls vchan when due.
-    fn on_ports(&mut self, ready: &ReadySnapshot, now: u64) {
+    /// Hands fired ports to the sessions that own them.
+    fn on_ports(&mut self, ready: &ReadySnapshot) {
         let Some(pmap) = self.pmap else {
             return;
         };
@@ -254,7 +254,7 @@ impl Service {
             share.on_ports(&mut self.store, pmap, ready, &counters);
         }
         if let Some(vchan) = self.vchan.as_mut() {
-            vchan.on_ports(pmap, ready, now, &counters);
+            vchan.on_ports(pmap, ready, &counters);
         }
         if let Some(block) = self.block.as_mut() {
             block.on_ports(&mut self.store, pmap, ready, &counters);
@@ -438,7 +438,7 @@ impl Service {
                 );
             }
         }
-        self.on_ports(&ready, now);
+        self.on_ports(&ready);
         self.store.pump();
         let requested = self.on_replies();
         self.on_shutdown_request(requested);
@@ -459,13 +459,11 @@ impl Service {
         }
         let _expired = self.timers.take_expired(event_wait::now_ns());
         let work = self.queued_work();
-        let vchan_poll = self.vchan.as_ref().and_then(VchanClient::deadline);
         let block_timers = self.block.as_ref().and_then(BlockBackend::deadline);
         next_wait(
             &work,
             &[
                 self.timers.earliest(),
-                vchan_poll,
                 self.liveness.deadline(),
                 block_timers,
             ],

@@ -18,8 +18,8 @@
 //! # Lifecycle
 //! A session follows `VchanSession`'s actions, carried out by [`super::peer_executor`]: bind the
 //! server's port, map the shared page and the rings through the service's pmap, set `cli_live`,
-//! then pump the stream when the port fires and on a periodic poll (a server that is killed may
-//! close its port before gntalloc's unmap notify can signal it). Revocation in every form -
+//! then pump the stream when the port fires and at each liveness check (a server that is killed
+//! may close its port before gntalloc's unmap notify can signal it). Revocation in every form -
 //! `srv_live` cleared, the nodes removed or replaced, the server's end of the event channel gone
 //! (the service's liveness check: its domain died, or it closed the channel while `srv_live`
 //! stayed 1), a peer fault, grantsvc's shutdown - unmaps every region first, then closes the
@@ -59,8 +59,6 @@ pub const DIRECTORY_OWNER: WatchOwner = 0x7663_0001;
 const DIRECTORY_TOKEN: &str = "grantsvc-vchan-directory";
 /// The domain whose servers grantsvc looks for.
 const SERVER_HOME: &str = "/local/domain/0";
-/// How often connected sessions are polled for a server gone without a signal.
-const POLL_NS: u64 = 500_000_000;
 /// Most vchans served at once; more names are left alone (and logged once each).
 const MAX_SESSIONS: usize = 32;
 
@@ -73,8 +71,6 @@ struct VchanGlue {
 /// The vchan client, owned by the service.
 pub struct VchanClient {
     sessions: Sessions<VchanSession<Region>, VchanGlue>,
-    /// Next poll of the connected sessions.
-    next_poll_ns: Option<u64>,
 }
 
 /// True for the watch owners whose events [`VchanClient::on_watch_event`] takes.
@@ -97,7 +93,6 @@ impl VchanClient {
         };
         Some(VchanClient {
             sessions: Sessions::new(glue, nothing_after_event),
-            next_poll_ns: None,
         })
     }
 
@@ -114,11 +109,6 @@ impl VchanClient {
     /// Sessions with a bound port (what the liveness check looks at).
     pub fn bound_sessions(&self) -> usize {
         self.sessions.bound()
-    }
-
-    /// The next time [`VchanClient::on_ports`] must run even if no port fires.
-    pub fn deadline(&self) -> Option<u64> {
-        self.next_poll_ns
     }
 
     /// Takes a watch event of ours for `path`: discovery's requests go out, their answers
@@ -157,34 +147,31 @@ impl VchanClient {
         self.sessions.on_replies(store, pmap, counters);
     }
 
-    /// Serves the ports that fired and, when due (`now_ns`), polls every connected session.
+    /// Serves the ports that fired.
     pub fn on_ports(
         &mut self,
         pmap: PmapHandle,
         ready: &ReadySnapshot,
-        now_ns: u64,
         counters: &ServiceCounters,
     ) {
-        let poll_all = self.next_poll_ns.is_some_and(|at| now_ns >= at);
-        let live: Vec<PeerKey> = if poll_all {
-            self.sessions.glue.search.live_keys().collect()
-        } else {
-            Vec::new()
-        };
         self.sessions
-            .on_ports(None, pmap, ready, live.into_iter(), counters);
-        self.next_poll_ns = if self.sessions.glue.search.live_count() == 0 {
-            None
-        } else if poll_all || self.next_poll_ns.is_none() {
-            Some(now_ns.saturating_add(POLL_NS))
-        } else {
-            self.next_poll_ns
-        };
+            .on_ports(None, pmap, ready, core::iter::empty(), counters);
     }
 
-    /// The liveness check: ends the sessions whose port's remote end is no longer their
-    /// server's (its domain died, or it closed the channel while `srv_live` stayed 1).
+    /// The liveness check: pumps every connected session as if its port had fired (a server
+    /// killed without a signal is found by its cleared `srv_live` or its nodes), then ends the
+    /// sessions whose port's remote end is no longer their server's (its domain died, or it
+    /// closed the channel while `srv_live` stayed 1). The poll rides the liveness check's
+    /// half-second deadline, so an idle session wakes the loop for one timer, not two.
     pub fn check_liveness(&mut self, pmap: PmapHandle, counters: &ServiceCounters) {
+        let live: Vec<PeerKey> = self.sessions.glue.search.live_keys().collect();
+        self.sessions.on_ports(
+            None,
+            pmap,
+            &ReadySnapshot::default(),
+            live.into_iter(),
+            counters,
+        );
         self.sessions.check_liveness(None, pmap, counters);
     }
 
