@@ -267,6 +267,17 @@ impl BlockBackend {
             .filter(|key| registry.session(*key).is_some_and(BlkSession::has_backlog))
     }
 
+    /// The devices to wake at `now_ms` whether their port fired or not: those with a backlog,
+    /// and those whose drain after the frontend closed is due to end.
+    fn due(&self, now_ms: u64) -> impl Iterator<Item = BlkKey> + '_ {
+        let registry = self.sessions.registry();
+        registry.keys().filter(move |key| {
+            registry.session(*key).is_some_and(|session| {
+                session.has_backlog() || session.drain_due().is_some_and(|due| due <= now_ms)
+            })
+        })
+    }
+
     /// True when a device has requests left from its last wake-up.
     pub fn has_backlog(&self) -> bool {
         self.backlogged().next().is_some()
@@ -346,6 +357,18 @@ impl BlockBackend {
                 .any(|id| store.has_reply(*id))
     }
 
+    /// Sets every session's clock: it stamps a persistent grant's last use, and times the
+    /// drain that a frontend's `state` (read in a reply) can start.
+    fn tell_time(&mut self, now_ns: u64) {
+        let registry = self.sessions.registry_mut();
+        let keys: Vec<BlkKey> = registry.keys().collect();
+        for key in keys {
+            if let Some(session) = registry.session_mut(key) {
+                session.set_time(now_ns / NS_PER_MS);
+            }
+        }
+    }
+
     /// Takes the replies that arrived for the backend and its sessions, and acts on them.
     pub fn on_replies(
         &mut self,
@@ -353,6 +376,7 @@ impl BlockBackend {
         pmap: PmapHandle,
         counters: &ServiceCounters,
     ) {
+        self.tell_time(super::event_wait::now_ns());
         self.sessions
             .glue
             .fire_and_forget
@@ -566,14 +590,30 @@ impl BlockBackend {
         self.publish(store, now_ns);
     }
 
-    /// The earliest time [`BlockBackend::on_timers`] has work (none while no device holds a
-    /// persistent grant, waits for removal or has figures to publish: an idle service sleeps).
+    /// The earliest time [`BlockBackend::on_timers`] or a drain has work (none while no device
+    /// holds a persistent grant, drains, waits for removal or has figures to publish: an idle
+    /// service sleeps).
     pub fn deadline(&self) -> Option<u64> {
         let removal = self.removals.values().copied().min();
-        [removal, self.publish_deadline(), self.purge_deadline()]
-            .into_iter()
-            .flatten()
+        [
+            removal,
+            self.publish_deadline(),
+            self.purge_deadline(),
+            self.drain_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// When the first drain of a closed frontend's rings is due to end.
+    fn drain_deadline(&self) -> Option<u64> {
+        let registry = self.sessions.registry();
+        registry
+            .keys()
+            .filter_map(|key| registry.session(key)?.drain_due())
             .min()
+            .map(|due_ms| due_ms.saturating_mul(NS_PER_MS))
     }
 
     /// When some device's persistent grants may have been idle long enough to be unmapped.
@@ -625,7 +665,8 @@ impl BlockBackend {
         }
     }
 
-    /// Hands fired ports to their sessions, and serves the devices with a backlog.
+    /// Hands fired ports to their sessions, and serves the devices with a backlog or a drain
+    /// due to end.
     pub fn on_ports(
         &mut self,
         store: &mut Xenstore,
@@ -634,18 +675,11 @@ impl BlockBackend {
         counters: &ServiceCounters,
     ) {
         let start_ns = super::event_wait::now_ns();
-        // The sessions' clock: a persistent grant's last use is stamped with it.
-        let registry = self.sessions.registry_mut();
-        let keys: Vec<BlkKey> = registry.keys().collect();
-        for key in keys {
-            if let Some(session) = registry.session_mut(key) {
-                session.set_time(start_ns / NS_PER_MS);
-            }
-        }
-        let backlogged: Vec<BlkKey> = self.backlogged().collect();
-        let served =
-            self.sessions
-                .on_ports(Some(store), pmap, ready, backlogged.into_iter(), counters);
+        self.tell_time(start_ns);
+        let due: Vec<BlkKey> = self.due(start_ns / NS_PER_MS).collect();
+        let served = self
+            .sessions
+            .on_ports(Some(store), pmap, ready, due.into_iter(), counters);
         // Only a turn that served a device counts: were every turn's few microseconds here
         // counted, `serve-us` would change on every turn, and the publication of each change
         // (its writes' replies wake the loop) would cause the next, about ten turns a second

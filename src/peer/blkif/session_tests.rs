@@ -317,6 +317,15 @@ impl Harness {
             .collect()
     }
 
+    /// The drain after the frontend closed runs its course: nothing comes for the quiet
+    /// period, then the wake-up that ends it.
+    fn finish_drain(&mut self) {
+        let due = self.session.drain_due().expect("the device drains");
+        self.session.set_time(due);
+        self.deliver(PeerEvent::EventChannel);
+        assert_eq!(self.session.drain_due(), None, "the drain ended");
+    }
+
     fn data_written(&self) -> u64 {
         self.session.figures().counters.bytes_written
     }
@@ -418,8 +427,13 @@ fn data_written_reads_back_and_batches_leave_only_the_ring_mapped() {
             );
         }
         assert!(harness.notifies > 0);
-        // The frontend closes: everything is unmapped before Closing is written.
+        // The frontend closes: the rings are served until the drain ends, then everything
+        // is unmapped before Closing is written.
+        let mapped = harness.live_maps();
         harness.deliver(PeerEvent::PeerState(b"5"));
+        assert_eq!(harness.live_maps(), mapped);
+        assert_eq!(harness.state_written(), Some("4"));
+        harness.finish_drain();
         assert_eq!(harness.live_maps(), 0);
         assert_eq!(harness.state_written(), Some("5"));
         assert!(harness.session.is_disconnected());
@@ -579,6 +593,7 @@ fn a_detach_ends_after_the_frontend_closes_and_a_reconnect_keeps_the_data() {
     assert_eq!(harness.run(&[write]), [(1, rsp::OKAY)]);
     // The frontend closes with the device online (blkfront unloaded): kept, reconnectable.
     harness.deliver(PeerEvent::PeerState(b"6"));
+    harness.finish_drain();
     assert_eq!(harness.state_written(), Some("6"));
     assert!(harness.closed.is_none());
     assert_eq!(harness.live_maps(), 0);
@@ -595,6 +610,8 @@ fn a_detach_ends_after_the_frontend_closes_and_a_reconnect_keeps_the_data() {
     assert!(harness.closed.is_none());
     harness.deliver(PeerEvent::PeerState(b"5"));
     harness.deliver(PeerEvent::PeerState(b"6"));
+    assert!(harness.closed.is_none(), "the drain holds the close");
+    harness.finish_drain();
     assert_eq!(
         harness.closed,
         Some(CloseReason::Protocol(BlkEnding::Detached))
@@ -619,9 +636,102 @@ fn requests_left_on_the_ring_when_the_frontend_closes_are_answered_before_the_un
         assert_eq!(harness.take_answers(), [(7, rsp::OKAY)]);
         assert_eq!(harness.notifies, notifies_before + 1);
         assert_eq!(harness.data_written(), PAGE_SIZE as u64);
+        harness.finish_drain();
         assert_eq!(harness.live_maps(), 0);
         assert_eq!(harness.closed_ports, 1);
     }
+}
+
+#[test]
+fn a_write_blkfront_restarts_after_its_close_is_answered_before_the_unmap() {
+    // Linux blkfront stops its queues as it closes; a write being submitted then waits in a
+    // stopped queue until an event restarts it, and then lands on the ring after the close.
+    let mut harness = Harness::new(0);
+    harness.connect(false);
+    harness.deliver(PeerEvent::ToolstackOffline);
+    harness.session.set_time(1_000);
+    let notifies_before = harness.notifies;
+    harness.deliver(PeerEvent::PeerState(b"6"));
+    assert_eq!(
+        harness.notifies,
+        notifies_before + 1,
+        "the frontend is signalled at its close even with nothing to answer"
+    );
+    assert_eq!(
+        harness.session.drain_due(),
+        Some(1_000 + DRAIN_QUIET_MILLISECONDS)
+    );
+    assert!(harness.closed.is_none());
+    assert_eq!(harness.state_written(), Some("4"));
+    // The restarted write arrives 100 ms later.
+    harness.session.set_time(1_100);
+    harness.leave_write_on_ring(11);
+    harness.deliver(PeerEvent::EventChannel);
+    assert_eq!(harness.take_answers(), [(11, rsp::OKAY)]);
+    assert_eq!(harness.data_written(), PAGE_SIZE as u64);
+    assert_eq!(
+        harness.session.drain_due(),
+        Some(1_100 + DRAIN_QUIET_MILLISECONDS),
+        "an answered request moves the end of the drain"
+    );
+    // A wake-up before the quiet period is over keeps the ring.
+    harness.session.set_time(1_200);
+    harness.deliver(PeerEvent::EventChannel);
+    assert_eq!(harness.live_maps(), 1);
+    harness.finish_drain();
+    assert_eq!(harness.live_maps(), 0);
+    assert_eq!(harness.closed_ports, 1);
+    assert_eq!(harness.state_written(), Some("6"));
+    assert_eq!(
+        harness.closed,
+        Some(CloseReason::Protocol(BlkEnding::Detached))
+    );
+}
+
+#[test]
+fn a_frontend_that_keeps_sending_after_its_close_is_let_go_when_the_drain_reaches_its_limit() {
+    let mut harness = Harness::new(0);
+    harness.connect(false);
+    harness.session.set_time(0);
+    harness.deliver(PeerEvent::PeerState(b"6"));
+    let mut now = 0;
+    let mut id = 100;
+    while harness.session.drain_due().is_some() {
+        now += DRAIN_QUIET_MILLISECONDS / 2;
+        assert!(now <= DRAIN_MAX_MILLISECONDS + DRAIN_QUIET_MILLISECONDS);
+        harness.session.set_time(now);
+        id += 1;
+        harness.leave_write_on_ring(id);
+        harness.deliver(PeerEvent::EventChannel);
+        assert_eq!(harness.take_answers(), [(id, rsp::OKAY)]);
+    }
+    assert!(now >= DRAIN_MAX_MILLISECONDS, "let go at {now} ms");
+    assert_eq!(harness.live_maps(), 0);
+    assert_eq!(harness.state_written(), Some("6"));
+}
+
+#[test]
+fn a_drain_ends_at_once_when_the_frontend_comes_back_or_dies() {
+    // Back: the old rings go and the offer is made again.
+    let mut harness = Harness::new(0);
+    harness.connect(false);
+    harness.deliver(PeerEvent::PeerState(b"6"));
+    assert!(harness.session.drain_due().is_some());
+    harness.deliver(PeerEvent::PeerState(b"1"));
+    assert_eq!(harness.session.drain_due(), None);
+    assert_eq!(harness.live_maps(), 0);
+    assert_eq!(harness.closed_ports, 1);
+    assert_eq!(harness.state_written(), Some("2"));
+    assert!(harness.closed.is_none());
+    // Dead: nothing is answered any more, everything is unmapped.
+    let mut harness = Harness::new(1);
+    harness.connect(true);
+    harness.deliver(PeerEvent::PeerState(b"6"));
+    harness.leave_write_on_ring(12);
+    harness.deliver(PeerEvent::DomainDied);
+    assert_eq!(harness.take_answers(), []);
+    assert_eq!(harness.live_maps(), 0);
+    assert_eq!(harness.closed, Some(CloseReason::DomainDied));
 }
 
 #[test]
@@ -742,6 +852,7 @@ fn with_persistent_grants_an_indirect_page_is_mapped_once_and_reused() {
     assert_eq!(harness.run(&[read]), [(3, rsp::OKAY)]);
     assert_eq!(harness.data(200), alloc::vec![16u8; PAGE_SIZE]);
     harness.deliver(PeerEvent::PeerState(b"5"));
+    harness.finish_drain();
     assert_eq!(
         harness.live_maps(),
         0,
