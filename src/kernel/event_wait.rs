@@ -94,9 +94,8 @@ pub fn wait_for_port(port: EvtchnPort, deadline_ns: u64) -> bool {
 /// How much later than a deadline the one-shot timer is armed. Xen runs a timer up to its
 /// `timer_slop` (50 us by default) early, and under TCG the system time read after the
 /// wake-up can lag Xen's: a wake-up just before the deadline finds nothing due and costs the
-/// run loop a second turn for the same deadline (the lab's idle scenario counted about 1.7
-/// turns a deadline). A millisecond late is nothing to the timers that wait here (the
-/// half-second liveness check, purges, publication, xenstore timeouts).
+/// run loop a second turn for the same deadline. A millisecond late is nothing to the timers
+/// that wait here (the half-second liveness check, purges, publication, xenstore timeouts).
 const TIMER_LATENESS_NS: u64 = 1_000_000;
 
 /// One `SCHEDOP_block`, woken by any event or by the timer just after `deadline_ns`.

@@ -26,10 +26,10 @@ blk_check_no_leak "after $cycles cycles"
 
 # Detach while dd writes: blkfront closes at once and waits for the requests it already sent,
 # so grantsvc must answer what is left on the ring before it unmaps it (a request left
-# unanswered keeps dd in the kernel for ever). And blkfront stops its queues as it closes: a
-# write being submitted then waits in a stopped queue until an event restarts it, and lands on
-# the ring after the close; grantsvc signals at the close and serves the ring a little longer
-# (the drain). Session 7 saw dd hang in about 1 of 20 detaches without the drain; 30 in a row
+# unanswered keeps dd in the kernel for ever). And a write being submitted as blkfront closes
+# can land on the ring after the close (its queues stop without waiting for a submission under
+# way, and a write that meets a stopped queue waits for an event to restart it): grantsvc
+# signals at the close and serves the ring a little longer (the drain). Session 7 saw dd hang in about 1 of 20 detaches without the drain; 30 in a row
 # passed with it, 3 of them answered a request put on the ring after the close. A stuck dd
 # keeps xen_blkfront in use for the rest of the boot; on a hang this prints where dd and the
 # disk's removal wait.
