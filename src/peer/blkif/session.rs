@@ -378,22 +378,13 @@ impl<L: PmapLock + Clone> BlkSession<L> {
         match (phase, event) {
             (phase @ Phase::Closed(_), event) => (phase, action::leftovers(event)),
             (phase, PeerEvent::PeerNodesRemoved) => {
-                self.close(phase, CloseReason::PeerNodesRemoved)
+                self.answer_then_close(phase, CloseReason::PeerNodesRemoved)
             }
-            (phase, PeerEvent::OwnNodesRemoved) => self.close(phase, CloseReason::OwnNodesRemoved),
+            (phase, PeerEvent::OwnNodesRemoved) => {
+                self.answer_then_close(phase, CloseReason::OwnNodesRemoved)
+            }
             (phase, PeerEvent::DomainDied) => self.close(phase, CloseReason::DomainDied),
-            (phase, PeerEvent::Shutdown) => {
-                // Writes the frontend already sent are carried out before grantsvc goes (its
-                // writer would wait for them for ever); a dead frontend's are not.
-                match self.answer_leftovers(phase) {
-                    Ok((phase, mut actions)) => {
-                        let (phase, more) = self.close(phase, CloseReason::Shutdown);
-                        actions.extend(more);
-                        (phase, actions)
-                    }
-                    Err(closed) => closed,
-                }
-            }
+            (phase, PeerEvent::Shutdown) => self.answer_then_close(phase, CloseReason::Shutdown),
             (phase, PeerEvent::OwnNodesNotWritten(refusal)) => {
                 self.close(phase, CloseReason::OwnNodesNotWritten(refusal))
             }
@@ -849,6 +840,21 @@ impl<L: PmapLock + Clone> BlkSession<L> {
                 let reason = self.fault(BlkFaultKind::Ring { queue, fault });
                 Err(self.close(phase, reason))
             }
+        }
+    }
+
+    /// Ends the session for `reason`, answering first what the frontend already sent: at
+    /// grantsvc's shutdown, and when the toolstack removes either directory (a forced detach:
+    /// the frontend's removal of its disk waits for those requests). Its writer would wait for
+    /// them for ever; a dead frontend's are not answered ([`PeerEvent::DomainDied`]).
+    fn answer_then_close(&mut self, phase: Phase<L>, reason: CloseReason) -> Transition<L> {
+        match self.answer_leftovers(phase) {
+            Ok((phase, mut actions)) => {
+                let (phase, more) = self.close(phase, reason);
+                actions.extend(more);
+                (phase, actions)
+            }
+            Err(closed) => closed,
         }
     }
 

@@ -735,8 +735,15 @@ fn a_drain_ends_at_once_when_the_frontend_comes_back_or_dies() {
 }
 
 #[test]
-fn requests_left_on_the_ring_are_answered_at_shutdown_and_not_after_the_frontend_died() {
-    for (event, answered) in [(PeerEvent::Shutdown, true), (PeerEvent::DomainDied, false)] {
+fn requests_left_on_the_ring_are_answered_at_shutdown_and_removal_and_not_after_the_frontend_died()
+{
+    // (event, answered, the last state written: none after the own directory went)
+    for (event, answered, state) in [
+        (PeerEvent::Shutdown, true, "6"),
+        (PeerEvent::OwnNodesRemoved, true, "4"),
+        (PeerEvent::PeerNodesRemoved, true, "6"),
+        (PeerEvent::DomainDied, false, "6"),
+    ] {
         let mut harness = Harness::new(0);
         harness.connect(false);
         harness.leave_write_on_ring(9);
@@ -749,7 +756,7 @@ fn requests_left_on_the_ring_are_answered_at_shutdown_and_not_after_the_frontend
         );
         assert!(harness.closed.is_some());
         assert_eq!(harness.live_maps(), 0);
-        assert_eq!(harness.state_written(), Some("6"));
+        assert_eq!(harness.state_written(), Some(state));
     }
 }
 
