@@ -16,12 +16,19 @@ pub struct QueuedWork {
     pub replies: usize,
     /// The last turn stopped before its work was done (a bounded round).
     pub unfinished: bool,
+    /// Timers that expired while the turn ran (armed for a moment that has passed since):
+    /// they are taken out of the deadlines, so only another turn at once does their work.
+    pub timers_expired: usize,
 }
 
 impl QueuedWork {
     /// True when anything is waiting to be handled.
     pub fn any(&self) -> bool {
-        self.ports_ready || self.watch_events > 0 || self.replies > 0 || self.unfinished
+        self.ports_ready
+            || self.watch_events > 0
+            || self.replies > 0
+            || self.unfinished
+            || self.timers_expired > 0
     }
 }
 
@@ -75,6 +82,10 @@ mod tests {
                 ..idle
             },
             QueuedWork { replies: 1, ..idle },
+            QueuedWork {
+                timers_expired: 1,
+                ..idle
+            },
             QueuedWork {
                 ports_ready: true,
                 ..idle

@@ -355,6 +355,7 @@ impl Service {
                 + usize::from(publish_replies)
                 + usize::from(shutdown_replies),
             unfinished: self.unfinished || block_backlog,
+            timers_expired: 0,
         }
     }
 
@@ -457,8 +458,14 @@ impl Service {
         if let Some(block) = self.block.as_mut() {
             block.on_timers(&mut self.store, event_wait::now_ns());
         }
-        let _expired = self.timers.take_expired(event_wait::now_ns());
-        let work = self.queued_work();
+        // A timer armed in this turn for a moment that has passed since (the publish timer,
+        // when the clock moved past the rate limit's end between its check and here, as a
+        // wake-up just before the deadline makes likely) is taken out of the deadlines: its
+        // work needs another turn at once, or its wake-up is lost for good (the counters' last
+        // change would stay unpublished until some unrelated event).
+        let expired = self.timers.take_expired(event_wait::now_ns());
+        let mut work = self.queued_work();
+        work.timers_expired = expired.len();
         let block_timers = self.block.as_ref().and_then(BlockBackend::deadline);
         next_wait(
             &work,
