@@ -358,7 +358,10 @@ impl BlockBackend {
     }
 
     /// Sets every session's clock: it stamps a persistent grant's last use, and times the
-    /// drain that a frontend's `state` (read in a reply) can start.
+    /// drain that a frontend's `state` (read in a reply) can start. Takes the run loop's
+    /// reading of the clock rather than making its own: two more readings a turn here took
+    /// the vchan bench's grantsvc/dom0 from about 1.1 to about 0.93 in session 8's
+    /// alternating lab boots (reading the clock is costly under emulation).
     fn tell_time(&mut self, now_ns: u64) {
         let registry = self.sessions.registry_mut();
         let keys: Vec<BlkKey> = registry.keys().collect();
@@ -369,14 +372,16 @@ impl BlockBackend {
         }
     }
 
-    /// Takes the replies that arrived for the backend and its sessions, and acts on them.
+    /// Takes the replies that arrived for the backend and its sessions, and acts on them;
+    /// `now_ns` is the run loop's clock for this turn.
     pub fn on_replies(
         &mut self,
         store: &mut Xenstore,
         pmap: PmapHandle,
         counters: &ServiceCounters,
+        now_ns: u64,
     ) {
-        self.tell_time(super::event_wait::now_ns());
+        self.tell_time(now_ns);
         self.sessions
             .glue
             .fire_and_forget

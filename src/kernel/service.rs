@@ -399,9 +399,9 @@ impl Service {
         }
     }
 
-    /// Hands the replies that arrived to whoever waits for them; returns the shutdown request
-    /// `control/shutdown` was found to hold, if any.
-    fn on_replies(&mut self) -> Option<ShutdownRequest> {
+    /// Hands the replies that arrived to whoever waits for them (`now`: the turn's clock);
+    /// returns the shutdown request `control/shutdown` was found to hold, if any.
+    fn on_replies(&mut self, now: u64) -> Option<ShutdownRequest> {
         self.publish_replies();
         let request = self.shutdown.take_replies(&mut self.store);
         let Some(pmap) = self.pmap else {
@@ -415,7 +415,7 @@ impl Service {
             vchan.on_replies(&mut self.store, pmap, &counters);
         }
         if let Some(block) = self.block.as_mut() {
-            block.on_replies(&mut self.store, pmap, &counters);
+            block.on_replies(&mut self.store, pmap, &counters, now);
         }
         request
     }
@@ -441,11 +441,11 @@ impl Service {
         }
         self.on_ports(&ready);
         self.store.pump();
-        let requested = self.on_replies();
+        let requested = self.on_replies(now);
         self.on_shutdown_request(requested);
         self.dispatch_watch_events();
         self.store.pump();
-        let requested = self.on_replies();
+        let requested = self.on_replies(now);
         self.on_shutdown_request(requested);
         if self
             .liveness
