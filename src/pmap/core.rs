@@ -292,6 +292,9 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
     /// and unmapping in one ring's or request's region, which fall in the same 2 MiB, walk the
     /// tree once instead of once per call (under emulation each level's read of the entry, the
     /// M2P and the table list costs about what a grant hypercall's own work does).
+    // Inlined: the steady map+unmap path calls it, and under emulation each call and return
+    // is a jump QEMU looks up again after Xen's TLB flush (README, issue 10).
+    #[inline(always)]
     pub(super) fn l1_table(
         &self,
         address: VirtAddr,

@@ -93,7 +93,7 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
         if !in_chosen_region(address) {
             return Err(PmapError::OutsideChosenRegion(address));
         }
-        if self.grants.find(address).is_some() {
+        if self.grants.find_out_of_line(address).is_some() {
             return Err(PmapError::GrantPageInTheWay(address));
         }
         Ok(())
@@ -144,7 +144,7 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
     /// What is mapped at `address` (any address inside the page).
     pub fn extract(&self, address: VirtAddr) -> Option<Mapping> {
         let page = address.page_base();
-        if let Some(region) = self.grants.find(page) {
+        if let Some(region) = self.grants.find_out_of_line(page) {
             let (_, grant) = region.page_at(page)?;
             return Some(Mapping::Grant {
                 peer: region.peer,

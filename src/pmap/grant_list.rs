@@ -155,7 +155,11 @@ impl GrantList {
         RegionId(self.next_id)
     }
 
-    /// The region holding `address`, in O(1): one walk of the page index.
+    /// The region holding `address`, in O(1): one walk of the page index. Inlined, as are
+    /// [`Self::insert`] and [`Self::take`]: the steady map+unmap path calls them (README, issue 10: under emulation each call and return is a jump QEMU looks up again after Xen's TLB flush);
+    /// other callers use the `_out_of_line` twins, so that the image carries one more copy,
+    /// not one per caller.
+    #[inline(always)]
     pub fn find(&self, address: VirtAddr) -> Option<&GrantRegion> {
         let slot = self.by_page.get(page_number(address))?;
         self.slots.get(slot.get() as usize - 1)?.live()
@@ -170,8 +174,15 @@ impl GrantList {
         Some(region.start)
     }
 
+    /// [`Self::find`], not inlined: for callers off the steady map+unmap path.
+    #[inline(never)]
+    pub fn find_out_of_line(&self, address: VirtAddr) -> Option<&GrantRegion> {
+        self.find(address)
+    }
+
     /// Records a region. The caller has checked that it overlaps nothing; a region it would
     /// overlap is dropped from the list rather than left half-indexed.
+    #[inline(always)]
     pub fn insert(&mut self, region: GrantRegion) {
         if region.pages.is_empty() {
             return;
@@ -212,7 +223,7 @@ impl GrantList {
                 let Some(start) = old.and_then(Slot::live).map(|old| old.start) else {
                     break;
                 };
-                if self.take(start).is_none() {
+                if self.take_out_of_line(start).is_none() {
                     break;
                 }
             }
@@ -225,7 +236,20 @@ impl GrantList {
         }
     }
 
+    /// [`Self::insert`], not inlined: for callers off the steady map+unmap path.
+    #[inline(never)]
+    pub fn insert_out_of_line(&mut self, region: GrantRegion) {
+        self.insert(region)
+    }
+
+    /// [`Self::take`], not inlined: for callers off the steady map+unmap path.
+    #[inline(never)]
+    pub fn take_out_of_line(&mut self, start: VirtAddr) -> Option<GrantRegion> {
+        self.take(start)
+    }
+
     /// Takes the region starting at `start` out of the list.
+    #[inline(always)]
     pub fn take(&mut self, start: VirtAddr) -> Option<GrantRegion> {
         let first = page_number(start);
         // One walk: the entries from the region's first page to the end of its leaf.

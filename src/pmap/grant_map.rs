@@ -172,6 +172,9 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
     /// target: the caller makes the tables and asks again. Refuses a range with a page mapped, naming the grant region it overlaps
     /// if it does (a region's pages are all mapped, so a region in the range always shows as
     /// a present entry), else the first mapped page.
+    // Inlined: the steady map+unmap path calls it, and under emulation each call and return
+    // is a jump QEMU looks up again after Xen's TLB flush (README, issue 10).
+    #[inline(always)]
     fn free_entries(
         &self,
         range: &PageRange,
@@ -440,7 +443,7 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
                     .into(),
             };
             for piece in region.keep_runs(&keep) {
-                self.grants.insert(piece);
+                self.grants.insert_out_of_line(piece);
             }
         }
         let tables: Vec<Pfn> = targets.iter().map(|(table, _)| *table).collect();

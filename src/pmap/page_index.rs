@@ -86,6 +86,9 @@ fn child<T>(node: &[Option<T>], index: usize) -> Option<&T> {
 
 impl PageIndex {
     /// The place in `leaves` of `page`'s leaf, if it exists.
+    // Inlined: the steady map+unmap path calls it, and under emulation each call and return
+    // is a jump QEMU looks up again after Xen's TLB flush (README, issue 10).
+    #[inline(always)]
     fn find_leaf(&self, page: u64) -> Option<usize> {
         let ([top, upper, middle], span) = split(page);
         if let Some((last, place)) = self.last_leaf.get() {

@@ -62,7 +62,7 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
                 .checked_add(leaf.index as u64 * 8)
                 .ok_or(RemoveError::Refused(super::PmapError::BadRange))?;
             if region.is_none_or(|known| known.page_at(leaf.address).is_none()) {
-                region = self.grants.find(leaf.address);
+                region = self.grants.find_out_of_line(leaf.address);
             }
             match region {
                 Some(region) => {
@@ -309,7 +309,7 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
         places: &[(VirtAddr, usize)],
         results: &[Result<(), UnmapCause>],
     ) {
-        let Some(region) = self.grants.take(region_start) else {
+        let Some(region) = self.grants.take_out_of_line(region_start) else {
             return;
         };
         if removed == region.pages.len() {
@@ -325,7 +325,7 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
             }
         }
         for piece in region.keep_runs(&keep) {
-            self.grants.insert(piece);
+            self.grants.insert_out_of_line(piece);
         }
     }
 }

@@ -80,6 +80,9 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
     }
 
     /// `count` more live entries in `table` (a kept empty table is no longer empty).
+    // Inlined: the steady map+unmap path calls it, and under emulation each call and return
+    // is a jump QEMU looks up again after Xen's TLB flush (README, issue 10).
+    #[inline(always)]
     pub(super) fn add_wires(&mut self, table: Pfn, count: u32) {
         if let Some(info) = self.tables.get_mut(&table) {
             if info.kept && count > 0 {
@@ -94,6 +97,9 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
     /// kept there and then while the bound allows, as [`Pmap::release_empty_tables`] would keep
     /// it, so that the grant unmap path looks the table up once. True when the table emptied
     /// and is not kept: it is for `release_empty_tables` to unhook.
+    // Inlined: the steady map+unmap path calls it, and under emulation each call and return
+    // is a jump QEMU looks up again after Xen's TLB flush (README, issue 10).
+    #[inline(always)]
     pub(super) fn drop_wire(&mut self, table: Pfn, count: u32) -> bool {
         let Some(info) = self.tables.get_mut(&table) else {
             return false;
