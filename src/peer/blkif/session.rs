@@ -95,6 +95,8 @@ pub const FRONTEND_NODES: [&str; 22] = [
 
 /// A session's next phase and the actions that take it there.
 type Transition<L> = (Phase<L>, Vec<BlkAction<L>>);
+/// What one serve of the rings asked for, with how many requests it answered.
+type Served<L> = (Vec<BlkAction<L>>, u64);
 
 /// Requests taken off a ring per batch (one ring page's worth): their data grants are mapped
 /// together.
@@ -165,6 +167,9 @@ struct Drain<L: PmapLock> {
     quiet_until_ms: u64,
     /// The latest end, however many requests keep coming (the drain's bound).
     ends_by_ms: u64,
+    /// When the frontend closed (the drain began): a late request's log line says how late it
+    /// came, the evidence for [`DRAIN_QUIET_MILLISECONDS`].
+    began_ms: u64,
 }
 
 impl<L: PmapLock> Phase<L> {
@@ -569,6 +574,7 @@ impl<L: PmapLock + Clone> BlkSession<L> {
             state,
             quiet_until_ms: self.now_ms.saturating_add(DRAIN_QUIET_MILLISECONDS),
             ends_by_ms: self.now_ms.saturating_add(DRAIN_MAX_MILLISECONDS),
+            began_ms: self.now_ms,
         };
         (Phase::Draining(drain), actions)
     }
@@ -576,20 +582,19 @@ impl<L: PmapLock + Clone> BlkSession<L> {
     /// A wake-up of a draining device: serves its rings; ends the drain once nothing came for
     /// [`DRAIN_QUIET_MILLISECONDS`] (or [`DRAIN_MAX_MILLISECONDS`] after it began).
     fn drain(&mut self, mut drain: Drain<L>) -> Transition<L> {
-        let answered_before = self.counters.requests;
-        let mut actions = match self.serve(&mut drain.queues) {
-            Ok(actions) => actions,
+        let (mut actions, answered) = match self.serve_counted(&mut drain.queues) {
+            Ok(served) => served,
             Err((queue, fault)) => {
                 let reason = self.fault(BlkFaultKind::Ring { queue, fault });
                 return self.close(Phase::Draining(drain), reason);
             }
         };
-        let answered = self.counters.requests - answered_before;
         if answered > 0 {
             log::info!(
-                "blkif: frontend domain {} vbd {} put {answered} request(s) on its ring after it closed: answered",
+                "blkif: frontend domain {} vbd {} put {answered} request(s) on its ring {} ms after it closed: answered",
                 self.peer,
-                self.device
+                self.device,
+                self.now_ms.saturating_sub(drain.began_ms)
             );
             drain.quiet_until_ms = self
                 .now_ms
@@ -712,6 +717,13 @@ impl<L: PmapLock + Clone> BlkSession<L> {
         (Phase::Connected { queues }, actions)
     }
 
+    /// [`Self::serve`], with how many requests it answered (for the close's log lines).
+    fn serve_counted(&mut self, queues: &mut [Queue<L>]) -> Result<Served<L>, (u32, RingFault)> {
+        let answered_before = self.counters.requests;
+        let actions = self.serve(queues)?;
+        Ok((actions, self.counters.requests - answered_before))
+    }
+
     /// Serves every queue once: batches of requests copied off the ring, checked, their data
     /// grants mapped together, carried out, answered, unmapped. Err: the queue whose ring broke.
     fn serve(&mut self, queues: &mut [Queue<L>]) -> Result<Vec<BlkAction<L>>, (u32, RingFault)> {
@@ -823,10 +835,8 @@ impl<L: PmapLock + Clone> BlkSession<L> {
         let Some(queues) = phase.queues_mut() else {
             return Ok((phase, Vec::new()));
         };
-        let answered_before = self.counters.requests;
-        match self.serve(queues) {
-            Ok(actions) => {
-                let answered = self.counters.requests - answered_before;
+        match self.serve_counted(queues) {
+            Ok((actions, answered)) => {
                 if answered > 0 {
                     log::info!(
                         "blkif: frontend domain {} vbd {} closed with {answered} request(s) on its ring: answered",

@@ -77,8 +77,11 @@ for ((round = 1; round <= rounds; round++)); do
 done
 # grep -c prints 0 and fails when no line matches: the count is what is wanted, not a failure.
 left=$(grep -c 'closed with .* on its ring: answered' "$(console_log)" || true)
-late=$(grep -c 'on its ring after it closed: answered' "$(console_log)" || true)
+late=$(grep -c 'on its ring [0-9]* ms after it closed: answered' "$(console_log)" || true)
 note "$rounds detaches during dd: grantsvc answered requests left on the ring at the close $left time(s), and requests put there after the close (during the drain) $late time(s)"
+# How late they came, against the drain's quiet period (DRAIN_QUIET_MILLISECONDS, 250 ms).
+lateness=$(sed -n 's/.* on its ring \([0-9]*\) ms after it closed: answered.*/\1/p' "$(console_log)" | tr '\n' ' ')
+[ -z "$lateness" ] || note "late requests came ${lateness% } ms after the close"
 
 # grantsvc still serves a new disk.
 blk_attach xvdb 16M
