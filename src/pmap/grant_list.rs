@@ -156,9 +156,10 @@ impl GrantList {
     }
 
     /// The region holding `address`, in O(1): one walk of the page index. Inlined, as are
-    /// [`Self::insert`] and [`Self::take`]: the steady map+unmap path calls them (README, issue 10: under emulation each call and return is a jump QEMU looks up again after Xen's TLB flush);
-    /// other callers use the `_out_of_line` twins, so that the image carries one more copy,
-    /// not one per caller.
+    /// [`Self::insert`] and [`Self::take`]: the steady map+unmap path calls them, and under
+    /// emulation each call and return is a jump QEMU looks up again after Xen's TLB flush
+    /// (README, issue 10). Other callers use the `_out_of_line` twins, so that the image
+    /// carries one more copy of each, not one per caller.
     #[inline(always)]
     pub fn find(&self, address: VirtAddr) -> Option<&GrantRegion> {
         let slot = self.by_page.get(page_number(address))?;

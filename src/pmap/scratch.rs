@@ -100,7 +100,8 @@ pub(super) fn take<T>(slot: &mut Vec<T>) -> Vec<T> {
 
 /// Puts `buffer` back into `slot`, emptied; a buffer grown far beyond one batch by a large
 /// request is shrunk so that one big call does not pin its memory for good.
-// Inlined: the steady map+unmap path gives back five buffers a cycle (README, issue 10: under emulation each call and return is a jump QEMU looks up again after Xen's TLB flush).
+// Inlined: the steady map+unmap path gives back several buffers a cycle, and under emulation
+// each call and return is a jump QEMU looks up again after Xen's TLB flush (README, issue 10).
 #[inline(always)]
 pub(super) fn give_back<T>(slot: &mut Vec<T>, mut buffer: Vec<T>) {
     buffer.clear();
