@@ -165,11 +165,16 @@ struct Drain<L: PmapLock> {
     state: XenbusState,
     /// The drain ends at the first wake-up from this time on.
     quiet_until_ms: u64,
-    /// The latest end, however many requests keep coming (the drain's bound).
-    ends_by_ms: u64,
     /// When the frontend closed (the drain began): a late request's log line says how late it
     /// came, the evidence for [`DRAIN_QUIET_MILLISECONDS`].
     began_ms: u64,
+}
+
+impl<L: PmapLock> Drain<L> {
+    /// The latest end, however many requests keep coming (the drain's bound).
+    fn ends_by_ms(&self) -> u64 {
+        self.began_ms.saturating_add(DRAIN_MAX_MILLISECONDS)
+    }
 }
 
 impl<L: PmapLock> Phase<L> {
@@ -573,7 +578,6 @@ impl<L: PmapLock + Clone> BlkSession<L> {
             queues,
             state,
             quiet_until_ms: self.now_ms.saturating_add(DRAIN_QUIET_MILLISECONDS),
-            ends_by_ms: self.now_ms.saturating_add(DRAIN_MAX_MILLISECONDS),
             began_ms: self.now_ms,
         };
         (Phase::Draining(drain), actions)
@@ -599,11 +603,11 @@ impl<L: PmapLock + Clone> BlkSession<L> {
             drain.quiet_until_ms = self
                 .now_ms
                 .saturating_add(DRAIN_QUIET_MILLISECONDS)
-                .min(drain.ends_by_ms);
+                .min(drain.ends_by_ms());
         }
         // A backlog (a full wake-up's worth) is served on past the quiet period, but not
         // past the drain's bound: a frontend that floods its ring after closing is let go.
-        let backlog_left = self.backlog && self.now_ms < drain.ends_by_ms;
+        let backlog_left = self.backlog && self.now_ms < drain.ends_by_ms();
         if self.now_ms < drain.quiet_until_ms || backlog_left {
             return (Phase::Draining(drain), actions);
         }
