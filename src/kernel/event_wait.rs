@@ -6,6 +6,13 @@
 //! Mini-OS's `block_domain` relies on), the upcall runs on the way out of the hypercall, and the
 //! waiter masks again. The upcall only marks ports in a lock-free set; the run loop takes them.
 //! Timers are Xen's one-shot timer (`set_timer_op`), which raises `VIRQ_TIMER` on its own port.
+// Driven by peers (they fire their ports when they like): nothing here may panic.
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use super::xen::shared_info::{self, SharedInfoBitmaps};
 use super::xen::{event_channel, platform, sched, time};

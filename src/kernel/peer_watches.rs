@@ -1,4 +1,11 @@
 //! Each session's watch on its peer's `state` node, the same for every xenbus protocol: the token that names the session, the watch sent without waiting, its removal when the session ends.
+// Driven by peers (the paths of watch events on their directories): nothing here may panic.
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use super::store_connection::{WatchOwner, Xenstore, XenstoreError};
 use alloc::string::String;

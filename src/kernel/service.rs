@@ -13,6 +13,13 @@
 //! start-up and the orderly stop's last flush wait. A `control/shutdown` request from
 //! `xl shutdown` / `xl reboot` is acknowledged by clearing the node, then every peer session
 //! is closed (its grants unmapped) before the domain goes with the matching shutdown reason.
+// Driven by peers (their watch events, the replies carrying their nodes): nothing here may panic.
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use super::block_backend::{self, BlockBackend};
 use super::boot::heap;

@@ -8,6 +8,13 @@
 //! then wait on the store port until their own reply arrives, keeping everything else queued;
 //! the wait's one-shot timer is cancelled when it ends. Everything xenstored says is decoded by
 //! the crate; a broken stream marks the client broken, never panics.
+// Driven by peers (replies and watch events carry what they wrote): nothing here may panic.
+#![deny(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use super::event_wait;
 use super::xen::event_channel;

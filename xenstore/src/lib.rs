@@ -17,6 +17,18 @@
 //!   `/dev/xen/xenbus`.
 #![cfg_attr(not(any(test, feature = "std")), no_std)]
 #![forbid(unsafe_code)]
+// Replies carry what peers wrote (their nodes' values, the paths of watch events on their
+// directories), and the kernel runs this code on them: nothing here may panic. The lints keep
+// it so (tests aside).
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
 
 extern crate alloc;
 

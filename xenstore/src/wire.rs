@@ -48,13 +48,9 @@ impl Header {
     /// Decodes and checks a header: the type must be one Xen defines and the length within
     /// [`PAYLOAD_MAX`]. Either fault means the stream can no longer be framed.
     pub fn decode(bytes: &[u8; HEADER_SIZE]) -> Result<Header, Malformation> {
-        let field = |index: usize| {
-            let mut word = [0u8; 4];
-            word.copy_from_slice(&bytes[index * 4..index * 4 + 4]);
-            u32::from_ne_bytes(word)
-        };
-        let raw_type = field(0);
-        let length = field(3);
+        let [t0, t1, t2, t3, r0, r1, r2, r3, x0, x1, x2, x3, l0, l1, l2, l3] = *bytes;
+        let raw_type = u32::from_ne_bytes([t0, t1, t2, t3]);
+        let length = u32::from_ne_bytes([l0, l1, l2, l3]);
         let message_type =
             MessageType::from_wire(raw_type).ok_or(Malformation::UnknownType(raw_type))?;
         if length as usize > PAYLOAD_MAX {
@@ -62,8 +58,8 @@ impl Header {
         }
         Ok(Header {
             message_type,
-            request_id: RequestId(field(1)),
-            transaction_id: TransactionId(field(2)),
+            request_id: RequestId(u32::from_ne_bytes([r0, r1, r2, r3])),
+            transaction_id: TransactionId(u32::from_ne_bytes([x0, x1, x2, x3])),
             length,
         })
     }
