@@ -2,6 +2,7 @@
 #   make          build the PV kernel (the production image: no lab code)
 #   make lab-kernel  the lab build of the kernel (feature `lab`: scenarios, self-tests, benchmark)
 #   make image-check  fail if the production image carries a lab symbol
+#   make image-breakdown  where the production image's bytes are, by area and source file
 #   make test     host tests, clippy (both targets, both builds), rustfmt check, image check, Miri,
 #                 fuzz smoke, then the Xen lab
 #   make lab      the Xen lab scenarios on the lab kernel (SCENARIOS="boot panic" for some of them)
@@ -26,12 +27,15 @@ KERNEL      := target/$(TARGET)/release/grantsvc
 # The lab build has its own target directory, so that both images exist side by side.
 LAB_TARGET_DIR := target/lab-kernel
 LAB_KERNEL  := $(LAB_TARGET_DIR)/$(TARGET)/release/grantsvc
+# The production image again, with line tables (the same code), for make image-breakdown.
+LINES_TARGET_DIR := target/image-lines
+LINES_KERNEL := $(LINES_TARGET_DIR)/$(TARGET)/release/grantsvc
 PEER        := target/release/grantsvc-peer
 SCENARIOS   ?=
 BENCHES     ?=
 CARGO       ?= cargo
 
-.PHONY: bench bench-host all kernel lab-kernel image-check peer target-installed packages host-test clippy fmt-check fresh-check fresh-check-if-changed nightly-tools miri miri-ci fuzz fuzz-smoke test lab demo run clean
+.PHONY: bench bench-host all kernel lab-kernel image-check image-breakdown peer target-installed packages host-test clippy fmt-check fresh-check fresh-check-if-changed nightly-tools miri miri-ci fuzz fuzz-smoke test lab demo run clean
 
 all: kernel
 
@@ -54,6 +58,12 @@ lab-kernel: target-installed
 
 image-check: kernel
 	tests/image-check $(KERNEL)
+
+image-breakdown: target-installed
+	@if [ -f $(LINES_KERNEL) ] && [ linker.ld -nt $(LINES_KERNEL) ]; then touch src/main.rs; fi
+	$(CARGO) build --release --target $(TARGET) --bin grantsvc --target-dir $(LINES_TARGET_DIR) \
+		--config 'profile.release.debug="line-tables-only"' --config 'profile.release.strip="none"'
+	tests/image-breakdown $(LINES_KERNEL)
 
 peer:
 	$(CARGO) build --release -p grantsvc-peer
