@@ -311,7 +311,7 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
                 Ok(()) => updates.len(),
                 Err(failure) => failure.done.min(updates.len()),
             };
-            for table in &tables[..done] {
+            for table in tables.iter().take(done) {
                 self.add_wire(*table);
             }
             mapped += done as u64;

@@ -3,6 +3,17 @@
 //! NetBSD's x86 pmap with `pmap_enter_gnt` is the model, done better: regions are found in
 //! O(log n), grant maps and unmaps are batched with every status checked, and `remove` walks
 //! a range once, unmapping grant pages only through the grant-table hypercall.
+// Peers choose the grant refs mapped and Xen reports how many entries of a batch it took:
+// nothing here may panic on either. The lints keep it so (tests aside).
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )
+)]
 
 // The lab's grant benchmark: in the lab build and in host tests only.
 #[cfg(any(test, feature = "lab"))]

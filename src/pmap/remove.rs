@@ -118,13 +118,13 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
                 end += 1;
             }
             summary.grant_pages += removed as u64;
-            if removed > 0 {
-                self.forget_grant_pages(
-                    region_start,
-                    removed,
-                    &grant_places[first..end],
-                    &results[first..end],
-                );
+            // One result per item, so both ranges exist.
+            if let (true, Some(places), Some(outcomes)) = (
+                removed > 0,
+                grant_places.get(first..end),
+                results.get(first..end),
+            ) {
+                self.forget_grant_pages(region_start, removed, places, outcomes);
             }
             first = end;
         }
@@ -135,16 +135,13 @@ impl<H: Hypervisor, A: FrameAllocator> Pmap<H, A> {
 
         // Ordinary pages: one batch; a refused entry is reported and the rest retried.
         let mut next = 0;
-        while next < ordinary.len() {
-            let updates: Vec<MmuUpdate> = ordinary[next..]
-                .iter()
-                .map(|(update, _, _)| *update)
-                .collect();
+        while let Some(left) = ordinary.get(next..).filter(|left| !left.is_empty()) {
+            let updates: Vec<MmuUpdate> = left.iter().map(|(update, _, _)| *update).collect();
             let (done, error) = match self.hypervisor.mmu_update(&updates, DomId::SELF) {
                 Ok(()) => (updates.len(), None),
                 Err(failure) => (failure.done.min(updates.len()), Some(failure.error)),
             };
-            for (_, address, table) in &ordinary[next..next + done] {
+            for (_, address, table) in left.iter().take(done) {
                 if let Some(info) = self.tables.get_mut(table) {
                     info.wire = info.wire.saturating_sub(1);
                 }
