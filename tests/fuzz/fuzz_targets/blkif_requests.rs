@@ -20,7 +20,6 @@ use libfuzzer_sys::fuzz_target;
 mod shared_page;
 use grantsvc::shared_memory::SharedMemory;
 use shared_page::Memory;
-use std::cell::RefCell;
 
 const PAGE: usize = 4096;
 const DISK_SECTORS: u64 = 64;
@@ -121,7 +120,7 @@ fuzz_target!(|input: &[u8]| {
     }
 
     // The whole path.
-    let memory = Memory(RefCell::new(ring_page));
+    let memory = Memory::new(ring_page);
     let Ok(mut ring) = BackRing::attach(memory, 0) else {
         return;
     };

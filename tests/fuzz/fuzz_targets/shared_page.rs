@@ -2,9 +2,19 @@
 
 use grantsvc::shared_memory::{check_bounds, OutOfBounds, SharedMemory};
 use std::cell::RefCell;
+use std::rc::Rc;
 
-/// The peer's shared bytes, as the fuzzer wrote them.
-pub struct Memory(pub RefCell<Vec<u8>>);
+/// The peer's shared bytes, as the fuzzer wrote them; clones share the bytes, as the peer's and
+/// grantsvc's mappings of one page do.
+#[derive(Clone)]
+pub struct Memory(Rc<RefCell<Vec<u8>>>);
+
+impl Memory {
+    /// A region holding `bytes`.
+    pub fn new(bytes: Vec<u8>) -> Memory {
+        Memory(Rc::new(RefCell::new(bytes)))
+    }
+}
 
 impl SharedMemory for Memory {
     fn size(&self) -> usize {

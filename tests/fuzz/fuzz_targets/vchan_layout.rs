@@ -2,12 +2,16 @@
 //!
 //! Properties: nothing panics; a decoded layout has both ring orders within 10..=20, an in-page
 //! ring only for orders 10 and 11, and for a granted ring exactly one ref per 4 KiB of ring;
-//! a ring built on the decoded layout accepts the indices it starts from.
+//! a channel built on the decoded layout starts from the page's indices: with the server idle
+//! (nothing sent, everything consumed) it has nothing to read and room to write. What a
+//! server does to the page later is `vchan_channel`'s.
 #![no_main]
 
-use grantsvc::peer::vchan::layout::{RingPlacement, VchanLayout};
+use grantsvc::abi::vchan as abi;
+use grantsvc::peer::vchan::channel::{ChannelRegions, VchanChannel};
+use grantsvc::peer::vchan::layout::{RingPlacement, RingSpec, VchanLayout};
+use grantsvc::shared_memory::SharedMemory;
 use libfuzzer_sys::fuzz_target;
-use std::cell::RefCell;
 #[path = "shared_page.rs"]
 mod shared_page;
 use shared_page::Memory;
@@ -17,7 +21,7 @@ const PAGE: usize = 4096;
 fuzz_target!(|input: &[u8]| {
     let mut page = input.to_vec();
     page.resize(PAGE, 0);
-    let memory = Memory(RefCell::new(page));
+    let memory = Memory::new(page);
     let Ok(layout) = VchanLayout::decode(&memory) else {
         return;
     };
@@ -34,4 +38,27 @@ fuzz_target!(|input: &[u8]| {
             }
         }
     }
+    // The server idle: its consumer where our producer starts, its producer where our consumer
+    // starts.
+    memory
+        .store_u32(abi::LEFT_CONS_OFFSET, layout.initial_left_prod)
+        .unwrap();
+    memory
+        .store_u32(abi::RIGHT_PROD_OFFSET, layout.initial_right_cons)
+        .unwrap();
+    let region = |spec: &RingSpec| match spec.placement {
+        RingPlacement::InPage { .. } => None,
+        RingPlacement::Granted { .. } => Some(Memory::new(vec![0; spec.size() as usize])),
+    };
+    let regions = ChannelRegions {
+        page: memory.clone(),
+        left: region(&layout.left),
+        right: region(&layout.right),
+    };
+    let mut channel = match VchanChannel::new(&layout, regions) {
+        Ok(channel) => channel,
+        Err((fault, _)) => panic!("a channel on a decoded layout is refused: {fault}"),
+    };
+    assert_eq!(channel.receive(&mut [0; 64]).unwrap().bytes, 0);
+    assert_eq!(channel.send(&[7; 64]).unwrap().bytes, 64);
 });
