@@ -13,14 +13,16 @@
 #![no_main]
 
 use grantsvc::abi::vchan as abi;
-use grantsvc::peer::vchan::channel::{ChannelRegions, VchanChannel};
 use grantsvc::peer::vchan::layout::{RingPlacement, RingSpec, VchanLayout};
 use grantsvc::shared_memory::SharedMemory;
 use libfuzzer_sys::fuzz_target;
 use std::collections::VecDeque;
 #[path = "shared_page.rs"]
 mod shared_page;
+#[path = "vchan_open.rs"]
+mod vchan_open;
 use shared_page::Memory;
+use vchan_open::open_channel;
 
 const PAGE: usize = 4096;
 
@@ -93,21 +95,9 @@ fuzz_target!(|input: &[u8]| {
         assert!(left_order == right_order && left_order < abi::PAGED_RING_MIN_ORDER);
         return;
     };
-    let region = |spec: &RingSpec| match spec.placement {
-        RingPlacement::InPage { .. } => None,
-        RingPlacement::Granted { .. } => Some(Memory::new(vec![0; spec.size() as usize])),
-    };
-    let regions = ChannelRegions {
-        page: page.clone(),
-        left: region(&layout.left),
-        right: region(&layout.right),
-    };
-    let to_server = ServerRing::new(&layout.left, &page, &regions.left);
-    let from_server = ServerRing::new(&layout.right, &page, &regions.right);
-    let mut channel = match VchanChannel::new(&layout, regions) {
-        Ok(channel) => channel,
-        Err((fault, _)) => panic!("a channel on a decoded layout is refused: {fault}"),
-    };
+    let (mut channel, left, right) = open_channel(&layout, &page);
+    let to_server = ServerRing::new(&layout.left, &page, &left);
+    let from_server = ServerRing::new(&layout.right, &page, &right);
 
     // The server's side: its indices as it keeps them, the bytes it produced that grantsvc has
     // not read, the bytes grantsvc sent that it has not consumed, and whether it has kept to

@@ -8,13 +8,15 @@
 #![no_main]
 
 use grantsvc::abi::vchan as abi;
-use grantsvc::peer::vchan::channel::{ChannelRegions, VchanChannel};
-use grantsvc::peer::vchan::layout::{RingPlacement, RingSpec, VchanLayout};
+use grantsvc::peer::vchan::layout::{RingPlacement, VchanLayout};
 use grantsvc::shared_memory::SharedMemory;
 use libfuzzer_sys::fuzz_target;
 #[path = "shared_page.rs"]
 mod shared_page;
+#[path = "vchan_open.rs"]
+mod vchan_open;
 use shared_page::Memory;
+use vchan_open::open_channel;
 
 const PAGE: usize = 4096;
 
@@ -46,19 +48,7 @@ fuzz_target!(|input: &[u8]| {
     memory
         .store_u32(abi::RIGHT_PROD_OFFSET, layout.initial_right_cons)
         .unwrap();
-    let region = |spec: &RingSpec| match spec.placement {
-        RingPlacement::InPage { .. } => None,
-        RingPlacement::Granted { .. } => Some(Memory::new(vec![0; spec.size() as usize])),
-    };
-    let regions = ChannelRegions {
-        page: memory.clone(),
-        left: region(&layout.left),
-        right: region(&layout.right),
-    };
-    let mut channel = match VchanChannel::new(&layout, regions) {
-        Ok(channel) => channel,
-        Err((fault, _)) => panic!("a channel on a decoded layout is refused: {fault}"),
-    };
+    let (mut channel, _, _) = open_channel(&layout, &memory);
     assert_eq!(channel.receive(&mut [0; 64]).unwrap().bytes, 0);
     assert_eq!(channel.send(&[7; 64]).unwrap().bytes, 64);
 });
