@@ -140,7 +140,7 @@ miri-ci: nightly-tools
 # a crash fails the run.
 FUZZ_TARGETS := xenstore/fuzz:parser xenstore/fuzz:replies xenstore/fuzz:ring_indices \
 	tests/fuzz:blkif_requests tests/fuzz:blkif_frontend_nodes tests/fuzz:share_frontend_nodes \
-	tests/fuzz:vchan_layout tests/fuzz:vchan_channel tests/fuzz:vchan_commands
+	tests/fuzz:vchan_layout tests/fuzz:vchan_channel tests/fuzz:vchan_commands tests/fuzz:vchan_search
 FUZZ_SECONDS ?= 600
 FUZZ_RUNS ?=
 FUZZ_LIMIT = $(if $(FUZZ_RUNS),-runs=$(FUZZ_RUNS),-max_total_time=$(FUZZ_SECONDS))
