@@ -11,6 +11,8 @@ pub struct FakeStore {
     client: RingClient<u32>,
     /// Requests submitted since the test last looked.
     pub submitted: usize,
+    /// Refuse every submission, as a client whose backlog is full does.
+    pub refuse_submissions: bool,
 }
 
 impl Default for FakeStore {
@@ -27,6 +29,7 @@ impl FakeStore {
             server,
             client,
             submitted: 0,
+            refuse_submissions: false,
         }
     }
 
@@ -89,6 +92,9 @@ impl StoreRequests for FakeStore {
         transaction: TransactionId,
         operation: &Operation<'_>,
     ) -> Result<RequestId, SubmitError> {
+        if self.refuse_submissions {
+            return Err(SubmitError::Backlog);
+        }
         let id = self.client.submit(transaction, operation)?;
         self.submitted += 1;
         self.client.pump(&self.server.page);

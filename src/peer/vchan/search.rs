@@ -11,8 +11,9 @@
 //!
 //! Errors: a listing refused (the toolstack has not given grantsvc read access yet) is skipped
 //! until the next event; a node that cannot be read reads as absent (a live session on it
-//! ends); an owner that cannot be read leaves the vchan unconnected until its server
-//! publishes again. Names that are not plain, and vchans beyond the session limit, are refused
+//! ends), and so does one whose read cannot even be sent (the connection's backlog is full),
+//! decided at once rather than waiting for a reply that will never come; an owner that cannot
+//! be read leaves the vchan unconnected until its server publishes again. Names that are not plain, and vchans beyond the session limit, are refused
 //! with one log line each.
 
 use super::discovery::{acceptable_name, Call, Discovery, NodeValues, MAX_NAME};
@@ -80,6 +81,8 @@ pub struct ServerSearch<K> {
     /// Another listing was asked for meanwhile.
     list_again: bool,
     lookups: LiteMap<String, Lookup>,
+    /// What lookups whose reads could not be sent decided, for the next [`ServerSearch::take_replies`].
+    decided: Vec<Found<K>>,
     /// Names refused (not plain, or beyond the session limit), logged once each.
     refused: LiteMap<String, ()>,
 }
@@ -94,6 +97,7 @@ impl<K: Copy + PartialEq> ServerSearch<K> {
             listing: None,
             list_again: false,
             lookups: LiteMap::new(),
+            decided: Vec::new(),
             refused: LiteMap::new(),
         }
     }
@@ -145,24 +149,39 @@ impl<K: Copy + PartialEq> ServerSearch<K> {
         ids
     }
 
-    /// True when a reply of the search's has arrived.
+    /// True when a reply of the search's has arrived (or a lookup decided without one).
     pub fn has_replies<S: StoreRequests>(&self, store: &S) -> bool {
-        self.ids().into_iter().any(|id| store.has_reply(id))
+        !self.decided.is_empty() || self.ids().into_iter().any(|id| store.has_reply(id))
     }
 
     /// Takes every reply that has arrived (and those to the requests they lead to, if already
     /// here); what the caller must do.
     pub fn take_replies<S: StoreRequests>(&mut self, store: &mut S) -> Vec<Found<K>> {
-        let mut found = Vec::new();
+        let mut found = core::mem::take(&mut self.decided);
         loop {
             let arrived = take_arrived(store, &self.ids());
             if arrived.is_empty() {
-                return found;
+                break;
             }
             for (id, result) in arrived {
                 found.extend(self.answer(store, id, result));
             }
         }
+        found.append(&mut self.decided);
+        // A lookup decided without a reply may name a session that ended since, and a vchan
+        // whose reads could not be sent twice before the caller acted has its end twice.
+        let mut ending = Vec::new();
+        found.retain(|found| match found {
+            Found::End(key) if ending.contains(key) || self.discovery.name_of(*key).is_none() => {
+                false
+            }
+            Found::End(key) => {
+                ending.push(*key);
+                true
+            }
+            Found::Open { .. } => true,
+        });
+        found
     }
 
     /// Takes the reply to `id` (one of [`ServerSearch::ids`]); what the caller must do.
@@ -237,12 +256,26 @@ impl<K: Copy + PartialEq> ServerSearch<K> {
             }
             Stage::Owner { .. } => return Vec::new(),
         };
-        let plan = self.discovery.plan_name(&name, nodes.as_ref(), call);
+        self.decide(store, &name, nodes.as_ref(), call)
+            .into_iter()
+            .collect()
+    }
+
+    /// Decides for `name` from its nodes as read (`None`: absent or unreadable): asks for its
+    /// owner to start a session, or ends its lookup; returns the end of its live session, if due.
+    fn decide<S: StoreRequests>(
+        &mut self,
+        store: &mut S,
+        name: &str,
+        nodes: Option<&NodeValues>,
+        call: Call,
+    ) -> Option<Found<K>> {
+        let plan = self.discovery.plan_name(name, nodes, call);
         match plan.start {
-            Some(nodes) => self.ask_owner(store, &name, nodes, plan.end.is_some()),
-            None => self.finish(store, &name),
+            Some(nodes) => self.ask_owner(store, name, nodes, plan.end.is_some()),
+            None => self.finish(store, name),
         }
-        plan.end.map(Found::End).into_iter().collect()
+        plan.end.map(Found::End)
     }
 
     /// A session `key` was started for `name` with `nodes` (after [`Found::Open`]).
@@ -329,6 +362,25 @@ impl<K: Copy + PartialEq> ServerSearch<K> {
                 again: None,
             },
         );
+        self.decide_if_unsent(store, name);
+    }
+
+    /// A lookup none of whose reads could be sent decides now, its nodes read as absent: no
+    /// reply will come for it, and waiting would stall the vchan for good (later events only
+    /// merge into a lookup in flight).
+    fn decide_if_unsent<S: StoreRequests>(&mut self, store: &mut S, name: &str) {
+        let Some(lookup) = self.lookups.get(name) else {
+            return;
+        };
+        if let Stage::Reading {
+            ring_ref: NodeRead::Read(_),
+            event_channel: NodeRead::Read(_),
+        } = lookup.stage
+        {
+            let call = lookup.call;
+            let decided = self.decide(store, name, None, call);
+            self.decided.extend(decided);
+        }
     }
 
     /// Sends the reads of `name`'s two nodes (one that cannot be sent reads as absent).
@@ -401,6 +453,7 @@ impl<K: Copy + PartialEq> ServerSearch<K> {
                     lookup.call = call;
                     lookup.stage = stage;
                 }
+                self.decide_if_unsent(store, name);
             }
             None => {
                 self.lookups.remove(name);
