@@ -35,7 +35,7 @@ SCENARIOS   ?=
 BENCHES     ?=
 CARGO       ?= cargo
 
-.PHONY: bench bench-host all kernel lab-kernel image-check image-breakdown peer target-installed packages host-test clippy fmt-check fresh-check fresh-check-if-changed nightly-tools miri miri-ci fuzz fuzz-smoke test lab demo run clean
+.PHONY: bench bench-host all kernel lab-kernel image-check image-breakdown peer target-installed packages host-test clippy fmt-check fresh-check fresh-check-if-changed nightly-tools miri-setup miri-grantsvc-first miri-grantsvc-second miri-xenstore miri single-threaded-checks miri-ci fuzz fuzz-smoke test lab demo run clean
 
 all: kernel
 
@@ -104,33 +104,50 @@ nightly-tools:
 # grantsvc: the library's tests and the binary's (the hypervisor layer against a fake Xen); its
 # tests/abi_layout*.rs run gcc, which Miri cannot spawn, and check no unsafe code.
 MIRI_ENV := PROPTEST_CASES=4 MIRIFLAGS="-Zmiri-disable-isolation -Zmiri-permissive-provenance"
-# grantsvc's tests run in two halves at once, one per core (Miri interprets on one thread, and
-# make test must end within CI's 90 minutes). Cargo holds a target directory's lock while its
-# tests run, so the first half has a directory of its own. The halves partition the tests
-# exactly: the first runs those whose names contain one of these words, the second skips them.
-# The first is blkif's and grant-share's sessions and two of the pmap's groups, the second the
-# rest (vchan, the rest of the pmap, the binary's hypervisor-layer tests). Measured in session
-# 10 with `pmap::tests::ordinary` still in the second half: 1,790 s for the first, 3,054 s for
-# the second, of which that group about 16 minutes; so about 46 and 35 minutes now, against
-# some 81 one after the other (two Miri runs at once each ran as fast as one alone).
-MIRI_FIRST_HALF := peer::blkif peer::share pmap::tests::remove pmap::tests::ordinary
-# The xenstore crate's tests (about two minutes) run before the second half, beside the first,
-# the longer one; Miri's sysroot is built once before either starts.
-miri: nightly-tools
-	$(CARGO) +nightly miri setup
-	$(MIRI_ENV) $(CARGO) +nightly miri test -p grantsvc --lib --target-dir target/miri-first-half \
-		-- $(MIRI_FIRST_HALF) & first=$$!; \
-	$(MIRI_ENV) $(CARGO) +nightly miri test -p xenstore; xenstore=$$?; \
-	$(MIRI_ENV) $(CARGO) +nightly miri test -p grantsvc --lib --bins \
-		-- $(addprefix --skip ,$(MIRI_FIRST_HALF)); second=$$?; \
-	wait $$first; first_status=$$?; \
-	echo "miri: first half exit $$first_status, xenstore exit $$xenstore, second half exit $$second"; \
-	[ $$first_status -eq 0 ] && [ $$xenstore -eq 0 ] && [ $$second -eq 0 ]
+# grantsvc's tests run in two parts that partition them exactly: the first runs those whose
+# names contain one of these words, the second skips them. The first is blkif's and
+# grant-share's sessions and two of the pmap's groups; the second the rest (vchan, the rest of
+# the pmap, the binary's hypervisor-layer tests). Chosen from each test's time under Miri
+# (`-Zunstable-options --report-time`, session 11) so that the second part, the xenstore crate's
+# tests and the fuzz smoke together take about as long as the first.
+MIRI_FIRST_PART := peer::blkif peer::share pmap::tests::remove pmap::tests::ordinary
+# The `+` lines get make's jobserver: cargo then builds with the cores no other run holds.
+# Each Miri run has a target directory of its own: cargo holds a directory's lock while its
+# tests run, so runs sharing one would wait for each other. Miri's sysroot is built once, first.
+miri-setup: nightly-tools
+	+$(CARGO) +nightly miri setup
+
+# More arguments for the test binaries: MIRI_TEST_ARGS="--test-threads=1 -Zunstable-options
+# --report-time" prints each test's time.
+MIRI_TEST_ARGS ?=
+
+miri-grantsvc-first: miri-setup
+	+$(MIRI_ENV) $(CARGO) +nightly miri test -p grantsvc --lib --target-dir target/miri-first \
+		-- $(MIRI_FIRST_PART) $(MIRI_TEST_ARGS)
+
+miri-grantsvc-second: miri-setup
+	+$(MIRI_ENV) $(CARGO) +nightly miri test -p grantsvc --lib --bins --target-dir target/miri-second \
+		-- $(addprefix --skip ,$(MIRI_FIRST_PART)) $(MIRI_TEST_ARGS)
+
+miri-xenstore: miri-setup
+	+$(MIRI_ENV) $(CARGO) +nightly miri test -p xenstore --target-dir target/miri-xenstore \
+		-- $(MIRI_TEST_ARGS)
+
+# Miri interprets on one thread: its runs go two at a time, one per core, the longest first
+# (make starts the next when one ends). One after the other they took 81 minutes in session 10.
+MIRI_RUNS := miri-grantsvc-first miri-grantsvc-second miri-xenstore
+miri:
+	$(MAKE) -j2 --output-sync=line --no-print-directory $(MIRI_RUNS)
+
+# make test's single-threaded stages, the Miri runs and the fuzz smoke (each target runs on one
+# thread), packed the same way: the fuzz smoke fills the core the shorter Miri part leaves.
+single-threaded-checks:
+	$(MAKE) -j2 --output-sync=line --no-print-directory $(MIRI_RUNS) fuzz-smoke
 
 # A quick part of make miri (a few minutes) for a change to the `unsafe` code: every `unsafe`
 # block of ours that runs on the host (the hypervisor layer against the fake Xen, grantsvc's
 # binary tests) and the xenstore crate's unit tests (the parser and client that take peer bytes).
-# make test runs the whole of make miri (README: about half an hour).
+# make test runs the whole of make miri.
 miri-ci: nightly-tools
 	$(MIRI_ENV) $(CARGO) +nightly miri test -p grantsvc --bins
 	$(MIRI_ENV) $(CARGO) +nightly miri test -p xenstore --lib
@@ -145,15 +162,15 @@ FUZZ_SECONDS ?= 600
 FUZZ_RUNS ?=
 FUZZ_LIMIT = $(if $(FUZZ_RUNS),-runs=$(FUZZ_RUNS),-max_total_time=$(FUZZ_SECONDS))
 fuzz: nightly-tools
-	@for entry in $(FUZZ_TARGETS); do \
+	+@for entry in $(FUZZ_TARGETS); do \
 		dir=$${entry%%:*}; target=$${entry#*:}; \
 		echo "fuzz: $$dir $$target ($(FUZZ_LIMIT))"; \
 		(cd $$dir && $(CARGO) +nightly fuzz run --fuzz-dir . $$target -- $(FUZZ_LIMIT) -print_final_stats=1 2>&1 | \
 			grep -E '^(stat::number_of_executed_units|==[0-9]+==|SUMMARY|Done)' ) || exit 1; \
 	done
 
-# What make test (and so CI) runs: 15 s per target, enough for a regression to show; nine targets
-# take 135 s, less than the seven took at 20 s, so that CI stays within its time.
+# What make test (and so CI) runs: 15 s per target, enough for a regression to show (ten
+# targets, 150 s of fuzzing, beside the longer Miri part).
 fuzz-smoke:
 	$(MAKE) fuzz FUZZ_SECONDS=15 FUZZ_RUNS=
 
@@ -164,7 +181,7 @@ fresh-check: packages
 fresh-check-if-changed: packages
 	tests/lab/fresh-check --if-changed
 
-test: host-test clippy fmt-check image-check miri fuzz-smoke fresh-check-if-changed lab
+test: host-test clippy fmt-check image-check single-threaded-checks fresh-check-if-changed lab
 
 # The demo runs the service with no lab word: the production image, as users run it.
 demo: kernel peer

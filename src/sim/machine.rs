@@ -49,9 +49,10 @@ pub struct SimConfig {
 
 impl Default for SimConfig {
     fn default() -> Self {
-        // Under Miri (`make miri`) a smaller domain: building the direct map of 2,048 pages
-        // costs minutes of interpretation per test there, and no test needs that many.
-        let pages = if cfg!(miri) { 512 } else { 2048 };
+        // Under Miri (`make miri`) a smaller domain: building, adopting and extending the
+        // direct map of 512 pages took some 20 s of interpretation per test there (the blkif
+        // session tests build up to four), and no test needs more than 256.
+        let pages = if cfg!(miri) { 256 } else { 2048 };
         SimConfig {
             pages,
             initially_mapped: pages / 2,

@@ -32,8 +32,8 @@ use std::time::Duration;
 const STALL: Duration = Duration::from_secs(if cfg!(miri) { 300 } else { 5 });
 
 /// The echoes' lengths are divided by this under Miri, where each atomic access is thousands of
-/// times slower; the shortest is still 4 KiB, four laps of the smaller ring.
-const LENGTH_DIVISOR: usize = if cfg!(miri) { 32 } else { 1 };
+/// times slower; the shortest is still 2 KiB, two laps of the smaller ring.
+const LENGTH_DIVISOR: usize = if cfg!(miri) { 64 } else { 1 };
 
 /// Shared memory of atomic words that two threads use like two domains' mappings of one page.
 ///
