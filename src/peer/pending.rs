@@ -206,28 +206,31 @@ mod tests {
     fn a_read_completes_when_its_last_reply_arrives_in_any_order() {
         let mut pending: PendingRequests<u32> = PendingRequests::default();
         let ids = [
-            Some(RequestId(10)),
-            Some(RequestId(11)),
-            Some(RequestId(12)),
+            Some(RequestId::new(10)),
+            Some(RequestId::new(11)),
+            Some(RequestId::new(12)),
         ];
         assert_eq!(pending.start_read(7, &NAMES, &ids), None);
-        pending.track_write(RequestId(13), 8, "state");
+        pending.track_write(RequestId::new(13), 8, "state");
         assert_eq!(pending.ids().len(), 4);
         assert_eq!(
-            pending.answer(RequestId(12), Ok(Reply::Value(b"3".to_vec()))),
+            pending.answer(RequestId::new(12), Ok(Reply::Value(b"3".to_vec()))),
             Answered::Nothing
         );
         assert_eq!(
-            pending.answer(RequestId(10), Err(ReplyError::Xenstore(XsError::NotFound))),
+            pending.answer(
+                RequestId::new(10),
+                Err(ReplyError::Xenstore(XsError::NotFound))
+            ),
             Answered::Nothing
         );
         // Another session's write finishing in between changes nothing for this read.
         assert_eq!(
-            pending.answer(RequestId(13), Ok(Reply::Acknowledged)),
+            pending.answer(RequestId::new(13), Ok(Reply::Acknowledged)),
             Answered::WritesAcknowledged { key: 8 }
         );
         assert_eq!(
-            pending.answer(RequestId(11), Ok(Reply::Value(b"x".to_vec()))),
+            pending.answer(RequestId::new(11), Ok(Reply::Value(b"x".to_vec()))),
             Answered::NodesRead {
                 key: 7,
                 nodes: vec![
@@ -243,20 +246,27 @@ mod tests {
     #[test]
     fn a_failed_write_names_its_session_and_node_and_forgotten_sessions_get_nothing() {
         let mut pending: PendingRequests<u32> = PendingRequests::default();
-        pending.track_write(RequestId(1), 4, "digest");
+        pending.track_write(RequestId::new(1), 4, "digest");
         let refused = ReplyError::Xenstore(XsError::NoSpace);
         assert_eq!(
-            pending.answer(RequestId(1), Err(refused)),
+            pending.answer(RequestId::new(1), Err(refused)),
             Answered::WriteFailed {
                 key: 4,
                 node: "digest",
                 error: refused
             }
         );
-        pending.start_read(5, &NAMES, &[Some(RequestId(2)), None, Some(RequestId(3))]);
-        assert_eq!(pending.forget(5), vec![RequestId(2), RequestId(3)]);
+        pending.start_read(
+            5,
+            &NAMES,
+            &[Some(RequestId::new(2)), None, Some(RequestId::new(3))],
+        );
         assert_eq!(
-            pending.answer(RequestId(2), Ok(Reply::Value(b"1".to_vec()))),
+            pending.forget(5),
+            vec![RequestId::new(2), RequestId::new(3)]
+        );
+        assert_eq!(
+            pending.answer(RequestId::new(2), Ok(Reply::Value(b"1".to_vec()))),
             Answered::Nothing
         );
         assert_eq!(
@@ -271,43 +281,43 @@ mod tests {
         let mut pending: PendingRequests<u32> = PendingRequests::default();
         let ok = || Ok(Reply::Acknowledged);
         for (id, node) in [(1, "mapped-pages"), (2, "pattern"), (3, "digest")] {
-            pending.track_write(RequestId(id), 4, node);
+            pending.track_write(RequestId::new(id), 4, node);
         }
-        pending.track_write(RequestId(9), 5, "state");
+        pending.track_write(RequestId::new(9), 5, "state");
         // Replies in any order: only the last of session 4's three completes it.
-        assert_eq!(pending.answer(RequestId(2), ok()), Answered::Nothing);
+        assert_eq!(pending.answer(RequestId::new(2), ok()), Answered::Nothing);
         assert_eq!(
-            pending.answer(RequestId(9), ok()),
+            pending.answer(RequestId::new(9), ok()),
             Answered::WritesAcknowledged { key: 5 }
         );
-        assert_eq!(pending.answer(RequestId(3), ok()), Answered::Nothing);
+        assert_eq!(pending.answer(RequestId::new(3), ok()), Answered::Nothing);
         assert_eq!(
-            pending.answer(RequestId(1), ok()),
+            pending.answer(RequestId::new(1), ok()),
             Answered::WritesAcknowledged { key: 4 }
         );
         // A refusal among them: reported as such, and the last acknowledgement is no "written".
-        pending.track_write(RequestId(10), 4, "answer");
-        pending.track_write(RequestId(11), 4, "state");
+        pending.track_write(RequestId::new(10), 4, "answer");
+        pending.track_write(RequestId::new(11), 4, "state");
         let refused = ReplyError::Xenstore(XsError::NoSpace);
         assert_eq!(
-            pending.answer(RequestId(10), Err(refused)),
+            pending.answer(RequestId::new(10), Err(refused)),
             Answered::WriteFailed {
                 key: 4,
                 node: "answer",
                 error: refused
             }
         );
-        assert_eq!(pending.answer(RequestId(11), ok()), Answered::Nothing);
+        assert_eq!(pending.answer(RequestId::new(11), ok()), Answered::Nothing);
         // Once nothing is in flight the slate is clean again.
-        pending.track_write(RequestId(12), 4, "state");
+        pending.track_write(RequestId::new(12), 4, "state");
         assert_eq!(
-            pending.answer(RequestId(12), ok()),
+            pending.answer(RequestId::new(12), ok()),
             Answered::WritesAcknowledged { key: 4 }
         );
         // A forgotten session's writes are nobody's.
-        pending.track_write(RequestId(13), 6, "state");
-        assert_eq!(pending.forget(6), vec![RequestId(13)]);
-        assert_eq!(pending.answer(RequestId(13), ok()), Answered::Nothing);
+        pending.track_write(RequestId::new(13), 6, "state");
+        assert_eq!(pending.forget(6), vec![RequestId::new(13)]);
+        assert_eq!(pending.answer(RequestId::new(13), ok()), Answered::Nothing);
         assert!(pending.is_empty());
     }
 }

@@ -266,7 +266,7 @@ impl<Owner: Clone> Client<Owner> {
         }
         // Ends: fewer than MAX_OUTSTANDING ids are taken, so a free one is near.
         loop {
-            let candidate = RequestId(self.next_request_id);
+            let candidate = RequestId::new(self.next_request_id);
             self.next_request_id = self.next_request_id.wrapping_add(1);
             if candidate != RequestId::WATCH_EVENT && !self.pending.contains_key(&candidate) {
                 return Ok(candidate);
@@ -368,14 +368,14 @@ mod tests {
                 .send(&Operation::Read { path: "/a" })
                 .map(|outgoing| outgoing.request_id)
         };
-        assert_eq!(read(&mut client), Ok(RequestId(1)));
-        assert_eq!(read(&mut client), Ok(RequestId(2)));
+        assert_eq!(read(&mut client), Ok(RequestId::new(1)));
+        assert_eq!(read(&mut client), Ok(RequestId::new(2)));
         // As if four billion requests had come and gone while 1 and 2 stayed unanswered.
         client.next_request_id = u32::MAX;
-        assert_eq!(read(&mut client), Ok(RequestId(u32::MAX)));
+        assert_eq!(read(&mut client), Ok(RequestId::new(u32::MAX)));
         assert_eq!(
             read(&mut client),
-            Ok(RequestId(3)),
+            Ok(RequestId::new(3)),
             "0 reserved, 1 and 2 in use"
         );
         assert_eq!(client.outstanding(), 4);

@@ -187,7 +187,7 @@ impl Xenstored {
                 MessageType::Write if transaction != TransactionId::NONE => {
                     let value = message.payload[first.len() + 1..].to_vec();
                     self.transactions
-                        .get_mut(&transaction.0)
+                        .get_mut(&transaction.get())
                         .expect("an open transaction")
                         .push((first, value));
                     (Self::message(MessageType::Write, id, b"OK\0"), None)
@@ -241,7 +241,7 @@ impl Xenstored {
                 MessageType::TransactionEnd => {
                     let writes = self
                         .transactions
-                        .remove(&transaction.0)
+                        .remove(&transaction.get())
                         .expect("an open transaction");
                     if first != "T" {
                         (

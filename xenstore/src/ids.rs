@@ -5,20 +5,40 @@ use core::fmt;
 /// The id a request carries and its reply echoes. Watch events carry 0, so the client never
 /// hands out 0 for a request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct RequestId(pub u32);
+pub struct RequestId(u32);
 
 impl RequestId {
     /// The id xenstored puts on watch events, never used for a request.
     pub const WATCH_EVENT: RequestId = RequestId(0);
+
+    /// The id `raw` (as a message header carries it).
+    pub const fn new(raw: u32) -> RequestId {
+        RequestId(raw)
+    }
+
+    /// The number a message header carries.
+    pub const fn get(self) -> u32 {
+        self.0
+    }
 }
 
 /// A transaction id as xenstored hands it out; 0 means "not in a transaction".
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct TransactionId(pub u32);
+pub struct TransactionId(u32);
 
 impl TransactionId {
     /// Outside any transaction.
     pub const NONE: TransactionId = TransactionId(0);
+
+    /// The id `raw` (as xenstored hands it out and message headers carry it).
+    pub const fn new(raw: u32) -> TransactionId {
+        TransactionId(raw)
+    }
+
+    /// The number a message header carries.
+    pub const fn get(self) -> u32 {
+        self.0
+    }
 
     /// True for a real transaction.
     pub const fn is_some(self) -> bool {

@@ -132,8 +132,13 @@ mod tests {
     use crate::wire::encode_message;
 
     fn message(message_type: MessageType, id: u32, payload: &[u8]) -> Vec<u8> {
-        encode_message(message_type, RequestId(id), TransactionId::NONE, payload)
-            .unwrap_or_default()
+        encode_message(
+            message_type,
+            RequestId::new(id),
+            TransactionId::NONE,
+            payload,
+        )
+        .unwrap_or_default()
     }
 
     fn drain(parser: &mut Parser) -> (Vec<Message>, Parsed) {
@@ -159,7 +164,7 @@ mod tests {
             assert_eq!(state, Parsed::NeedMore);
             let all: Vec<Message> = first.into_iter().chain(second).collect();
             assert_eq!(all.len(), 1, "split at {split}");
-            assert_eq!(all[0].header.request_id, RequestId(9));
+            assert_eq!(all[0].header.request_id, RequestId::new(9));
             assert_eq!(all[0].payload, b"/local/domain/0/name\0");
             assert_eq!(parser.buffered(), 0);
         }
@@ -175,7 +180,7 @@ mod tests {
         parser.feed(&bytes);
         let (messages, state) = drain(&mut parser);
         assert_eq!(state, Parsed::NeedMore);
-        let ids: Vec<u32> = messages.iter().map(|m| m.header.request_id.0).collect();
+        let ids: Vec<u32> = messages.iter().map(|m| m.header.request_id.get()).collect();
         assert_eq!(ids, [1, 0, 2]);
         assert_eq!(messages[2].payload, b"");
         assert_eq!(

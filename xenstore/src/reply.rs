@@ -150,7 +150,7 @@ fn decode_payload(kind: ReplyKind, payload: &[u8]) -> Option<Reply> {
                 return None;
             }
             let id: u32 = text.parse().ok()?;
-            (id != 0).then_some(Reply::TransactionStarted(TransactionId(id)))
+            (id != 0).then_some(Reply::TransactionStarted(TransactionId::new(id)))
         }
         ReplyKind::DomainPath => {
             let path = single_string(payload)?;
@@ -170,7 +170,7 @@ mod tests {
         Message {
             header: Header {
                 message_type,
-                request_id: RequestId(1),
+                request_id: RequestId::new(1),
                 transaction_id: TransactionId::NONE,
                 length: payload.len() as u32,
             },
@@ -208,7 +208,7 @@ mod tests {
                 ReplyKind::TransactionStarted,
                 b"12\0"
             ),
-            Ok(Reply::TransactionStarted(TransactionId(12)))
+            Ok(Reply::TransactionStarted(TransactionId::new(12)))
         );
         assert_eq!(
             decode(

@@ -287,17 +287,17 @@ mod tests {
             end.payload(TransactionId::NONE),
             Err(RequestError::NotInTransaction)
         );
-        assert_eq!(end.payload(TransactionId(5)), Ok(b"T\0".to_vec()));
+        assert_eq!(end.payload(TransactionId::new(5)), Ok(b"T\0".to_vec()));
         assert_eq!(
-            Operation::TransactionEnd { commit: false }.payload(TransactionId(5)),
+            Operation::TransactionEnd { commit: false }.payload(TransactionId::new(5)),
             Ok(b"F\0".to_vec())
         );
         assert_eq!(
-            Operation::TransactionStart.payload(TransactionId(5)),
+            Operation::TransactionStart.payload(TransactionId::new(5)),
             Err(RequestError::NotAllowedInTransaction)
         );
         assert_eq!(
-            Operation::Read { path: "/a" }.payload(TransactionId(5)),
+            Operation::Read { path: "/a" }.payload(TransactionId::new(5)),
             Ok(b"/a\0".to_vec())
         );
     }
@@ -339,15 +339,15 @@ mod tests {
     #[test]
     fn an_encoded_request_parses_back_with_its_header() {
         let bytes = Operation::Mkdir { path: "/x" }
-            .encode(RequestId(77), TransactionId(9))
+            .encode(RequestId::new(77), TransactionId::new(9))
             .expect("valid request");
         let mut parser = Parser::new();
         parser.feed(&bytes);
         match parser.next_message() {
             Parsed::Message(message) => {
                 assert_eq!(message.header.message_type, MessageType::Mkdir);
-                assert_eq!(message.header.request_id, RequestId(77));
-                assert_eq!(message.header.transaction_id, TransactionId(9));
+                assert_eq!(message.header.request_id, RequestId::new(77));
+                assert_eq!(message.header.transaction_id, TransactionId::new(9));
                 assert_eq!(message.payload, b"/x\0");
             }
             other => panic!("expected a message, got {other:?}"),

@@ -35,8 +35,8 @@ impl Header {
         let mut bytes = [0u8; HEADER_SIZE];
         let fields = [
             self.message_type.to_wire(),
-            self.request_id.0,
-            self.transaction_id.0,
+            self.request_id.get(),
+            self.transaction_id.get(),
             self.length,
         ];
         for (chunk, field) in bytes.chunks_exact_mut(4).zip(fields) {
@@ -58,8 +58,8 @@ impl Header {
         }
         Ok(Header {
             message_type,
-            request_id: RequestId(u32::from_ne_bytes([r0, r1, r2, r3])),
-            transaction_id: TransactionId(u32::from_ne_bytes([x0, x1, x2, x3])),
+            request_id: RequestId::new(u32::from_ne_bytes([r0, r1, r2, r3])),
+            transaction_id: TransactionId::new(u32::from_ne_bytes([x0, x1, x2, x3])),
             length,
         })
     }
@@ -97,8 +97,8 @@ mod tests {
         for message_type in MessageType::ALL {
             let header = Header {
                 message_type,
-                request_id: RequestId(0xdead_beef),
-                transaction_id: TransactionId(7),
+                request_id: RequestId::new(0xdead_beef),
+                transaction_id: TransactionId::new(7),
                 length: 4096,
             };
             assert_eq!(Header::decode(&header.encode()), Ok(header));
@@ -109,8 +109,8 @@ mod tests {
     fn header_layout_is_four_little_endian_words_on_x86() {
         let header = Header {
             message_type: MessageType::Read,
-            request_id: RequestId(0x0102_0304),
-            transaction_id: TransactionId(5),
+            request_id: RequestId::new(0x0102_0304),
+            transaction_id: TransactionId::new(5),
             length: 6,
         };
         let bytes = header.encode();
@@ -127,7 +127,7 @@ mod tests {
     fn bad_headers_are_refused_with_the_reason() {
         let mut bytes = Header {
             message_type: MessageType::Read,
-            request_id: RequestId(1),
+            request_id: RequestId::new(1),
             transaction_id: TransactionId::NONE,
             length: 4097,
         }
@@ -143,12 +143,16 @@ mod tests {
     #[test]
     fn encode_message_refuses_oversized_payloads() {
         let big = [b'x'; PAYLOAD_MAX + 1];
-        assert!(
-            encode_message(MessageType::Write, RequestId(1), TransactionId::NONE, &big).is_none()
-        );
+        assert!(encode_message(
+            MessageType::Write,
+            RequestId::new(1),
+            TransactionId::NONE,
+            &big
+        )
+        .is_none());
         let message = encode_message(
             MessageType::Write,
-            RequestId(1),
+            RequestId::new(1),
             TransactionId::NONE,
             &big[..PAYLOAD_MAX],
         );

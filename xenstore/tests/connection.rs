@@ -205,7 +205,14 @@ fn a_transaction_is_run_again_on_eagain() {
         Ok(runs.len())
     });
     assert_eq!(result.expect("committed on the third run"), 3);
-    assert_eq!(runs, [TransactionId(1), TransactionId(2), TransactionId(3)]);
+    assert_eq!(
+        runs,
+        [
+            TransactionId::new(1),
+            TransactionId::new(2),
+            TransactionId::new(3)
+        ]
+    );
     assert_eq!(connection.into_inner().transaction_ends, 3);
 }
 

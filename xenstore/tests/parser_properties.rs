@@ -104,7 +104,7 @@ proptest! {
         let mut stream = Vec::new();
         for (message_type, id, transaction, payload) in &messages {
             stream.extend(
-                encode_message(*message_type, RequestId(*id), TransactionId(*transaction), payload)
+                encode_message(*message_type, RequestId::new(*id), TransactionId::new(*transaction), payload)
                     .expect("payload within the limit"),
             );
         }
@@ -113,8 +113,8 @@ proptest! {
         prop_assert_eq!(parsed.len(), messages.len());
         for (message, (message_type, id, transaction, payload)) in parsed.iter().zip(&messages) {
             prop_assert_eq!(message.header.message_type, *message_type);
-            prop_assert_eq!(message.header.request_id, RequestId(*id));
-            prop_assert_eq!(message.header.transaction_id, TransactionId(*transaction));
+            prop_assert_eq!(message.header.request_id, RequestId::new(*id));
+            prop_assert_eq!(message.header.transaction_id, TransactionId::new(*transaction));
             prop_assert_eq!(&message.payload, payload);
         }
     }

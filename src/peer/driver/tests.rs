@@ -95,7 +95,7 @@ impl Effects<ShareProtocol, FakeMemory> for World {
         self.log.push(format!("write {}", names.join(",")));
         for (name, _) in nodes {
             self.next_request += 1;
-            let id = RequestId(self.next_request);
+            let id = RequestId::new(self.next_request);
             self.pending.track_write(id, key, name);
             if self.refuse == Some(name) {
                 self.refused_ids.push(id);

@@ -101,7 +101,11 @@ fn replies_handed_over_in_reverse_order_give_the_same_devices() {
     );
     // A reply nobody asked for (an ended scan's) changes nothing.
     assert_eq!(
-        scan.answer(&mut store, RequestId(999), Ok(Reply::Directory(vec![]))),
+        scan.answer(
+            &mut store,
+            RequestId::new(999),
+            Ok(Reply::Directory(vec![]))
+        ),
         None
     );
 }

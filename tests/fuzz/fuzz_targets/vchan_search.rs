@@ -88,7 +88,7 @@ impl StoreRequests for Store {
             other => panic!("discovery sent {other:?}"),
         };
         self.next += 1;
-        let id = RequestId(self.next);
+        let id = RequestId::new(self.next);
         self.in_flight.insert(id, asked);
         Ok(id)
     }

@@ -24,8 +24,8 @@ fn message(message_type: MessageType, payload: &[u8]) -> Message {
     Message {
         header: Header {
             message_type,
-            request_id: RequestId(7),
-            transaction_id: TransactionId(0),
+            request_id: RequestId::new(7),
+            transaction_id: TransactionId::new(0),
             length: payload.len() as u32,
         },
         payload: payload.to_vec(),
