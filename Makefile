@@ -135,7 +135,7 @@ miri-xenstore: miri-setup
 		-- $(MIRI_TEST_ARGS)
 
 # Miri interprets on one thread: its runs go two at a time, one per core (make starts the next
-# as one ends). One after the other they took 81 minutes in session 10, some 65 in session 11.
+# as one ends). One after the other they took 81 minutes in session 10, some 60 in session 11.
 MIRI_RUNS := miri-grantsvc-first miri-grantsvc-second miri-xenstore
 miri:
 	$(MAKE) -j2 --output-sync=line --no-print-directory $(MIRI_RUNS)
@@ -145,9 +145,9 @@ miri:
 # library and the xenstore crate deny `unsafe`), the xenstore crate's tests (the parser and
 # client that take peer bytes) and the library's tests but for the groups that drive the pmap
 # or whole sessions through the simulated Xen. Those take most of make miri's hour of
-# interpretation (session 11: about 65 minutes of one core), which CI's 90 minutes cannot hold
-# beside the builds and the half-hour lab; make miri runs them, and each session runs it before
-# it lands (README).
+# interpretation (session 11: an estimated 60 to 65 minutes of one core), which CI's 90
+# minutes cannot hold beside the builds and the half-hour lab; make miri runs them, and each
+# session runs it before it lands (README).
 MIRI_CI_SKIP := pmap::tests peer::blkif::session peer::share::session peer::share::pattern \
 	peer::vchan::channel peer::vchan::concurrent_tests peer::vchan::session peer::vchan::search \
 	peer::vchan::layout peer::driver
