@@ -13,8 +13,8 @@
 //! until the next event; a node that cannot be read reads as absent (a live session on it
 //! ends), and so does one whose read cannot even be sent (the connection's backlog is full),
 //! decided at once rather than waiting for a reply that will never come; an owner that cannot
-//! be read leaves the vchan unconnected until its server publishes again. Names that are not plain, and vchans beyond the session limit, are refused
-//! with one log line each.
+//! be read leaves the vchan unconnected until its server publishes again. Names that are not
+//! plain, and vchans beyond the session limit, are refused with one log line each.
 
 use super::discovery::{acceptable_name, Call, Discovery, NodeValues, MAX_NAME};
 use super::session::{EVENT_CHANNEL, RING_REF};
@@ -81,7 +81,8 @@ pub struct ServerSearch<K> {
     /// Another listing was asked for meanwhile.
     list_again: bool,
     lookups: LiteMap<String, Lookup>,
-    /// What lookups whose reads could not be sent decided, for the next [`ServerSearch::take_replies`].
+    /// What lookups whose reads could not be sent decided, for the next
+    /// [`ServerSearch::take_replies`].
     decided: Vec<Found<K>>,
     /// Names refused (not plain, or beyond the session limit), logged once each.
     refused: LiteMap<String, ()>,
