@@ -146,8 +146,8 @@ miri:
 # client that take peer bytes) and the library's tests but for the groups that drive the pmap
 # or whole sessions through the simulated Xen. Those take most of make miri's hour of
 # interpretation (session 11: an estimated 60 to 65 minutes of one core), which CI's 90
-# minutes cannot hold beside the builds and the half-hour lab; make miri runs them, and each
-# session runs it before it lands (README).
+# minutes cannot hold beside the builds and the half-hour lab; make miri runs them (run it for
+# a change to the code they test).
 MIRI_CI_SKIP := pmap::tests peer::blkif::session peer::share::session peer::share::pattern \
 	peer::vchan::channel peer::vchan::concurrent_tests peer::vchan::session peer::vchan::search \
 	peer::vchan::layout peer::driver
